@@ -1,0 +1,318 @@
+"""The puller DaemonSet: loaded from a manifest or generated from image references, then made
+unique to one run.
+
+Pure: manifests in, manifests out. Validation happens here, before anything reaches the API, so
+that bad input is exit 2 with nothing created.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from image_awaiter import __version__
+from image_awaiter.errors import UsageError
+from image_awaiter.references import ImageRef, parse_image
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "image-awaiter"
+RUN_ID_LABEL = "image-awaiter.io/run-id"
+CREATED_AT_ANNOTATION = "image-awaiter.io/created-at"
+DEFAULT_NAME = "image-awaiter-puller"
+HELPER_PATH = "/usr/local/bin/image-awaiter-noop"  # in the awaiter image
+HELPER_MOUNT = "/helper"
+DEFAULT_HELPER_IMAGE = f"ghcr.io/image-awaiter/image-awaiter:{__version__}"
+DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+PullMethod = Literal["initContainers", "imageVolumes"]
+
+# Large enough for any runtime's container init (che's 20Mi OOM-killed), small enough for quotas.
+DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
+    "requests": {"cpu": "1m", "memory": "8Mi"},
+    "limits": {"cpu": "100m", "memory": "64Mi"},
+}
+
+RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "runAsGroup": 65534,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PullerSettings:
+    """How a generated puller pod looks; the chart renders the same pod from its values."""
+
+    method: PullMethod = "initContainers"
+    helper_image: str = DEFAULT_HELPER_IMAGE
+    pause_image: str = DEFAULT_PAUSE_IMAGE
+    node_selector: Mapping[str, str] = field(
+        default_factory=lambda: {"kubernetes.io/os": "linux"}
+    )
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: copy.deepcopy(dict(DEFAULT_RESOURCES))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The awaiter's own pod, from the downward API, so Kubernetes collects what it leaves."""
+
+    name: str
+    uid: str
+    namespace: str
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
+    """One DaemonSet manifest from YAML or JSON text, validated. Raises `UsageError`."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
+    if len(documents) != 1:
+        raise UsageError(f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}")
+    manifest = documents[0]
+    validate_daemonset(manifest, source=source)
+    return manifest
+
+
+def validate_daemonset(manifest: Any, *, source: str) -> None:
+    """Raise `UsageError` naming the first problem the API server would reject, or worse."""
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}")
+    kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
+    if kind != "DaemonSet" or api_version != "apps/v1":
+        raise UsageError(
+            f"{source}: expected kind DaemonSet, apiVersion apps/v1; found kind {kind!r}, "
+            f"apiVersion {api_version!r}"
+        )
+    spec = _mapping(manifest.get("spec"), f"{source}: spec")
+    template = _mapping(spec.get("template"), f"{source}: spec.template")
+    pod_spec = _mapping(template.get("spec"), f"{source}: spec.template.spec")
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise UsageError(f"{source}: spec.template.spec.containers must list at least one container")
+    names: set[str] = set()
+    for part in ("initContainers", "containers"):
+        for index, container in enumerate(pod_spec.get(part) or []):
+            where = f"{source}: spec.template.spec.{part}[{index}]"
+            container = _mapping(container, where)
+            name, image = container.get("name"), container.get("image")
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"{where}: container needs a name")
+            if name in names:
+                raise UsageError(f"{where}: duplicate container name {name!r}")
+            names.add(name)
+            if not isinstance(image, str) or not image:
+                raise UsageError(f"{where}: container {name!r} needs an image")
+    for ref in pod_images(pod_spec):
+        parse_image(ref)
+    _check_selector(spec, template, source=source)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} is missing or not a mapping")
+    return value
+
+
+def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, source: str) -> None:
+    selector = spec.get("selector")
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
+        raise UsageError(f"{source}: spec.selector needs matchLabels or matchExpressions")
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            raise UsageError(
+                f"{source}: spec.selector.matchLabels {key}={value} does not match the pod "
+                "template's labels (spec.template.metadata.labels)"
+            )
+    for expression in selector.get("matchExpressions") or []:
+        key, op = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op)
+        if not ok:
+            raise UsageError(
+                f"{source}: spec.selector.matchExpressions {key} {op} {values} does not match "
+                "the pod template's labels"
+            )
+
+
+def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
+    """Every image the pod pulls, in order, once each: init containers, containers, image volumes."""
+    refs = [c.get("image", "") for c in pod_spec.get("initContainers") or []]
+    refs += [c.get("image", "") for c in pod_spec.get("containers") or []]
+    refs += [
+        ref for v in pod_spec.get("volumes") or [] if (ref := (v.get("image") or {}).get("reference"))
+    ]
+    return list(dict.fromkeys(refs))
+
+
+def unique_images(refs: Sequence[str]) -> list[ImageRef]:
+    """Parsed references, deduplicated by what they match."""
+    by_key: dict[str, ImageRef] = {}
+    for ref in refs:
+        image = parse_image(ref)
+        by_key.setdefault(image.key, image)
+    return list(by_key.values())
+
+
+# ---------------------------------------------------------------------------- generating
+
+
+def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
+    """A puller DaemonSet that pulls `images` without running anything inside them."""
+    labels = {"app.kubernetes.io/name": DEFAULT_NAME, "app.kubernetes.io/component": "puller",
+              MANAGED_BY_LABEL: MANAGED_BY}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": "100%"}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": puller_pod_spec([image.original for image in images], settings),
+            },
+        },
+    }
+
+
+def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """The pod: each image an init container running the copied no-op helper, or an image volume
+    on the pause container; restricted, with explicit requests and limits."""
+    pause: dict[str, Any] = _container("pause", settings.pause_image, None, settings)
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if settings.method == "initContainers":
+        install = _container(
+            "install-helper", settings.helper_image,
+            [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"], settings,
+        )
+        install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
+        pulls = []
+        for index, image in enumerate(images):
+            pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
+            pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT,
+                                     "readOnly": True}]
+            pulls.append(pull)
+        spec["initContainers"] = [install, *pulls]
+        spec["volumes"] = [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}]
+    else:
+        spec["volumes"] = [
+            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+            for index, image in enumerate(images)
+        ]
+        pause["volumeMounts"] = [
+            {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
+            for index in range(len(images))
+        ]
+    spec["containers"] = [pause]
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.affinity:
+        spec["affinity"] = copy.deepcopy(dict(settings.affinity))
+    if settings.priority_class_name:
+        spec["priorityClassName"] = settings.priority_class_name
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    return spec
+
+
+def _container(
+    name: str, image: str, command: list[str] | None, settings: PullerSettings
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}
+    if command is not None:
+        container["command"] = command
+    container["resources"] = copy.deepcopy(dict(settings.resources))
+    container["securityContext"] = copy.deepcopy(dict(RESTRICTED_CONTAINER_SECURITY))
+    return container
+
+
+# ---------------------------------------------------------------------------- per run
+
+
+def prepare_for_run(
+    manifest: Mapping[str, Any],
+    *,
+    run_id: str,
+    namespace: str,
+    owner: Owner | None,
+    created_at: str,
+) -> dict[str, Any]:
+    """A copy of `manifest` with a name, labels and selector unique to this run, so that runs
+    never see each other's pods, and an ownerReference to the awaiter's pod when it has one."""
+    daemonset = copy.deepcopy(dict(manifest))
+    daemonset.pop("status", None)
+    metadata = daemonset.setdefault("metadata", {})
+    base = (metadata.get("name") or metadata.get("generateName") or DEFAULT_NAME).rstrip("-")
+    for transient in ("generateName", "uid", "resourceVersion", "creationTimestamp",
+                      "generation", "managedFields", "selfLink", "ownerReferences"):
+        metadata.pop(transient, None)
+    metadata["name"] = f"{base[: 52 - len(run_id)]}-{run_id}"
+    metadata["namespace"] = namespace
+    run_labels = {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id}
+    metadata["labels"] = {**(metadata.get("labels") or {}), **run_labels}
+    metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                               CREATED_AT_ANNOTATION: created_at}
+    if owner is not None and owner.namespace == namespace:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid,
+             "blockOwnerDeletion": False, "controller": False}
+        ]
+    spec = daemonset["spec"]
+    selector = spec.setdefault("selector", {})
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}
+    template_meta = spec["template"].setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), **run_labels}
+    return daemonset
+
+
+def run_selector(run_id: str) -> str:
+    """The label selector of this run's puller pods."""
+    return f"{RUN_ID_LABEL}={run_id}"
+
+
+def dump(manifest: Mapping[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True)

@@ -1,0 +1,92 @@
+"""Image references: parsing, normalisation and matching, per the distribution reference grammar.
+
+`busybox` is `docker.io/library/busybox:latest`; `quay.io/x/y:1` stays as it is; a reference with
+a digest (`repo@sha256:...` or `repo:tag@sha256:...`) is matched by repository and digest. Parsing
+is done by `docker-image-py`, a port of distribution's own reference package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from docker_image import reference as _distribution
+
+from image_awaiter.errors import UsageError
+
+DEFAULT_TAG = "latest"
+
+
+class InvalidImageReference(UsageError):
+    """An image reference that the distribution grammar rejects."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A normalised image reference. `key` is what presence is matched on."""
+
+    original: str
+    name: str  # domain/path, e.g. docker.io/library/busybox
+    tag: str | None
+    digest: str | None
+
+    @property
+    def key(self) -> str:
+        """`name@digest` when pinned by digest, else `name:tag` (tag defaulting to latest)."""
+        if self.digest:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag or DEFAULT_TAG}"
+
+    @property
+    def canonical(self) -> str:
+        """The fully qualified form: docker.io/library/busybox:latest, name:tag@digest."""
+        tagged = f"{self.name}:{self.tag}" if self.tag else self.name
+        if self.digest:
+            return f"{tagged}@{self.digest}"
+        return f"{self.name}:{self.tag or DEFAULT_TAG}"
+
+    def __str__(self) -> str:
+        return self.original
+
+
+def parse_image(text: str) -> ImageRef:
+    """Parse and normalise `text`; raise `InvalidImageReference` with the grammar's complaint."""
+    parsed = _parse_cached(text.strip()) if isinstance(text, str) else None
+    if parsed is None:
+        raise InvalidImageReference(
+            f"invalid image reference {text!r}",
+            hint="use the form [registry/]repository[:tag][@sha256:digest], lowercase",
+        )
+    return parsed
+
+
+def node_image_key(name: str) -> str | None:
+    """The match key of one name from `node.status.images[].names`, or None when unparseable.
+
+    Runtimes report `docker.io/library/nginx:1.7.9`, `nginx:1.7.9`, `nginx@sha256:...` and
+    sometimes `<none>@<none>` or `sha256:...`; only real references give a key.
+    """
+    parsed = _parse_cached(name)
+    return parsed.key if parsed is not None else None
+
+
+def node_image_keys(names: Iterable[str], *, wanted: frozenset[str] | None = None) -> frozenset[str]:
+    """Match keys of a node's reported names, optionally only those in `wanted`."""
+    keys = {key for name in names if (key := node_image_key(name)) is not None}
+    if wanted is not None:
+        keys &= wanted
+    return frozenset(keys)
+
+
+@lru_cache(maxsize=65536)
+def _parse_cached(text: str) -> ImageRef | None:
+    if not text or text != text.strip():
+        return None
+    try:
+        parsed = _distribution.Reference.parse_normalized_named(text)
+    except Exception:  # the library raises a zoo of its own exception types
+        return None
+    return ImageRef(
+        original=text, name=parsed["name"], tag=parsed["tag"], digest=parsed["digest"]
+    )

@@ -1,0 +1,187 @@
+"""Informer-style caches: one paginated list, then a watch, keeping compact records current.
+
+Each `Informer` owns one store (records keyed by namespace/name, so cluster-scoped nodes work),
+the last resourceVersion and a `synced` signal. One thread writes; readers get a consistent copy.
+A relist replaces the store whole; a 410 Gone relists; a watch ends on purpose every few minutes
+(it is never assumed that every event is delivered) and resumes from the last resourceVersion; a
+silent watch is abandoned after a read timeout; a full resync happens every `resync` seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from image_awaiter.errors import AwaiterError, Gone
+from image_awaiter.kube import Kube, TransientError
+
+T = TypeVar("T")
+log = structlog.get_logger("image_awaiter.watching")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchTiming:
+    page_size: int = 500
+    watch_seconds: int = 240  # server-side bound of one watch request
+    read_timeout: float = 90.0  # no byte for this long: the watch silently died
+    resync_seconds: float = 600.0  # full relist, far rarer than the evaluation tick
+    reconnect_delay: float = 0.5
+
+
+def object_key(raw: Mapping[str, Any]) -> str:
+    metadata = raw.get("metadata") or {}
+    namespace = metadata.get("namespace")
+    name = str(metadata.get("name", ""))
+    return f"{namespace}/{name}" if namespace else name
+
+
+class Informer(Generic[T]):
+    """Keeps `compact(raw)` of every object at `path` current; None from `compact` drops it."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        path: str,
+        compact: Callable[[dict[str, Any]], T | None],
+        label_selector: str | None = None,
+        wake: threading.Event | None = None,
+        timing: WatchTiming = WatchTiming(),
+        name: str = "",
+    ) -> None:
+        self._kube = kube
+        self._path = path
+        self._compact = compact
+        self._selector = label_selector
+        self._wake = wake or threading.Event()
+        self._timing = timing
+        self.name = name or path
+        self._items: dict[str, T] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self.error: AwaiterError | None = None
+        self.lists = 0
+        self.watches = 0
+        self.events = 0
+
+    # ------------------------------------------------------------------ readers
+
+    def snapshot(self) -> dict[str, T]:
+        with self._lock:
+            return dict(self._items)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"informer:{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def list_once(self) -> dict[str, T]:
+        """A single paginated list, without watching; for read-only one-shot checks."""
+        self._relist()
+        return self.snapshot()
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._relist()
+                self._watch_until_resync()
+            except Gone:
+                log.info("watch.expired", resource=self.name)
+            except TransientError as error:
+                log.info("watch.retrying", resource=self.name, error=str(error))
+                self._stop.wait(self._timing.reconnect_delay)
+            except AwaiterError as error:
+                self.error = error
+                self._wake.set()
+                return
+            except Exception as error:  # a bug must surface, not hang the awaiter
+                self.error = AwaiterError(f"internal error in {self.name} watch: {error!r}")
+                self._wake.set()
+                raise
+
+    def _relist(self) -> None:
+        """Read every page, then swap the store whole so readers never see half a list."""
+        items: dict[str, T] = {}
+        token = ""
+        while True:
+            query: dict[str, str | int] = {"limit": self._timing.page_size}
+            if token:
+                query["continue"] = token
+            if self._selector:
+                query["labelSelector"] = self._selector
+            page = self._kube.request("GET", self._path, query=query)
+            for raw in page.get("items") or []:
+                record = self._compact(raw)
+                if record is not None:
+                    items[object_key(raw)] = record
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue") or ""
+            if not token:
+                break
+        with self._lock:
+            self._items = items
+            self.resource_version = str(metadata.get("resourceVersion") or "")
+        self.lists += 1
+        self.synced.set()
+        self._wake.set()
+
+    def _watch_until_resync(self) -> None:
+        resync_at = time.monotonic() + self._timing.resync_seconds
+        while not self._stop.is_set() and time.monotonic() < resync_at:
+            self._watch_once()
+
+    def _watch_once(self) -> None:
+        """One watch request from the last resourceVersion; returns when the server ends it."""
+        seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
+        query: dict[str, str | int] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self.resource_version,
+            "timeoutSeconds": seconds,
+        }
+        if self._selector:
+            query["labelSelector"] = self._selector
+        self.watches += 1
+        for event in self._kube.stream(self._path, query=query,
+                                       read_timeout=self._timing.read_timeout):
+            if self._stop.is_set():
+                return
+            self._apply(event)
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        raw = event.get("object") or {}
+        if kind == "ERROR":
+            if raw.get("code") == 410:
+                raise Gone(str(raw.get("message") or "watch expired"), status=410)
+            raise TransientError(f"watch error: {raw.get('message')}")
+        version = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        if kind == "BOOKMARK":
+            self.resource_version = version or self.resource_version
+            return
+        key = object_key(raw)
+        record = self._compact(raw) if kind != "DELETED" else None
+        with self._lock:
+            if record is None:
+                self._items.pop(key, None)
+            else:
+                self._items[key] = record
+            self.resource_version = version or self.resource_version
+        self.events += 1
+        self._wake.set()
