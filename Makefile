@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## demo: run `image-awaiter await` end to end against the simulated cluster
 demo: install
-	$(PY) -m tests.simcluster.demo
+	$(PY) -m tests.demo
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper

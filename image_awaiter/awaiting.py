@@ -31,9 +31,22 @@ from image_awaiter.errors import (
     UsageError,
 )
 from image_awaiter.kube import Connection, Kube, connect
-from image_awaiter.pullers import RUN_ID_LABEL, Owner, prepare_for_run, run_selector
-from image_awaiter.readiness import Evaluation, NodeStatus, PullerPod, evaluate, \
-    puller_pod_from_json
+from image_awaiter.pullers import (
+    CREATED_AT_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RUN_ID_LABEL,
+    Owner,
+    prepare_for_run,
+    run_selector,
+)
+from image_awaiter.readiness import (
+    Evaluation,
+    NodeStatus,
+    PullerPod,
+    evaluate,
+    puller_pod_from_json,
+)
 from image_awaiter.reporting import build_report, not_done_lines, progress_fields
 from image_awaiter.settings import Job, Settings, resolve_job
 from image_awaiter.targeting import NodeState, node_from_json
@@ -45,6 +58,7 @@ CLEANUP_BUDGET = 20.0  # seconds the DaemonSet deletion may take, even after the
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 HEARTBEAT = 30.0  # an unchanged progress line is repeated this often
 MAX_RECREATIONS = 3  # times a DaemonSet deleted by someone else is recreated
+STALE_AFTER = 24 * 3600.0  # an unowned puller DaemonSet older than this is a leftover
 
 
 @dataclass
@@ -68,8 +82,11 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
     try:
         with _signals_raise_interrupted():
             job = resolve_job(settings)
-            connection = connector(kubeconfig=settings.kubeconfig, context=settings.context,
-                                   namespace=settings.namespace)
+            connection = connector(
+                kubeconfig=settings.kubeconfig,
+                context=settings.context,
+                namespace=settings.namespace,
+            )
             run = Run(settings=settings, job=job, connection=connection)
             outcome = run.check() if settings.command == "check" else run.await_images()
     except Interrupted as interrupted:
@@ -87,9 +104,13 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
 
 
 def _failed(error: AwaiterError, run: Run | None, *, exit_code: ExitCode, result: str) -> Outcome:
-    return Outcome(exit_code=exit_code, result=result, message=error.one_line(),
-                   evaluation=run.evaluation if run else None,
-                   done_after=run.done_after if run else {})
+    return Outcome(
+        exit_code=exit_code,
+        result=result,
+        message=error.one_line(),
+        evaluation=run.evaluation if run else None,
+        done_after=run.done_after if run else {},
+    )
 
 
 def _result_of(error: AwaiterError) -> str:
@@ -98,14 +119,26 @@ def _result_of(error: AwaiterError) -> str:
     return "api-error"
 
 
-def _write_report(settings: Settings, job: Job | None, outcome: Outcome, run: Run | None,
-                  started: float, started_wall: str) -> None:
+def _write_report(
+    settings: Settings,
+    job: Job | None,
+    outcome: Outcome,
+    run: Run | None,
+    started: float,
+    started_wall: str,
+) -> None:
     report = build_report(
-        command=settings.command, result=outcome.result, exit_code=int(outcome.exit_code),
-        message=outcome.message, images=job.images if job else (),
+        command=settings.command,
+        result=outcome.result,
+        exit_code=int(outcome.exit_code),
+        message=outcome.message,
+        images=job.images if job else (),
         namespace=run.namespace if run else (settings.namespace or ""),
-        evaluation=outcome.evaluation, done_after=outcome.done_after,
-        daemonset=outcome.daemonset, started_at=started_wall, finished_at=_now_iso(),
+        evaluation=outcome.evaluation,
+        done_after=outcome.done_after,
+        daemonset=outcome.daemonset,
+        started_at=started_wall,
+        finished_at=_now_iso(),
         duration=time.monotonic() - started,
     )
     text = json.dumps(report, indent=2) + "\n"
@@ -150,8 +183,14 @@ def _now_iso() -> str:
 class Run:
     """One check or await: caches, the DaemonSet it may own, and what it has seen."""
 
-    def __init__(self, *, settings: Settings, job: Job, connection: Connection,
-                 timing: WatchTiming = WatchTiming()) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        job: Job,
+        connection: Connection,
+        timing: WatchTiming | None = None,
+    ) -> None:
         self.settings = settings
         self.job = job
         self.namespace = connection.namespace
@@ -160,10 +199,14 @@ class Run:
         self.kube = Kube(connection.client, deadline=self.deadline)
         self.run_id = secrets.token_hex(4)
         self.wake = threading.Event()
-        self.timing = timing
+        self.timing = timing = timing or WatchTiming()
         wanted = frozenset(image.key for image in job.images)
         self.nodes: Informer[NodeState] = Informer(
-            kube=self.kube, path="/api/v1/nodes", name="nodes", wake=self.wake, timing=timing,
+            kube=self.kube,
+            path="/api/v1/nodes",
+            name="nodes",
+            wake=self.wake,
+            timing=timing,
             compact=partial(node_from_json, wanted=wanted),
         )
         self.pods: Informer[PullerPod] | None = None
@@ -176,9 +219,15 @@ class Run:
         self._last_progress: tuple[Any, ...] = ()
         self._last_progress_at = 0.0
         self._recreations = 0
-        log.info("run.started", command=settings.command, run_id=self.run_id,
-                 namespace=self.namespace, images=[i.original for i in job.images],
-                 source=job.source, timeout=settings.timeout or None)
+        log.info(
+            "run.started",
+            command=settings.command,
+            run_id=self.run_id,
+            namespace=self.namespace,
+            images=[i.original for i in job.images],
+            source=job.source,
+            timeout=settings.timeout or None,
+        )
 
     # ------------------------------------------------------------------ commands
 
@@ -189,8 +238,10 @@ class Run:
         if evaluation.done:
             return self._success(evaluation)
         missing = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
-        message = (f"images missing on {missing} of {len(evaluation.verdicts)} target nodes: "
-                   f"{not_done_lines(evaluation)}")
+        message = (
+            f"images missing on {missing} of {len(evaluation.verdicts)} target nodes: "
+            f"{not_done_lines(evaluation)}"
+        )
         log.warning("check.missing", message=message)
         return self._outcome(ExitCode.IMAGES_MISSING, "missing", message)
 
@@ -199,20 +250,31 @@ class Run:
         self._wait_synced(self.nodes)
         evaluation = self._evaluate(self.nodes.snapshot(), [])
         if evaluation.done:
-            log.info("run.fast_path", detail="every target node already has every image; "
-                                             "nothing was created")
+            log.info(
+                "run.fast_path",
+                detail="every target node already has every image; nothing was created",
+            )
             return self._success(evaluation)
         self._check_namespace(required=True)
+        self._sweep_stale()
         self._create_daemonset()
         selector = run_selector(self.run_id)
         self.pods = Informer(
-            kube=self.kube, path=f"/api/v1/namespaces/{self.namespace}/pods", name="pods",
-            label_selector=selector, compact=puller_pod_from_json, wake=self.wake,
+            kube=self.kube,
+            path=f"/api/v1/namespaces/{self.namespace}/pods",
+            name="pods",
+            label_selector=selector,
+            compact=puller_pod_from_json,
+            wake=self.wake,
             timing=self.timing,
         )
         self.daemonsets = Informer(
-            kube=self.kube, path=f"/apis/apps/v1/namespaces/{self.namespace}/daemonsets",
-            name="daemonsets", label_selector=selector, wake=self.wake, timing=self.timing,
+            kube=self.kube,
+            path=f"/apis/apps/v1/namespaces/{self.namespace}/daemonsets",
+            name="daemonsets",
+            label_selector=selector,
+            wake=self.wake,
+            timing=self.timing,
             compact=lambda raw: str((raw.get("metadata") or {}).get("uid", "")),
         )
         self.pods.start()
@@ -248,9 +310,14 @@ class Run:
     def _evaluate(self, nodes: dict[str, NodeState], pods: Any) -> Evaluation:
         now = time.monotonic()
         evaluation = evaluate(
-            nodes=nodes, pods=pods, images=self.job.images, placement=self.job.placement,
-            include_cordoned=self.settings.include_cordoned, now=now,
-            failing_since=self.failing_since, grace=self.settings.pull_failure_grace,
+            nodes=nodes,
+            pods=pods,
+            images=self.job.images,
+            placement=self.job.placement,
+            include_cordoned=self.settings.include_cordoned,
+            now=now,
+            failing_since=self.failing_since,
+            grace=self.settings.pull_failure_grace,
         )
         self.failing_since = dict(evaluation.failing_since)
         self.evaluation = evaluation
@@ -267,10 +334,12 @@ class Run:
             if verdict.status is NodeStatus.DONE and verdict.node not in self.done_after:
                 self.done_after[verdict.node] = now - self.started
                 (log.info if small else log.debug)(
-                    "node.done", node=verdict.node, after=round(now - self.started, 1))
+                    "node.done", node=verdict.node, after=round(now - self.started, 1)
+                )
         fields = progress_fields(evaluation)
         key = tuple(sorted(fields.items()))
-        if key != self._last_progress or now - self._last_progress_at >= HEARTBEAT:
+        since = now - self._last_progress_at
+        if (key != self._last_progress and since >= self.settings.interval) or since >= HEARTBEAT:
             self._last_progress, self._last_progress_at = key, now
             log.info("progress", **fields)
 
@@ -278,8 +347,10 @@ class Run:
         while not informer.synced.is_set():
             self._raise_cache_errors()
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise ApiError(f"timed out reading {informer.name} from the API",
-                               hint="the API server is slow or unreachable")
+                raise ApiError(
+                    f"timed out reading {informer.name} from the API",
+                    hint="the API server is slow or unreachable",
+                )
             self.wake.wait(0.5)
             self.wake.clear()
 
@@ -293,40 +364,58 @@ class Run:
     def _success(self, evaluation: Evaluation) -> Outcome:
         targets = len(evaluation.verdicts)
         if targets == 0:
-            message = (f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await")
+            message = f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await"
             log.warning("run.no_targets", excluded=len(evaluation.excluded))
         else:
-            message = (f"all {targets} target nodes have all {len(self.job.images)} images")
-        log.info("run.succeeded", message=message,
-                 seconds=round(time.monotonic() - self.started, 2))
+            message = f"all {targets} target nodes have all {len(self.job.images)} images"
+        log.info(
+            "run.succeeded", message=message, seconds=round(time.monotonic() - self.started, 2)
+        )
         return self._outcome(ExitCode.OK, "success", message)
 
     def _pull_failed(self, evaluation: Evaluation) -> Outcome:
         failures = evaluation.failures
         first = failures[0]
         more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
-        message = (f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
-                   f"{first.message}{more}; fix the reference, registry access or pull secret")
+        message = (
+            f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
+            f"{first.message}{more}; fix the reference, registry access or pull secret"
+        )
         for failure in failures:
-            log.error("image.pull_failed", node=failure.node, image=failure.image,
-                      reason=failure.reason, message=failure.message)
+            log.error(
+                "image.pull_failed",
+                node=failure.node,
+                image=failure.image,
+                reason=failure.reason,
+                message=failure.message,
+            )
         return self._outcome(ExitCode.PULL_FAILED, "pull-failed", message)
 
     def _timed_out(self, evaluation: Evaluation) -> Outcome:
         waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
-        message = (f"timed out after {self.settings.timeout:g}s with images missing on "
-                   f"{waiting} of {len(evaluation.verdicts)} target nodes: "
-                   f"{not_done_lines(evaluation)}")
+        message = (
+            f"timed out after {self.settings.timeout:g}s with images missing on "
+            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+            f"{not_done_lines(evaluation)}"
+        )
         if self.settings.on_timeout == "succeed":
             log.warning("run.timeout_ignored", message=message)
             return self._outcome(ExitCode.OK, "timeout", message + " (--on-timeout succeed)")
         log.error("run.timed_out", message=message)
-        return self._outcome(ExitCode.IMAGES_MISSING, "timeout",
-                             message + "; raise --timeout or see the report for each node")
+        return self._outcome(
+            ExitCode.IMAGES_MISSING,
+            "timeout",
+            message + "; raise --timeout or see the report for each node",
+        )
 
     def _outcome(self, code: ExitCode, result: str, message: str) -> Outcome:
-        return Outcome(exit_code=code, result=result, message=message,
-                       evaluation=self.evaluation, done_after=dict(self.done_after))
+        return Outcome(
+            exit_code=code,
+            result=result,
+            message=message,
+            evaluation=self.evaluation,
+            done_after=dict(self.done_after),
+        )
 
     # ------------------------------------------------------------------ the DaemonSet
 
@@ -336,8 +425,11 @@ class Run:
             self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}")
         except ApiError as error:
             if error.status == 404:
-                raise ApiError(f"namespace {self.namespace!r} not found",
-                               status=404, hint="create it or pass -n/--namespace") from None
+                raise ApiError(
+                    f"namespace {self.namespace!r} not found",
+                    status=404,
+                    hint="create it or pass -n/--namespace",
+                ) from None
             if error.status != 403 and required:
                 raise
             log.debug("namespace.unverified", namespace=self.namespace, error=error.message)
@@ -353,11 +445,21 @@ class Run:
         return f"/apis/apps/v1/namespaces/{self.namespace}/daemonsets"
 
     def _create_daemonset(self) -> None:
-        body = prepare_for_run(self.job.manifest, run_id=self.run_id, namespace=self.namespace,
-                               owner=self._owner(), created_at=_now_iso())
+        body = prepare_for_run(
+            self.job.manifest,
+            run_id=self.run_id,
+            namespace=self.namespace,
+            owner=self._owner(),
+            created_at=_now_iso(),
+        )
         name = body["metadata"]["name"]
-        self.daemonset = {"name": name, "namespace": self.namespace, "uid": None,
-                          "created": False, "deleted": False}
+        self.daemonset = {
+            "name": name,
+            "namespace": self.namespace,
+            "uid": None,
+            "created": False,
+            "deleted": False,
+        }
         try:
             created = self.kube.request("POST", self._daemonsets_path(), body=body)
         except ApiError as error:
@@ -377,10 +479,57 @@ class Run:
         if labels.get(RUN_ID_LABEL) != self.run_id:
             raise NameClash(
                 f"a DaemonSet named {name!r} already exists in {self.namespace!r} and was not "
-                "created by this run; it was left untouched", status=409,
+                "created by this run; it was left untouched",
+                status=409,
                 hint="delete or rename it, or use another namespace",
             )
         return existing
+
+    def _sweep_stale(self) -> None:
+        """Delete puller DaemonSets that earlier runs left behind: their owner pod is gone, or
+        they have no owner and are older than STALE_AFTER. Only ours: managed-by label, run id
+        and creation annotation all present."""
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        listing = self.kube.request(
+            "GET", self._daemonsets_path(), query={"labelSelector": selector}
+        )
+        for item in listing.get("items") or []:
+            reason = self._stale_reason(item)
+            if reason is None:
+                continue
+            metadata = item["metadata"]
+            path = f"{self._daemonsets_path()}/{metadata['name']}"
+            try:
+                self._delete_by_uid(path, metadata["uid"], kube=self.kube)
+            except ApiError as error:
+                log.warning("daemonset.sweep_failed", name=metadata["name"], error=error.message)
+                continue
+            log.info("daemonset.swept", name=metadata["name"], reason=reason)
+
+    def _stale_reason(self, item: dict[str, Any]) -> str | None:
+        metadata = item.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        created = (metadata.get("annotations") or {}).get(CREATED_AT_ANNOTATION)
+        if RUN_ID_LABEL not in labels or not created:
+            return None
+        owners = [o for o in metadata.get("ownerReferences") or [] if o.get("kind") == "Pod"]
+        for owner in owners:
+            path = f"/api/v1/namespaces/{self.namespace}/pods/{owner.get('name')}"
+            try:
+                pod = self.kube.request("GET", path)
+            except ApiError as error:
+                if error.status == 404:
+                    return f"owner pod {owner.get('name')} is gone"
+                return None
+            if (pod.get("metadata") or {}).get("uid") != owner.get("uid"):
+                return f"owner pod {owner.get('name')} was replaced"
+            return None
+        try:
+            born = datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+        age = time.time() - born
+        return f"unowned and {age / 3600:.0f}h old" if age > STALE_AFTER else None
 
     def _keep_daemonset_alive(self) -> None:
         """Recreate our DaemonSet if someone else deleted it mid-run (a few times at most)."""
@@ -389,9 +538,11 @@ class Run:
         if self.daemonsets.snapshot():
             return
         if self._recreations >= MAX_RECREATIONS:
-            raise ApiError("the puller DaemonSet keeps being deleted by someone else",
-                           hint="find what deletes DaemonSets labelled "
-                                "app.kubernetes.io/managed-by=image-awaiter")
+            raise ApiError(
+                "the puller DaemonSet keeps being deleted by someone else",
+                hint="find what deletes DaemonSets labelled "
+                "app.kubernetes.io/managed-by=image-awaiter",
+            )
         self._recreations += 1
         log.warning("daemonset.vanished", name=self.daemonset["name"], recreating=True)
         self._create_daemonset()
@@ -409,10 +560,29 @@ class Run:
         try:
             self._delete_daemonset()
         except AwaiterError as error:
-            log.error("daemonset.cleanup_failed", name=self.daemonset["name"],
-                      namespace=self.namespace, error=error.one_line(),
-                      hint="delete it by hand: kubectl delete daemonset -n "
-                           f"{self.namespace} {self.daemonset['name']}")
+            log.error(
+                "daemonset.cleanup_failed",
+                name=self.daemonset["name"],
+                namespace=self.namespace,
+                error=error.one_line(),
+                hint="delete it by hand: kubectl delete daemonset -n "
+                f"{self.namespace} {self.daemonset['name']}",
+            )
+
+    @staticmethod
+    def _delete_by_uid(path: str, uid: str, *, kube: Kube) -> None:
+        """Delete the object at `path` only if it still has `uid`: never someone else's."""
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": uid},
+        }
+        try:
+            kube.request("DELETE", path, body=options)
+        except ApiError as error:
+            if error.status not in (404, 409):  # gone already, or no longer ours
+                raise
 
     def _delete_daemonset(self) -> None:
         assert self.daemonset is not None
@@ -427,16 +597,11 @@ class Run:
                 if error.status == 404:
                     return
                 raise
-            if ((existing.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL) \
-                    != self.run_id:
+            if ((existing.get("metadata") or {}).get("labels") or {}).get(
+                RUN_ID_LABEL
+            ) != self.run_id:
                 return
             uid = existing["metadata"]["uid"]
-        options = {"apiVersion": "v1", "kind": "DeleteOptions",
-                   "propagationPolicy": "Background", "preconditions": {"uid": uid}}
-        try:
-            cleanup.request("DELETE", path, body=options)
-        except ApiError as error:
-            if error.status not in (404, 409):  # gone already, or no longer ours
-                raise
+        self._delete_by_uid(path, uid, kube=cleanup)
         self.daemonset["deleted"] = True
         log.info("daemonset.deleted", name=name, namespace=self.namespace)

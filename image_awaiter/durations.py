@@ -29,7 +29,7 @@ def format_duration(seconds: float) -> str:
     """A short human form: `1m30s`, `2.5s`."""
     if seconds < 60:
         return f"{seconds:.1f}s".replace(".0s", "s")
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     text = f"{hours}h" if hours else ""
     text += f"{minutes}m" if minutes else ""

@@ -67,11 +67,13 @@ def connect(*, kubeconfig: str | None, context: str | None, namespace: str | Non
         raise UsageError(f"kubeconfig file not found: {kubeconfig}")
     try:
         if in_cluster:
-            kube_config.load_incluster_config(client_configuration=configuration)
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             default_namespace = _in_cluster_namespace()
         else:
-            kube_config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration,
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig,
+                context=context,
+                client_configuration=configuration,
                 persist_config=False,
             )
             default_namespace = _context_namespace(kubeconfig, context)
@@ -83,8 +85,9 @@ def connect(*, kubeconfig: str | None, context: str | None, namespace: str | Non
     configuration.retries = False  # one retry policy: ours
     client = ApiClient(configuration=configuration)
     client.user_agent = "image-awaiter"
-    return Connection(client=client, namespace=namespace or default_namespace,
-                      in_cluster=in_cluster)
+    return Connection(
+        client=client, namespace=namespace or default_namespace, in_cluster=in_cluster
+    )
 
 
 def _in_cluster_namespace() -> str:
@@ -98,7 +101,7 @@ def _in_cluster_namespace() -> str:
 
 def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
     files = kubeconfig or os.environ.get("KUBECONFIG") or None
-    contexts, current = kube_config.list_kube_config_contexts(
+    contexts, current = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
         config_file=files.split(os.pathsep)[0] if files else None
     )
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
@@ -135,8 +138,9 @@ class Kube:
         try:
             for attempt in self._retrying(budget=budget, deadline=deadline):
                 with attempt:
-                    return self._request_once(method, path, query=query, body=body,
-                                              deadline=deadline)
+                    return self._request_once(
+                        method, path, query=query, body=body, deadline=deadline
+                    )
         except TransientError as error:
             raise self._gave_up(error) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -189,7 +193,9 @@ class Kube:
             for attempt in self._retrying(budget=RETRY_BUDGET, deadline=None):
                 with attempt:
                     response = self._send(
-                        "GET", path, query=query,
+                        "GET",
+                        path,
+                        query=query,
                         timeout=(self._timeout(REQUEST_TIMEOUT, None), read_timeout),
                     )
         except TransientError as error:
@@ -237,9 +243,12 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = "application/json"
         serialized = self.client.param_serialize(
-            method=method, resource_path=path,
+            method=method,
+            resource_path=path,
             query_params=[(k, str(v)) for k, v in (query or {}).items()],
-            header_params=headers, body=body, auth_settings=["BearerToken"],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
         self.requests += 1
         try:
@@ -253,8 +262,10 @@ class Kube:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             message = _status_message(response.data) or response.reason or ""
             response.release_conn()
-            raise TransientError(f"{method} {path}: HTTP {response.status} {message}".strip(),
-                                 retry_after=retry_after)
+            raise TransientError(
+                f"{method} {path}: HTTP {response.status} {message}".strip(),
+                retry_after=retry_after,
+            )
         return response
 
     def _timeout(self, wanted: float, deadline: float | None) -> float:
@@ -295,8 +306,12 @@ def _wait_retry_after(state: tenacity.RetryCallState) -> float:
 def _log_retry(state: tenacity.RetryCallState) -> None:
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
-    log.info("api.retry", attempt=state.attempt_number, error=str(error),
-             wait=round(state.upcoming_sleep, 2))
+    log.info(
+        "api.retry",
+        attempt=state.attempt_number,
+        error=str(error),
+        wait=round(state.upcoming_sleep, 2),
+    )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -342,8 +357,11 @@ def describe_request(
         resource, namespace = "namespaces", None
     verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(method)
     if verb is None:
-        verb = "watch" if method == "WATCH" or (query or {}).get("watch") in ("true", "1", 1) \
+        verb = (
+            "watch"
+            if method == "WATCH" or (query or {}).get("watch") in ("true", "1", 1)
             else ("get" if name else "list")
+        )
     qualified = f"{resource}.{group}" if group else resource
     return verb, qualified, namespace
 
@@ -364,23 +382,31 @@ def translate(
     where = f" in namespace {namespace!r}" if namespace else " cluster-wide"
     if status == 401:
         return ApiError(
-            f"unauthorised (401): {message}", status=status, reason=reason,
+            f"unauthorised (401): {message}",
+            status=status,
+            reason=reason,
             hint="the credentials in the kubeconfig or service account token were rejected",
         )
     if status == 403:
         return ApiError(
-            f"forbidden (403): {message}", status=status, reason=reason,
+            f"forbidden (403): {message}",
+            status=status,
+            reason=reason,
             hint=f"grant verb {verb!r} on resource {resource!r}{where} to this identity",
         )
     if status == 404 and body.get("details", {}).get("kind") == "namespaces":
         return ApiError(
             f"namespace {namespace or body['details'].get('name')!r} not found: {message}",
-            status=status, reason=reason, hint="create it or pass -n/--namespace",
+            status=status,
+            reason=reason,
+            hint="create it or pass -n/--namespace",
         )
     if status == 410:
         return Gone(message, status=status, reason=reason)
     if status == 422:
-        return InvalidObject(f"the API rejected the DaemonSet as invalid: {message}",
-                             status=status, reason=reason)
-    return ApiError(f"{method} {path} failed ({status} {reason}): {message}",
-                    status=status, reason=reason)
+        return InvalidObject(
+            f"the API rejected the DaemonSet as invalid: {message}", status=status, reason=reason
+        )
+    return ApiError(
+        f"{method} {path} failed ({status} {reason}): {message}", status=status, reason=reason
+    )

@@ -55,9 +55,7 @@ class PullerSettings:
     method: PullMethod = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
-    node_selector: Mapping[str, str] = field(
-        default_factory=lambda: {"kubernetes.io/os": "linux"}
-    )
+    node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] | None = None
     priority_class_name: str | None = None
@@ -89,10 +87,12 @@ def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
         problem = getattr(error, "problem", None) or type(error).__name__
         raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
     if len(documents) != 1:
-        raise UsageError(f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}")
+        raise UsageError(
+            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}"
+        )
     manifest = documents[0]
     validate_daemonset(manifest, source=source)
-    return manifest
+    return dict(manifest)
 
 
 def validate_daemonset(manifest: Any, *, source: str) -> None:
@@ -110,7 +110,9 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
     pod_spec = _mapping(template.get("spec"), f"{source}: spec.template.spec")
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise UsageError(f"{source}: spec.template.spec.containers must list at least one container")
+        raise UsageError(
+            f"{source}: spec.template.spec.containers must list at least one container"
+        )
     names: set[str] = set()
     for part in ("initContainers", "containers"):
         for index, container in enumerate(pod_spec.get(part) or []):
@@ -166,11 +168,13 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
 
 
 def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
-    """Every image the pod pulls, in order, once each: init containers, containers, image volumes."""
+    """Every image the pod pulls, once each: init containers, containers, image volumes."""
     refs = [c.get("image", "") for c in pod_spec.get("initContainers") or []]
     refs += [c.get("image", "") for c in pod_spec.get("containers") or []]
     refs += [
-        ref for v in pod_spec.get("volumes") or [] if (ref := (v.get("image") or {}).get("reference"))
+        ref
+        for v in pod_spec.get("volumes") or []
+        if (ref := (v.get("image") or {}).get("reference"))
     ]
     return list(dict.fromkeys(refs))
 
@@ -189,16 +193,21 @@ def unique_images(refs: Sequence[str]) -> list[ImageRef]:
 
 def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
     """A puller DaemonSet that pulls `images` without running anything inside them."""
-    labels = {"app.kubernetes.io/name": DEFAULT_NAME, "app.kubernetes.io/component": "puller",
-              MANAGED_BY_LABEL: MANAGED_BY}
+    labels = {
+        "app.kubernetes.io/name": DEFAULT_NAME,
+        "app.kubernetes.io/component": "puller",
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
-            "updateStrategy": {"type": "RollingUpdate",
-                               "rollingUpdate": {"maxUnavailable": "100%"}},
+            "updateStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "100%"},
+            },
             "template": {
                 "metadata": {"labels": dict(labels)},
                 "spec": puller_pod_spec([image.original for image in images], settings),
@@ -224,15 +233,16 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
     }
     if settings.method == "initContainers":
         install = _container(
-            "install-helper", settings.helper_image,
-            [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"], settings,
+            "install-helper",
+            settings.helper_image,
+            [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
+            settings,
         )
         install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
         pulls = []
         for index, image in enumerate(images):
             pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
-            pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT,
-                                     "readOnly": True}]
+            pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
             pulls.append(pull)
         spec["initContainers"] = [install, *pulls]
         spec["volumes"] = [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}]
@@ -287,19 +297,35 @@ def prepare_for_run(
     daemonset.pop("status", None)
     metadata = daemonset.setdefault("metadata", {})
     base = (metadata.get("name") or metadata.get("generateName") or DEFAULT_NAME).rstrip("-")
-    for transient in ("generateName", "uid", "resourceVersion", "creationTimestamp",
-                      "generation", "managedFields", "selfLink", "ownerReferences"):
+    for transient in (
+        "generateName",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "selfLink",
+        "ownerReferences",
+    ):
         metadata.pop(transient, None)
     metadata["name"] = f"{base[: 52 - len(run_id)]}-{run_id}"
     metadata["namespace"] = namespace
     run_labels = {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id}
     metadata["labels"] = {**(metadata.get("labels") or {}), **run_labels}
-    metadata["annotations"] = {**(metadata.get("annotations") or {}),
-                               CREATED_AT_ANNOTATION: created_at}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        CREATED_AT_ANNOTATION: created_at,
+    }
     if owner is not None and owner.namespace == namespace:
         metadata["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid,
-             "blockOwnerDeletion": False, "controller": False}
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": owner.name,
+                "uid": owner.uid,
+                "blockOwnerDeletion": False,
+                "controller": False,
+            }
         ]
     spec = daemonset["spec"]
     selector = spec.setdefault("selector", {})

@@ -20,8 +20,14 @@ from image_awaiter.targeting import NodeState, Placement, split_targets
 PERMANENT_PULL_REASONS = frozenset({"InvalidImageName", "ErrInvalidImageName", "ErrImageNeverPull"})
 # Reasons that may be transient (a registry hiccup) and become failures after a grace period.
 RETRYING_PULL_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "ErrRegistryUnavailable",
-     "SignatureValidationFailed", "ImageInspectError"}
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "RegistryUnavailable",
+        "ErrRegistryUnavailable",
+        "SignatureValidationFailed",
+        "ImageInspectError",
+    }
 )
 PULL_FAILURE_REASONS = PERMANENT_PULL_REASONS | RETRYING_PULL_REASONS
 
@@ -106,7 +112,7 @@ def evaluate(
     failing_since: Mapping[tuple[str, str], float],
     grace: float,
 ) -> Evaluation:
-    """Judge every target node. `failing_since` carries pull-error first-seen times between calls."""
+    """Judge every target node; `failing_since` carries pull-error first-seen times across calls."""
     targets, excluded = split_targets(nodes, placement, include_cordoned=include_cordoned)
     pods_by_node = merge_pods_by_node(pods)
     verdicts: list[NodeVerdict] = []
@@ -146,11 +152,19 @@ def judge_node(
         return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
     if pod is None:
-        return NodeVerdict(node=node.name, status=NodeStatus.MISSING, missing=names,
-                           detail="no puller pod on this node"), {}
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.MISSING,
+            missing=names,
+            detail="no puller pod on this node",
+        ), {}
     if pod.unschedulable is not None:
-        return NodeVerdict(node=node.name, status=NodeStatus.UNSCHEDULABLE, missing=names,
-                           detail=f"puller pod cannot be scheduled: {pod.unschedulable}"), {}
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.UNSCHEDULABLE,
+            missing=names,
+            detail=f"puller pod cannot be scheduled: {pod.unschedulable}",
+        ), {}
     failing: dict[tuple[str, str], float] = {}
     final: list[PullFailure] = []
     pending: list[PullFailure] = []
@@ -165,18 +179,29 @@ def judge_node(
             continue
         since = failing_since.get((node.name, key), now)
         failing[(node.name, key)] = since
-        failure = PullFailure(node=node.name, image=display, reason=pull.reason,
-                              message=pull.message)
+        failure = PullFailure(
+            node=node.name, image=display, reason=pull.reason, message=pull.message
+        )
         if pull.reason in PERMANENT_PULL_REASONS or now - since >= grace:
             final.append(failure)
         else:
             pending.append(failure)
     if final:
-        return NodeVerdict(node=node.name, status=NodeStatus.FAILED, missing=names,
-                           failures=tuple(final), detail=str(final[0])), failing
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.FAILED,
+            missing=names,
+            failures=tuple(final),
+            detail=str(final[0]),
+        ), failing
     detail = f"retrying {pending[0]}" if pending else "pulling " + ", ".join(names)
-    return NodeVerdict(node=node.name, status=NodeStatus.PULLING, missing=names,
-                       failures=tuple(pending), detail=detail), failing
+    return NodeVerdict(
+        node=node.name,
+        status=NodeStatus.PULLING,
+        missing=names,
+        failures=tuple(pending),
+        detail=detail,
+    ), failing
 
 
 def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
@@ -194,8 +219,9 @@ def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
             if key not in images or _rank(pull) > _rank(images[key]):
                 images[key] = pull
         unschedulable = previous.unschedulable if pod.unschedulable else None
-        merged[pod.node] = PullerPod(name=previous.name, node=pod.node, images=images,
-                                     unschedulable=unschedulable)
+        merged[pod.node] = PullerPod(
+            name=previous.name, node=pod.node, images=images, unschedulable=unschedulable
+        )
     return merged
 
 
@@ -223,14 +249,15 @@ def puller_pod_from_json(raw: Mapping[str, Any]) -> PullerPod:
     statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
     regular = {c.get("name") for c in spec.get("containers") or []}
     for cs in statuses:
-        key = images_by_container.get(cs.get("name", ""))
-        if key is None:
+        container_key = images_by_container.get(cs.get("name", ""))
+        if container_key is None:
             continue
         pull = _container_pull(cs)
         if pull.state is PullState.PULLED and cs.get("name") in regular:
             any_container_created = True
+        key = container_key
         if pull.state is PullState.FAILING:
-            key = _failing_volume(pull.message, volume_images) or key
+            key = _failing_volume(pull.message, volume_images) or container_key
         if _rank(pull) >= _rank(pulls[key]) and pulls[key].state is not PullState.PULLED:
             pulls[key] = pull
     if any_container_created:  # image volumes are mounted before any container is created
@@ -275,8 +302,9 @@ def _pod_node(spec: Mapping[str, Any]) -> str | None:
     if spec.get("nodeName"):
         return str(spec["nodeName"])
     # DaemonSet pods not yet bound carry their node as required affinity on metadata.name.
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     for term in required.get("nodeSelectorTerms") or []:
         for field_req in term.get("matchFields") or []:
             if field_req.get("key") == "metadata.name" and field_req.get("values"):

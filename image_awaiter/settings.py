@@ -71,8 +71,12 @@ def resolve_job(settings: Settings) -> Job:
         images = requested
         manifest = generate_daemonset(images, settings.puller)
         pod_spec = manifest["spec"]["template"]["spec"]
-    return Job(images=tuple(images), manifest=manifest,
-               placement=placement_from_pod_spec(pod_spec), source=source)
+    return Job(
+        images=tuple(images),
+        manifest=manifest,
+        placement=placement_from_pod_spec(pod_spec),
+        source=source,
+    )
 
 
 def _read(path: str) -> str:

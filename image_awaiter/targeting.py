@@ -118,7 +118,9 @@ class Placement:
     tolerations: tuple[Toleration, ...] = ()
 
 
-def exclusion_reason(node: NodeState, placement: Placement, *, include_cordoned: bool) -> str | None:
+def exclusion_reason(
+    node: NodeState, placement: Placement, *, include_cordoned: bool
+) -> str | None:
     """Why `node` is not a target, or None when it is one."""
     if not node.ready:
         return "node not Ready"
@@ -156,10 +158,8 @@ def placement_from_pod_spec(pod_spec: Mapping[str, Any]) -> Placement:
     try:
         selector = {str(k): str(v) for k, v in (pod_spec.get("nodeSelector") or {}).items()}
         tolerations = tuple(_toleration(t) for t in pod_spec.get("tolerations") or ())
-        required = (
-            ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-                "requiredDuringSchedulingIgnoredDuringExecution"
-            )
+        required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
         )
         terms = None
         if required is not None:

@@ -82,8 +82,7 @@ class Informer(Generic[T]):
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"informer:{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"informer:{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -158,8 +157,9 @@ class Informer(Generic[T]):
         if self._selector:
             query["labelSelector"] = self._selector
         self.watches += 1
-        for event in self._kube.stream(self._path, query=query,
-                                       read_timeout=self._timing.read_timeout):
+        for event in self._kube.stream(
+            self._path, query=query, read_timeout=self._timing.read_timeout
+        ):
             if self._stop.is_set():
                 return
             self._apply(event)

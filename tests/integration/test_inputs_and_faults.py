@@ -1,0 +1,337 @@
+"""Bad input, API failures, transient faults, signals and concurrency: every way a run can end
+gives the documented exit code, one clear line, no traceback, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOKEN, cli_command, cli_env
+from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
+
+BUSYBOX = "busybox:1.36"
+GOOD_SPEC = {
+    "apiVersion": "apps/v1",
+    "kind": "DaemonSet",
+    "metadata": {"name": "p"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "p"}},
+        "template": {
+            "metadata": {"labels": {"app": "p"}},
+            "spec": {"containers": [{"name": "c", "image": BUSYBOX}]},
+        },
+    },
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    spec = json.loads(json.dumps(GOOD_SPEC))
+    target = spec
+    *parents, last = path.split(".")
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    return spec
+
+
+BAD_INPUTS = [
+    ("missing file", ["--daemonset-spec", "/nonexistent/ds.yaml"], None, 2, "not found"),
+    ("invalid yaml", ["--daemonset-spec", "{spec}"], "kind: [DaemonSet\n", 2, "not valid YAML"),
+    (
+        "wrong kind",
+        ["--daemonset-spec", "{spec}"],
+        json.dumps(_with("kind", "Deployment")),
+        2,
+        "expected kind DaemonSet",
+    ),
+    (
+        "no containers",
+        ["--daemonset-spec", "{spec}"],
+        json.dumps(_with("spec.template.spec.containers", [])),
+        2,
+        "at least one container",
+    ),
+    (
+        "selector not matching labels",
+        ["--daemonset-spec", "{spec}"],
+        json.dumps(_with("spec.selector", {"matchLabels": {"app": "other"}})),
+        2,
+        "does not match",
+    ),
+    ("bad image reference", ["--image", "Not A Ref"], None, 2, "invalid image reference"),
+    (
+        "bad image in spec",
+        ["--daemonset-spec", "{spec}"],
+        json.dumps(_with("spec.template.spec.containers", [{"name": "c", "image": "UP/Bad:x:y"}])),
+        2,
+        "invalid image reference",
+    ),
+    ("bad duration", ["--image", BUSYBOX, "--timeout", "ten minutes"], None, 2, "invalid duration"),
+    ("bad interval", ["--image", BUSYBOX, "--interval", "0"], None, 2, "--interval"),
+    ("no images", [], None, 2, "no images"),
+    ("unknown namespace", ["--image", BUSYBOX, "-n", "nope"], None, 3, "not found"),
+    ("bad toleration", ["--image", BUSYBOX, "--toleration", "a:Sometimes"], None, 2, "toleration"),
+    ("unknown option", ["--image", BUSYBOX, "--frobnicate"], None, 2, "frobnicate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "spec", "code", "words"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_input_exits_with_one_clear_line_and_writes_nothing(
+    sim: Any,
+    run_cli: Any,
+    tmp_path: Path,
+    case: str,
+    args: list[str],
+    spec: str | None,
+    code: int,
+    words: str,
+) -> None:
+    sim.add_node("a")
+    if spec is not None:
+        (tmp_path / "spec.yaml").write_text(spec)
+    args = [a.replace("{spec}", str(tmp_path / "spec.yaml")) for a in args]
+    result = run_cli("await", *args)
+    assert result.code == code, result.output
+    assert_clean_failure(result)
+    assert words in result.last_line
+    assert writes(sim) == []
+
+
+def test_spec_from_stdin_is_read(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a", images=(BUSYBOX,))
+    result = run_cli("await", "--daemonset-spec", "-", stdin=json.dumps(GOOD_SPEC))
+    assert result.code == 0, result.output
+
+
+def test_forbidden_create_exits_3_naming_verb_resource_and_namespace(
+    sim: Any, run_cli: Any
+) -> None:
+    sim.add_node("a")
+    sim.forbid("create", "daemonsets", "default")
+    result = run_cli("await", "--image", BUSYBOX)
+    assert result.code == 3, result.output
+    assert_clean_failure(result)
+    assert "forbidden" in result.last_line
+    assert "'create'" in result.last_line and "daemonsets.apps" in result.last_line
+    assert "'default'" in result.last_line
+    assert our_daemonsets(sim) == []
+
+
+def test_forbidden_node_list_exits_3_with_the_cluster_scope_hint(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a")
+    sim.forbid("list", "nodes")
+    result = run_cli("check", "--image", BUSYBOX)
+    assert result.code == 3, result.output
+    assert "'list'" in result.last_line and "'nodes'" in result.last_line
+    assert "cluster-wide" in result.last_line
+
+
+def test_unauthorised_token_exits_3(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a")
+    sim.tokens.clear()
+    sim.tokens.add("another-token")
+    result = run_cli("await", "--image", BUSYBOX)
+    assert result.code == 3, result.output
+    assert "unauthorised" in result.last_line
+
+
+def test_unreachable_api_server_exits_3_promptly(tmp_path: Path, run_cli: Any, sim: Any) -> None:
+    sim.stop()
+    result = run_cli("check", "--image", BUSYBOX, "--timeout", "5s", timeout=60)
+    assert result.code in (1, 3), result.output
+    assert_clean_failure(result)
+
+
+def test_transient_5xx_429_and_resets_are_retried_to_success(sim: Any, run_cli: Any) -> None:
+    from tests.simcluster import Fault
+
+    sim.add_node("a")
+    sim.add_node("b")
+    sim.faults.add(Fault(path=r"/api/v1/nodes", status=503, times=2))
+    sim.faults.add(Fault(path=r"/api/v1/nodes", status=429, retry_after=0.2, times=1))
+    sim.faults.add(Fault(method="POST", path=r"daemonsets", status=500, times=1))
+    sim.faults.add(Fault(path=r"/pods", reset=True, times=2))
+    sim.faults.add(Fault(method="DELETE", path=r"daemonsets", status=502, times=1))
+    result = run_cli("await", "--image", BUSYBOX, "--interval", "200ms")
+    assert result.code == 0, result.output
+    assert sim.faults.injected >= 5
+    assert our_daemonsets(sim) == []
+
+
+def test_token_never_appears_in_verbose_output(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a")
+    result = run_cli("await", "--image", BUSYBOX, "-v", "-v", "--interval", "200ms")
+    assert result.code == 0, result.output
+    assert TOKEN not in result.output
+    assert TOKEN not in json.dumps(result.report)
+
+
+def test_check_is_read_only_and_exits_1_when_images_are_missing(sim: Any, run_cli: Any) -> None:
+    sim.add_node("has", images=(BUSYBOX,))
+    sim.add_node("lacks")
+    result = run_cli("check", "--image", BUSYBOX)
+    assert result.code == 1, result.output
+    assert writes(sim) == []
+    assert "lacks" in result.last_line
+    statuses = {n["name"]: n["status"] for n in result.report["nodes"]}
+    assert statuses == {"has": "done", "lacks": "missing"}
+
+
+def test_check_exits_0_when_every_node_has_every_image(sim: Any, run_cli: Any) -> None:
+    sim.add_node("has", images=(BUSYBOX,))
+    result = run_cli("check", "--image", BUSYBOX)
+    assert result.code == 0, result.output
+    assert writes(sim) == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_wait_cleans_up_and_exits_with_its_code(
+    sim: Any, kubeconfig: Path, signum: int, code: int
+) -> None:
+    sim.registry.add("quay.io/org/slow:1", pull_seconds=6000)
+    sim.add_node("a")
+    proc = subprocess.Popen(
+        cli_command(
+            [
+                "await",
+                "--image",
+                "quay.io/org/slow:1",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--log-format",
+                "json",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert sim.wait_for(lambda s: len(s.objects("pods", "default")) == 1, timeout=30)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert our_daemonsets(sim) == []
+
+
+def test_owner_reference_points_at_the_awaiter_pod_from_the_downward_api(
+    sim: Any, run_cli: Any
+) -> None:
+    sim.add_node("a")
+    owner = sim.create(
+        "pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "hook-job-abc"},
+            "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+        },
+        namespace="default",
+    )
+    env = {
+        "POD_NAME": "hook-job-abc",
+        "POD_UID": owner["metadata"]["uid"],
+        "POD_NAMESPACE": "default",
+    }
+    result = run_cli(
+        "await", "--image", BUSYBOX, "--keep-daemonset", "--interval", "200ms", env=env
+    )
+    assert result.code == 0, result.output
+    [daemonset] = our_daemonsets(sim)
+    [reference] = daemonset["metadata"]["ownerReferences"]
+    assert reference["uid"] == owner["metadata"]["uid"]
+    assert reference["kind"] == "Pod"
+
+
+def test_a_foreign_daemonset_is_never_touched(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a")
+    foreign = sim.create(
+        "daemonsets",
+        json.loads(json.dumps({**GOOD_SPEC, "metadata": {"name": "image-awaiter-puller"}})),
+        namespace="default",
+    )
+    result = run_cli("await", "--image", BUSYBOX, "--interval", "200ms")
+    assert result.code == 0, result.output
+    [still] = [
+        d
+        for d in sim.objects("daemonsets", "default")
+        if d["metadata"]["name"] == "image-awaiter-puller"
+    ]
+    assert still["metadata"]["uid"] == foreign["metadata"]["uid"]
+    assert still["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+
+
+def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
+    sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    sim.registry.add("quay.io/org/slow:1", pull_seconds=20)
+    for name in ("a", "b"):
+        sim.add_node(name)
+    procs = [
+        subprocess.Popen(
+            cli_command(
+                [
+                    "await",
+                    "--image",
+                    "quay.io/org/slow:1",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--interval",
+                    "100ms",
+                    "--log-format",
+                    "json",
+                    "--report",
+                    str(tmp_path / f"r{i}.json"),
+                ]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        for i in range(2)
+    ]
+    codes = [p.wait(timeout=90) for p in procs]
+    assert codes == [0, 0], [p.stderr.read() for p in procs if p.stderr]
+    assert len([r for r in sim.requests if r.method == "POST"]) == 2
+    assert our_daemonsets(sim) == []
+    reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
+    assert reports[0]["daemonset"]["name"] != reports[1]["daemonset"]["name"]
+
+
+def test_a_daemonset_deleted_by_someone_else_is_recreated(sim: Any, kubeconfig: Path) -> None:
+    sim.registry.add("quay.io/org/slow:1", pull_seconds=40)
+    sim.add_node("a")
+    proc = subprocess.Popen(
+        cli_command(
+            [
+                "await",
+                "--image",
+                "quay.io/org/slow:1",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--interval",
+                "100ms",
+                "--log-format",
+                "json",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=30)
+    sim.delete("daemonsets", our_daemonsets(sim)[0]["metadata"]["name"], namespace="default")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "daemonset.vanished" in err
+    assert our_daemonsets(sim) == []
