@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -257,7 +257,7 @@ class Run:
             return self._success(evaluation)
         self._check_namespace(required=True)
         self._sweep_stale()
-        self._create_daemonset()
+        self._create_daemonset(skip_nodes=self._done_nodes())
         selector = run_selector(self.run_id)
         self.pods = Informer(
             kube=self.kube,
@@ -444,13 +444,19 @@ class Run:
     def _daemonsets_path(self) -> str:
         return f"/apis/apps/v1/namespaces/{self.namespace}/daemonsets"
 
-    def _create_daemonset(self) -> None:
+    def _done_nodes(self) -> list[str]:
+        if self.evaluation is None:
+            return []
+        return [v.node for v in self.evaluation.verdicts if v.status is NodeStatus.DONE]
+
+    def _create_daemonset(self, *, skip_nodes: Collection[str] = ()) -> None:
         body = prepare_for_run(
             self.job.manifest,
             run_id=self.run_id,
             namespace=self.namespace,
             owner=self._owner(),
             created_at=_now_iso(),
+            skip_nodes=skip_nodes,
         )
         name = body["metadata"]["name"]
         self.daemonset = {
@@ -545,7 +551,7 @@ class Run:
             )
         self._recreations += 1
         log.warning("daemonset.vanished", name=self.daemonset["name"], recreating=True)
-        self._create_daemonset()
+        self._create_daemonset(skip_nodes=self._done_nodes())
 
     def close(self) -> None:
         """Stop the caches and delete the DaemonSet this run created, unless asked to keep it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -290,9 +290,11 @@ def prepare_for_run(
     namespace: str,
     owner: Owner | None,
     created_at: str,
+    skip_nodes: Collection[str] = (),
 ) -> dict[str, Any]:
     """A copy of `manifest` with a name, labels and selector unique to this run, so that runs
-    never see each other's pods, and an ownerReference to the awaiter's pod when it has one."""
+    never see each other's pods, an ownerReference to the awaiter's pod when it has one, and no
+    pods on `skip_nodes` (nodes already done)."""
     daemonset = copy.deepcopy(dict(manifest))
     daemonset.pop("status", None)
     metadata = daemonset.setdefault("metadata", {})
@@ -332,7 +334,21 @@ def prepare_for_run(
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}
     template_meta = spec["template"].setdefault("metadata", {})
     template_meta["labels"] = {**(template_meta.get("labels") or {}), **run_labels}
+    if skip_nodes:
+        _avoid_nodes(spec["template"].setdefault("spec", {}), sorted(skip_nodes))
     return daemonset
+
+
+def _avoid_nodes(pod_spec: dict[str, Any], names: list[str]) -> None:
+    """AND `metadata.name NotIn names` into every required node affinity term, so that no puller
+    pod is created on nodes that already have every image (joining nodes still get one)."""
+    exclusion = {"key": "metadata.name", "operator": "NotIn", "values": names}
+    node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:
+        term["matchFields"] = [*(term.get("matchFields") or []), dict(exclusion)]
+    required["nodeSelectorTerms"] = terms
 
 
 def run_selector(run_id: str) -> str:

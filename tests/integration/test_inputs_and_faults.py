@@ -266,7 +266,10 @@ def test_a_foreign_daemonset_is_never_touched(sim: Any, run_cli: Any) -> None:
         if d["metadata"]["name"] == "image-awaiter-puller"
     ]
     assert still["metadata"]["uid"] == foreign["metadata"]["uid"]
-    assert still["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert still["spec"] == foreign["spec"]
+    assert still["metadata"].get("labels") == foreign["metadata"].get("labels")
+    touched = [r for r in writes(sim) if r.path.endswith("/image-awaiter-puller")]
+    assert touched == []
 
 
 def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
