@@ -291,7 +291,7 @@ class Kube:
         )
 
 
-_exponential = tenacity.wait_exponential_jitter(initial=0.2, max=MAX_BACKOFF, jitter=0.3)
+_exponential = tenacity.wait_exponential_jitter(multiplier=0.2, max=MAX_BACKOFF, jitter=0.3)
 
 
 def _wait_retry_after(state: tenacity.RetryCallState) -> float:

@@ -16,7 +16,7 @@ def summary(evaluation: Evaluation) -> dict[str, int]:
     return {"targets": len(evaluation.verdicts), **counts, "excluded": len(evaluation.excluded)}
 
 
-def progress_fields(evaluation: Evaluation, *, limit: int = 5) -> dict[str, Any]:
+def progress_fields(evaluation: Evaluation, *, limit: int = 3) -> dict[str, Any]:
     """What a progress line says: counts, and where images are still pulling or stuck."""
     waiting = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
     fields: dict[str, Any] = {

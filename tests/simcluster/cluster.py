@@ -61,8 +61,12 @@ class SimCluster:
 
     def start(self) -> None:
         self._server = Server(self)
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                 name="sim-http", daemon=True)
+        serve = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="sim-http",
+            daemon=True,
+        )
         loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
         self._threads = [serve, loop]
         for thread in self._threads:
@@ -100,14 +104,26 @@ class SimCluster:
 
     # ------------------------------------------------------------------ configuration
 
-    def write_kubeconfig(self, path: str | Path, *, token: str = DEFAULT_TOKEN,
-                         namespace: str = "default", context: str = "sim") -> Path:
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        *,
+        token: str = DEFAULT_TOKEN,
+        namespace: str = "default",
+        context: str = "sim",
+    ) -> Path:
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": context,
             "clusters": [{"name": "sim", "cluster": {"server": self.url}}],
             "users": [{"name": "sim-user", "user": {"token": token}}],
-            "contexts": [{"name": context, "context": {"cluster": "sim", "user": "sim-user",
-                                                       "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": context,
+                    "context": {"cluster": "sim", "user": "sim-user", "namespace": namespace},
+                }
+            ],
         }
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,13 +138,29 @@ class SimCluster:
 
     # ------------------------------------------------------------------ nodes
 
-    def add_node(self, name: str, *, ready: bool = True, unschedulable: bool = False,
-                 taints: Iterable[dict[str, Any]] = (), labels: dict[str, str] | None = None,
-                 images: Iterable[str] = (), runtime: str = "containerd", max_images: int = 50,
-                 max_pods: int = 110, arch: str = "amd64", os: str = "linux",
-                 status_lag: float = 0.0) -> None:
-        sim = NodeSim(name=name, runtime=runtime, max_images=max_images, max_pods=max_pods,
-                      status_lag=status_lag)
+    def add_node(
+        self,
+        name: str,
+        *,
+        ready: bool = True,
+        unschedulable: bool = False,
+        taints: Iterable[dict[str, Any]] = (),
+        labels: dict[str, str] | None = None,
+        images: Iterable[str] = (),
+        runtime: str = "containerd",
+        max_images: int = 50,
+        max_pods: int = 110,
+        arch: str = "amd64",
+        os: str = "linux",
+        status_lag: float = 0.0,
+    ) -> None:
+        sim = NodeSim(
+            name=name,
+            runtime=runtime,
+            max_images=max_images,
+            max_pods=max_pods,
+            status_lag=status_lag,
+        )
         now = time.monotonic() - status_lag
         for ref in images:
             image = self.registry.lookup(ref)
@@ -137,25 +169,44 @@ class SimCluster:
                 raise ValueError(f"invalid image {ref!r}")
             sim.images[parsed.key] = (image, now)
             sim.images[f"{image.name}@{image.digest}"] = (image, now)
-        obj = node_object(name, ready=ready, unschedulable=unschedulable, taints=list(taints),
-                          labels=labels or {}, max_pods=max_pods, arch=arch, os=os,
-                          runtime=runtime)
+        obj = node_object(
+            name,
+            ready=ready,
+            unschedulable=unschedulable,
+            taints=list(taints),
+            labels=labels or {},
+            max_pods=max_pods,
+            arch=arch,
+            os=os,
+            runtime=runtime,
+        )
         with self.store.lock:
             self.node_sims[name] = sim
             self.store.create("nodes", obj)
             self._controllers.tick()
 
-    def load_synthetic_nodes(self, count: int, *, images_per_node: int = 50, seed: int = 0,
-                             prefix: str = "node") -> None:
+    def load_synthetic_nodes(
+        self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
+    ) -> None:
         rng = random.Random(seed)
         with self.store.lock:
             for index in range(count):
                 name = f"{prefix}-{index:05d}"
-                obj = node_object(name, ready=True, unschedulable=False, taints=[],
-                                  labels={"topology.kubernetes.io/zone": f"zone-{index % 3}",
-                                          "node.kubernetes.io/instance-type": "m6i.4xlarge",
-                                          "hub.jupyter.org/node-purpose": "user"},
-                                  max_pods=110, arch="amd64", os="linux", runtime="containerd")
+                obj = node_object(
+                    name,
+                    ready=True,
+                    unschedulable=False,
+                    taints=[],
+                    labels={
+                        "topology.kubernetes.io/zone": f"zone-{index % 3}",
+                        "node.kubernetes.io/instance-type": "m6i.4xlarge",
+                        "hub.jupyter.org/node-purpose": "user",
+                    },
+                    max_pods=110,
+                    arch="amd64",
+                    os="linux",
+                    runtime="containerd",
+                )
                 entries = synthetic_images(rng, images_per_node)
                 obj["status"]["images"] = entries
                 sim = NodeSim(name=name, static_images=entries, rendered=entries, dirty=False)
@@ -176,8 +227,9 @@ class SimCluster:
 
     def node_ready(self, name: str) -> bool:
         node = self.store.peek("nodes").get(("", name))
-        return node is not None and any(c["type"] == "Ready" and c["status"] == "True"
-                                        for c in node["status"]["conditions"])
+        return node is not None and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
+        )
 
     def cordon(self, name: str, unschedulable: bool = True) -> None:
         def change(obj: dict[str, Any]) -> None:
@@ -186,26 +238,36 @@ class SimCluster:
         self.store.mutate("nodes", name, None, change)
 
     def set_taints(self, name: str, taints: list[dict[str, Any]]) -> None:
-        self.store.mutate("nodes", name, None,
-                          lambda obj: obj["spec"].__setitem__("taints", taints))
+        self.store.mutate(
+            "nodes", name, None, lambda obj: obj["spec"].__setitem__("taints", taints)
+        )
 
     # ------------------------------------------------------------------ pulls
 
-    def fail_pull(self, image: str, *, reason: str = "ErrImagePull",
-                  message: str = "rpc error: code = NotFound desc = failed to pull and unpack "
-                                 "image: not found",
-                  nodes: Iterable[str] | None = None, times: int | None = None) -> None:
+    def fail_pull(
+        self,
+        image: str,
+        *,
+        reason: str = "ErrImagePull",
+        message: str = "rpc error: code = NotFound desc = failed to pull and unpack "
+        "image: not found",
+        nodes: Iterable[str] | None = None,
+        times: int | None = None,
+    ) -> None:
         parsed = parse(image)
         key = parsed.key if parsed else image
         with self.store.lock:
-            self.pull_failures.append(PullFailure(key, reason, message,
-                                                  set(nodes) if nodes is not None else None,
-                                                  times))
+            self.pull_failures.append(
+                PullFailure(key, reason, message, set(nodes) if nodes is not None else None, times)
+            )
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
         for failure in self.pull_failures:
-            if failure.image_key == key and (failure.nodes is None or node in failure.nodes) \
-                    and (failure.times is None or failure.times > 0):
+            if (
+                failure.image_key == key
+                and (failure.nodes is None or node in failure.nodes)
+                and (failure.times is None or failure.times > 0)
+            ):
                 return failure
         return None
 
@@ -214,8 +276,12 @@ class SimCluster:
     def objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return self.store.items(resource, namespace)
 
-    def create(self, resource: str, obj: dict[str, Any], namespace: str | None = None,
-               ) -> dict[str, Any]:
+    def create(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
         return self.store.create(resource, obj, namespace)
 
     def delete(self, resource: str, name: str, namespace: str | None = None) -> None:
@@ -233,8 +299,12 @@ class SimCluster:
 
     # ------------------------------------------------------------------ API verbs
 
-    def api_create(self, resource: str, obj: dict[str, Any], namespace: str | None,
-                   ) -> dict[str, Any]:
+    def api_create(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None,
+    ) -> dict[str, Any]:
         if resource == "daemonsets":
             _validate_daemonset(obj)
         obj = copy.deepcopy(obj)
@@ -243,22 +313,37 @@ class SimCluster:
             created = self.store.create(resource, obj, namespace)
             return created
 
-    def api_delete(self, resource: str, name: str, namespace: str | None,
-                   options: dict[str, Any]) -> dict[str, Any]:
+    def api_delete(
+        self, resource: str, name: str, namespace: str | None, options: dict[str, Any]
+    ) -> dict[str, Any]:
         with self.store.lock:
             current = self.store.get(resource, name, namespace)
             if current is None:
-                raise StoreError(404, "NotFound", f'{resource} "{name}" not found', name=name,
-                                 kind=resource)
+                raise StoreError(
+                    404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource
+                )
             pre = options.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
-                raise StoreError(409, "Conflict", f"Precondition failed: UID in precondition: "
-                                 f"{pre['uid']}, UID in object meta: "
-                                 f"{current['metadata']['uid']}", name=name, kind=resource)
-            if pre.get("resourceVersion") and pre["resourceVersion"] != \
-                    current["metadata"]["resourceVersion"]:
-                raise StoreError(409, "Conflict", "Precondition failed: resourceVersion",
-                                 name=name, kind=resource)
+                raise StoreError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: UID in precondition: "
+                    f"{pre['uid']}, UID in object meta: "
+                    f"{current['metadata']['uid']}",
+                    name=name,
+                    kind=resource,
+                )
+            if (
+                pre.get("resourceVersion")
+                and pre["resourceVersion"] != current["metadata"]["resourceVersion"]
+            ):
+                raise StoreError(
+                    409,
+                    "Conflict",
+                    "Precondition failed: resourceVersion",
+                    name=name,
+                    kind=resource,
+                )
             deleted = self.store.delete(resource, name, namespace)
             if options.get("propagationPolicy") == "Orphan":
                 self._orphan(current["metadata"]["uid"])
@@ -270,11 +355,16 @@ class SimCluster:
                 owners = obj["metadata"].get("ownerReferences") or []
                 if any(o.get("uid") == uid for o in owners):
                     kept = [o for o in owners if o.get("uid") != uid]
-                    self.store.mutate(resource, name, ns, lambda o, k=kept:
-                                      o["metadata"].__setitem__("ownerReferences", k))
+                    self.store.mutate(
+                        resource,
+                        name,
+                        ns,
+                        lambda o, k=kept: o["metadata"].__setitem__("ownerReferences", k),
+                    )
 
-    def api_update(self, resource: str, name: str, namespace: str | None,
-                   body: dict[str, Any], *, merge: bool) -> dict[str, Any]:
+    def api_update(
+        self, resource: str, name: str, namespace: str | None, body: dict[str, Any], *, merge: bool
+    ) -> dict[str, Any]:
         def change(obj: dict[str, Any]) -> None:
             if merge:
                 _merge(obj, body)
@@ -282,13 +372,17 @@ class SimCluster:
                 meta = obj["metadata"]
                 obj.clear()
                 obj.update(copy.deepcopy(body))
-                obj["metadata"] = {**body.get("metadata", {}), "uid": meta["uid"],
-                                   "creationTimestamp": meta["creationTimestamp"]}
+                obj["metadata"] = {
+                    **body.get("metadata", {}),
+                    "uid": meta["uid"],
+                    "creationTimestamp": meta["creationTimestamp"],
+                }
 
         updated = self.store.mutate(resource, name, namespace, change)
         if updated is None:
-            raise StoreError(404, "NotFound", f'{resource} "{name}" not found', name=name,
-                             kind=resource)
+            raise StoreError(
+                404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource
+            )
         return updated
 
     # ------------------------------------------------------------------ lists and watches
@@ -306,9 +400,13 @@ class SimCluster:
         with self.store.lock:
             entry = self._continues.get(key)
         if entry is None or time.monotonic() - entry[2] > self.continue_ttl:
-            raise StoreError(410, "Expired", "The provided continue parameter is too old to "
-                             "display a consistent list result. You can start a new list "
-                             "without the continue parameter.")
+            raise StoreError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to "
+                "display a consistent list result. You can start a new list "
+                "without the continue parameter.",
+            )
         items, rv, _ = entry
         offset = int(offset_text or 0)
         end = offset + limit if limit else len(items)
@@ -319,8 +417,16 @@ class SimCluster:
         with self.store.lock:
             self._continues.clear()
 
-    def watch(self, handler: Handler, record: RequestRecord, *, resource: str,
-              namespace: str | None, query: dict[str, str], cut: int | None) -> None:
+    def watch(
+        self,
+        handler: Handler,
+        record: RequestRecord,
+        *,
+        resource: str,
+        namespace: str | None,
+        query: dict[str, str],
+        cut: int | None,
+    ) -> None:
         store = self.store
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
@@ -330,9 +436,15 @@ class SimCluster:
 
         def matches(obj: dict[str, Any]) -> bool:
             meta = obj.get("metadata") or {}
-            return ((namespace is None or resource in CLUSTER_SCOPED
-                     or meta.get("namespace") == namespace)
-                    and labels(meta.get("labels") or {}) and fields(obj))
+            return (
+                (
+                    namespace is None
+                    or resource in CLUSTER_SCOPED
+                    or meta.get("namespace") == namespace
+                )
+                and labels(meta.get("labels") or {})
+                and fields(obj)
+            )
 
         handler.start_stream(record)
         sent = 0
@@ -345,14 +457,22 @@ class SimCluster:
                 for key, obj in sorted(store.peek(resource).items()):
                     if matches(obj):
                         visible.add(key)
-                        pending.append(b'{"type":"ADDED","object":' +
-                                       json.dumps(obj, separators=(",", ":")).encode() + b"}")
+                        pending.append(
+                            b'{"type":"ADDED","object":'
+                            + json.dumps(obj, separators=(",", ":")).encode()
+                            + b"}"
+                        )
                 start = store.rv
             elif start < store.floor[resource]:
-                status = {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                          "status": "Failure", "reason": "Expired", "code": 410,
-                          "message": f"too old resource version: {start} "
-                                     f"({store.floor[resource]})"}
+                status = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "reason": "Expired",
+                    "code": 410,
+                    "message": f"too old resource version: {start} ({store.floor[resource]})",
+                }
                 pending.append(json.dumps({"type": "ERROR", "object": status}).encode())
                 start = -1
             else:
@@ -389,8 +509,9 @@ class SimCluster:
                     if now_matches:
                         kind_of = "ADDED" if key not in visible else event.type
                         visible.add(key)
-                        lines.append(b'{"type":"' + kind_of.encode() + b'","object":' +
-                                     event.data + b"}")
+                        lines.append(
+                            b'{"type":"' + kind_of.encode() + b'","object":' + event.data + b"}"
+                        )
                     elif key in visible:
                         visible.discard(key)
                         lines.append(b'{"type":"DELETED","object":' + event.data + b"}")
@@ -402,10 +523,14 @@ class SimCluster:
                         return
                 if bookmarks and time.monotonic() >= next_bookmark:
                     next_bookmark = time.monotonic() + self.bookmark_interval
-                    mark = {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion":
-                                                           api_version, "metadata": {
-                                                               "resourceVersion":
-                                                                   str(position)}}}
+                    mark = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {"resourceVersion": str(position)},
+                        },
+                    }
                     handler.write_chunk(record, json.dumps(mark).encode() + b"\n")
             handler.end_stream()
         except (BrokenPipeError, ConnectionResetError, OSError):
@@ -421,8 +546,12 @@ def _validate_daemonset(obj: dict[str, Any]) -> None:
     if not selector:
         causes.append(("spec.selector", "Required value"))
     elif any(labels.get(k) != v for k, v in selector.items()):
-        causes.append(("spec.template.metadata.labels",
-                       "Invalid value: `selector` does not match template `labels`"))
+        causes.append(
+            (
+                "spec.template.metadata.labels",
+                "Invalid value: `selector` does not match template `labels`",
+            )
+        )
     pod = template.get("spec") or {}
     containers = pod.get("containers") or []
     if not containers:
@@ -436,10 +565,18 @@ def _validate_daemonset(obj: dict[str, Any]) -> None:
         names.add(c.get("name"))
     if causes:
         name = (obj.get("metadata") or {}).get("name", "")
-        message = f'DaemonSet.apps "{name}" is invalid: ' + ", ".join(f"{f}: {m}"
-                                                                      for f, m in causes)
-        raise StoreError(422, "Invalid", message, name=name, group="apps", kind="DaemonSet",
-                         causes=[{"field": f, "message": m} for f, m in causes])
+        message = f'DaemonSet.apps "{name}" is invalid: ' + ", ".join(
+            f"{f}: {m}" for f, m in causes
+        )
+        raise StoreError(
+            422,
+            "Invalid",
+            message,
+            name=name,
+            group="apps",
+            kind="DaemonSet",
+            causes=[{"field": f, "message": m} for f, m in causes],
+        )
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,9 @@ def tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
         if t.get("operator") == "Exists":
             if not t.get("key") or t["key"] == taint.get("key"):
                 return True
-        elif t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value")
-                                                                             or ""):
+        elif t.get("key") == taint.get("key") and (t.get("value") or "") == (
+            taint.get("value") or ""
+        ):
             return True
     return False
 
@@ -103,11 +105,11 @@ def node_fits(node: dict[str, Any], pod_spec: dict[str, Any]) -> bool:
             return False
     tolerations = (pod_spec.get("tolerations") or []) + DS_TOLERATIONS
     for taint in node.get("spec", {}).get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint,
-                                                                                 tolerations):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint, tolerations):
             return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
     if required is not None:
         fields = {"metadata.name": node["metadata"]["name"]}
         terms = required.get("nodeSelectorTerms") or []
@@ -115,7 +117,8 @@ def node_fits(node: dict[str, Any], pod_spec: dict[str, Any]) -> bool:
             (t.get("matchExpressions") or t.get("matchFields"))
             and all(_expression(r, labels.get(r["key"])) for r in t.get("matchExpressions") or [])
             and all(_expression(r, fields.get(r["key"])) for r in t.get("matchFields") or [])
-            for t in terms)
+            for t in terms
+        )
         if not ok:
             return False
     return True
@@ -146,8 +149,11 @@ class Controllers:
         for (ns, name), ds in list(store.peek("daemonsets").items()):
             uid = ds["metadata"]["uid"]
             template = ds["spec"]["template"]
-            mine = [p for p in pods if any(o.get("uid") == uid
-                                           for o in p["metadata"].get("ownerReferences") or [])]
+            mine = [
+                p
+                for p in pods
+                if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])
+            ]
             by_node: dict[str, dict[str, Any]] = {}
             for pod in mine:
                 target = _pod_target(pod)
@@ -156,8 +162,10 @@ class Controllers:
             version = (ds["metadata"]["resourceVersion"], store.versions["nodes"])
             cached = self.eligible.get(uid)
             if cached is None or cached[0] != version:
-                cached = (version, {n["metadata"]["name"] for n in nodes
-                                    if node_fits(n, template["spec"])})
+                cached = (
+                    version,
+                    {n["metadata"]["name"] for n in nodes if node_fits(n, template["spec"])},
+                )
                 self.eligible[uid] = cached
             eligible = cached[1]
             for node_name in sorted(eligible - set(by_node)):
@@ -166,12 +174,15 @@ class Controllers:
                 if node_name not in eligible and "deletionTimestamp" not in pod["metadata"]:
                     store.delete("pods", pod["metadata"]["name"], ns)
             ready = sum(1 for p in mine if (p.get("status") or {}).get("phase") == "Running")
-            status = {"observedGeneration": ds["metadata"].get("generation", 1),
-                      "desiredNumberScheduled": len(eligible),
-                      "currentNumberScheduled": len(set(by_node) & eligible),
-                      "updatedNumberScheduled": len(set(by_node) & eligible),
-                      "numberReady": ready, "numberAvailable": ready,
-                      "numberMisscheduled": 0}
+            status = {
+                "observedGeneration": ds["metadata"].get("generation", 1),
+                "desiredNumberScheduled": len(eligible),
+                "currentNumberScheduled": len(set(by_node) & eligible),
+                "updatedNumberScheduled": len(set(by_node) & eligible),
+                "numberReady": ready,
+                "numberAvailable": ready,
+                "numberMisscheduled": 0,
+            }
             if ds.get("status") != status:
                 store.mutate("daemonsets", name, ns, lambda o, s=status: o.__setitem__("status", s))
 
@@ -181,28 +192,56 @@ class Controllers:
         template = ds["spec"]["template"]
         spec = dict(template["spec"])
         spec["tolerations"] = (spec.get("tolerations") or []) + DS_TOLERATIONS
-        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
-                                                    "values": [node_name]}]}]}}}
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": [node_name]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
         sim_node = self.sim.node_sims.get(node_name)
-        on_node = sum(1 for p in store.peek("pods").values()
-                      if (p.get("spec") or {}).get("nodeName") == node_name)
+        on_node = sum(
+            1
+            for p in store.peek("pods").values()
+            if (p.get("spec") or {}).get("nodeName") == node_name
+        )
         status: dict[str, Any] = {"phase": "Pending"}
         if sim_node is not None and on_node >= sim_node.max_pods:
-            status["conditions"] = [{"type": "PodScheduled", "status": "False",
-                                     "reason": "Unschedulable",
-                                     "message": "0/1 nodes are available: 1 Too many pods."}]
+            status["conditions"] = [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Too many pods.",
+                }
+            ]
         else:
             spec["nodeName"] = node_name
             status["conditions"] = [{"type": "PodScheduled", "status": "True"}]
-        pod = {"metadata": {"generateName": ds["metadata"]["name"] + "-",
-                            "labels": dict(template.get("metadata", {}).get("labels") or {}),
-                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
-                                                 "name": ds["metadata"]["name"],
-                                                 "uid": ds["metadata"]["uid"],
-                                                 "controller": True,
-                                                 "blockOwnerDeletion": True}]},
-               "spec": spec, "status": status}
+        pod = {
+            "metadata": {
+                "generateName": ds["metadata"]["name"] + "-",
+                "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "DaemonSet",
+                        "name": ds["metadata"]["name"],
+                        "uid": ds["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec,
+            "status": status,
+        }
         store.create("pods", pod, ns)
 
     # ------------------------------------------------------------------ garbage collection
@@ -232,8 +271,7 @@ class Controllers:
             node_sim = self.sim.node_sims.get(node_name or "")
             if node_sim is None or not self.sim.node_ready(node_name or ""):
                 continue
-            if not self._owned_by_ds(pod) and not pod["metadata"].get("labels", {}).get(
-                    "sim/run"):
+            if not self._owned_by_ds(pod) and not pod["metadata"].get("labels", {}).get("sim/run"):
                 continue  # pods created by tests as plain objects are left alone
             status = self._run_pod(pod, node_sim, now)
             if status["phase"] == "Running":
@@ -247,8 +285,9 @@ class Controllers:
         self.finished &= live
 
     def _owned_by_ds(self, pod: dict[str, Any]) -> bool:
-        return any(o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences")
-                   or [])
+        return any(
+            o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or []
+        )
 
     def _run_pod(self, pod: dict[str, Any], node: NodeSim, now: float) -> dict[str, Any]:
         uid = pod["metadata"]["uid"]
@@ -261,8 +300,13 @@ class Controllers:
             ref = (volume.get("image") or {}).get("reference")
             if ref:
                 run = volume_runs.setdefault(ref, ContainerRun())
-                self._pull(run, ref, node, now, policy=(volume["image"].get("pullPolicy")
-                                                         or "IfNotPresent"))
+                self._pull(
+                    run,
+                    ref,
+                    node,
+                    now,
+                    policy=(volume["image"].get("pullPolicy") or "IfNotPresent"),
+                )
                 if run.state != "done":
                     blocked = True
         init_statuses = []
@@ -276,35 +320,52 @@ class Controllers:
         statuses = []
         volume_failure = next((r for r in volume_runs.values() if r.state == "failing"), None)
         for container in spec.get("containers") or []:
-            run = runs.setdefault(container["name"], ContainerRun(reason="PodInitializing"
-                                                                  if init_statuses else
-                                                                  "ContainerCreating"))
+            run = runs.setdefault(
+                container["name"],
+                ContainerRun(reason="PodInitializing" if init_statuses else "ContainerCreating"),
+            )
             if not blocked:
                 self._advance(run, container, node, now, filled, spec, final=False)
             elif volume_failure is not None and not init_statuses:
                 run.reason, run.message = volume_failure.reason, volume_failure.message
             statuses.append(_status(container, run, init=False))
-        all_running = not blocked and all(runs[c["name"]].state == "done"
-                                          for c in spec.get("containers") or [])
-        conditions = [{"type": "PodScheduled", "status": "True"},
-                      {"type": "Initialized", "status": str(not blocked)},
-                      {"type": "ContainersReady", "status": str(all_running)},
-                      {"type": "Ready", "status": str(all_running)}]
-        status: dict[str, Any] = {"phase": "Running" if all_running else "Pending",
-                                  "conditions": conditions, "containerStatuses": statuses}
+        all_running = not blocked and all(
+            runs[c["name"]].state == "done" for c in spec.get("containers") or []
+        )
+        conditions = [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": str(not blocked)},
+            {"type": "ContainersReady", "status": str(all_running)},
+            {"type": "Ready", "status": str(all_running)},
+        ]
+        status: dict[str, Any] = {
+            "phase": "Running" if all_running else "Pending",
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        }
         if init_statuses:
             status["initContainerStatuses"] = init_statuses
         return status
 
-    def _advance(self, run: ContainerRun, container: dict[str, Any], node: NodeSim,
-                 now: float, filled: set[str], spec: dict[str, Any], *, final: bool) -> None:
+    def _advance(
+        self,
+        run: ContainerRun,
+        container: dict[str, Any],
+        node: NodeSim,
+        now: float,
+        filled: set[str],
+        spec: dict[str, Any],
+        *,
+        final: bool,
+    ) -> None:
         if run.state in ("done", "crashed"):
             if run.state == "done" and final:
                 self._note_fills(container, spec, filled)
             return
         image_ref = container["image"]
-        self._pull(run, image_ref, node, now,
-                   policy=container.get("imagePullPolicy") or "IfNotPresent")
+        self._pull(
+            run, image_ref, node, now, policy=container.get("imagePullPolicy") or "IfNotPresent"
+        )
         if run.state != "done":
             return
         command = (container.get("command") or []) + (container.get("args") or [])
@@ -313,23 +374,22 @@ class Controllers:
         in_filled = bool(command) and any(command[0].startswith(p + "/") for p in filled)
         if needs_shell and image is not None and not image.has_shell and not in_filled:
             run.state, run.reason = "crashed", "CrashLoopBackOff"
-            run.message = (f'exec: "{command[0]}": stat {command[0]}: no such file or '
-                           "directory")
+            run.message = f'exec: "{command[0]}": stat {command[0]}: no such file or directory'
             run.restarts += 1
             return
         if final:
             self._note_fills(container, spec, filled)
 
-    def _note_fills(self, container: dict[str, Any], spec: dict[str, Any],
-                    filled: set[str]) -> None:
+    def _note_fills(
+        self, container: dict[str, Any], spec: dict[str, Any], filled: set[str]
+    ) -> None:
         words = " ".join((container.get("command") or []) + (container.get("args") or []))
         empty_dirs = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
         for mount in container.get("volumeMounts") or []:
             if mount.get("name") in empty_dirs and mount["mountPath"] in words:
                 filled.add(mount["mountPath"])
 
-    def _pull(self, run: ContainerRun, ref: str, node: NodeSim, now: float, *,
-              policy: str) -> None:
+    def _pull(self, run: ContainerRun, ref: str, node: NodeSim, now: float, *, policy: str) -> None:
         if run.state == "done":
             return
         image = self.sim.registry.lookup(ref)
@@ -343,7 +403,7 @@ class Controllers:
             return
         if policy == "Never":
             run.state, run.reason = "failing", "ErrImageNeverPull"
-            run.message = (f'Container image "{ref}" is not present with pull policy of Never')
+            run.message = f'Container image "{ref}" is not present with pull policy of Never'
             return
         failure = self.sim.pull_failure(key, node.name)
         if failure is not None and failure.reason == "InvalidImageName":
@@ -361,12 +421,16 @@ class Controllers:
             count = run.restarts + 1
             run.restarts = count
             reason = "ErrImagePull" if count % 2 == 1 else "ImagePullBackOff"
-            message = failure.message if reason == "ErrImagePull" else \
-                f'Back-off pulling image "{ref}"'
+            message = (
+                failure.message if reason == "ErrImagePull" else f'Back-off pulling image "{ref}"'
+            )
             node.failing[key] = (reason, message, now + 1.0 * self.sim.time_scale * 4, count)
             run.state, run.reason, run.message = "failing", reason, message
             return
-        done_at = node.pulls.setdefault(key, now + image.pull_seconds * self.sim.time_scale)
+        jitter = 0.75 + (zlib.crc32(node.name.encode()) % 50) / 100  # per node, repeatable
+        done_at = node.pulls.setdefault(
+            key, now + image.pull_seconds * jitter * self.sim.time_scale
+        )
         if now >= done_at:
             node.pulls.pop(key, None)
             node.images[key] = (image, now)
@@ -387,8 +451,10 @@ class Controllers:
                 visible[f"{image.name}@{image.digest}"] = image
             else:
                 lagging = True
-        entries = [{"names": image_names(i, node.runtime), "sizeBytes": i.size_bytes}
-                   for i in visible.values()] + list(node.static_images)
+        entries = [
+            {"names": image_names(i, node.runtime), "sizeBytes": i.size_bytes}
+            for i in visible.values()
+        ] + list(node.static_images)
         entries.sort(key=lambda e: (-e["sizeBytes"], e["names"][0]))
         rendered = entries[: node.max_images]
         node.dirty = lagging
@@ -410,8 +476,9 @@ def _pod_target(pod: dict[str, Any]) -> str | None:
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         return str(spec["nodeName"])
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     for term in required.get("nodeSelectorTerms") or []:
         for req in term.get("matchFields") or []:
             if req.get("key") == "metadata.name" and req.get("values"):
@@ -420,9 +487,14 @@ def _pod_target(pod: dict[str, Any]) -> str | None:
 
 
 def _status(container: dict[str, Any], run: ContainerRun, *, init: bool) -> dict[str, Any]:
-    status: dict[str, Any] = {"name": container["name"], "image": container["image"],
-                              "imageID": run.image_id, "restartCount": run.restarts,
-                              "ready": False, "started": False}
+    status: dict[str, Any] = {
+        "name": container["name"],
+        "image": container["image"],
+        "imageID": run.image_id,
+        "restartCount": run.restarts,
+        "ready": False,
+        "started": False,
+    }
     if run.state == "done" and init:
         status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
     elif run.state == "done":
@@ -430,8 +502,9 @@ def _status(container: dict[str, Any], run: ContainerRun, *, init: bool) -> dict
         status["ready"] = status["started"] = True
     elif run.state == "crashed":
         status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": run.message}}
-        status["lastState"] = {"terminated": {"exitCode": 128, "reason": "StartError",
-                                              "message": run.message}}
+        status["lastState"] = {
+            "terminated": {"exitCode": 128, "reason": "StartError", "message": run.message}
+        }
     else:
         waiting = {"reason": run.reason or "PodInitializing"}
         if run.message:

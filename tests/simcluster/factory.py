@@ -10,73 +10,124 @@ CONDITION_TYPES = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnav
 COMMON_IMAGE = "quay.io/jupyter/base-notebook:2025-01-01"
 
 
-def node_object(name: str, *, ready: bool, unschedulable: bool, taints: list[dict[str, Any]],
-                labels: dict[str, str], max_pods: int, arch: str, os: str,
-                runtime: str) -> dict[str, Any]:
-    all_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": os,
-                  "kubernetes.io/arch": arch, "beta.kubernetes.io/os": os,
-                  "beta.kubernetes.io/arch": arch, **labels}
+def node_object(
+    name: str,
+    *,
+    ready: bool,
+    unschedulable: bool,
+    taints: list[dict[str, Any]],
+    labels: dict[str, str],
+    max_pods: int,
+    arch: str,
+    os: str,
+    runtime: str,
+) -> dict[str, Any]:
+    all_labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": os,
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": os,
+        "beta.kubernetes.io/arch": arch,
+        **labels,
+    }
     taints = list(taints)
     if unschedulable:
         taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
     if not ready:
         taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
-    spec: dict[str, Any] = {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"],
-                            "providerID": f"sim:///{name}"}
+    spec: dict[str, Any] = {
+        "podCIDR": "10.244.0.0/24",
+        "podCIDRs": ["10.244.0.0/24"],
+        "providerID": f"sim:///{name}",
+    }
     if unschedulable:
         spec["unschedulable"] = True
     if taints:
         spec["taints"] = taints
     stamp = "2026-11-01T00:00:00Z"
-    conditions = [{"type": t, "status": "False", "lastHeartbeatTime": stamp,
-                   "lastTransitionTime": stamp, "reason": f"KubeletHasNo{t}",
-                   "message": f"kubelet has no {t.lower()}"} for t in CONDITION_TYPES]
+    conditions = [
+        {
+            "type": t,
+            "status": "False",
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+            "reason": f"KubeletHasNo{t}",
+            "message": f"kubelet has no {t.lower()}",
+        }
+        for t in CONDITION_TYPES
+    ]
     conditions.append(ready_condition(ready))
     runtime_version = {"docker": "docker://24.0.7", "cri-o": "cri-o://1.30.0"}.get(
-        runtime, "containerd://1.7.22")
+        runtime, "containerd://1.7.22"
+    )
     return {
-        "metadata": {"name": name, "labels": all_labels,
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                                     "volumes.kubernetes.io/controller-managed-attach-detach":
-                                         "true"}},
+        "metadata": {
+            "name": name,
+            "labels": all_labels,
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
         "spec": spec,
         "status": {
-            "capacity": {"cpu": "16", "memory": "65843132Ki", "pods": str(max_pods),
-                         "ephemeral-storage": "203056560Ki"},
-            "allocatable": {"cpu": "15890m", "memory": "63643132Ki", "pods": str(max_pods),
-                            "ephemeral-storage": "187136925387"},
+            "capacity": {
+                "cpu": "16",
+                "memory": "65843132Ki",
+                "pods": str(max_pods),
+                "ephemeral-storage": "203056560Ki",
+            },
+            "allocatable": {
+                "cpu": "15890m",
+                "memory": "63643132Ki",
+                "pods": str(max_pods),
+                "ephemeral-storage": "187136925387",
+            },
             "conditions": conditions,
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
-                          {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.1"},
+                {"type": "Hostname", "address": name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {"machineID": hashlib.md5(name.encode()).hexdigest(),
-                         "systemUUID": hashlib.sha1(name.encode()).hexdigest()[:36],
-                         "bootID": hashlib.sha256(name.encode()).hexdigest()[:36],
-                         "kernelVersion": "6.1.0-26-cloud-amd64", "osImage": "Debian 12",
-                         "containerRuntimeVersion": runtime_version,
-                         "kubeletVersion": "v1.33.0", "kubeProxyVersion": "v1.33.0",
-                         "operatingSystem": os, "architecture": arch},
+            "nodeInfo": {
+                "machineID": hashlib.md5(name.encode()).hexdigest(),
+                "systemUUID": hashlib.sha1(name.encode()).hexdigest()[:36],
+                "bootID": hashlib.sha256(name.encode()).hexdigest()[:36],
+                "kernelVersion": "6.1.0-26-cloud-amd64",
+                "osImage": "Debian 12",
+                "containerRuntimeVersion": runtime_version,
+                "kubeletVersion": "v1.33.0",
+                "kubeProxyVersion": "v1.33.0",
+                "operatingSystem": os,
+                "architecture": arch,
+            },
             "images": [],
         },
     }
 
 
 def ready_condition(ready: bool) -> dict[str, Any]:
-    return {"type": "Ready", "status": "True" if ready else "False",
-            "lastHeartbeatTime": "2026-11-01T00:00:00Z",
-            "lastTransitionTime": "2026-11-01T00:00:00Z",
-            "reason": "KubeletReady" if ready else "KubeletNotReady",
-            "message": "kubelet is posting ready status" if ready else
-            "container runtime network not ready"}
+    return {
+        "type": "Ready",
+        "status": "True" if ready else "False",
+        "lastHeartbeatTime": "2026-11-01T00:00:00Z",
+        "lastTransitionTime": "2026-11-01T00:00:00Z",
+        "reason": "KubeletReady" if ready else "KubeletNotReady",
+        "message": "kubelet is posting ready status"
+        if ready
+        else "container runtime network not ready",
+    }
 
 
-def synthetic_images(rng: random.Random, count: int, *, pool: int = 400,
-                     common: tuple[str, ...] = (COMMON_IMAGE,)) -> list[dict[str, Any]]:
+def synthetic_images(
+    rng: random.Random, count: int, *, pool: int = 400, common: tuple[str, ...] = (COMMON_IMAGE,)
+) -> list[dict[str, Any]]:
     """`count` node.status.images entries in containerd style, 2-5 names each; `common` first."""
     entries = []
     chosen = rng.sample(range(pool), count - len(common))
-    refs = list(common) + [f"registry.example.com/team-{i % 17}/service-{i}:v1.{i % 9}.0"
-                           for i in chosen]
+    refs = list(common) + [
+        f"registry.example.com/team-{i % 17}/service-{i}:v1.{i % 9}.0" for i in chosen
+    ]
     for ref in refs:
         name, _, tag = ref.rpartition(":")
         digest = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()

@@ -27,9 +27,11 @@ class Fault:
         self._pattern = re.compile(self.path)
 
     def matches(self, method: str, path: str, watch: bool) -> bool:
-        return ((self.method == "*" or self.method == method)
-                and (self.watch is None or self.watch == watch)
-                and self._pattern.search(path) is not None)
+        return (
+            (self.method == "*" or self.method == method)
+            and (self.watch is None or self.watch == watch)
+            and self._pattern.search(path) is not None
+        )
 
 
 class Faults:
@@ -61,9 +63,15 @@ class Faults:
                 if rule.times is not None:
                     rule.times -= 1
                 self.injected += 1
-                what = ("reset" if rule.reset else f"cut@{rule.cut_after_events}"
-                        if rule.cut_after_events is not None else f"delay {rule.delay}"
-                        if rule.delay and not rule.status else str(rule.status))
+                what = (
+                    "reset"
+                    if rule.reset
+                    else f"cut@{rule.cut_after_events}"
+                    if rule.cut_after_events is not None
+                    else f"delay {rule.delay}"
+                    if rule.delay and not rule.status
+                    else str(rule.status)
+                )
                 self.log.append((method, path, what))
                 return rule
         return None

@@ -31,7 +31,9 @@ class Ref:
 
     @property
     def key(self) -> str:
-        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag or 'latest'}"
+        return (
+            f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag or 'latest'}"
+        )
 
 
 def parse(ref: str) -> Ref | None:
@@ -65,14 +67,26 @@ class Registry:
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
 
-    def add(self, ref: str, *, size_bytes: int = 10 * 1024**2, digest: str | None = None,
-            has_shell: bool = True, pull_seconds: float = 1.0) -> Image:
+    def add(
+        self,
+        ref: str,
+        *,
+        size_bytes: int = 10 * 1024**2,
+        digest: str | None = None,
+        has_shell: bool = True,
+        pull_seconds: float = 1.0,
+    ) -> Image:
         parsed = parse(ref)
         if parsed is None:
             raise ValueError(f"invalid reference {ref!r}")
-        image = Image(parsed.name, parsed.tag or ("latest" if not parsed.digest else None),
-                      digest or parsed.digest or _digest(parsed.key), size_bytes, has_shell,
-                      pull_seconds)
+        image = Image(
+            parsed.name,
+            parsed.tag or ("latest" if not parsed.digest else None),
+            digest or parsed.digest or _digest(parsed.key),
+            size_bytes,
+            has_shell,
+            pull_seconds,
+        )
         with self._lock:
             self._images[parsed.key] = image
             self._images[f"{parsed.name}@{image.digest}"] = image

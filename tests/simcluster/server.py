@@ -3,6 +3,7 @@ list with pagination and watch streams, over HTTP/1.1 keep-alive on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -28,10 +29,14 @@ if TYPE_CHECKING:
 import re
 
 ROUTES = [
-    re.compile(r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
-               r"(?P<res>nodes|pods|configmaps|namespaces)(?:/(?P<name>[^/]+))?/?$"),
-    re.compile(r"^/apis/apps/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
-               r"(?P<res>daemonsets)(?:/(?P<name>[^/]+))?/?$"),
+    re.compile(
+        r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
+        r"(?P<res>nodes|pods|configmaps|namespaces)(?:/(?P<name>[^/]+))?/?$"
+    ),
+    re.compile(
+        r"^/apis/apps/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
+        r"(?P<res>daemonsets)(?:/(?P<name>[^/]+))?/?$"
+    ),
 ]
 
 
@@ -47,9 +52,15 @@ class RequestRecord:
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                            "status": "Failure", "message": message, "reason": reason,
-                            "code": code}
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
     if details:
         body["details"] = details
     return body
@@ -78,10 +89,8 @@ class Server(ThreadingHTTPServer):
     def close_all(self) -> None:
         with self.conn_lock:
             for conn in list(self.open_connections):
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -89,7 +98,7 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     timeout = 120
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:
@@ -127,19 +136,33 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.cut_after_events is None and fault.status:
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after else {}
-            reason = {429: "TooManyRequests", 500: "InternalError",
-                      503: "ServiceUnavailable"}.get(fault.status, "InternalError")
-            self._send(record, fault.status, status_body(fault.status, reason,
-                                                          f"injected fault {fault.status}"),
-                       headers)
+            reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}.get(
+                fault.status, "InternalError"
+            )
+            self._send(
+                record,
+                fault.status,
+                status_body(fault.status, reason, f"injected fault {fault.status}"),
+                headers,
+            )
             return
         try:
             self._authorise(method, url.path, query, watch)
-            self._route(record, method, url.path, query, body, watch,
-                        cut=fault.cut_after_events if fault else None)
+            self._route(
+                record,
+                method,
+                url.path,
+                query,
+                body,
+                watch,
+                cut=fault.cut_after_events if fault else None,
+            )
         except StoreError as error:
-            self._send(record, error.code, status_body(error.code, error.reason, error.message,
-                                                       **error.details))
+            self._send(
+                record,
+                error.code,
+                status_body(error.code, error.reason, error.message, **error.details),
+            )
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -155,21 +178,35 @@ class Handler(BaseHTTPRequestHandler):
             return
         ns, resource, name = match
         verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(
-            method, "watch" if watch else ("get" if name else "list"))
+            method, "watch" if watch else ("get" if name else "list")
+        )
         for rule_verb, rule_resource, rule_ns in sim.forbidden:
             if rule_verb == verb and rule_resource == resource and rule_ns in (None, ns):
                 user = "system:serviceaccount:default:image-awaiter"
                 group = KINDS[resource][2]
-                scope = (f'in the namespace "{ns}"' if ns else "at the cluster scope")
+                scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
                 named = f' "{name}"' if name else ""
-                raise StoreError(403, "Forbidden",
-                                 f'{group_resource(resource)}{named} '
-                                 f'is forbidden: User "{user}" cannot {verb} resource '
-                                 f'"{resource}" in API group "{group}" {scope}',
-                                 kind=resource, group=group, name=name or "")
+                raise StoreError(
+                    403,
+                    "Forbidden",
+                    f"{group_resource(resource)}{named} "
+                    f'is forbidden: User "{user}" cannot {verb} resource '
+                    f'"{resource}" in API group "{group}" {scope}',
+                    kind=resource,
+                    group=group,
+                    name=name or "",
+                )
 
-    def _route(self, record: RequestRecord, method: str, path: str, query: dict[str, str],
-               body: bytes, watch: bool, cut: int | None) -> None:
+    def _route(
+        self,
+        record: RequestRecord,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+        watch: bool,
+        cut: int | None,
+    ) -> None:
         sim = self.server.sim
         if path == "/version":
             self._send(record, 200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-sim"})
@@ -178,10 +215,17 @@ class Handler(BaseHTTPRequestHandler):
         if match is None:
             raise StoreError(404, "NotFound", "the server could not find the requested resource")
         ns, resource, name = match
-        if ns and resource not in CLUSTER_SCOPED and method in ("POST", "GET") and \
-                sim.store.get("namespaces", ns) is None and not name and method == "POST":
-            raise StoreError(404, "NotFound", f'namespaces "{ns}" not found',
-                             name=ns, kind="namespaces")
+        if (
+            ns
+            and resource not in CLUSTER_SCOPED
+            and method in ("POST", "GET")
+            and sim.store.get("namespaces", ns) is None
+            and not name
+            and method == "POST"
+        ):
+            raise StoreError(
+                404, "NotFound", f'namespaces "{ns}" not found', name=ns, kind="namespaces"
+            )
         if method == "GET" and name:
             obj = sim.store.get(resource, name, ns)
             if obj is None:
@@ -198,11 +242,15 @@ class Handler(BaseHTTPRequestHandler):
             options = _json(body) if body else {}
             self._send(record, 200, sim.api_delete(resource, name or "", ns, options))
         elif method in ("PUT", "PATCH"):
-            self._send(record, 200, sim.api_update(resource, name or "", ns, _json(body),
-                                                   merge=method == "PATCH"))
+            self._send(
+                record,
+                200,
+                sim.api_update(resource, name or "", ns, _json(body), merge=method == "PATCH"),
+            )
 
-    def _list(self, record: RequestRecord, resource: str, ns: str | None,
-              query: dict[str, str]) -> None:
+    def _list(
+        self, record: RequestRecord, resource: str, ns: str | None, query: dict[str, str]
+    ) -> None:
         sim = self.server.sim
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
@@ -212,26 +260,35 @@ class Handler(BaseHTTPRequestHandler):
             items, rv, remaining = sim.continue_list(token, limit)
         else:
             items, rv = sim.store.raw_items(
-                resource, ns,
-                lambda o: labels((o.get("metadata") or {}).get("labels") or {}) and fields(o))
+                resource,
+                ns,
+                lambda o: labels((o.get("metadata") or {}).get("labels") or {}) and fields(o),
+            )
             items, remaining = sim.start_list(items, rv, limit)
         kind = KINDS[resource][0] + "List"
         meta = {"resourceVersion": str(rv)}
         if remaining:
             meta["continue"] = remaining
-        head = json.dumps({"kind": kind, "apiVersion": KINDS[resource][1],
-                           "metadata": meta})[:-1].encode()
+        head = json.dumps({"kind": kind, "apiVersion": KINDS[resource][1], "metadata": meta})[
+            :-1
+        ].encode()
         data = head + b',"items":[' + b",".join(items) + b"]}"
         self._send_bytes(record, 200, data)
 
     # ------------------------------------------------------------------ responses
 
-    def _send(self, record: RequestRecord, code: int, body: dict[str, Any],
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        record: RequestRecord,
+        code: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._send_bytes(record, code, json.dumps(body).encode(), headers)
 
-    def _send_bytes(self, record: RequestRecord, code: int, data: bytes,
-                    headers: dict[str, str] | None = None) -> None:
+    def _send_bytes(
+        self, record: RequestRecord, code: int, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         record.status = code
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -262,8 +319,7 @@ class Handler(BaseHTTPRequestHandler):
         record.status = -1
         self.close_connection = True
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         except OSError:
             pass
@@ -284,8 +340,14 @@ def _route(path: str) -> tuple[str | None, str, str | None] | None:
 
 
 def _not_found(resource: str, name: str) -> StoreError:
-    return StoreError(404, "NotFound", f'{group_resource(resource)} "{name}" not found',
-                      name=name, kind=resource, group=KINDS[resource][2])
+    return StoreError(
+        404,
+        "NotFound",
+        f'{group_resource(resource)} "{name}" not found',
+        name=name,
+        kind=resource,
+        group=KINDS[resource][2],
+    )
 
 
 def _json(body: bytes) -> dict[str, Any]:

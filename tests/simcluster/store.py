@@ -81,14 +81,21 @@ class Store:
 
     def items(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return [copy.deepcopy(o) for (ns, _), o in sorted(self._objects[resource].items())
-                    if namespace is None or ns == namespace]
+            return [
+                copy.deepcopy(o)
+                for (ns, _), o in sorted(self._objects[resource].items())
+                if namespace is None or ns == namespace
+            ]
 
-    def raw_items(self, resource: str, namespace: str | None,
-                  keep: Callable[[dict[str, Any]], bool]) -> tuple[list[bytes], int]:
+    def raw_items(
+        self, resource: str, namespace: str | None, keep: Callable[[dict[str, Any]], bool]
+    ) -> tuple[list[bytes], int]:
         with self.lock:
-            out = [self._bytes[resource][key] for key, o in sorted(self._objects[resource].items())
-                   if (namespace is None or key[0] == namespace) and keep(o)]
+            out = [
+                self._bytes[resource][key]
+                for key, o in sorted(self._objects[resource].items())
+                if (namespace is None or key[0] == namespace) and keep(o)
+            ]
             return out, self.rv
 
     def exists_uid(self, uid: str) -> bool:
@@ -96,8 +103,12 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, resource: str, obj: dict[str, Any], namespace: str | None = None,
-               ) -> dict[str, Any]:
+    def create(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
         with self.lock:
             obj = copy.deepcopy(obj)
             meta = obj.setdefault("metadata", {})
@@ -106,15 +117,24 @@ class Store:
                 meta["name"] = meta["generateName"] + suffix
             name = meta.get("name")
             if not name:
-                raise StoreError(422, "Invalid", f"{KINDS[resource][0]} \"\" is invalid: "
-                                 "metadata.name: Required value: name or generateName is required")
+                raise StoreError(
+                    422,
+                    "Invalid",
+                    f'{KINDS[resource][0]} "" is invalid: '
+                    "metadata.name: Required value: name or generateName is required",
+                )
             ns = "" if resource in CLUSTER_SCOPED else (namespace or meta.get("namespace") or "")
             if ns:
                 meta["namespace"] = ns
             if (ns, name) in self._objects[resource]:
-                raise StoreError(409, "AlreadyExists",
-                                 f'{group_resource(resource)} "{name}" already exists',
-                                 name=name, kind=resource, group=KINDS[resource][2])
+                raise StoreError(
+                    409,
+                    "AlreadyExists",
+                    f'{group_resource(resource)} "{name}" already exists',
+                    name=name,
+                    kind=resource,
+                    group=KINDS[resource][2],
+                )
             meta["uid"] = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
             meta["creationTimestamp"] = now_iso()
             if resource == "daemonsets":
@@ -125,8 +145,13 @@ class Store:
             self._write(resource, (ns, name), obj, "ADDED")
             return copy.deepcopy(obj)
 
-    def mutate(self, resource: str, name: str, namespace: str | None,
-               change: Callable[[dict[str, Any]], bool | None]) -> dict[str, Any] | None:
+    def mutate(
+        self,
+        resource: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], bool | None],
+    ) -> dict[str, Any] | None:
         """Apply `change` to the stored object; it returns False when nothing changed."""
         with self.lock:
             key = ("" if resource in CLUSTER_SCOPED else namespace or "", name)
@@ -141,8 +166,12 @@ class Store:
             self._write(resource, key, updated, "MODIFIED")
             return copy.deepcopy(updated)
 
-    def delete(self, resource: str, name: str, namespace: str | None = None,
-               ) -> dict[str, Any] | None:
+    def delete(
+        self,
+        resource: str,
+        name: str,
+        namespace: str | None = None,
+    ) -> dict[str, Any] | None:
         with self.lock:
             key = ("" if resource in CLUSTER_SCOPED else namespace or "", name)
             obj = self._objects[resource].pop(key, None)
@@ -170,8 +199,11 @@ class Store:
         self._record(resource, key[0], obj, kind)
 
     def _record(self, resource: str, namespace: str, obj: dict[str, Any], kind: str) -> None:
-        data = self._bytes[resource].get((namespace, obj["metadata"]["name"])) if kind != \
-            "DELETED" else json.dumps(obj, separators=(",", ":")).encode()
+        data = (
+            self._bytes[resource].get((namespace, obj["metadata"]["name"]))
+            if kind != "DELETED"
+            else json.dumps(obj, separators=(",", ":")).encode()
+        )
         history = self.history[resource]
         history.append(Event(self.rv, kind, resource, namespace, obj, data or b"{}"))
         while len(history) > self.history_limit:
@@ -237,11 +269,13 @@ def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
     checks = []
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         negate = "!=" in part
-        key, _, value = part.partition("!=") if negate else (
-            part.partition("==") if "==" in part else part.partition("="))
+        key, _, value = (
+            part.partition("!=")
+            if negate
+            else (part.partition("==") if "==" in part else part.partition("="))
+        )
         getter = FIELDS.get(key.strip())
         if getter is None:
-            raise StoreError(400, "BadRequest",
-                             f'"{key.strip()}" is not a known field selector')
+            raise StoreError(400, "BadRequest", f'"{key.strip()}" is not a known field selector')
         checks.append((getter, value.strip(), negate))
     return lambda obj: all((g(obj) != v) if n else (g(obj) == v) for g, v, n in checks)

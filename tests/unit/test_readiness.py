@@ -1,0 +1,254 @@
+"""Per-node readiness from node.status.images and puller pod statuses; pull-failure grace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from image_awaiter.readiness import (
+    ImagePull,
+    NodeStatus,
+    PullerPod,
+    PullState,
+    evaluate,
+    merge_pods_by_node,
+    puller_pod_from_json,
+)
+from image_awaiter.references import parse_image
+from image_awaiter.targeting import NodeState, Placement
+
+NOTEBOOK = parse_image("quay.io/jupyter/base-notebook:1")
+HELPER = "ghcr.io/image-awaiter/image-awaiter:0.1.0"
+
+
+Statuses = list[tuple[str, dict[str, Any]]]
+
+
+def pod_json(
+    *,
+    init: Statuses | None = None,
+    containers: Statuses | None = None,
+    volumes: list[str] | None = None,
+    node: str | None = "n",
+    conditions: list[Any] | None = None,
+) -> dict[str, Any]:
+    init, containers, volumes = init or [], containers or [], volumes or []
+    spec: dict[str, Any] = {
+        "initContainers": [{"name": f"i{k}", "image": image} for k, (image, _) in enumerate(init)],
+        "containers": [{"name": f"c{k}", "image": image} for k, (image, _) in enumerate(containers)]
+        or [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+        "volumes": [
+            {"name": f"v{k}", "image": {"reference": ref}} for k, ref in enumerate(volumes)
+        ],
+    }
+    if node:
+        spec["nodeName"] = node
+    status: dict[str, Any] = {
+        "initContainerStatuses": [{"name": f"i{k}", **s} for k, (_, s) in enumerate(init)],
+        "containerStatuses": [{"name": f"c{k}", **s} for k, (_, s) in enumerate(containers)],
+        "conditions": list(conditions or []),
+    }
+    return {"metadata": {"name": "p"}, "spec": spec, "status": status}
+
+
+def judge(
+    node: NodeState,
+    pods: list[PullerPod],
+    *,
+    now: float = 100.0,
+    since: dict[tuple[str, str], float] | None = None,
+    grace: float = 30.0,
+    images: tuple[Any, ...] = (NOTEBOOK,),
+) -> Any:
+    return evaluate(
+        nodes={node.name: node},
+        pods=pods,
+        images=images,
+        placement=Placement(),
+        include_cordoned=False,
+        now=now,
+        failing_since=since or {},
+        grace=grace,
+    )
+
+
+N = NodeState(name="n", ready=True)
+WAITING = {"state": {"waiting": {"reason": "PodInitializing"}}}
+
+
+def test_a_node_listing_the_image_is_done_without_any_pod() -> None:
+    result = judge(NodeState(name="n", ready=True, images=frozenset({NOTEBOOK.key})), [])
+    assert result.done and result.verdicts[0].status is NodeStatus.DONE
+
+
+def test_a_node_without_the_image_and_without_a_pod_is_missing() -> None:
+    verdict = judge(N, []).verdicts[0]
+    assert verdict.status is NodeStatus.MISSING
+    assert verdict.missing == ("quay.io/jupyter/base-notebook:1",)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"imageID": "quay.io/jupyter/base-notebook@sha256:" + "a" * 64, **WAITING},
+        {"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+        {"state": {"terminated": {"exitCode": 128, "reason": "StartError"}}},
+        {"state": {"running": {}}},
+        {
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1}},
+        },
+    ],
+    ids=["imageID", "completed", "start-error", "running", "crashloop"],
+)
+def test_the_pod_signal_proves_the_pull_when_node_status_hides_the_image(
+    status: dict[str, Any],
+) -> None:
+    pod = puller_pod_from_json(pod_json(init=[(NOTEBOOK.original, status)]))
+    assert judge(N, [pod]).verdicts[0].status is NodeStatus.DONE
+
+
+def test_a_waiting_init_container_is_still_pulling() -> None:
+    pod = puller_pod_from_json(pod_json(init=[(NOTEBOOK.original, WAITING)]))
+    verdict = judge(N, [pod]).verdicts[0]
+    assert verdict.status is NodeStatus.PULLING
+    assert "pulling quay.io/jupyter/base-notebook:1" in verdict.detail
+
+
+def test_image_volumes_count_as_pulled_once_a_regular_container_was_created() -> None:
+    volume = "quay.io/models/llama:1"
+    images = (parse_image(volume),)
+    pulling = puller_pod_from_json(
+        pod_json(
+            volumes=[volume],
+            containers=[
+                (
+                    "registry.k8s.io/pause:3.10",
+                    {"state": {"waiting": {"reason": "ContainerCreating"}}},
+                )
+            ],
+        )
+    )
+    running = puller_pod_from_json(
+        pod_json(
+            volumes=[volume],
+            containers=[("registry.k8s.io/pause:3.10", {"state": {"running": {}}, "imageID": "x"})],
+        )
+    )
+    assert judge(N, [pulling], images=images).verdicts[0].status is NodeStatus.PULLING
+    assert judge(N, [running], images=images).verdicts[0].status is NodeStatus.DONE
+
+
+def test_a_failing_image_volume_is_named_by_the_kubelet_message() -> None:
+    volume = "quay.io/models/gone:1"
+    pod = puller_pod_from_json(
+        pod_json(
+            volumes=[volume],
+            containers=[
+                (
+                    "registry.k8s.io/pause:3.10",
+                    {
+                        "state": {
+                            "waiting": {
+                                "reason": "ErrImagePull",
+                                "message": f'failed to pull "{volume}": not found',
+                            }
+                        }
+                    },
+                )
+            ],
+        )
+    )
+    assert pod.images[parse_image(volume).key].state is PullState.FAILING
+
+
+@pytest.mark.parametrize("reason", ["InvalidImageName", "ErrImageNeverPull"])
+def test_permanent_pull_errors_fail_at_once(reason: str) -> None:
+    pod = puller_pod_from_json(
+        pod_json(
+            init=[(NOTEBOOK.original, {"state": {"waiting": {"reason": reason, "message": "bad"}}})]
+        )
+    )
+    result = judge(N, [pod])
+    assert result.verdicts[0].status is NodeStatus.FAILED
+    [failure] = result.failures
+    assert (failure.node, failure.image, failure.reason) == ("n", NOTEBOOK.original, reason)
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_retrying_pull_errors_fail_only_after_the_grace_period(reason: str) -> None:
+    pod = puller_pod_from_json(
+        pod_json(
+            init=[
+                (NOTEBOOK.original, {"state": {"waiting": {"reason": reason, "message": "denied"}}})
+            ]
+        )
+    )
+    first = judge(N, [pod], now=100.0)
+    assert first.verdicts[0].status is NodeStatus.PULLING
+    assert "retrying" in first.verdicts[0].detail
+    assert first.failing_since == {("n", NOTEBOOK.key): 100.0}
+    still = judge(N, [pod], now=120.0, since=dict(first.failing_since))
+    assert still.verdicts[0].status is NodeStatus.PULLING
+    late = judge(N, [pod], now=130.0, since=dict(first.failing_since))
+    assert late.verdicts[0].status is NodeStatus.FAILED
+
+
+def test_a_failure_that_clears_forgets_its_first_seen_time() -> None:
+    pod = puller_pod_from_json(pod_json(init=[(NOTEBOOK.original, WAITING)]))
+    result = judge(N, [pod], since={("n", NOTEBOOK.key): 1.0})
+    assert result.failing_since == {}
+
+
+def test_a_failing_helper_image_that_is_not_awaited_is_still_reported() -> None:
+    pod = puller_pod_from_json(
+        pod_json(
+            init=[
+                (HELPER, {"state": {"waiting": {"reason": "InvalidImageName", "message": "x"}}}),
+                (NOTEBOOK.original, WAITING),
+            ]
+        )
+    )
+    result = judge(N, [pod])
+    assert result.verdicts[0].status is NodeStatus.FAILED
+    assert result.failures[0].image == parse_image(HELPER).key
+
+
+def test_an_unschedulable_puller_is_reported_with_the_scheduler_message() -> None:
+    raw = pod_json(
+        node=None,
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "message": "0/1 nodes are available: Too many pods",
+            }
+        ],
+    )
+    raw["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}
+                ]
+            }
+        }
+    }
+    pod = puller_pod_from_json(raw)
+    assert pod.node == "n"
+    verdict = judge(N, [pod]).verdicts[0]
+    assert verdict.status is NodeStatus.UNSCHEDULABLE
+    assert "Too many pods" in verdict.detail
+
+
+def test_merging_pods_on_one_node_prefers_pulled() -> None:
+    old = PullerPod(name="old", node="n", images={"k": ImagePull(PullState.PULLED)})
+    new = PullerPod(name="new", node="n", images={"k": ImagePull(PullState.PULLING)})
+    assert merge_pods_by_node([new, old])["n"].images["k"].state is PullState.PULLED
+    assert merge_pods_by_node([PullerPod(name="x", node=None)]) == {}
+
+
+def test_zero_targets_is_done() -> None:
+    result = judge(NodeState(name="n", ready=False), [])
+    assert result.done and result.verdicts == () and result.excluded == {"n": "node not Ready"}
