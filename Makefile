@@ -19,7 +19,7 @@ demo: install
 	$(PY) -m tests.demo
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
-test: install helm helper
+test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## test-fast: unit tests only

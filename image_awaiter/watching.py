@@ -141,9 +141,20 @@ class Informer(Generic[T]):
         self._wake.set()
 
     def _watch_until_resync(self) -> None:
+        """Watch from the last resourceVersion until the resync period is over; a broken or
+        silent stream resumes from where it was, only 410 Gone (raised) forces a relist."""
         resync_at = time.monotonic() + self._timing.resync_seconds
         while not self._stop.is_set() and time.monotonic() < resync_at:
-            self._watch_once()
+            try:
+                self._watch_once()
+            except TransientError as error:
+                log.info(
+                    "watch.restarted",
+                    resource=self.name,
+                    error=str(error),
+                    resource_version=self.resource_version,
+                )
+                self._stop.wait(self._timing.reconnect_delay)
 
     def _watch_once(self) -> None:
         """One watch request from the last resourceVersion; returns when the server ends it."""

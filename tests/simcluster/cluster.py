@@ -512,7 +512,7 @@ class SimCluster:
                         lines.append(
                             b'{"type":"' + kind_of.encode() + b'","object":' + event.data + b"}"
                         )
-                    elif key in visible:
+                    elif key in visible or (event.type == "DELETED" and matches(event.obj)):
                         visible.discard(key)
                         lines.append(b'{"type":"DELETED","object":' + event.data + b"}")
                 for line in lines:

@@ -1,0 +1,149 @@
+"""The list+watch caches against the simulated API server: pagination, watch resumption,
+410 Gone, dropped and silent watches, deletions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from image_awaiter.kube import Kube, connect
+from image_awaiter.watching import Informer, WatchTiming
+
+
+@pytest.fixture
+def kube(sim: Any, kubeconfig: Path) -> Kube:
+    connection = connect(kubeconfig=str(kubeconfig), context=None, namespace=None)
+    return Kube(connection.client)
+
+
+@pytest.fixture
+def informer_factory(kube: Kube) -> Iterator[Any]:
+    made: list[Informer[Any]] = []
+
+    def make(timing: WatchTiming | None = None) -> Informer[str]:
+        informer: Informer[str] = Informer(
+            kube=kube,
+            path="/api/v1/nodes",
+            name="nodes",
+            compact=lambda raw: raw["metadata"]["labels"].get("color", ""),
+            timing=timing or WatchTiming(page_size=3, watch_seconds=30, read_timeout=10),
+        )
+        made.append(informer)
+        return informer
+
+    yield make
+    for informer in made:
+        informer.stop()
+
+
+def wait_until(informer: Informer[Any], predicate: Any, timeout: float = 10.0) -> bool:
+    """Event-driven: every store change sets the informer's wake event."""
+    wake = informer._wake
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not done.is_set():
+            if predicate(informer.snapshot()):
+                return True
+            wake.wait(0.5)
+            wake.clear()
+        return predicate(informer.snapshot())
+    finally:
+        deadline.cancel()
+
+
+def test_a_paginated_list_reads_every_node(sim: Any, informer_factory: Any) -> None:
+    for index in range(10):
+        sim.add_node(f"n{index}", labels={"color": "red"})
+    informer = informer_factory()
+    assert len(informer.list_once()) == 10
+    pages = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert len(pages) == 4  # 3 + 3 + 3 + 1
+    assert all(r.query.get("limit") == "3" for r in pages)
+
+
+def test_pagination_is_consistent_when_nodes_change_between_pages(sim: Any, kube: Kube) -> None:
+    for index in range(6):
+        sim.add_node(f"n{index}")
+    first = kube.request("GET", "/api/v1/nodes", query={"limit": 3})
+    sim.remove_node("n5")
+    sim.add_node("n9")
+    rest = kube.request(
+        "GET", "/api/v1/nodes", query={"limit": 3, "continue": first["metadata"]["continue"]}
+    )
+    names = [n["metadata"]["name"] for n in first["items"] + rest["items"]]
+    assert names == [f"n{i}" for i in range(6)]  # one consistent snapshot
+    assert not rest["metadata"].get("continue")
+
+
+def test_an_expired_continue_token_makes_the_informer_relist(
+    sim: Any, informer_factory: Any, kube: Kube
+) -> None:
+    for index in range(6):
+        sim.add_node(f"n{index}", labels={"color": "blue"})
+    first = kube.request("GET", "/api/v1/nodes", query={"limit": 3})
+    sim.expire_continues()
+    from image_awaiter.errors import Gone
+
+    with pytest.raises(Gone):
+        kube.request(
+            "GET", "/api/v1/nodes", query={"limit": 3, "continue": first["metadata"]["continue"]}
+        )
+
+
+def test_watch_events_keep_the_cache_current_including_deletions(
+    sim: Any, informer_factory: Any
+) -> None:
+    sim.add_node("a", labels={"color": "red"})
+    informer = informer_factory()
+    informer.start()
+    assert wait_until(informer, lambda s: s == {"a": "red"})
+    sim.add_node("b", labels={"color": "green"})
+    sim.remove_node("a")
+    assert wait_until(informer, lambda s: s == {"b": "green"})
+    assert informer.lists == 1 and informer.events >= 2
+
+
+def test_410_gone_on_a_watch_makes_the_informer_relist(sim: Any, informer_factory: Any) -> None:
+    from tests.simcluster import Fault
+
+    sim.add_node("a", labels={"color": "red"})
+    informer = informer_factory(WatchTiming(page_size=10, watch_seconds=1, read_timeout=10))
+    informer.start()
+    assert wait_until(informer, lambda s: s == {"a": "red"})
+    sim.faults.add(Fault(path="/api/v1/nodes", watch=True, status=0, cut_after_events=0, times=1))
+    sim.add_node("b", labels={"color": "x"})
+    sim.compact()  # the next watch resumes from a resourceVersion the server no longer has
+    assert wait_until(informer, lambda s: s == {"a": "red", "b": "x"} and informer.lists >= 2)
+
+
+def test_a_watch_cut_mid_stream_resumes_without_losing_events(
+    sim: Any, informer_factory: Any
+) -> None:
+    from tests.simcluster import Fault
+
+    sim.faults.add(Fault(path="/api/v1/nodes", watch=True, status=0, cut_after_events=1, times=3))
+    informer = informer_factory()
+    informer.start()
+    assert informer.synced.wait(10)
+    for index in range(5):
+        sim.add_node(f"n{index}", labels={"color": str(index)})
+        assert wait_until(informer, lambda s, n=index: len(s) == n + 1)
+    assert informer.watches >= 4
+    assert informer.lists == 1  # resumed from the last resourceVersion, no relist
+    assert sim.faults.injected == 3
+
+
+def test_a_silent_watch_is_abandoned_and_restarted(sim: Any, informer_factory: Any) -> None:
+    sim.bookmark_interval = 3600  # no bookmarks: the stream stays silent
+    informer = informer_factory(WatchTiming(page_size=10, watch_seconds=60, read_timeout=0.5))
+    informer.start()
+    assert wait_until(informer, lambda s: s == {})
+    assert wait_until(informer, lambda s: informer.watches >= 3)
+    sim.add_node("late", labels={"color": "red"})
+    assert wait_until(informer, lambda s: s == {"late": "red"})
