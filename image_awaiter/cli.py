@@ -226,7 +226,7 @@ def install_helper_command(dest: str) -> int:
     """Copy the static no-op helper to DEST (used inside puller pods)."""
     from pathlib import Path
 
-    from image_awaiter.helper import install_helper  # type: ignore[import-not-found,unused-ignore]
+    from image_awaiter.helper import install_helper
 
     try:
         install_helper(Path(dest))

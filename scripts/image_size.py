@@ -1,0 +1,131 @@
+"""`make image-size`: reproduce the application layer of Dockerfile.distroless without Docker.
+
+Runs the same steps as the Dockerfile's build stage (pip install --target, then
+scripts/prune_site.py, plus the static helper) into a temporary directory, proves the pruned
+tree still runs the CLI, then prints the layer's size raw and gzip-compressed (as a registry
+stores it). Prints one JSON line with the numbers last.
+
+Usage: python scripts/image_size.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET_GZIP_MB = 10.0
+
+
+def build_layer(work: Path) -> Path:
+    site = work / "app" / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-cache-dir",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "prune_site.py"), str(site)], check=True)
+    helper_out = work / "helper"
+    subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "helper"), "native", f"OUT={helper_out}"], check=True
+    )
+    binary = work / "app" / "usr" / "local" / "bin" / "image-awaiter-noop"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes((helper_out / "noop").read_bytes())
+    binary.chmod(0o755)
+    return work / "app"
+
+
+def prove_it_runs(layer: Path) -> None:
+    env = {
+        "PYTHONPATH": str(layer / "site"),
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for args in (["--help"], ["check", "--image", "busybox", "--kubeconfig", "/nonexistent"]):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-B",
+                "-I",
+                "-S",
+                "-c",
+                "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                "from image_awaiter.cli import main; main()",
+                str(layer / "site"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if "Traceback" in result.stderr or result.returncode not in (0, 2):
+            raise SystemExit(f"pruned tree is broken ({args}): {result.stderr[-2000:]}")
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from image_awaiter import kube, awaiting, cli; "
+        "from kubernetes import config; config.load_incluster_config; "
+        "config.load_kube_config; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-B", "-I", "-S", "-c", probe, str(layer / "site")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.stdout.strip() != "ok":
+        raise SystemExit(f"pruned tree cannot import the access layer: {result.stderr[-2000:]}")
+
+
+def measure(layer: Path) -> dict[str, float]:
+    raw = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file())
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(layer, arcname=".")
+    tar_bytes = buffer.getvalue()
+    compressed = gzip.compress(tar_bytes, compresslevel=6)
+    return {
+        "files": sum(1 for p in layer.rglob("*") if p.is_file()),
+        "raw_mb": round(raw / 1e6, 2),
+        "tar_mb": round(len(tar_bytes) / 1e6, 2),
+        "gzip_mb": round(len(compressed) / 1e6, 2),
+        "budget_gzip_mb": BUDGET_GZIP_MB,
+    }
+
+
+def main() -> int:
+    keep = Path(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[1] == "--keep" else None
+    with tempfile.TemporaryDirectory(prefix="image-size-") as tmp:
+        work = keep or Path(tmp)
+        layer = build_layer(work)
+        prove_it_runs(layer)
+        numbers = measure(layer)
+    print(
+        f"application layer: {numbers['files']} files, {numbers['raw_mb']} MB raw, "
+        f"{numbers['gzip_mb']} MB gzip-compressed (budget {BUDGET_GZIP_MB} MB)"
+    )
+    print(json.dumps(numbers))
+    return 0 if numbers["gzip_mb"] <= BUDGET_GZIP_MB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

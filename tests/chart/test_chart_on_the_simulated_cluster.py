@@ -1,0 +1,43 @@
+"""The DaemonSet the chart renders into its ConfigMap, run by the real CLI against the
+simulated cluster: it pulls every configured image, including shell-less ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.chart.conftest import Render, one
+
+
+def test_the_charts_daemonset_pulls_every_image_with_no_shell(
+    sim: Any, run_cli: Any, render: Render, tmp_path: Path
+) -> None:
+    images = ["gcr.io/distroless/static:nonroot", "quay.io/jupyter/base-notebook:2025-06-02"]
+    sim.registry.add(images[0], has_shell=False, pull_seconds=2)
+    sim.registry.add(images[1], pull_seconds=4)
+    for name in ("user-a", "user-b"):
+        sim.add_node(name)
+    sim.add_node("core", taints=({"key": "dedicated", "value": "core", "effect": "NoSchedule"},))
+    configmap = one(render(sets=(f"images[0]={images[0]}", f"images[1]={images[1]}")), "ConfigMap")
+    spec = tmp_path / "daemonset.yaml"
+    spec.write_text(configmap["data"]["daemonset.yaml"])
+    result = run_cli(
+        "await", "--daemonset-spec", str(spec), "--interval", "200ms", "--keep-daemonset"
+    )
+    assert result.code == 0, result.output
+    assert sorted(n["name"] for n in result.report["nodes"]) == ["user-a", "user-b"]
+    assert "dedicated=core:NoSchedule" in result.report["excluded"][0]["reason"]
+    pods = sim.objects("pods", "default")
+    assert pods
+    for pod in pods:
+        statuses = pod["status"]["initContainerStatuses"]
+        assert all(s["state"].get("terminated", {}).get("exitCode") == 0 for s in statuses), (
+            statuses
+        )
+    for node in sim.objects("nodes"):
+        if node["metadata"]["name"].startswith("user"):
+            names = {n for image in node["status"]["images"] for n in image["names"]}
+            assert {
+                "gcr.io/distroless/static:nonroot",
+                "quay.io/jupyter/base-notebook:2025-06-02",
+            } <= names

@@ -1,0 +1,166 @@
+"""The distroless image without Docker: hadolint on the Dockerfile, the static helper built and
+run from an empty directory, and the application layer's size and health."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HELPER_DIR = ROOT / "build" / "helper"
+PT_INTERP = 3
+
+
+def test_hadolint_passes_on_the_dockerfile() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile.distroless")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfile_builds_a_nonroot_distroless_final_stage() -> None:
+    text = (ROOT / "Dockerfile.distroless").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2
+    assert stages[-1].startswith("FROM gcr.io/distroless/python3") and "nonroot" in stages[-1]
+    assert 'ENTRYPOINT ["python3", "-m", "image_awaiter"]' in text
+    assert "/usr/local/bin/image-awaiter-noop" in text
+    assert "scripts/prune_site.py" in text and "TARGETARCH" in text
+
+
+@pytest.fixture(scope="module")
+def helper() -> Path:
+    built = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "helper")], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    return HELPER_DIR / "noop"
+
+
+def _program_headers(binary: bytes) -> list[int]:
+    assert binary[:4] == b"\x7fELF" and binary[4] == 2  # 64-bit ELF
+    little = binary[5] == 1
+    order = "little" if little else "big"
+    phoff = int.from_bytes(binary[32:40], order)
+    size = int.from_bytes(binary[54:56], order)
+    count = int.from_bytes(binary[56:58], order)
+    return [
+        int.from_bytes(binary[phoff + i * size : phoff + i * size + 4], order) for i in range(count)
+    ]
+
+
+def test_the_helper_is_static_tiny_and_needs_no_interpreter(helper: Path) -> None:
+    data = helper.read_bytes()
+    assert len(data) < 16 * 1024
+    assert PT_INTERP not in _program_headers(data)
+    assert b"libc" not in data
+
+
+def test_the_helper_runs_from_an_empty_directory_and_installs_itself(
+    helper: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(helper, empty / "noop")
+    assert subprocess.run(["./noop"], cwd=empty, env={}, check=False).returncode == 0
+    copied = tmp_path / "emptydir" / "noop"
+    copied.parent.mkdir()
+    installed = subprocess.run(["./noop", "install", str(copied)], cwd=empty, env={}, check=False)
+    assert installed.returncode == 0
+    assert os.access(copied, os.X_OK) and copied.read_bytes() == helper.read_bytes()
+    assert subprocess.run([str(copied)], env={}, check=False).returncode == 0
+    failed = subprocess.run(
+        ["./noop", "install", "/nonexistent/dir/noop"],
+        cwd=empty,
+        env={},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 1 and "cannot create /nonexistent/dir/noop" in failed.stderr
+
+
+def test_the_arm64_helper_is_an_aarch64_elf_when_a_cross_compiler_exists(helper: Path) -> None:
+    if shutil.which("aarch64-linux-gnu-gcc") is None and not (HELPER_DIR / "noop-arm64").exists():
+        pytest.skip("no aarch64 cross compiler here; the Dockerfile builds arm64 natively")
+    data = (HELPER_DIR / "noop-arm64").read_bytes()
+    assert int.from_bytes(data[18:20], "little") == 183  # EM_AARCH64
+    assert PT_INTERP not in _program_headers(data)
+
+
+def test_install_helper_subcommand_copies_the_helper(helper: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "helper" / "noop"
+    result = subprocess.run(
+        [sys.executable, "-m", "image_awaiter", "install-helper", str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert subprocess.run([str(dest)], check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def layer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("layer")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "image_size.py"), "--keep", str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    numbers["returncode"] = result.returncode
+    numbers["site"] = str(work / "app" / "site")
+    return dict(numbers)
+
+
+def test_the_application_layer_is_within_budget(layer: dict[str, Any]) -> None:
+    assert layer["returncode"] == 0
+    assert layer["gzip_mb"] <= 10.0
+    site = Path(layer["site"])
+    assert not (site / "kubernetes" / "aio").exists()
+    assert not list(site.rglob("__pycache__"))
+
+
+def test_the_pruned_layer_runs_a_real_check_against_the_simulated_cluster(
+    layer: dict[str, Any], sim: Any, kubeconfig: Path
+) -> None:
+    sim.add_node("a", images=("busybox:1.36",))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from image_awaiter.cli import main; main()"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-B",
+            "-I",
+            "-S",
+            "-c",
+            code,
+            layer["site"],
+            "check",
+            "--image",
+            "busybox:1.36",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--log-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin"},
+    )
+    assert result.returncode == 0, result.stderr
