@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import structlog
 
+from image_awaiter.decoding import JsonCodec, NodeCodec
 from image_awaiter.errors import (
     ApiError,
     AwaiterError,
@@ -49,7 +49,7 @@ from image_awaiter.readiness import (
 )
 from image_awaiter.reporting import build_report, not_done_lines, progress_fields
 from image_awaiter.settings import Job, Settings, resolve_job
-from image_awaiter.targeting import NodeState, node_from_json
+from image_awaiter.targeting import NodeState
 from image_awaiter.watching import Informer, WatchTiming
 
 log = structlog.get_logger("image_awaiter")
@@ -207,7 +207,7 @@ class Run:
             name="nodes",
             wake=self.wake,
             timing=timing,
-            compact=partial(node_from_json, wanted=wanted),
+            codec=NodeCodec(wanted=wanted),
         )
         self.pods: Informer[PullerPod] | None = None
         self.daemonsets: Informer[str] | None = None
@@ -264,7 +264,7 @@ class Run:
             path=f"/api/v1/namespaces/{self.namespace}/pods",
             name="pods",
             label_selector=selector,
-            compact=puller_pod_from_json,
+            codec=JsonCodec(puller_pod_from_json),
             wake=self.wake,
             timing=self.timing,
         )
@@ -275,7 +275,7 @@ class Run:
             label_selector=selector,
             wake=self.wake,
             timing=self.timing,
-            compact=lambda raw: str((raw.get("metadata") or {}).get("uid", "")),
+            codec=JsonCodec(lambda raw: str((raw.get("metadata") or {}).get("uid", ""))),
         )
         self.pods.start()
         self.daemonsets.start()

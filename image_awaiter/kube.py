@@ -13,10 +13,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import tenacity
@@ -30,6 +30,7 @@ from kubernetes.config.config_exception import ConfigException
 from image_awaiter.errors import ApiError, Gone, InvalidObject, UsageError
 
 log = structlog.get_logger("image_awaiter.kube")
+T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -134,13 +135,42 @@ class Kube:
         budget: float = RETRY_BUDGET,
         deadline: float | None = None,
     ) -> dict[str, Any]:
-        """Send one request and return its JSON body, retrying transient failures."""
+        """Send one request and return its JSON object, retrying transient failures."""
+        return self.request_decoded(
+            method,
+            path,
+            query=query,
+            body=body,
+            budget=budget,
+            deadline=deadline,
+            decode=json_object,
+        )
+
+    def request_decoded(
+        self,
+        method: str,
+        path: str,
+        *,
+        decode: Callable[[bytes], T],
+        query: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        budget: float = RETRY_BUDGET,
+        deadline: float | None = None,
+    ) -> T:
+        """Send one request and return `decode(body)`; a body that does not decode (a
+        truncated response) is retried like any transient failure."""
         try:
             for attempt in self._retrying(budget=budget, deadline=deadline):
                 with attempt:
-                    return self._request_once(
+                    data = self._request_once(
                         method, path, query=query, body=body, deadline=deadline
                     )
+                    try:
+                        return decode(data)
+                    except ValueError as error:
+                        raise TransientError(
+                            f"{method} {path}: undecodable response: {_first_line(error)}"
+                        ) from None
         except TransientError as error:
             raise self._gave_up(error) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -160,11 +190,11 @@ class Kube:
         query: Mapping[str, str | int] | None,
         body: Any,
         deadline: float | None,
-    ) -> dict[str, Any]:
+    ) -> bytes:
         timeout = self._timeout(REQUEST_TIMEOUT, deadline)
         response = self._send(method, path, query=query, body=body, timeout=(timeout, timeout))
         try:
-            data = response.data
+            data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise TransientError(f"{method} {path}: {_first_line(error)}") from None
         finally:
@@ -172,18 +202,14 @@ class Kube:
         self.bytes_received += len(data)
         if response.status >= 400:
             raise translate(method, path, response.status, data, response.headers, query)
-        try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            raise TransientError(f"{method} {path}: response is not JSON") from None
-        return parsed if isinstance(parsed, dict) else {}
+        return data
 
     # ------------------------------------------------------------------ watch streams
 
     def stream(
         self, path: str, *, query: Mapping[str, str | int], read_timeout: float
-    ) -> Iterator[dict[str, Any]]:
-        """Open a watch (retrying the connection) and yield its events as they arrive.
+    ) -> Iterator[bytes]:
+        """Open a watch (retrying the connection) and yield its event lines as they arrive.
 
         Ends when the server closes the stream; raises `TransientError` when the connection
         breaks or stays silent for `read_timeout` seconds.
@@ -210,7 +236,7 @@ class Kube:
         finally:
             response.release_conn()
 
-    def _events(self, response: urllib3.BaseHTTPResponse) -> Iterator[dict[str, Any]]:
+    def _events(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         pending = b""
         try:
             for chunk in response.stream(65536, decode_content=True):
@@ -219,14 +245,11 @@ class Kube:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+                        yield line
+        except (urllib3.exceptions.HTTPError, OSError) as error:
             raise TransientError(f"watch stream broke: {_first_line(error)}") from None
         if pending.strip():
-            try:
-                yield json.loads(pending)
-            except ValueError:
-                raise TransientError("watch stream ended mid-event") from None
+            yield pending
 
     # ------------------------------------------------------------------ plumbing
 
@@ -312,6 +335,12 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
         error=str(error),
         wait=round(state.upcoming_sleep, 2),
     )
+
+
+def json_object(data: bytes) -> dict[str, Any]:
+    """A JSON object body; anything else decodes to an empty mapping."""
+    parsed = json.loads(data) if data else {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _retry_after(value: str | None) -> float | None:

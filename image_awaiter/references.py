@@ -76,15 +76,22 @@ def node_image_keys(
 ) -> frozenset[str]:
     """Match keys of a node's reported names, optionally only those in `wanted`.
 
-    With `wanted`, a name is fully parsed only when its last path component (the repository's
-    short name) is that of a wanted image: a cheap string test that skips almost every name on
-    large nodes.
+    With `wanted`, a name is fully parsed only when it contains the short repository name of a
+    wanted image and that is its last path component: cheap tests that skip almost every name
+    on large nodes (5,000 nodes list about 750,000 names).
     """
     if wanted is None:
         return frozenset(key for name in names if (key := node_image_key(name)) is not None)
     tails = _tails(wanted)
+    if len(tails) == 1:
+        [tail] = tails
+        candidates = [name for name in names if tail in name]  # a C-speed substring test
+    else:
+        candidates = [name for name in names if any(tail in name for tail in tails)]
     keys = {
-        key for name in names if _tail(name) in tails and (key := node_image_key(name)) is not None
+        key
+        for name in candidates
+        if _tail(name) in tails and (key := node_image_key(name)) is not None
     }
     return frozenset(keys & wanted)
 

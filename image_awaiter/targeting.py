@@ -8,7 +8,7 @@ the template's nodeSelector and required node affinity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,25 +199,41 @@ def _requirement(raw: Mapping[str, Any]) -> Requirement:
 
 
 def node_from_json(raw: Mapping[str, Any], *, wanted: frozenset[str]) -> NodeState:
-    """Compact a Node object to what targeting and readiness need; image names are kept only
-    when they match an awaited image (`wanted` holds match keys)."""
+    """Compact a Node object (plain JSON) to what targeting and readiness need."""
     metadata = raw.get("metadata") or {}
     spec = raw.get("spec") or {}
     status = raw.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    taints = tuple(
-        Taint(key=t.get("key", ""), value=t.get("value") or "", effect=t.get("effect") or "")
-        for t in spec.get("taints") or []
-    )
-    names = (name for image in status.get("images") or [] for name in image.get("names") or [])
-    return NodeState(
+    return node_state(
         name=str(metadata.get("name", "")),
-        ready=ready,
+        labels=metadata.get("labels") or {},
         unschedulable=bool(spec.get("unschedulable")),
-        taints=taints,
-        labels=dict(metadata.get("labels") or {}),
+        taints=[
+            (t.get("key", ""), t.get("value") or "", t.get("effect") or "")
+            for t in spec.get("taints") or []
+        ],
+        conditions=[(c.get("type"), c.get("status")) for c in status.get("conditions") or []],
+        names=[n for image in status.get("images") or [] for n in image.get("names") or []],
+        wanted=wanted,
+    )
+
+
+def node_state(
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    unschedulable: bool,
+    taints: Iterable[tuple[str, str, str]],
+    conditions: Iterable[tuple[Any, Any]],
+    names: list[str],
+    wanted: frozenset[str],
+) -> NodeState:
+    """The compact node from its parts, however they were decoded; image names are kept only
+    when they match an awaited image (`wanted` holds match keys)."""
+    return NodeState(
+        name=name,
+        ready=any(kind == "Ready" and value == "True" for kind, value in conditions),
+        unschedulable=unschedulable,
+        taints=tuple(Taint(key=k, value=v, effect=e) for k, v, e in taints),
+        labels=dict(labels),
         images=node_image_keys(names, wanted=wanted),
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
+from image_awaiter.decoding import Codec, Event
 from image_awaiter.errors import AwaiterError, Gone
 from image_awaiter.kube import Kube, TransientError
 
@@ -34,22 +34,15 @@ class WatchTiming:
     reconnect_delay: float = 0.5
 
 
-def object_key(raw: Mapping[str, Any]) -> str:
-    metadata = raw.get("metadata") or {}
-    namespace = metadata.get("namespace")
-    name = str(metadata.get("name", ""))
-    return f"{namespace}/{name}" if namespace else name
-
-
 class Informer(Generic[T]):
-    """Keeps `compact(raw)` of every object at `path` current; None from `compact` drops it."""
+    """Keeps the codec's compact record of every object at `path` current."""
 
     def __init__(
         self,
         *,
         kube: Kube,
         path: str,
-        compact: Callable[[dict[str, Any]], T | None],
+        codec: Codec[T],
         label_selector: str | None = None,
         wake: threading.Event | None = None,
         timing: WatchTiming = WatchTiming(),
@@ -57,7 +50,7 @@ class Informer(Generic[T]):
     ) -> None:
         self._kube = kube
         self._path = path
-        self._compact = compact
+        self._codec = codec
         self._selector = label_selector
         self._wake = wake or threading.Event()
         self._timing = timing
@@ -124,18 +117,18 @@ class Informer(Generic[T]):
                 query["continue"] = token
             if self._selector:
                 query["labelSelector"] = self._selector
-            page = self._kube.request("GET", self._path, query=query)
-            for raw in page.get("items") or []:
-                record = self._compact(raw)
+            page = self._kube.request_decoded(
+                "GET", self._path, query=query, decode=self._codec.page
+            )
+            for key, record in page.items:
                 if record is not None:
-                    items[object_key(raw)] = record
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue") or ""
+                    items[key] = record
+            token = page.continue_token
             if not token:
                 break
         with self._lock:
             self._items = items
-            self.resource_version = str(metadata.get("resourceVersion") or "")
+            self.resource_version = page.resource_version
         self.lists += 1
         self.synced.set()
         self._wake.set()
@@ -168,31 +161,31 @@ class Informer(Generic[T]):
         if self._selector:
             query["labelSelector"] = self._selector
         self.watches += 1
-        for event in self._kube.stream(
+        for line in self._kube.stream(
             self._path, query=query, read_timeout=self._timing.read_timeout
         ):
             if self._stop.is_set():
                 return
+            try:
+                event = self._codec.event(line)
+            except ValueError as error:
+                raise TransientError(f"undecodable watch event: {error}") from None
             self._apply(event)
 
-    def _apply(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        raw = event.get("object") or {}
-        if kind == "ERROR":
-            if raw.get("code") == 410:
-                raise Gone(str(raw.get("message") or "watch expired"), status=410)
-            raise TransientError(f"watch error: {raw.get('message')}")
-        version = str((raw.get("metadata") or {}).get("resourceVersion") or "")
-        if kind == "BOOKMARK":
-            self.resource_version = version or self.resource_version
+    def _apply(self, event: Event[T]) -> None:
+        if event.type == "ERROR":
+            status = event.status or {}
+            if status.get("code") == 410:
+                raise Gone(str(status.get("message") or "watch expired"), status=410)
+            raise TransientError(f"watch error: {status.get('message')}")
+        if event.type == "BOOKMARK":
+            self.resource_version = event.resource_version or self.resource_version
             return
-        key = object_key(raw)
-        record = self._compact(raw) if kind != "DELETED" else None
         with self._lock:
-            if record is None:
-                self._items.pop(key, None)
+            if event.record is None:
+                self._items.pop(event.key, None)
             else:
-                self._items[key] = record
-            self.resource_version = version or self.resource_version
+                self._items[event.key] = event.record
+            self.resource_version = event.resource_version or self.resource_version
         self.events += 1
         self._wake.set()

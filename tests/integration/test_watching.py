@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.decoding import JsonCodec
 from image_awaiter.kube import Kube, connect
 from image_awaiter.watching import Informer, WatchTiming
 
@@ -29,7 +30,7 @@ def informer_factory(kube: Kube) -> Iterator[Any]:
             kube=kube,
             path="/api/v1/nodes",
             name="nodes",
-            compact=lambda raw: raw["metadata"]["labels"].get("color", ""),
+            codec=JsonCodec(lambda raw: raw["metadata"]["labels"].get("color", "")),
             timing=timing or WatchTiming(page_size=3, watch_seconds=30, read_timeout=10),
         )
         made.append(informer)

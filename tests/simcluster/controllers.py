@@ -131,7 +131,7 @@ class Controllers:
         self.runs: dict[str, dict[str, ContainerRun]] = {}  # pod uid -> container -> run
         self.volume_runs: dict[str, dict[str, ContainerRun]] = {}
         self.finished: set[str] = set()
-        self.eligible: dict[str, tuple[tuple[str, int], set[str]]] = {}
+        self.eligible: dict[str, tuple[tuple[int, int], set[str]]] = {}
 
     def tick(self) -> None:
         store = self.sim.store
@@ -159,7 +159,7 @@ class Controllers:
                 target = _pod_target(pod)
                 if target:
                     by_node[target] = pod
-            version = (ds["metadata"]["resourceVersion"], store.versions["nodes"])
+            version = (ds["metadata"].get("generation", 1), store.versions["nodes"])
             cached = self.eligible.get(uid)
             if cached is None or cached[0] != version:
                 cached = (

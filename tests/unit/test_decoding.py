@@ -1,0 +1,92 @@
+"""Codecs: the typed node decoder agrees with the plain-JSON path, and events decode."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from image_awaiter.decoding import JsonCodec, NodeCodec
+from image_awaiter.references import parse_image
+from image_awaiter.targeting import node_from_json
+
+WANTED = frozenset({parse_image("nginx:1.7.9").key})
+NODE: dict[str, Any] = {
+    "metadata": {
+        "name": "n1",
+        "resourceVersion": "42",
+        "labels": {"zone": "a"},
+        "annotations": {"x": "y" * 100},
+    },
+    "spec": {"unschedulable": True, "taints": [{"key": "k", "effect": "NoSchedule"}]},
+    "status": {
+        "capacity": {"cpu": "4"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        "images": [
+            {"names": ["nginx:1.7.9", "nginx@sha256:" + "a" * 64], "sizeBytes": 1},
+            {"sizeBytes": 2},
+        ],
+        "nodeInfo": {"kubeletVersion": "v1.33.0"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        NODE,
+        {"metadata": {"name": "bare"}},
+        {
+            "metadata": {"name": "nulls", "labels": None},
+            "spec": {"taints": None},
+            "status": {"images": None},
+        },
+    ],
+)
+def test_the_typed_node_decoder_agrees_with_the_plain_json_path(node: dict[str, Any]) -> None:
+    page = json.dumps(
+        {"kind": "NodeList", "metadata": {"resourceVersion": "7", "continue": "c"}, "items": [node]}
+    ).encode()
+    decoded = NodeCodec(wanted=WANTED).page(page)
+    assert decoded.resource_version == "7" and decoded.continue_token == "c"
+    [(key, state)] = decoded.items
+    assert key == node["metadata"]["name"]
+    assert state == node_from_json(node, wanted=WANTED)
+
+
+def test_node_events_decode_including_deletions_bookmarks_and_errors() -> None:
+    codec = NodeCodec(wanted=WANTED)
+    added = codec.event(json.dumps({"type": "ADDED", "object": NODE}).encode())
+    assert added.key == "n1" and added.resource_version == "42"
+    assert added.record is not None and added.record.images == WANTED
+    deleted = codec.event(json.dumps({"type": "DELETED", "object": NODE}).encode())
+    assert deleted.record is None and deleted.key == "n1"
+    bookmark = codec.event(
+        b'{"type":"BOOKMARK","object":{"kind":"Node","metadata":{"resourceVersion":"99"}}}'
+    )
+    assert bookmark.type == "BOOKMARK" and bookmark.resource_version == "99"
+    error = codec.event(
+        b'{"type":"ERROR","object":{"kind":"Status","code":410,'
+        b'"message":"too old resource version"}}'
+    )
+    assert error.type == "ERROR" and error.status is not None and error.status["code"] == 410
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b'{"items": 5}', b'{"items": [{"spec": 1}]}'])
+def test_undecodable_node_pages_raise_value_error(garbage: bytes) -> None:
+    with pytest.raises(ValueError):
+        NodeCodec(wanted=WANTED).page(garbage)
+
+
+def test_json_codec_keys_namespaced_objects_by_namespace_and_name() -> None:
+    codec = JsonCodec(lambda raw: raw["metadata"]["name"].upper())
+    page = codec.page(
+        b'{"metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"p","namespace":"ns"}}]}'
+    )
+    assert page.items == [("ns/p", "P")] and page.continue_token == ""
+    event = codec.event(
+        b'{"type":"MODIFIED","object":{"metadata":{"name":"p","namespace":'
+        b'"ns","resourceVersion":"5"}}}'
+    )
+    assert (event.key, event.record, event.resource_version) == ("ns/p", "P", "5")
