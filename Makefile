@@ -30,6 +30,10 @@ lint: install
 	$(VENV)/bin/ruff check image_awaiter tests benchmarks
 	$(VENV)/bin/mypy
 
+## bench: scale benchmarks (1,000 and 5,000 simulated nodes) side by side with the naive path
+bench: install
+	$(PY) benchmarks/run.py
+
 ## e2e: real-cluster tests (kind/k3d/minikube or KUBECONFIG); they skip with a reason elsewhere
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs

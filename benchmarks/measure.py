@@ -23,13 +23,17 @@ def main(argv: list[str]) -> int:
     stderr = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - started
-    print(json.dumps({
-        "exit_code": os.waitstatus_to_exitcode(status),
-        "wall_s": round(wall, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "stderr_tail": stderr.decode(errors="replace")[-400:],
-    }))
+    print(
+        json.dumps(
+            {
+                "exit_code": os.waitstatus_to_exitcode(status),
+                "wall_s": round(wall, 3),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                "stderr_tail": stderr.decode(errors="replace")[-400:],
+            }
+        )
+    )
     return 0
 
 

@@ -1,5 +1,5 @@
 """`python -m image_awaiter` runs the CLI."""
 
-from image_awaiter.cli import main
+from image_awaiter.entry import main
 
 main()

@@ -4,7 +4,6 @@ function (`execute`) that turns every way a run can end into an exit code and a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -12,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,8 +78,8 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
     started, started_wall = time.monotonic(), _now_iso()
     job: Job | None = None
     run: Run | None = None
-    try:
-        with _signals_raise_interrupted():
+    with _Signals() as signals:
+        try:
             job = resolve_job(settings)
             connection = connector(
                 kubeconfig=settings.kubeconfig,
@@ -89,13 +88,17 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
             )
             run = Run(settings=settings, job=job, connection=connection)
             outcome = run.check() if settings.command == "check" else run.await_images()
-    except Interrupted as interrupted:
-        outcome = _failed(interrupted, run, exit_code=interrupted.code, result="interrupted")
-    except AwaiterError as error:
-        outcome = _failed(error, run, exit_code=error.exit_code, result=_result_of(error))
-    finally:
-        if run is not None:
-            run.close()
+        except Interrupted as interrupted:
+            outcome = _failed(interrupted, run, exit_code=interrupted.code, result="interrupted")
+        except AwaiterError as error:
+            outcome = _failed(error, run, exit_code=error.exit_code, result=_result_of(error))
+        finally:
+            signals.defer()  # a signal now must not cut the cleanup short
+            if run is not None:
+                run.close()
+        if signals.deferred is not None and outcome.result != "interrupted":
+            late = Interrupted(signals.deferred)
+            outcome = _failed(late, run, exit_code=late.code, result="interrupted")
     if run is not None and run.daemonset is not None:
         outcome.daemonset = dict(run.daemonset)
     if settings.report:
@@ -152,25 +155,37 @@ def _write_report(
         log.error("report.unwritable", path=settings.report, error=str(error))
 
 
-@contextlib.contextmanager
-def _signals_raise_interrupted() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` in the main thread, so `finally` blocks clean up;
-    a second signal during cleanup is ignored rather than abandoning the cleanup."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Signals:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread while the run works, so that
+    `finally` blocks clean up; once cleanup starts (`defer`), a signal is only recorded, so that
+    nothing cuts the DaemonSet's deletion short, and the exit code still reports it."""
 
-    def handler(signum: int, _: FrameType | None) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Interrupted(signal.Signals(signum).name)
+    def __init__(self) -> None:
+        self.deferred: str | None = None
+        self._deferring = False
+        self._previous: dict[int, Any] = {}
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+            }
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for signum, old in self._previous.items():
             signal.signal(signum, old)
+
+    def defer(self) -> None:
+        self._deferring = True
+
+    def _handle(self, signum: int, _: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._deferring:
+            self.deferred = self.deferred or name
+            return
+        self._deferring = True  # a second signal during cleanup is only recorded
+        raise Interrupted(name)
 
 
 def _now_iso() -> str:

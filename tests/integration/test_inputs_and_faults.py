@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import TOKEN, cli_command, cli_env
 from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
+from tests.simcluster import Fault
 
 BUSYBOX = "busybox:1.36"
 GOOD_SPEC = {
@@ -338,3 +339,60 @@ def test_a_daemonset_deleted_by_someone_else_is_recreated(sim: Any, kubeconfig: 
     assert proc.returncode == 0, err
     assert "daemonset.vanished" in err
     assert our_daemonsets(sim) == []
+
+
+def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
+    sim: Any, kubeconfig: Path
+) -> None:
+    """Regression: SIGTERM arriving while the DaemonSet was being deleted used to hit the
+    default handler, killing the process mid-cleanup and leaking the DaemonSet."""
+    sim.add_node("a")
+    sim.faults.add(Fault(method="DELETE", path="daemonsets", status=0, delay=1.5, times=1))
+    proc = subprocess.Popen(
+        cli_command(
+            [
+                "await",
+                "--image",
+                BUSYBOX,
+                "--kubeconfig",
+                str(kubeconfig),
+                "--interval",
+                "100ms",
+                "--log-format",
+                "json",
+            ]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert sim.wait_for(lambda s: any(r.method == "DELETE" for r in s.requests), timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert our_daemonsets(sim) == []
+
+
+def test_a_signal_before_anything_was_created_exits_130_without_a_traceback(
+    sim: Any, kubeconfig: Path
+) -> None:
+    sim.add_node("a")
+    sim.faults.add(Fault(path="/api/v1/nodes", status=0, delay=2.0, times=1))
+    proc = subprocess.Popen(
+        cli_command(
+            ["await", "--image", BUSYBOX, "--kubeconfig", str(kubeconfig), "--log-format", "json"]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    assert proc.stderr is not None
+    assert "run.started" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert writes(sim) == []

@@ -83,9 +83,9 @@ def tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
 def _expression(req: dict[str, Any], value: str | None) -> bool:
     op, values = req["operator"], req.get("values") or []
     if op == "In":
-        return value is not None and value in set(values)
+        return value is not None and value in values
     if op == "NotIn":
-        return value is None or value not in set(values)
+        return value is None or value not in values
     if op == "Exists":
         return value is not None
     if op == "DoesNotExist":
