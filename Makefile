@@ -34,6 +34,10 @@ lint: install
 bench: install
 	$(PY) benchmarks/run.py
 
+## soak: hundreds of seeded chaos runs against the simulated cluster, with totals
+soak: install
+	$(PY) -m tests.chaos.soak --runs 300
+
 ## e2e: real-cluster tests (kind/k3d/minikube or KUBECONFIG); they skip with a reason elsewhere
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs

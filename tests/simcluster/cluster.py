@@ -5,6 +5,7 @@ pull errors, ownerReference garbage collection, node churn and injected faults."
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import random
@@ -43,6 +44,8 @@ class SimCluster:
         self.registry = Registry()
         self.faults = Faults(seed=seed)
         self.tokens: set[str] = {DEFAULT_TOKEN}
+        self.token_uses: collections.Counter[str] = collections.Counter()
+        self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
         self.forbidden: list[tuple[str, str, str | None]] = []
         self.requests: list[RequestRecord] = []
         self.requests_lock = threading.Lock()
@@ -60,7 +63,7 @@ class SimCluster:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._server = Server(self)
+        self._server = Server(self, tls=self.tls)
         serve = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -94,7 +97,12 @@ class SimCluster:
     def url(self) -> str:
         assert self._server is not None, "start() first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_address[1])
 
     def _loop(self) -> None:
         while not self._stop.is_set():

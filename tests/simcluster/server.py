@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -70,11 +71,15 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, sim: SimCluster) -> None:
+    def __init__(self, sim: SimCluster, *, tls: tuple[str, str] | None = None) -> None:
         self.sim = sim
         self.open_connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conn_lock:
@@ -168,9 +173,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorise(self, method: str, path: str, query: dict[str, str], watch: bool) -> None:
         sim = self.server.sim
-        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
         if path in ("/version", "/api", "/apis"):
             return
+        sim.token_uses[token] += 1
         if token not in sim.tokens:
             raise StoreError(401, "Unauthorized", "Unauthorized")
         match = _route(path)
