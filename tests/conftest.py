@@ -103,3 +103,15 @@ def run_cli(kubeconfig: Path, tmp_path: Path) -> Any:
         )
 
     return run
+
+
+def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `image-awaiter <args>` in the background, output captured as text."""
+    return subprocess.Popen(
+        cli_command(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(env),
+        cwd=ROOT,
+    )

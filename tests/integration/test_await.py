@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.conftest import spawn_cli
 from tests.integration.helpers import (
     assert_clean_failure,
     excluded,
@@ -330,34 +331,22 @@ def test_an_unschedulable_puller_is_reported_not_waited_on_silently(sim: Any, ru
     assert "Too many pods" in node["detail"]
 
 
-def test_nodes_that_join_during_the_wait_are_awaited(sim: Any, run_cli: Any) -> None:
-    import subprocess
-
-    from tests.conftest import cli_command, cli_env
-
+def test_nodes_that_join_during_the_wait_are_awaited(sim: Any, tmp_path: Any) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=20)  # x0.05 time scale: 1 s per pull
     sim.add_node("first")
-    kubeconfig = sim.write_kubeconfig(sim_tmp(sim) / "kc")
-    proc = subprocess.Popen(
-        cli_command(
-            [
-                "await",
-                "--image",
-                "quay.io/org/slow:1",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--interval",
-                "100ms",
-                "--report",
-                "-",
-                "--log-format",
-                "json",
-            ]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
+    proc = spawn_cli(
+        "await",
+        "--image",
+        "quay.io/org/slow:1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "100ms",
+        "--report",
+        "-",
+        "--log-format",
+        "json",
     )
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=20)
     sim.add_node("joiner")
@@ -367,52 +356,33 @@ def test_nodes_that_join_during_the_wait_are_awaited(sim: Any, run_cli: Any) -> 
     assert sorted(n["name"] for n in report["nodes"]) == ["first", "joiner"]
 
 
-def test_nodes_that_leave_during_the_wait_are_dropped(sim: Any, run_cli: Any) -> None:
-    import subprocess
-
-    from tests.conftest import cli_command, cli_env
-
+def test_nodes_that_leave_during_the_wait_are_dropped(sim: Any, tmp_path: Any) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=20)
     sim.add_node("stays")
     sim.add_node("leaves")
     sim.set_node_ready("leaves", True)
-    kubeconfig = sim.write_kubeconfig(sim_tmp(sim) / "kc")
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
     sim.fail_pull("quay.io/org/slow:1", reason="ErrImagePull", message="stuck", nodes=["leaves"])
-    proc = subprocess.Popen(
-        cli_command(
-            [
-                "await",
-                "--image",
-                "quay.io/org/slow:1",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--interval",
-                "100ms",
-                "--pull-failure-grace",
-                "10m",
-                "--report",
-                "-",
-                "--log-format",
-                "json",
-            ]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = spawn_cli(
+        "await",
+        "--image",
+        "quay.io/org/slow:1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "100ms",
+        "--pull-failure-grace",
+        "10m",
+        "--report",
+        "-",
+        "--log-format",
+        "json",
     )
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=20)
     sim.remove_node("leaves")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [n["name"] for n in json.loads(out)["nodes"]] == ["stays"]
-
-
-def sim_tmp(sim: Any) -> Any:
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp(prefix="ia-"))
 
 
 def _spec(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import TOKEN, cli_command, cli_env
+from tests.conftest import TOKEN, spawn_cli
 from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
 from tests.simcluster import Fault
 
@@ -198,22 +197,14 @@ def test_signal_mid_wait_cleans_up_and_exits_with_its_code(
 ) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=6000)
     sim.add_node("a")
-    proc = subprocess.Popen(
-        cli_command(
-            [
-                "await",
-                "--image",
-                "quay.io/org/slow:1",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--log-format",
-                "json",
-            ]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = spawn_cli(
+        "await",
+        "--image",
+        "quay.io/org/slow:1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--log-format",
+        "json",
     )
     assert sim.wait_for(lambda s: len(s.objects("pods", "default")) == 1, timeout=30)
     proc.send_signal(signum)
@@ -280,26 +271,18 @@ def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
     for name in ("a", "b"):
         sim.add_node(name)
     procs = [
-        subprocess.Popen(
-            cli_command(
-                [
-                    "await",
-                    "--image",
-                    "quay.io/org/slow:1",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--interval",
-                    "100ms",
-                    "--log-format",
-                    "json",
-                    "--report",
-                    str(tmp_path / f"r{i}.json"),
-                ]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
+        spawn_cli(
+            "await",
+            "--image",
+            "quay.io/org/slow:1",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--interval",
+            "100ms",
+            "--log-format",
+            "json",
+            "--report",
+            str(tmp_path / f"r{i}.json"),
         )
         for i in range(2)
     ]
@@ -314,24 +297,16 @@ def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
 def test_a_daemonset_deleted_by_someone_else_is_recreated(sim: Any, kubeconfig: Path) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=40)
     sim.add_node("a")
-    proc = subprocess.Popen(
-        cli_command(
-            [
-                "await",
-                "--image",
-                "quay.io/org/slow:1",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--interval",
-                "100ms",
-                "--log-format",
-                "json",
-            ]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = spawn_cli(
+        "await",
+        "--image",
+        "quay.io/org/slow:1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "100ms",
+        "--log-format",
+        "json",
     )
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=30)
     sim.delete("daemonsets", our_daemonsets(sim)[0]["metadata"]["name"], namespace="default")
@@ -348,24 +323,16 @@ def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
     default handler, killing the process mid-cleanup and leaking the DaemonSet."""
     sim.add_node("a")
     sim.faults.add(Fault(method="DELETE", path="daemonsets", status=0, delay=1.5, times=1))
-    proc = subprocess.Popen(
-        cli_command(
-            [
-                "await",
-                "--image",
-                BUSYBOX,
-                "--kubeconfig",
-                str(kubeconfig),
-                "--interval",
-                "100ms",
-                "--log-format",
-                "json",
-            ]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = spawn_cli(
+        "await",
+        "--image",
+        BUSYBOX,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "100ms",
+        "--log-format",
+        "json",
     )
     assert sim.wait_for(lambda s: any(r.method == "DELETE" for r in s.requests), timeout=30)
     proc.send_signal(signal.SIGTERM)
@@ -380,14 +347,8 @@ def test_a_signal_before_anything_was_created_exits_130_without_a_traceback(
 ) -> None:
     sim.add_node("a")
     sim.faults.add(Fault(path="/api/v1/nodes", status=0, delay=2.0, times=1))
-    proc = subprocess.Popen(
-        cli_command(
-            ["await", "--image", BUSYBOX, "--kubeconfig", str(kubeconfig), "--log-format", "json"]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
+    proc = spawn_cli(
+        "await", "--image", BUSYBOX, "--kubeconfig", str(kubeconfig), "--log-format", "json"
     )
     assert proc.stderr is not None
     assert "run.started" in proc.stderr.readline()
