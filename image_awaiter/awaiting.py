@@ -4,6 +4,7 @@ function (`execute`) that turns every way a run can end into an exit code and a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ CLEANUP_BUDGET = 20.0  # seconds the DaemonSet deletion may take, even after the
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 HEARTBEAT = 30.0  # an unchanged progress line is repeated this often
 MAX_RECREATIONS = 3  # times a DaemonSet deleted by someone else is recreated
+CONFIRM_GAP = 1.0  # seconds between reads confirming that our DaemonSet is gone
 STALE_AFTER = 24 * 3600.0  # an unowned puller DaemonSet older than this is a leftover
 
 
@@ -86,7 +88,7 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
                 context=settings.context,
                 namespace=settings.namespace,
             )
-            run = Run(settings=settings, job=job, connection=connection)
+            run = Run(settings=settings, job=job, connection=connection, hold=signals.held)
             outcome = run.check() if settings.command == "check" else run.await_images()
         except Interrupted as interrupted:
             outcome = _failed(interrupted, run, exit_code=interrupted.code, result="interrupted")
@@ -179,6 +181,24 @@ class _Signals:
     def defer(self) -> None:
         self._deferring = True
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold a signal back while the block runs, then raise it. Starting a thread must not
+        be cut in half: an exception raised inside `Thread.start` leaves the thread half-born
+        (a traceback from its bootstrap, and the wrong exit code)."""
+        if self._deferring:
+            yield
+            return
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self.deferred is not None:
+            name, self.deferred = self.deferred, None
+            self._deferring = True
+            raise Interrupted(name)
+
     def _handle(self, signum: int, _: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self._deferring:
@@ -205,8 +225,10 @@ class Run:
         job: Job,
         connection: Connection,
         timing: WatchTiming | None = None,
+        hold: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.settings = settings
+        self._hold = hold  # holds signals back while a thread starts
         self.job = job
         self.namespace = connection.namespace
         self.started = time.monotonic()
@@ -234,6 +256,7 @@ class Run:
         self._last_progress: tuple[Any, ...] = ()
         self._last_progress_at = 0.0
         self._recreations = 0
+        self._confirmed_at = float("-inf")
         log.info(
             "run.started",
             command=settings.command,
@@ -261,7 +284,8 @@ class Run:
         return self._outcome(ExitCode.IMAGES_MISSING, "missing", message)
 
     def await_images(self) -> Outcome:
-        self.nodes.start()
+        with self._hold():
+            self.nodes.start()
         self._wait_synced(self.nodes)
         evaluation = self._evaluate(self.nodes.snapshot(), [])
         if evaluation.done:
@@ -292,8 +316,9 @@ class Run:
             timing=self.timing,
             codec=JsonCodec(lambda raw: str((raw.get("metadata") or {}).get("uid", ""))),
         )
-        self.pods.start()
-        self.daemonsets.start()
+        with self._hold():
+            self.pods.start()
+            self.daemonsets.start()
         self._wait_synced(self.pods)
         self._wait_synced(self.daemonsets)
         return self._loop()
@@ -553,10 +578,20 @@ class Run:
         return f"unowned and {age / 3600:.0f}h old" if age > STALE_AFTER else None
 
     def _keep_daemonset_alive(self) -> None:
-        """Recreate our DaemonSet if someone else deleted it mid-run (a few times at most)."""
+        """Recreate our DaemonSet if someone else deleted it mid-run (a few times at most).
+
+        The cache only hints: a watch that lags (faults, a relist) does not yet hold the object
+        just created, so an absence is confirmed by reading the object itself, at most once a
+        second, before anything is recreated."""
         if self.daemonsets is None or self.daemonset is None or not self.daemonsets.synced.is_set():
             return
-        if self.daemonsets.snapshot():
+        if self.daemonset["uid"] in self.daemonsets.snapshot().values():
+            return
+        now = time.monotonic()
+        if now - self._confirmed_at < CONFIRM_GAP:
+            return
+        self._confirmed_at = now
+        if self._still_exists():
             return
         if self._recreations >= MAX_RECREATIONS:
             raise ApiError(
@@ -567,6 +602,18 @@ class Run:
         self._recreations += 1
         log.warning("daemonset.vanished", name=self.daemonset["name"], recreating=True)
         self._create_daemonset(skip_nodes=self._done_nodes())
+
+    def _still_exists(self) -> bool:
+        """Whether our DaemonSet (this uid) is still there, asked of the API itself."""
+        assert self.daemonset is not None
+        path = f"{self._daemonsets_path()}/{self.daemonset['name']}"
+        try:
+            existing = self.kube.request("GET", path)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return bool((existing.get("metadata") or {}).get("uid") == self.daemonset["uid"])
 
     def close(self) -> None:
         """Stop the caches and delete the DaemonSet this run created, unless asked to keep it."""
