@@ -316,6 +316,38 @@ def test_a_daemonset_deleted_by_someone_else_is_recreated(sim: Any, kubeconfig: 
     assert our_daemonsets(sim) == []
 
 
+def test_a_lagging_daemonset_watch_is_not_mistaken_for_a_deletion(
+    sim: Any, kubeconfig: Path
+) -> None:
+    """Regression (chaos seed 2039): after recreating a DaemonSet someone deleted, the watch had
+    not yet delivered the new object, so every tick took the empty cache for another deletion and
+    the run ended in exit 3, "keeps being deleted by someone else"."""
+    sim.registry.add("quay.io/org/slow:1", pull_seconds=60)  # x0.05: 3 s per pull
+    sim.add_node("a")
+    # Every DaemonSet watch starts 2 s late and is cut after one event: the cache lags.
+    sim.faults.add(
+        Fault(path="/daemonsets", watch=True, status=0, delay=2.0, cut_after_events=1, times=None)
+    )
+    proc = spawn_cli(
+        "await",
+        "--image",
+        "quay.io/org/slow:1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--interval",
+        "100ms",
+        "--log-format",
+        "json",
+    )
+    assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=30)
+    sim.delete("daemonsets", our_daemonsets(sim)[0]["metadata"]["name"], namespace="default")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert err.count('"daemonset.vanished"') == 1, err[-2000:]
+    assert err.count('"daemonset.created"') == 2
+    assert our_daemonsets(sim) == []
+
+
 def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
     sim: Any, kubeconfig: Path
 ) -> None:
