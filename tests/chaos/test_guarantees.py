@@ -167,6 +167,9 @@ def _proc_stats(pid: int) -> tuple[int, int, int]:
     )
 
 
+MIN_CHURN_STEPS = 160  # four compactions, ~500 node events, however slow the machine is
+
+
 def test_a_long_wait_with_steady_churn_keeps_memory_threads_and_connections_flat(
     sim: Any, kubeconfig: Path
 ) -> None:
@@ -182,11 +185,13 @@ def test_a_long_wait_with_steady_churn_keeps_memory_threads_and_connections_flat
     sim.faults.add(Fault(status=503, probability=0.05, times=None))
     proc = _spawn(kubeconfig, "--timeout", "0", "--pull-failure-grace", "1h")
     stop = threading.Event()
+    steps = [0]  # churn steps done; the wait lasts at least MIN_CHURN_STEPS of them
 
     def churn() -> None:
         step = 0
         while not stop.wait(0.1):
             step += 1
+            steps[0] = step
             sim.add_node(f"churn-{step}")
             if step > 3:
                 sim.remove_node(f"churn-{step - 3}")
@@ -199,7 +204,7 @@ def test_a_long_wait_with_steady_churn_keeps_memory_threads_and_connections_flat
     churner.start()
     samples = []
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or steps[0] < MIN_CHURN_STEPS:
         samples.append(_proc_stats(proc.pid))
         stop.wait(1.0)
     stop.set()

@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,12 @@ class Server(ThreadingHTTPServer):
         with self.conn_lock:
             self.open_connections.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a killed awaiter, a reset) is normal here, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self.conn_lock:
