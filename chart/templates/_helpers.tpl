@@ -63,3 +63,23 @@ runAsGroup: {{ .uid }}
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* The registry Secret the chart creates for a puller variant (dict "root" "component"): the
+     hook's is a hook itself, so it exists before the hook Job even on the first install; the
+     continuous DaemonSet's is a normal release resource. */}}
+{{- define "image-awaiter.pullSecretName" -}}
+{{- if eq .component "hook-puller" }}
+{{- printf "%s-hook-pull-secret" (include "image-awaiter.fullname" .root) }}
+{{- else }}
+{{- printf "%s-pull-secret" (include "image-awaiter.fullname" .root) }}
+{{- end }}
+{{- end }}
+
+{{- define "image-awaiter.dockerConfigJson" -}}
+{{- with .Values.puller.imagePullSecret }}
+{{- $auth := printf "%s:%s" .username .password | b64enc }}
+{{- $entry := dict "username" .username "password" .password "auth" $auth }}
+{{- if .email }}{{- $_ := set $entry "email" .email }}{{- end }}
+{{- dict "auths" (dict .registry $entry) | toJson | b64enc }}
+{{- end }}
+{{- end }}

@@ -1,10 +1,11 @@
 {{/*
 The puller pod, defined once: used by the hook's DaemonSet manifest (configmap.yaml) and by the
-continuous DaemonSet. It mirrors image_awaiter.pullers.puller_pod_spec exactly (a test compares
+continuous DaemonSet, called with (dict "root" $ "component" "hook-puller" or "continuous-puller").
+It mirrors image_awaiter.pullers.puller_pod_spec exactly (a test compares
 them): nothing runs inside the pulled images; restricted; explicit requests and limits.
 */}}
 {{- define "image-awaiter.pullerPodSpec" -}}
-{{- $root := . -}}
+{{- $root := .root -}}
 {{- $security := include "image-awaiter.containerSecurityContext" (dict "uid" 65534) -}}
 automountServiceAccountToken: false
 enableServiceLinks: false
@@ -15,20 +16,20 @@ securityContext:
   runAsGroup: 65534
   seccompProfile:
     type: RuntimeDefault
-{{- if eq .Values.puller.method "initContainers" }}
+{{- if eq $root.Values.puller.method "initContainers" }}
 initContainers:
   - name: install-helper
-    image: {{ include "image-awaiter.helperImage" . }}
+    image: {{ include "image-awaiter.helperImage" $root }}
     imagePullPolicy: IfNotPresent
     command: ["/usr/local/bin/image-awaiter-noop", "install", "/helper/noop"]
     resources:
-      {{- toYaml .Values.puller.resources | nindent 6 }}
+      {{- toYaml $root.Values.puller.resources | nindent 6 }}
     securityContext:
       {{- $security | nindent 6 }}
     volumeMounts:
       - name: helper
         mountPath: /helper
-  {{- range $index, $image := .Values.images }}
+  {{- range $index, $image := $root.Values.images }}
   - name: pull-{{ $index }}
     image: {{ $image }}
     imagePullPolicy: IfNotPresent
@@ -48,7 +49,7 @@ volumes:
       sizeLimit: 1Mi
 {{- else }}
 volumes:
-  {{- range $index, $image := .Values.images }}
+  {{- range $index, $image := $root.Values.images }}
   - name: image-{{ $index }}
     image:
       reference: {{ $image }}
@@ -57,36 +58,40 @@ volumes:
 {{- end }}
 containers:
   - name: pause
-    image: {{ .Values.puller.pauseImage }}
+    image: {{ $root.Values.puller.pauseImage }}
     imagePullPolicy: IfNotPresent
     resources:
-      {{- toYaml .Values.puller.resources | nindent 6 }}
+      {{- toYaml $root.Values.puller.resources | nindent 6 }}
     securityContext:
       {{- $security | nindent 6 }}
-    {{- if eq .Values.puller.method "imageVolumes" }}
+    {{- if eq $root.Values.puller.method "imageVolumes" }}
     volumeMounts:
-      {{- range $index, $image := .Values.images }}
+      {{- range $index, $image := $root.Values.images }}
       - name: image-{{ $index }}
         mountPath: /images/{{ $index }}
         readOnly: true
       {{- end }}
     {{- end }}
-{{- with .Values.puller.nodeSelector }}
+{{- with $root.Values.puller.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.puller.tolerations }}
+{{- with $root.Values.puller.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.puller.affinity }}
+{{- with $root.Values.puller.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with include "image-awaiter.priorityClassName" . }}
+{{- with include "image-awaiter.priorityClassName" $root }}
 priorityClassName: {{ . }}
 {{- end }}
-{{- with .Values.puller.imagePullSecrets }}
+{{- $secrets := $root.Values.puller.imagePullSecrets }}
+{{- if $root.Values.puller.imagePullSecret.create }}
+{{- $secrets = append $secrets (include "image-awaiter.pullSecretName" .) }}
+{{- end }}
+{{- with $secrets }}
 imagePullSecrets:
   {{- range . }}
   - name: {{ . }}
@@ -121,5 +126,5 @@ spec:
         app.kubernetes.io/instance: {{ .root.Release.Name }}
         app.kubernetes.io/component: {{ .component }}
     spec:
-      {{- include "image-awaiter.pullerPodSpec" .root | nindent 6 }}
+      {{- include "image-awaiter.pullerPodSpec" . | nindent 6 }}
 {{- end }}

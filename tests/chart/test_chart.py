@@ -3,6 +3,7 @@ validate every manifest against the Kubernetes schemas, and check hooks, RBAC an
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -70,6 +71,37 @@ def test_everything_the_job_needs_is_a_hook_with_a_lower_weight(render: Render) 
     )
     continuous = [d for d in by_kind(objects, "DaemonSet")]
     assert continuous and "annotations" not in continuous[0]["metadata"]  # a release resource
+
+
+def test_a_created_pull_secret_exists_before_the_job_and_reaches_every_puller(
+    render: Render,
+) -> None:
+    """z2jh #871: a pull secret created after the pre-pull hook never reached the pullers."""
+    objects = render("everything-values.yaml")
+    job_weight = int(one(objects, "Job")["metadata"]["annotations"]["helm.sh/hook-weight"])
+    secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
+    assert set(secrets) == {"hub-image-awaiter-hook-pull-secret", "hub-image-awaiter-pull-secret"}
+    hook_secret = secrets["hub-image-awaiter-hook-pull-secret"]
+    assert hook_secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < job_weight
+    assert "annotations" not in secrets["hub-image-awaiter-pull-secret"]["metadata"]
+    config = json.loads(base64.b64decode(hook_secret["data"][".dockerconfigjson"]))
+    entry = config["auths"]["quay.io"]
+    assert base64.b64decode(entry["auth"]).decode() == "robot:not-a-secret"
+    hook_pod = hook_daemonset(objects)["spec"]["template"]["spec"]
+    [continuous] = by_kind(objects, "DaemonSet")
+    assert hook_pod["imagePullSecrets"] == [
+        {"name": "regcred"},
+        {"name": "hub-image-awaiter-hook-pull-secret"},
+    ]
+    assert continuous["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "regcred"},
+        {"name": "hub-image-awaiter-pull-secret"},
+    ]
+
+
+def test_no_pull_secret_is_created_unless_asked(render: Render) -> None:
+    assert by_kind(render("default-values.yaml"), "Secret") == []
 
 
 def test_rbac_is_least_privilege_with_no_wildcards(render: Render) -> None:
@@ -201,6 +233,8 @@ def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> N
         (("images[0]=busybox", "rbac.create=maybe"), "create"),
         (("images[0]=busybox", "job.backoffLimit=-1"), "backoffLimit"),
         (("images=",), "images"),
+        (("images[0]=busybox", "puller.imagePullSecret.create=true"), "registry"),
+        (("images[0]=busybox", "puller.imagePullSecret.user=x"), "user"),
         ((), "images"),
     ],
 )
