@@ -165,6 +165,25 @@ def test_transient_5xx_429_and_resets_are_retried_to_success(sim: Any, run_cli: 
     assert our_daemonsets(sim) == []
 
 
+def test_an_api_server_that_is_not_up_yet_is_waited_for(sim: Any, kubeconfig: Path) -> None:
+    """z2jh #1793: a sidecar proxy was not ready, the first request failed, the awaiter exited.
+    Refused connections are retried like any transient fault, within the retry budget."""
+    sim.add_node("a", images=(BUSYBOX,))
+    sim.take_offline()
+    proc = spawn_cli(
+        "check", "--image", BUSYBOX, "--kubeconfig", str(kubeconfig), "--log-format", "json"
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first refused connection has been retried
+        if '"api.retry"' in line:
+            assert "Connection refused" in line, line
+            break
+    sim.bring_online()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert '"run.succeeded"' in err
+
+
 def test_token_never_appears_in_verbose_output(sim: Any, run_cli: Any) -> None:
     sim.add_node("a")
     result = run_cli("await", "--image", BUSYBOX, "-v", "-v", "--interval", "200ms")

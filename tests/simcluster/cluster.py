@@ -58,22 +58,39 @@ class SimCluster:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Server | None = None
+        self._offline_port = 0
         self.store.create("namespaces", {"metadata": {"name": "default"}})
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._server = Server(self, tls=self.tls)
-        serve = threading.Thread(
+        loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
+        self._threads = [self._serve(port=0), loop]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self, *, port: int) -> threading.Thread:
+        self._server = Server(self, tls=self.tls, port=port)
+        return threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
             name="sim-http",
             daemon=True,
         )
-        loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
-        self._threads = [serve, loop]
-        for thread in self._threads:
-            thread.start()
+
+    def take_offline(self) -> None:
+        """Stop answering on the API port (connections are refused) until `bring_online`:
+        an API server, or a sidecar proxy in front of it, that is not up yet."""
+        assert self._server is not None, "start() first"
+        self._offline_port = self.port
+        self._server.shutdown()
+        self._server.close_all()
+        self._server.server_close()
+
+    def bring_online(self) -> None:
+        serve = self._serve(port=self._offline_port)
+        self._threads.append(serve)
+        serve.start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -72,11 +72,13 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, sim: SimCluster, *, tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, sim: SimCluster, *, tls: tuple[str, str] | None = None, port: int = 0
+    ) -> None:
         self.sim = sim
         self.open_connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(("127.0.0.1", port), Handler)
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
