@@ -25,6 +25,7 @@ from image_awaiter.decoding import JsonCodec, NodeCodec
 from image_awaiter.errors import (
     ApiError,
     AwaiterError,
+    DeadlineReached,
     ExitCode,
     Interrupted,
     NameClash,
@@ -89,7 +90,10 @@ def execute(settings: Settings, *, connector: Callable[..., Connection] = connec
                 namespace=settings.namespace,
             )
             run = Run(settings=settings, job=job, connection=connection, hold=signals.held)
-            outcome = run.check() if settings.command == "check" else run.await_images()
+            try:
+                outcome = run.check() if settings.command == "check" else run.await_images()
+            except DeadlineReached as error:  # the API failed until the time was up
+                outcome = run.timed_out(cause=error)
         except Interrupted as interrupted:
             outcome = _failed(interrupted, run, exit_code=interrupted.code, result="interrupted")
         except AwaiterError as error:
@@ -339,7 +343,7 @@ class Run:
                 return self._success(evaluation)
             now = time.monotonic()
             if self.deadline is not None and now >= self.deadline:
-                return self._timed_out(evaluation)
+                return self.timed_out()
             while next_tick <= now:
                 next_tick += interval
             until = min(next_tick, self.deadline) if self.deadline is not None else next_tick
@@ -387,10 +391,7 @@ class Run:
         while not informer.synced.is_set():
             self._raise_cache_errors()
             if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise ApiError(
-                    f"timed out reading {informer.name} from the API",
-                    hint="the API server is slow or unreachable",
-                )
+                raise DeadlineReached(f"{informer.name} could not be read from the API in time")
             self.wake.wait(0.5)
             self.wake.clear()
 
@@ -431,13 +432,21 @@ class Run:
             )
         return self._outcome(ExitCode.PULL_FAILED, "pull-failed", message)
 
-    def _timed_out(self, evaluation: Evaluation) -> Outcome:
-        waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
-        message = (
-            f"timed out after {self.settings.timeout:g}s with images missing on "
-            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
-            f"{not_done_lines(evaluation)}"
-        )
+    def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:
+        """The time is up: exit 1, or 0 with `--on-timeout succeed`. `cause` is an API that
+        kept failing until the deadline, which is a timeout too, not an API error."""
+        evaluation = self.evaluation
+        if evaluation is None:
+            message = f"timed out after {self.settings.timeout:g}s before any node was judged"
+        else:
+            waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+            message = (
+                f"timed out after {self.settings.timeout:g}s with images missing on "
+                f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+                f"{not_done_lines(evaluation)}"
+            )
+        if cause is not None:
+            message += f" ({cause.message})"
         if self.settings.on_timeout == "succeed":
             log.warning("run.timeout_ignored", message=message)
             return self._outcome(ExitCode.OK, "timeout", message + " (--on-timeout succeed)")

@@ -58,6 +58,11 @@ class ApiError(AwaiterError):
         self.reason = reason
 
 
+class DeadlineReached(ApiError):
+    """The API kept failing until the run's deadline: the run has timed out, which
+    `--on-timeout` decides about, rather than failed for good."""
+
+
 class InvalidObject(ApiError):
     """The API rejected an object we sent as invalid (HTTP 422): bad input, not a cluster fault."""
 

@@ -27,7 +27,7 @@ from kubernetes.client.configuration import Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from image_awaiter.errors import ApiError, Gone, InvalidObject, UsageError
+from image_awaiter.errors import ApiError, DeadlineReached, Gone, InvalidObject, UsageError
 
 log = structlog.get_logger("image_awaiter.kube")
 T = TypeVar("T")
@@ -159,8 +159,9 @@ class Kube:
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
+        limits = self._limits(budget=budget, deadline=deadline)
         try:
-            for attempt in self._retrying(budget=budget, deadline=deadline):
+            for attempt in self._retrying(limits):
                 with attempt:
                     data = self._request_once(
                         method, path, query=query, body=body, deadline=deadline
@@ -172,11 +173,16 @@ class Kube:
                             f"{method} {path}: undecodable response: {_first_line(error)}"
                         ) from None
         except TransientError as error:
-            raise self._gave_up(error) from None
+            raise self._gave_up(error, limits) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _gave_up(self, error: TransientError) -> ApiError:
+    def _gave_up(self, error: TransientError, limits: _Limits) -> ApiError:
         host = self.client.configuration.host
+        if limits.deadline_first:
+            return DeadlineReached(
+                f"the Kubernetes API at {host} kept failing until the deadline: {error}",
+                hint="check that the API server is reachable and healthy, then rerun",
+            )
         return ApiError(
             f"the Kubernetes API at {host} kept failing: {error}",
             hint="check that the API server is reachable and healthy, then rerun",
@@ -215,8 +221,9 @@ class Kube:
         breaks or stays silent for `read_timeout` seconds.
         """
         response = None
+        limits = self._limits(budget=RETRY_BUDGET, deadline=None)
         try:
-            for attempt in self._retrying(budget=RETRY_BUDGET, deadline=None):
+            for attempt in self._retrying(limits):
                 with attempt:
                     response = self._send(
                         "GET",
@@ -225,7 +232,7 @@ class Kube:
                         timeout=(self._timeout(REQUEST_TIMEOUT, None), read_timeout),
                     )
         except TransientError as error:
-            raise self._gave_up(error) from None
+            raise self._gave_up(error, limits) from None
         assert response is not None
         if response.status >= 400:
             data = response.data
@@ -297,21 +304,39 @@ class Kube:
             return wanted
         return max(0.5, min(wanted, min(ends) - time.monotonic()))
 
-    def _retrying(self, *, budget: float, deadline: float | None) -> tenacity.Retrying:
-        started = time.monotonic()
-        limits = [started + budget] + [d for d in (deadline, self.deadline) if d is not None]
-        give_up_at = min(limits)
+    def _limits(self, *, budget: float, deadline: float | None) -> _Limits:
+        budget_end = time.monotonic() + budget
+        ends = [d for d in (deadline, self.deadline) if d is not None]
+        if ends and min(ends) < budget_end:
+            return _Limits(give_up_at=min(ends), deadline_first=True)
+        return _Limits(give_up_at=budget_end, deadline_first=False)
+
+    def _retrying(self, limits: _Limits) -> tenacity.Retrying:
+        """Retry transient failures until `limits.give_up_at`: each wait is cut short so that
+        the last attempt happens at that moment, never after it."""
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            return min(_wait_retry_after(state), max(0.0, limits.give_up_at - time.monotonic()))
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            return time.monotonic() + (state.upcoming_sleep or 0.0) >= give_up_at
+            return time.monotonic() >= limits.give_up_at
 
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            wait=_wait_retry_after,
+            wait=wait,
             stop=stop,
             before_sleep=_log_retry,
             reraise=True,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """When one request's retries end, and whether that is the caller's deadline (the run's
+    time is up) rather than the per-request budget (the API is down for good)."""
+
+    give_up_at: float
+    deadline_first: bool
 
 
 _exponential = tenacity.wait_exponential_jitter(multiplier=0.2, max=MAX_BACKOFF, jitter=0.3)
