@@ -29,6 +29,7 @@ from image_awaiter.errors import (
     ExitCode,
     Interrupted,
     NameClash,
+    NamespaceNotFound,
     UsageError,
 )
 from image_awaiter.kube import Connection, Kube, connect
@@ -469,17 +470,20 @@ class Run:
     # ------------------------------------------------------------------ the DaemonSet
 
     def _check_namespace(self, *, required: bool) -> None:
-        """Fail early, before creating anything, when the namespace does not exist."""
+        """Fail early, before creating anything, when the namespace does not exist.
+
+        Only the API's own NotFound for the namespace proves that; a bare 404 (a proxy, an API
+        that does not serve namespaces) or a 403 leaves it unverified: the create will tell."""
         try:
             self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}")
+        except NamespaceNotFound:
+            raise NamespaceNotFound(
+                f"namespace {self.namespace!r} not found",
+                status=404,
+                hint="create it or pass -n/--namespace",
+            ) from None
         except ApiError as error:
-            if error.status == 404:
-                raise ApiError(
-                    f"namespace {self.namespace!r} not found",
-                    status=404,
-                    hint="create it or pass -n/--namespace",
-                ) from None
-            if error.status != 403 and required:
+            if error.status not in (403, 404) and required:
                 raise
             log.debug("namespace.unverified", namespace=self.namespace, error=error.message)
 

@@ -63,6 +63,10 @@ class DeadlineReached(ApiError):
     `--on-timeout` decides about, rather than failed for good."""
 
 
+class NamespaceNotFound(ApiError):
+    """The API said, in a NotFound Status naming kind `namespaces`, that the namespace is absent."""
+
+
 class InvalidObject(ApiError):
     """The API rejected an object we sent as invalid (HTTP 422): bad input, not a cluster fault."""
 

@@ -27,7 +27,14 @@ from kubernetes.client.configuration import Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from image_awaiter.errors import ApiError, DeadlineReached, Gone, InvalidObject, UsageError
+from image_awaiter.errors import (
+    ApiError,
+    DeadlineReached,
+    Gone,
+    InvalidObject,
+    NamespaceNotFound,
+    UsageError,
+)
 
 log = structlog.get_logger("image_awaiter.kube")
 T = TypeVar("T")
@@ -448,8 +455,8 @@ def translate(
             reason=reason,
             hint=f"grant verb {verb!r} on resource {resource!r}{where} to this identity",
         )
-    if status == 404 and body.get("details", {}).get("kind") == "namespaces":
-        return ApiError(
+    if status == 404 and (body.get("details") or {}).get("kind") == "namespaces":
+        return NamespaceNotFound(
             f"namespace {namespace or body['details'].get('name')!r} not found: {message}",
             status=status,
             reason=reason,

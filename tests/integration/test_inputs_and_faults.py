@@ -104,6 +104,27 @@ def test_bad_input_exits_with_one_clear_line_and_writes_nothing(
     assert writes(sim) == []
 
 
+def test_a_bare_404_for_the_namespace_is_not_taken_for_a_missing_namespace(
+    sim: Any, run_cli: Any
+) -> None:
+    """Only the API's NotFound Status naming the namespace proves it is absent; a bare 404 (a
+    proxy, an API that does not serve namespaces) leaves it to the create to tell."""
+    sim.add_node("a")
+    sim.faults.add(Fault(method="GET", path=r"^/api/v1/namespaces/default$", status=404))
+    result = run_cli("await", "--image", BUSYBOX, "--interval", "200ms")
+    assert result.code == 0, result.output
+    assert sim.faults.injected == 1
+
+
+def test_a_missing_namespace_found_only_by_the_create_is_exit_3(sim: Any, run_cli: Any) -> None:
+    sim.add_node("a")
+    sim.forbid("get", "namespaces")
+    result = run_cli("await", "--image", BUSYBOX, "-n", "nope")
+    assert result.code == 3, result.output
+    assert "namespace 'nope' not found" in result.last_line
+    assert our_daemonsets(sim) == []
+
+
 def test_spec_from_stdin_is_read(sim: Any, run_cli: Any) -> None:
     sim.add_node("a", images=(BUSYBOX,))
     result = run_cli("await", "--daemonset-spec", "-", stdin=json.dumps(GOOD_SPEC))
