@@ -299,6 +299,13 @@ class Run:
                 detail="every target node already has every image; nothing was created",
             )
             return self._success(evaluation)
+        for image in self.job.not_in_spec:
+            log.warning(
+                "image.not_in_spec",
+                image=image.original,
+                detail="the spec's pod never pulls this image; only the nodes' own "
+                "status.images can show it present",
+            )
         self._check_namespace(required=True)
         self._sweep_stale()
         self._create_daemonset(skip_nodes=self._done_nodes())

@@ -51,6 +51,9 @@ class Job:
     manifest: dict[str, Any]
     placement: Placement
     source: str  # the spec file, or "generated"
+    # --image references whose repository the spec's pod never pulls: only the nodes' own
+    # status.images can show them present.
+    not_in_spec: tuple[ImageRef, ...] = ()
 
 
 def resolve_job(settings: Settings) -> Job:
@@ -63,12 +66,16 @@ def resolve_job(settings: Settings) -> Job:
         source = "stdin" if settings.daemonset_spec == "-" else settings.daemonset_spec
         manifest = parse_manifest(_read(settings.daemonset_spec), source=source)
         pod_spec = manifest["spec"]["template"]["spec"]
-        images = requested or unique_images(pod_images(pod_spec))
+        pulled = unique_images(pod_images(pod_spec))
+        images = requested or pulled
+        repositories = {image.name for image in pulled}
+        not_in_spec = tuple(image for image in requested if image.name not in repositories)
     else:
         if not requested:
             raise UsageError("no images to await", hint="give --image REF or --daemonset-spec PATH")
         source = "generated"
         images = requested
+        not_in_spec = ()
         manifest = generate_daemonset(images, settings.puller)
         pod_spec = manifest["spec"]["template"]["spec"]
     return Job(
@@ -76,6 +83,7 @@ def resolve_job(settings: Settings) -> Job:
         manifest=manifest,
         placement=placement_from_pod_spec(pod_spec),
         source=source,
+        not_in_spec=not_in_spec,
     )
 
 

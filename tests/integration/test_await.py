@@ -185,6 +185,26 @@ def test_images_from_init_containers_containers_and_image_volumes_are_all_awaite
     assert {"quay.io/a/init:1", "quay.io/a/main:1", "quay.io/a/volume:1"} <= names
 
 
+def test_an_image_given_with_a_spec_that_never_pulls_it_is_warned_about(
+    sim: Any, run_cli: Any, tmp_path: Any
+) -> None:
+    sim.add_node("a")
+    (tmp_path / "ds.yaml").write_text(json.dumps(_spec(["quay.io/a/init:1"])))
+    result = run_cli(
+        "await",
+        "--daemonset-spec",
+        str(tmp_path / "ds.yaml"),
+        "--image",
+        "quay.io/a/elsewhere:1",
+        "--timeout",
+        "2s",
+    )
+    assert result.code == 1, result.output
+    warnings = [json.loads(line) for line in result.stderr.splitlines() if "not_in_spec" in line]
+    assert [w["image"] for w in warnings] == ["quay.io/a/elsewhere:1"]
+    assert [i["reference"] for i in result.report["images"]] == ["quay.io/a/elsewhere:1"]
+
+
 def test_generated_puller_needs_no_shell_is_restricted_and_has_limits(
     sim: Any, run_cli: Any
 ) -> None:
