@@ -30,6 +30,18 @@ RETRYING_PULL_REASONS = frozenset(
     }
 )
 PULL_FAILURE_REASONS = PERMANENT_PULL_REASONS | RETRYING_PULL_REASONS
+# Waiting reasons the kubelet gives only after the image was pulled (it pulls, then builds the
+# container's config, then creates and starts it): the image is on the node, but the container
+# is stuck, and with it every init container after it (e.g. runAsNonRoot on a root image).
+STUCK_AFTER_PULL_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "PreStartHookError",
+        "PostStartHookError",
+    }
+)
 
 
 class PullState(StrEnum):
@@ -194,7 +206,13 @@ def judge_node(
             failures=tuple(final),
             detail=str(final[0]),
         ), failing
-    detail = f"retrying {pending[0]}" if pending else "pulling " + ", ".join(names)
+    stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
+    if pending:
+        detail = f"retrying {pending[0]}"
+    elif stuck is not None:
+        detail = f"puller pod stuck after a pull: {stuck.reason}: {stuck.message}"
+    else:
+        detail = "pulling " + ", ".join(names)
     return NodeVerdict(
         node=node.name,
         status=NodeStatus.PULLING,
@@ -286,6 +304,8 @@ def _container_pull(cs: Mapping[str, Any]) -> ImagePull:
         return ImagePull(PullState.PULLED)
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason") or ""
+    if reason in STUCK_AFTER_PULL_REASONS:
+        return ImagePull(PullState.PULLED, reason=reason, message=waiting.get("message") or "")
     if reason in PULL_FAILURE_REASONS:
         return ImagePull(PullState.FAILING, reason=reason, message=waiting.get("message") or "")
     return ImagePull(PullState.PULLING, reason=reason)
@@ -307,8 +327,13 @@ def _pod_node(spec: Mapping[str, Any]) -> str | None:
     ) or {}
     for term in required.get("nodeSelectorTerms") or []:
         for field_req in term.get("matchFields") or []:
-            if field_req.get("key") == "metadata.name" and field_req.get("values"):
-                return str(field_req["values"][0])
+            values = field_req.get("values") or []
+            if (
+                field_req.get("key") == "metadata.name"
+                and field_req.get("operator") == "In"
+                and len(values) == 1
+            ):
+                return str(values[0])
     return None
 
 

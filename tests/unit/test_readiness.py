@@ -242,6 +242,59 @@ def test_an_unschedulable_puller_is_reported_with_the_scheduler_message() -> Non
     assert "Too many pods" in verdict.detail
 
 
+def test_an_unbound_pod_is_placed_only_by_a_single_name_in_its_affinity() -> None:
+    """Our own `metadata.name NotIn [done nodes]` must never be read as the pod's node."""
+    raw = pod_json(node=None)
+    raw["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchFields": [
+                            {"key": "metadata.name", "operator": "NotIn", "values": ["done-1"]},
+                            {"key": "metadata.name", "operator": "In", "values": ["n"]},
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    assert puller_pod_from_json(raw).node == "n"
+    raw["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchFields"].pop()
+    assert puller_pod_from_json(raw).node is None
+
+
+@pytest.mark.parametrize("reason", ["CreateContainerConfigError", "CreateContainerError"])
+def test_a_container_stuck_after_its_pull_has_its_image_and_names_what_blocks_the_rest(
+    reason: str,
+) -> None:
+    """z2jh #1891: pullers stuck in CreateContainerConfigError under restricted pod security.
+    The kubelet reports it only after pulling, so that image is present; the images of the init
+    containers after it are not, and the verdict says why."""
+    stuck = {
+        "state": {
+            "waiting": {
+                "reason": reason,
+                "message": "container has runAsNonRoot and image will run as root",
+            }
+        }
+    }
+    later = parse_image("quay.io/jupyter/later:1")
+    pod = puller_pod_from_json(
+        pod_json(init=[(NOTEBOOK.original, stuck), (later.original, WAITING)])
+    )
+    assert pod.images[NOTEBOOK.key].state is PullState.PULLED
+    verdict = judge(N, [pod], images=(NOTEBOOK, later)).verdicts[0]
+    assert verdict.status is NodeStatus.PULLING
+    assert verdict.missing == (later.original,)
+    assert verdict.detail == (
+        f"puller pod stuck after a pull: {reason}: "
+        "container has runAsNonRoot and image will run as root"
+    )
+
+
 def test_merging_pods_on_one_node_prefers_pulled() -> None:
     old = PullerPod(name="old", node="n", images={"k": ImagePull(PullState.PULLED)})
     new = PullerPod(name="new", node="n", images={"k": ImagePull(PullState.PULLING)})
