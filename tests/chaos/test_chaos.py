@@ -1,6 +1,6 @@
 """The chaos suite: seeded random faults and churn, every run checked against the invariants.
 
-CI runs CHAOS_RUNS (default 16) seeds from CHAOS_SEED (default 2026); `make soak` runs hundreds
+CI runs CHAOS_RUNS (default 24) seeds from CHAOS_SEED (default 2026); `make soak` runs hundreds
 through tests/chaos/soak.py. A failure prints its seed: `CHAOS_SEED=<seed> CHAOS_RUNS=1 pytest
 tests/chaos` replays it exactly.
 """
@@ -15,7 +15,7 @@ import pytest
 from tests.chaos.scenarios import generate, run
 
 BASE = int(os.environ.get("CHAOS_SEED", "2026"))
-RUNS = int(os.environ.get("CHAOS_RUNS", "16"))
+RUNS = int(os.environ.get("CHAOS_RUNS", "24"))
 
 
 @pytest.mark.parametrize("seed", range(BASE, BASE + RUNS))
