@@ -7,6 +7,7 @@ reachable Docker engine for a throwaway one. Elsewhere every test skips, saying 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,9 @@ def why_no_cluster(config: pytest.Config) -> str | None:
 
 @pytest.fixture
 def real_kubeconfig(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A kubeconfig of a real cluster: the given one, or a throwaway cluster of the provider
+    found here, created once and kept for the whole session (pytest-kubernetes deletes it at
+    the end)."""
     reason = why_no_cluster(request.config)
     if reason is not None:
         pytest.skip(reason)
@@ -57,8 +61,32 @@ def real_kubeconfig(request: pytest.FixtureRequest) -> Iterator[Path]:
     if external is not None:
         yield Path(external)
         return
+    provider = request.config.getoption("k8s_provider") or _provider_with_engine()
+    request.node.add_marker(pytest.mark.k8s(provider=provider, keep=True))
     cluster: Any = request.getfixturevalue("k8s")
-    cluster.create()
+    cluster.create(timeout=180)
     kubeconfig = cluster.kubeconfig
     assert kubeconfig is not None
     yield Path(kubeconfig)
+
+
+def leftover_daemonsets(kubeconfig: Path) -> list[str]:
+    """Names of image-awaiter's DaemonSets in any namespace, read with the official client."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        response = api.call_api(
+            *api.param_serialize(
+                method="GET",
+                resource_path="/apis/apps/v1/daemonsets",
+                query_params=[("labelSelector", "app.kubernetes.io/managed-by=image-awaiter")],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+        )
+        response.read()
+        listing = json.loads(response.data)
+    finally:
+        api.close()
+    return [item["metadata"]["name"] for item in listing.get("items") or []]

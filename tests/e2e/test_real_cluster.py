@@ -8,34 +8,16 @@ import signal
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import cli_command, cli_env
+from tests.e2e.conftest import leftover_daemonsets
 
 pytestmark = pytest.mark.e2e
 
 PAUSE = "registry.k8s.io/pause:3.10"
 ABSENT = f"registry.k8s.io/e2e-test-images/agnhost:2.{uuid.uuid4().int % 1000}-absent"
-
-
-def _kubectl_json(kubeconfig: Path, *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return dict(json.loads(out.stdout))
-
-
-def _leftovers(kubeconfig: Path) -> list[str]:
-    listing = _kubectl_json(
-        kubeconfig, "get", "daemonsets", "-A", "-l", "app.kubernetes.io/managed-by=image-awaiter"
-    )
-    return [d["metadata"]["name"] for d in listing["items"]]
 
 
 def _run(kubeconfig: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -79,7 +61,7 @@ def test_check_on_a_real_cluster_reports_an_absent_image_and_creates_nothing(
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["summary"]["targets"] >= 1
-    assert _leftovers(real_kubeconfig) == []
+    assert leftover_daemonsets(real_kubeconfig) == []
 
 
 def test_await_pulls_an_image_on_every_node_and_cleans_up(
@@ -88,7 +70,7 @@ def test_await_pulls_an_image_on_every_node_and_cleans_up(
     spec = _busybox_spec(tmp_path, "busybox:1.36.1")
     result = _run(real_kubeconfig, "await", "--daemonset-spec", str(spec), "--timeout", "5m")
     assert result.returncode == 0, result.stderr
-    assert _leftovers(real_kubeconfig) == []
+    assert leftover_daemonsets(real_kubeconfig) == []
     again = _run(real_kubeconfig, "check", "--image", "busybox:1.36.1")
     assert again.returncode in (0, 1)  # node.status.images may lag or hide small images
 
@@ -107,7 +89,7 @@ def test_await_on_an_image_that_does_not_exist_exits_4(real_kubeconfig: Path) ->
         "4m",
     )
     assert result.returncode in (4, 1), result.stderr  # 1 where ImageVolume is unsupported
-    assert _leftovers(real_kubeconfig) == []
+    assert leftover_daemonsets(real_kubeconfig) == []
 
 
 def test_generated_shell_free_puller_on_a_real_cluster(real_kubeconfig: Path) -> None:
@@ -128,7 +110,7 @@ def test_generated_shell_free_puller_on_a_real_cluster(real_kubeconfig: Path) ->
         "5m",
     )
     assert result.returncode == 0, result.stderr
-    assert _leftovers(real_kubeconfig) == []
+    assert leftover_daemonsets(real_kubeconfig) == []
 
 
 def test_sigterm_on_a_real_cluster_deletes_the_daemonset(
@@ -159,4 +141,4 @@ def test_sigterm_on_a_real_cluster_deletes_the_daemonset(
             break
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
-    assert _leftovers(real_kubeconfig) == []
+    assert leftover_daemonsets(real_kubeconfig) == []
