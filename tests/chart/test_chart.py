@@ -40,8 +40,13 @@ def test_every_rendered_manifest_is_valid_kubernetes(render: Render, values: str
     objects = render(values)
     if by_kind(objects, "ConfigMap"):
         objects.append(hook_daemonset(objects))
+    invalid = []
     for obj in objects:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            invalid.append(f"{obj['kind']} {obj['metadata']['name']}: {error.message}")
+    assert invalid == []
 
 
 def test_everything_the_job_needs_is_a_hook_with_a_lower_weight(render: Render) -> None:

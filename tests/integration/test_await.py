@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.conftest import spawn_cli
+from tests.conftest import spawn_await
 from tests.integration.helpers import (
     assert_clean_failure,
     excluded,
@@ -355,19 +355,7 @@ def test_nodes_that_join_during_the_wait_are_awaited(sim: Any, tmp_path: Any) ->
     sim.registry.add("quay.io/org/slow:1", pull_seconds=20)  # x0.05 time scale: 1 s per pull
     sim.add_node("first")
     kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
-    proc = spawn_cli(
-        "await",
-        "--image",
-        "quay.io/org/slow:1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--interval",
-        "100ms",
-        "--report",
-        "-",
-        "--log-format",
-        "json",
-    )
+    proc = spawn_await(kubeconfig, "quay.io/org/slow:1", "--report", "-")
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=20)
     sim.add_node("joiner")
     out, err = proc.communicate(timeout=60)
@@ -383,20 +371,8 @@ def test_nodes_that_leave_during_the_wait_are_dropped(sim: Any, tmp_path: Any) -
     sim.set_node_ready("leaves", True)
     kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
     sim.fail_pull("quay.io/org/slow:1", reason="ErrImagePull", message="stuck", nodes=["leaves"])
-    proc = spawn_cli(
-        "await",
-        "--image",
-        "quay.io/org/slow:1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--interval",
-        "100ms",
-        "--pull-failure-grace",
-        "10m",
-        "--report",
-        "-",
-        "--log-format",
-        "json",
+    proc = spawn_await(
+        kubeconfig, "quay.io/org/slow:1", "--pull-failure-grace", "10m", "--report", "-"
     )
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=20)
     sim.remove_node("leaves")

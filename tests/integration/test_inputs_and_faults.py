@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TOKEN, spawn_cli
+from tests.conftest import TOKEN, spawn_await, spawn_cli
 from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
 from tests.simcluster import Fault
 
@@ -237,15 +237,7 @@ def test_signal_mid_wait_cleans_up_and_exits_with_its_code(
 ) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=6000)
     sim.add_node("a")
-    proc = spawn_cli(
-        "await",
-        "--image",
-        "quay.io/org/slow:1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--log-format",
-        "json",
-    )
+    proc = spawn_await(kubeconfig, "quay.io/org/slow:1", interval=None)
     assert sim.wait_for(lambda s: len(s.objects("pods", "default")) == 1, timeout=30)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
@@ -311,19 +303,7 @@ def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
     for name in ("a", "b"):
         sim.add_node(name)
     procs = [
-        spawn_cli(
-            "await",
-            "--image",
-            "quay.io/org/slow:1",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--interval",
-            "100ms",
-            "--log-format",
-            "json",
-            "--report",
-            str(tmp_path / f"r{i}.json"),
-        )
+        spawn_await(kubeconfig, "quay.io/org/slow:1", "--report", str(tmp_path / f"r{i}.json"))
         for i in range(2)
     ]
     codes = [p.wait(timeout=90) for p in procs]
@@ -337,17 +317,7 @@ def test_two_concurrent_awaiters_with_the_same_spec_do_not_disturb_each_other(
 def test_a_daemonset_deleted_by_someone_else_is_recreated(sim: Any, kubeconfig: Path) -> None:
     sim.registry.add("quay.io/org/slow:1", pull_seconds=40)
     sim.add_node("a")
-    proc = spawn_cli(
-        "await",
-        "--image",
-        "quay.io/org/slow:1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--interval",
-        "100ms",
-        "--log-format",
-        "json",
-    )
+    proc = spawn_await(kubeconfig, "quay.io/org/slow:1")
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=30)
     sim.delete("daemonsets", our_daemonsets(sim)[0]["metadata"]["name"], namespace="default")
     _, err = proc.communicate(timeout=60)
@@ -368,17 +338,7 @@ def test_a_lagging_daemonset_watch_is_not_mistaken_for_a_deletion(
     sim.faults.add(
         Fault(path="/daemonsets", watch=True, status=0, delay=2.0, cut_after_events=1, times=None)
     )
-    proc = spawn_cli(
-        "await",
-        "--image",
-        "quay.io/org/slow:1",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--interval",
-        "100ms",
-        "--log-format",
-        "json",
-    )
+    proc = spawn_await(kubeconfig, "quay.io/org/slow:1")
     assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 1, timeout=30)
     sim.delete("daemonsets", our_daemonsets(sim)[0]["metadata"]["name"], namespace="default")
     _, err = proc.communicate(timeout=60)
@@ -395,17 +355,7 @@ def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
     default handler, killing the process mid-cleanup and leaking the DaemonSet."""
     sim.add_node("a")
     sim.faults.add(Fault(method="DELETE", path="daemonsets", status=0, delay=1.5, times=1))
-    proc = spawn_cli(
-        "await",
-        "--image",
-        BUSYBOX,
-        "--kubeconfig",
-        str(kubeconfig),
-        "--interval",
-        "100ms",
-        "--log-format",
-        "json",
-    )
+    proc = spawn_await(kubeconfig, BUSYBOX)
     assert sim.wait_for(lambda s: any(r.method == "DELETE" for r in s.requests), timeout=30)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -419,9 +369,7 @@ def test_a_signal_before_anything_was_created_exits_130_without_a_traceback(
 ) -> None:
     sim.add_node("a")
     sim.faults.add(Fault(path="/api/v1/nodes", status=0, delay=2.0, times=1))
-    proc = spawn_cli(
-        "await", "--image", BUSYBOX, "--kubeconfig", str(kubeconfig), "--log-format", "json"
-    )
+    proc = spawn_await(kubeconfig, BUSYBOX, interval=None)
     assert proc.stderr is not None
     assert "run.started" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
