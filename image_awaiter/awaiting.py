@@ -484,11 +484,7 @@ class Run:
         try:
             self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}")
         except NamespaceNotFound:
-            raise NamespaceNotFound(
-                f"namespace {self.namespace!r} not found",
-                status=404,
-                hint="create it or pass -n/--namespace",
-            ) from None
+            raise  # already says which namespace and what to do
         except ApiError as error:
             if error.status not in (403, 404) and required:
                 raise

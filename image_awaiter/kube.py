@@ -185,13 +185,10 @@ class Kube:
 
     def _gave_up(self, error: TransientError, limits: _Limits) -> ApiError:
         host = self.client.configuration.host
-        if limits.deadline_first:
-            return DeadlineReached(
-                f"the Kubernetes API at {host} kept failing until the deadline: {error}",
-                hint="check that the API server is reachable and healthy, then rerun",
-            )
-        return ApiError(
-            f"the Kubernetes API at {host} kept failing: {error}",
+        kind: type[ApiError] = DeadlineReached if limits.deadline_first else ApiError
+        until = " until the deadline" if limits.deadline_first else ""
+        return kind(
+            f"the Kubernetes API at {host} kept failing{until}: {error}",
             hint="check that the API server is reachable and healthy, then rerun",
         )
 
