@@ -78,10 +78,12 @@ def narrow(groups: Sequence[PullGroup], refs: Sequence[str]) -> tuple[PullGroup,
         )
     narrowed = (
         PullGroup(
-            name=group.name,
+            name=group.name,  # kept: the name stays the same with or without --image
             images=tuple(image for image in group.images if image.key in wanted),
             placement=group.placement,
-            workloads=group.workloads,
+            workloads=tuple(
+                w for w in group.workloads if any(parse_image(i).key in wanted for i in w.images)
+            ),
         )
         for group in groups
     )

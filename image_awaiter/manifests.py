@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -199,7 +199,7 @@ class Found:
 
     workloads: tuple[Workload, ...] = ()
     skipped: tuple[Skipped, ...] = ()
-    sources: tuple[str, ...] = field(default=())  # the files read, in reading order
+    sources: tuple[str, ...] = ()  # the files read, in reading order
 
     def __add__(self, other: Found) -> Found:
         return Found(

@@ -249,6 +249,12 @@ def test_narrowing_keeps_only_requested_images_and_drops_emptied_groups() -> Non
     ]
 
 
+def test_narrowing_keeps_only_the_workloads_that_use_a_requested_image() -> None:
+    groups = group_workloads(workloads(pod("a", ["a:1"]), pod("b", ["b:1"]), pod("c", ["a:1"])))
+    [narrowed] = narrow(groups, ["a:1"])
+    assert ([w.name for w in narrowed.workloads], narrowed.name) == (["a", "c"], groups[0].name)
+
+
 def test_narrowing_matches_requested_images_after_normalisation() -> None:
     [group] = group_workloads(workloads(pod("a", ["docker.io/library/busybox:latest", "c:1"])))
     [narrowed] = narrow([group], ["busybox"])
