@@ -3,16 +3,18 @@
 Workloads with the same canonical placement (see `manifests.PodPlacement`) share one
 `PullGroup`; each group gets a stable, DNS-1123-label-safe name, its de-duplicated images and a
 pod-spec fragment to apply to its puller pod. `narrow` keeps only the images asked for with
-`--image`; `groups_of` says which groups an image is awaited in (the union of their nodes).
+`--image`; `groups_of` says which groups an image is awaited in (the union of their nodes);
+`apply_placement` merges a group's placement into a puller pod spec.
 Pure functions over plain data.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,6 +97,45 @@ def groups_of(groups: Sequence[PullGroup], image_key: str) -> tuple[PullGroup, .
     return tuple(group for group in groups if image_key in group.image_keys)
 
 
+def apply_placement(
+    pod_spec: Mapping[str, Any], placement: PodPlacement, *, group: str
+) -> dict[str, Any]:
+    """A copy of a puller pod spec that also honours `placement`: the pods land only where
+    both allow (nodeSelectors and required terms are ANDed), tolerate what either tolerates,
+    and pull with either's secrets; the group's runtime and priority class win.
+
+    Raises `UsageError` when both select the same node label with different values: no node
+    could ever match.
+    """
+    merged = copy.deepcopy(dict(pod_spec))
+    fragment = placement.to_pod_spec()
+    selector = dict(merged.get("nodeSelector") or {})
+    for key, value in (fragment.get("nodeSelector") or {}).items():
+        if selector.get(key, value) != value:
+            raise UsageError(
+                f"group {group}: nodeSelector {key}={value} contradicts {key}={selector[key]} "
+                "of the puller settings, so no node could match",
+                hint="drop the conflicting --node-selector",
+            )
+        selector[key] = value
+    if selector:
+        merged["nodeSelector"] = selector
+    terms = _and_terms(_required_terms(merged), _required_terms(fragment))
+    if terms:
+        node_affinity = merged.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": terms
+        }
+    for part in ("tolerations", "imagePullSecrets"):
+        union = _union([*(merged.get(part) or []), *(fragment.get(part) or [])])
+        if union:
+            merged[part] = union
+    for part in ("runtimeClassName", "priorityClassName"):
+        if fragment.get(part):
+            merged[part] = fragment[part]
+    return merged
+
+
 def placement_hash(placement: PodPlacement) -> str:
     """A short hash of the canonical placement, the same in every run and on every machine."""
     canonical = json.dumps(asdict(placement), sort_keys=True, separators=(",", ":"))
@@ -102,6 +143,37 @@ def placement_hash(placement: PodPlacement) -> str:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _required_terms(pod_spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    affinity = pod_spec.get("affinity") or {}
+    required = (affinity.get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    return [dict(t) for t in required.get("nodeSelectorTerms") or []]
+
+
+def _and_terms(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Terms are ORed, their requirements ANDed: (a1 or a2) and (b1 or b2) is each ai with bj."""
+    if not first or not second:
+        return first or second
+    return [
+        {
+            part: [*(a.get(part) or []), *(b.get(part) or [])]
+            for part in ("matchExpressions", "matchFields")
+            if a.get(part) or b.get(part)
+        }
+        for a in first
+        for b in second
+    ]
+
+
+def _union(items: Iterable[Any]) -> list[Any]:
+    """Items once each, in first-seen order, compared by their JSON form."""
+    seen: dict[str, Any] = {}
+    for item in items:
+        seen.setdefault(json.dumps(item, sort_keys=True), item)
+    return list(seen.values())
 
 
 def _unique_images(refs: Iterable[str]) -> tuple[ImageRef, ...]:

@@ -14,6 +14,7 @@ from image_awaiter.errors import ExitCode, UsageError
 from image_awaiter.groups import (
     MAX_NAME,
     PullGroup,
+    apply_placement,
     group_workloads,
     groups_of,
     narrow,
@@ -292,3 +293,132 @@ def test_an_image_in_two_groups_is_awaited_in_both() -> None:
         "gpu-placeholder",
     ]
     assert groups_of(groups, parse_image("nowhere:1").key) == ()
+
+
+# ---------------------------------------------------------------------------- merging
+
+
+GPU_PLACEMENT = group_workloads(workloads(pod("gpu", ["cuda:12"], GPU)))[0].placement
+
+
+def test_a_group_placement_merges_into_the_generated_puller_pod_spec() -> None:
+    puller = {
+        "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"}
+        ],
+        "imagePullSecrets": [{"name": "puller-secret"}],
+        "priorityClassName": "puller",
+    }
+    merged = apply_placement(puller, GPU_PLACEMENT, group="gpu")
+    assert merged == {
+        "containers": puller["containers"],
+        "nodeSelector": {
+            "kubernetes.io/os": "linux",
+            "nvidia.com/gpu.present": "true",
+            "pool": "gpu",
+        },
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/arch",
+                                    "operator": "In",
+                                    "values": ["amd64"],
+                                },
+                                {"key": "zone", "operator": "In", "values": ["a", "b"]},
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        ],
+        "imagePullSecrets": [{"name": "puller-secret"}],
+        "priorityClassName": "puller",
+    }
+    assert puller["nodeSelector"] == {"kubernetes.io/os": "linux"}  # the input is not changed
+
+
+def test_required_terms_from_both_sides_must_both_hold() -> None:
+    either_zone = {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                        {
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": ["n9"]}
+                            ]
+                        },
+                    ]
+                }
+            },
+            "podAntiAffinity": {"kept": True},
+        }
+    }
+    [arm] = group_workloads(
+        workloads(
+            pod(
+                "arm",
+                ["a:1"],
+                """
+                affinity:
+                  nodeAffinity:
+                    requiredDuringSchedulingIgnoredDuringExecution:
+                      nodeSelectorTerms:
+                        - matchExpressions:
+                            - {key: kubernetes.io/arch, operator: In, values: [arm64]}
+                        - matchExpressions: [{key: pool, operator: Exists}]
+                """,
+            )
+        )
+    )
+    merged = apply_placement(either_zone, arm.placement, group=arm.name)
+    terms = merged["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    arch = {"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}
+    pool = {"key": "pool", "operator": "Exists"}
+    zone = {"key": "zone", "operator": "In", "values": ["a"]}
+    name = {"key": "metadata.name", "operator": "In", "values": ["n9"]}
+    assert terms == [
+        {"matchExpressions": [zone, arch]},
+        {"matchExpressions": [zone, pool]},
+        {"matchExpressions": [arch], "matchFields": [name]},
+        {"matchExpressions": [pool], "matchFields": [name]},
+    ]
+    assert merged["affinity"]["podAntiAffinity"] == {"kept": True}
+
+
+def test_the_group_runtime_and_priority_class_win_and_nothing_is_added_when_empty() -> None:
+    [group] = group_workloads(
+        workloads(pod("rt", ["a:1"], "runtimeClassName: nvidia\npriorityClassName: high"))
+    )
+    merged = apply_placement({"priorityClassName": "puller"}, group.placement, group=group.name)
+    assert merged == {"priorityClassName": "high", "runtimeClassName": "nvidia"}
+    [plain] = group_workloads(workloads(pod("plain", ["a:1"])))
+    assert apply_placement({"containers": []}, plain.placement, group="plain") == {"containers": []}
+
+
+def test_a_node_selector_contradicting_the_puller_settings_is_a_usage_error() -> None:
+    [windows] = group_workloads(
+        workloads(pod("win", ["a:1"], "nodeSelector: {kubernetes.io/os: windows}"))
+    )
+    with pytest.raises(UsageError) as caught:
+        apply_placement(
+            {"nodeSelector": {"kubernetes.io/os": "linux"}}, windows.placement, group="win"
+        )
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert caught.value.message == (
+        "group win: nodeSelector kubernetes.io/os=windows contradicts kubernetes.io/os=linux of "
+        "the puller settings, so no node could match"
+    )
