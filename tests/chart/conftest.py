@@ -45,6 +45,7 @@ def render(helm: Path) -> Render:
         chart: Path = CHART,
         release: str = "hub",
         sets: tuple[str, ...] = (),
+        string_sets: tuple[str, ...] = (),
         namespace: str = "jhub",
     ) -> list[dict[str, Any]]:
         args = ["template", release, str(chart), "--namespace", namespace]
@@ -52,6 +53,8 @@ def render(helm: Path) -> Render:
             args += ["-f", str(CHART / "ci" / values) if "/" not in values else values]
         for item in sets:
             args += ["--set", item]
+        for item in string_sets:
+            args += ["--set-string", item]
         result = run_helm(helm, *args)
         assert result.returncode == 0, result.stderr
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
