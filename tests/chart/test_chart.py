@@ -86,7 +86,10 @@ def test_a_created_pull_secret_exists_before_the_job_and_reaches_every_puller(
     objects = render("everything-values.yaml")
     job_weight = int(one(objects, "Job")["metadata"]["annotations"]["helm.sh/hook-weight"])
     secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
-    assert set(secrets) == {"jupyterhub-prepuller-hook-pull-secret", "jupyterhub-prepuller-pull-secret"}
+    assert set(secrets) == {
+        "jupyterhub-prepuller-hook-pull-secret",
+        "jupyterhub-prepuller-pull-secret",
+    }
     hook_secret = secrets["jupyterhub-prepuller-hook-pull-secret"]
     assert hook_secret["type"] == "kubernetes.io/dockerconfigjson"
     assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < job_weight

@@ -151,9 +151,7 @@ def test_long_names_are_cut_in_the_base_so_suffixes_stay_distinct(render: Render
 
 
 @pytest.mark.parametrize("values", sorted(p.name for p in (CHART / "ci").glob("*.yaml")))
-def test_every_lint_values_file_renders_valid_names_and_labels(
-    render: Render, values: str
-) -> None:
+def test_every_lint_values_file_renders_valid_names_and_labels(render: Render, values: str) -> None:
     objects = with_hook_daemonset(render(values, release=LONG_RELEASE))
     assert [p for obj in objects for p in name_problems(obj)] == []
 
