@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import shutil
 from pathlib import Path
 
 import kubernetes_validate
@@ -21,6 +20,7 @@ from tests.chart.conftest import (
     by_kind,
     hook_daemonset,
     one,
+    parent_chart,
     pod_specs,
     run_helm,
 )
@@ -322,48 +322,14 @@ def test_the_values_schema_rejects_typos_and_wrong_types(
 
 
 def test_the_chart_works_as_a_dependency_of_an_application_chart(
-    helm: Path, render: Render, tmp_path: Path
+    render: Render, tmp_path: Path
 ) -> None:
-    parent = tmp_path / "jupyterhub-deployment"
-    (parent / "templates").mkdir(parents=True)
-    (parent / "Chart.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v2",
-                "name": "jupyterhub-deployment",
-                "version": "1.0.0",
-                "dependencies": [
-                    {
-                        "name": "image-awaiter",
-                        "version": "0.1.0",
-                        "repository": f"file://{CHART}",
-                        "alias": "prePuller",
-                        "condition": "prePuller.enabled",
-                    }
-                ],
-            }
-        )
-    )
-    (parent / "values.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "prePuller": {
-                    "enabled": True,
-                    "images": ["quay.io/jupyter/datascience-notebook:2025-06-02"],
-                }
-            }
-        )
-    )
-    (parent / "templates" / "hub.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hub-config\ndata: {}\n"
-    )
-    built = run_helm(helm, "dependency", "build", str(parent))
-    assert built.returncode == 0, built.stderr
+    parent = parent_chart(tmp_path, alias="prePuller")
     objects = render(chart=parent, release="prod")
     job = one(objects, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert one(objects, "Role")["metadata"]["name"].startswith("prod")
-    daemonset = hook_daemonset([o for o in objects if o["metadata"]["name"] != "hub-config"])
+    assert one(objects, "Role")["metadata"]["name"] == "prod-prepuller"
+    daemonset = hook_daemonset(objects)
     assert (
         daemonset["spec"]["template"]["spec"]["initContainers"][1]["image"]
         == "quay.io/jupyter/datascience-notebook:2025-06-02"
@@ -372,7 +338,6 @@ def test_the_chart_works_as_a_dependency_of_an_application_chart(
     disabled.write_text(yaml.safe_dump({"prePuller": {"enabled": False}}))
     off = render(str(disabled), chart=parent, release="prod")
     assert [o["metadata"]["name"] for o in off] == ["hub-config"]
-    shutil.rmtree(parent / "charts", ignore_errors=True)
 
 
 def test_notes_name_the_images_and_how_to_read_a_failure(helm: Path) -> None:

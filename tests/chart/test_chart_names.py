@@ -5,16 +5,14 @@ API server rejects), and every name comes from `_helpers.tpl` (issue 10)."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from image_awaiter.pullers import prepare_for_run
-from tests.chart.conftest import CHART, Render, by_kind, hook_daemonset, one
+from tests.chart.conftest import CHART, Render, by_kind, hook_daemonset, one, parent_chart
 
 KUBERNETES_VERSION = "1.33"
 # k8s.io/apimachinery/pkg/util/validation: IsDNS1123Subdomain, IsQualifiedName, IsValidLabelValue.
@@ -56,40 +54,21 @@ def name_problems(obj: dict[str, Any]) -> list[str]:
 
 def referenced_names(objects: list[dict[str, Any]]) -> set[str]:
     """Names one rendered object uses to point at another (ServiceAccount, ConfigMap, Role,
-    PriorityClass, pull Secrets): they must match objects the chart renders."""
+    PriorityClass): they must match objects the chart renders."""
     names = set()
     for obj in objects:
         if "roleRef" in obj:
             names.add(obj["roleRef"]["name"])
         pod = obj.get("spec", {}).get("template", {}).get("spec", {})
         names.update(v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v)
-        if "serviceAccountName" in pod:
-            names.add(pod["serviceAccountName"])
+        for field in ("serviceAccountName", "priorityClassName"):
+            if field in pod:
+                names.add(pod[field])
     return names
 
 
 def with_hook_daemonset(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [*objects, hook_daemonset(objects)] if by_kind(objects, "ConfigMap") else objects
-
-
-def parent_chart(tmp_path: Path, *, alias: str) -> Path:
-    """An application chart with this chart as a dependency under `alias`, copied into its
-    charts/ directory as `helm dependency build` would leave it."""
-    parent = tmp_path / "application"
-    (parent / "templates").mkdir(parents=True)
-    dependency = {
-        "name": "image-awaiter",
-        "version": yaml.safe_load((CHART / "Chart.yaml").read_text())["version"],
-        "repository": f"file://{CHART}",
-        "alias": alias,
-        "condition": f"{alias}.enabled",
-    }
-    chart = {"apiVersion": "v2", "name": "application", "version": "1.0.0"}
-    (parent / "Chart.yaml").write_text(yaml.safe_dump({**chart, "dependencies": [dependency]}))
-    values = {alias: {"images": ["quay.io/jupyter/datascience-notebook:2025-06-02"]}}
-    (parent / "values.yaml").write_text(yaml.safe_dump(values))
-    shutil.copytree(CHART, parent / "charts" / "image-awaiter")
-    return parent
 
 
 def test_a_mixed_case_alias_and_the_longest_release_name_give_valid_names(
@@ -110,12 +89,24 @@ def test_a_mixed_case_alias_and_the_longest_release_name_give_valid_names(
             except kubernetes_validate.ValidationError as error:
                 invalid.append(f"{obj['kind']} {obj['metadata']['name']}: {error.message}")
         assert invalid == []
-        names = [o["metadata"]["name"] for o in objects]
-        assert len(set(names) - {one(objects, "Role")["metadata"]["name"]}) >= 6
-        assert referenced_names(objects) <= set(names)
+        assert {o["kind"] for o in objects} == {
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "PriorityClass",
+            "ConfigMap",
+            "Job",
+            "DaemonSet",
+        }
+        assert referenced_names(objects) <= {o["metadata"]["name"] for o in objects}
     short = render(chart=parent, release="r1")
     assert one(short, "Job")["metadata"]["name"] == "r1-prepuller-hook"
-    assert one(short, "ConfigMap")["metadata"]["name"] == "r1-prepuller-spec"
+    assert {c["metadata"]["name"] for c in by_kind(short, "ConfigMap")} == {
+        "hub-config",
+        "r1-prepuller-spec",
+    }
 
 
 def test_long_names_are_cut_in_the_base_so_suffixes_stay_distinct(render: Render) -> None:
