@@ -20,6 +20,48 @@ them): nothing runs inside the pulled images; restricted; explicit requests and 
     {{- include "image-awaiter.containerSecurityContext" (dict "uid" 65534) | nindent 4 }}
 {{- end }}
 
+{{/* One template per puller method (puller.method), the twins of the awaiter's builders: each
+     gives the pod's initContainers, volumes and the pause container's volumeMounts. */}}
+
+{{/* initContainers: each image an init container running a static no-op helper copied in
+     first, so nothing inside the image runs (shell-less images work). */}}
+{{- define "image-awaiter.pullerMethod.initContainers" -}}
+initContainers:
+  {{- include "image-awaiter.pullerContainer" (dict "root" . "name" "install-helper" "image" (include "image-awaiter.helperImage" .) "command" (list "/usr/local/bin/image-awaiter-noop" "install" "/helper/noop")) | nindent 2 }}
+    volumeMounts:
+      - name: helper
+        mountPath: /helper
+  {{- range $index, $image := .Values.images }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" $ "name" (printf "pull-%d" $index) "image" $image "command" (list "/helper/noop")) | nindent 2 }}
+    volumeMounts:
+      - name: helper
+        mountPath: /helper
+        readOnly: true
+  {{- end }}
+volumes:
+  - name: helper
+    emptyDir:
+      sizeLimit: 1Mi
+{{- end }}
+
+{{/* imageVolumes: each image an image volume mounted into the pause container (the ImageVolume
+     feature); the kubelet pulls it, nothing runs from it. */}}
+{{- define "image-awaiter.pullerMethod.imageVolumes" -}}
+volumes:
+  {{- range $index, $image := .Values.images }}
+  - name: image-{{ $index }}
+    image:
+      reference: {{ $image }}
+      pullPolicy: IfNotPresent
+  {{- end }}
+pauseVolumeMounts:
+  {{- range $index, $image := .Values.images }}
+  - name: image-{{ $index }}
+    mountPath: /images/{{ $index }}
+    readOnly: true
+  {{- end }}
+{{- end }}
+
 {{- define "image-awaiter.pullerPodSpec" -}}
 {{- $root := .root -}}
 automountServiceAccountToken: false
@@ -31,41 +73,18 @@ securityContext:
   runAsGroup: 65534
   seccompProfile:
     type: RuntimeDefault
-{{- if eq $root.Values.puller.method "initContainers" }}
+{{- $method := include (printf "image-awaiter.pullerMethod.%s" $root.Values.puller.method) $root | fromYaml }}
+{{- with $method.initContainers }}
 initContainers:
-  {{- include "image-awaiter.pullerContainer" (dict "root" $root "name" "install-helper" "image" (include "image-awaiter.helperImage" $root) "command" (list "/usr/local/bin/image-awaiter-noop" "install" "/helper/noop")) | nindent 2 }}
-    volumeMounts:
-      - name: helper
-        mountPath: /helper
-  {{- range $index, $image := $root.Values.images }}
-  {{- include "image-awaiter.pullerContainer" (dict "root" $root "name" (printf "pull-%d" $index) "image" $image "command" (list "/helper/noop")) | nindent 2 }}
-    volumeMounts:
-      - name: helper
-        mountPath: /helper
-        readOnly: true
-  {{- end }}
-volumes:
-  - name: helper
-    emptyDir:
-      sizeLimit: 1Mi
-{{- else }}
-volumes:
-  {{- range $index, $image := $root.Values.images }}
-  - name: image-{{ $index }}
-    image:
-      reference: {{ $image }}
-      pullPolicy: IfNotPresent
-  {{- end }}
+  {{- toYaml . | nindent 2 }}
 {{- end }}
+volumes:
+  {{- toYaml $method.volumes | nindent 2 }}
 containers:
   {{- include "image-awaiter.pullerContainer" (dict "root" $root "name" "pause" "image" $root.Values.puller.pauseImage) | nindent 2 }}
-    {{- if eq $root.Values.puller.method "imageVolumes" }}
+    {{- with $method.pauseVolumeMounts }}
     volumeMounts:
-      {{- range $index, $image := $root.Values.images }}
-      - name: image-{{ $index }}
-        mountPath: /images/{{ $index }}
-        readOnly: true
-      {{- end }}
+      {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- with $root.Values.puller.nodeSelector }}
 nodeSelector:
