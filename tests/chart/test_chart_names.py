@@ -20,8 +20,10 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 HELM_NAME_LIMIT = 63
-# The Job controller creates pods with generateName `<job>-` (5 random characters follow) and
-# labels them `batch.kubernetes.io/job-name: <job>`: 63 - len("-abcde").
+# The Job controller creates pods with generateName `<job>-` and labels them
+# `batch.kubernetes.io/job-name: <job>`; the API server cuts a generateName base to 58 characters
+# before adding 5 random ones (k8s.io/apiserver/pkg/storage/names/generate.go:
+# maxGeneratedNameLength = 63 - 5), so `<job>-xxxxx` stays whole only up to 63 - len("-xxxxx").
 JOB_NAME_LIMIT = 57
 # Helm's own limit for release names.
 LONG_RELEASE = "jupyterhub-production-eu-west-1-research-computing-01"
