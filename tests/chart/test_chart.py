@@ -354,3 +354,8 @@ def test_notes_name_the_images_and_how_to_read_a_failure(helm: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "quay.io/jupyter/base-notebook:2025-06-02" in result.stdout
     assert "kubectl logs" in result.stdout
+    assert (
+        "-l app.kubernetes.io/name=image-awaiter,app.kubernetes.io/instance=hub,"
+        "app.kubernetes.io/component=hook" in result.stdout
+    )
+    assert "state.terminated.message" in result.stdout
