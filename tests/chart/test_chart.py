@@ -302,6 +302,8 @@ def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> N
         (("images[0]=busybox", "awaiter.timeot=4m"), "timeot"),
         (("images[0]=busybox", "awaiter.timeout=soon"), "timeout"),
         (("images[0]=busybox", "awaiter.timeout=1h30"), "timeout"),
+        (("images[0]=busybox", "serviceAccount.name=Prepared"), "name"),
+        (("images[0]=busybox", "puller.imagePullSecrets[0]=Reg_Cred"), "imagePullSecrets"),
         (("images[0]=busybox", "puller.method=magic"), "method"),
         (("images[0]=busybox", "rbac.create=maybe"), "create"),
         (("images[0]=busybox", "job.backoffLimit=-1"), "backoffLimit"),
