@@ -4,7 +4,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint
+.PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,10 @@ image:
 ## image-size: the image's application layer rebuilt without Docker, size raw and gzip
 image-size: install
 	$(PY) scripts/image_size.py
+
+## chart-docs: regenerate chart/README.md's values table from chart/values.schema.json
+chart-docs: install
+	$(PY) scripts/values_table.py
 
 chart-lint: helm
 	for values in chart/ci/*.yaml; do .tools/bin/helm lint --strict chart -f $$values || exit 1; done
