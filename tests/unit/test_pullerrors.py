@@ -227,6 +227,17 @@ REAL_MESSAGES = [
         "unknown",
         id="containerd-400-is-unknown",
     ),
+    pytest.param(  # nigelpoulton/ckad#51: schema-1 images are refused for good, but the text
+        # names no cause we know, so it stays transient (unknown) and waits out the grace period
+        "[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, schema"
+        " 1 support is disabled by default and will be removed in an upcoming release. Suggest"
+        " the author of k8s.gcr.io/busybox:latest to upgrade the image to the OCI Format or"
+        " Docker Image manifest v2, schema 2. More information at"
+        " https://docs.docker.com/go/deprecated-image-specs/",
+        T,
+        "unknown",
+        id="containerd-schema1-is-unknown",
+    ),
     # ------------------------------------------------------- containerd: platform mismatch
     pytest.param(  # kubewarden/adm-controller#1378 (ends in "not found", yet no tag is missing)
         'rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/kubewarden/'
@@ -365,6 +376,12 @@ REAL_MESSAGES = [
         P,
         "not-found",
         id="docker-1.x-image-not-found",
+    ),
+    pytest.param(  # kubernetes/kubernetes#7968 (kubelet 0.x with Docker, 2015)
+        "Error: image foggy-willow-91020/client:v1.0.0 not found",
+        P,
+        "not-found",
+        id="docker-2015-image-not-found",
     ),
     pytest.param(  # kubernetes/kubernetes#41566 (dockerd 1.13 log)
         "repository kube-aggregator not found: does not exist or no pull access",
