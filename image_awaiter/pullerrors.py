@@ -26,6 +26,7 @@ repository and missing credentials.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -100,7 +101,8 @@ class _Rule:
 
 
 def _rule(error_class: PullErrorClass, kind: PullErrorKind, advice: str, *phrases: str) -> _Rule:
-    return _Rule(error_class, kind, re.compile("|".join(phrases), re.IGNORECASE), advice)
+    # Phrases are lowercase and matched against the lowercased message: cheaper than IGNORECASE.
+    return _Rule(error_class, kind, re.compile("|".join(phrases)), advice)
 
 
 _FIX_TAG = "fix the tag or repository name, or push the image"
@@ -240,10 +242,15 @@ _PLATFORM_CRIO = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def classify_message(message: str) -> PullError:
-    """Classify a runtime's pull error text; unknown text is transient."""
+    """Classify a runtime's pull error text; unknown text is transient.
+
+    Cached: thousands of nodes failing on one image report the same text at every evaluation.
+    """
+    lowered = message.lower()
     for rule in _RULES:
-        if rule.pattern.search(message):
+        if rule.pattern.search(lowered):
             platform = _platform_in(message) if rule.kind == "no-platform-variant" else None
             return PullError(rule.error_class, rule.kind, rule.advice, message, platform)
     return PullError("transient", "unknown", _UNKNOWN_ADVICE, message)
