@@ -292,6 +292,16 @@ def classify_event(reason: str, message: str) -> PullError | None:
     return None
 
 
+def most_informative(*errors: PullError | None) -> PullError | None:
+    """The first error that names a cause, else the first one given, else None.
+
+    A container's waiting state often says only "Back-off pulling image" while the pod's
+    `Failed` event still carries the runtime's text; pass both and get the telling one.
+    """
+    given = [error for error in errors if error is not None]
+    return next((error for error in given if error.kind != "unknown"), given[0] if given else None)
+
+
 def platform_reason(error: PullError, *, node_os: str, node_arch: str) -> str:
     """The exclusion reason for a platform mismatch: `image has no linux/arm64 variant`.
 

@@ -16,6 +16,7 @@ from image_awaiter.pullerrors import (
     classify_event,
     classify_message,
     classify_waiting,
+    most_informative,
     platform_reason,
 )
 from tests.simcluster import messages
@@ -762,6 +763,23 @@ def test_an_err_image_never_pull_event_is_permanent() -> None:
     error = classify_event("ErrImageNeverPull", message)
     assert error is not None
     assert (error.error_class, error.kind) == ("permanent", "never-pull")
+
+
+def test_the_failed_event_tells_more_than_a_bare_back_off() -> None:
+    # octarinesec/octarine-operator#15: the waiting state says "Back-off", the event says why.
+    waiting = classify_waiting(
+        "ImagePullBackOff", 'Back-off pulling image "octarinesec/guardrails-enforcer:20.7"'
+    )
+    event = classify_event(
+        "Failed",
+        'Failed to pull image "octarinesec/guardrails-enforcer:20.7": rpc error: code = Unknown'
+        " desc = Error response from daemon: unauthorized: authentication required",
+    )
+    chosen = most_informative(waiting, None, event)
+    assert chosen is not None
+    assert (chosen.error_class, chosen.kind) == ("permanent", "unauthorized")
+    assert most_informative(None, waiting) == waiting
+    assert most_informative(None, None) is None
 
 
 # ------------------------------------------------------------------- platforms
