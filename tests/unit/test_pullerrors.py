@@ -210,6 +210,22 @@ REAL_MESSAGES = [
         "server-error",
         id="containerd-500",
     ),
+    pytest.param(  # bitnami/sealed-secrets#698 (quay.io outage)
+        'rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/bitnami/sealed-'
+        'secrets-controller:v0.17.1": failed to copy: httpReaderSeeker: failed open: unexpected'
+        " status code https://quay.io/v2/bitnami/sealed-secrets-controller/manifests/sha256:"
+        "e121ad7f4863747e902d0398c096d2bbfab89e7ff1641b6cefedf1f14ea20ea2: 502 Bad Gateway",
+        T,
+        "server-error",
+        id="containerd-502",
+    ),
+    pytest.param(  # suse-edge/edge-image-builder#368 (containerd's resolver, via helm)
+        "unexpected status from HEAD request to https://registry.suse.com/v2/rancher/elemental-"
+        "operator-crds-chart/manifests/1.4.2: 504 Gateway Timeout",
+        T,
+        "server-error",
+        id="containerd-504-is-a-server-error",
+    ),
     pytest.param(  # suxess-it/kubriX#1825
         'failed to pull and unpack image "mcr.microsoft.com/playwright:v1.57.0": failed to extract'
         " layer sha256:ba314c14dc6d1f56b259ac2195601b3ce7c1da6d2a7ba35c1766cead711a61a7: write /var"
@@ -328,6 +344,31 @@ REAL_MESSAGES = [
         T,
         "connection",
         id="crio-token-eof",
+    ),
+    pytest.param(  # openshift/release#66406 (CRI-O on OpenShift, kubelet event)
+        "initializing source docker://registry.access.redhat.com/ubi8:latest: reading manifest"
+        " latest in registry.access.redhat.com/ubi8: received unexpected HTTP status: 503 Service"
+        " Unavailable",
+        T,
+        "server-error",
+        id="crio-503",
+    ),
+    pytest.param(  # podman-container-tools/podman#17802 (containers/image, as CRI-O)
+        "initializing source docker://quay.io/libpod/alpine:latest: Requesting bearer token:"
+        " invalid status code from registry 502 (Bad Gateway)",
+        T,
+        "server-error",
+        id="crio-502-token",
+    ),
+    pytest.param(  # kubernetes/registry.k8s.io#333 (CRI-O 1.3x kubelet log)
+        "unable to pull image or OCI artifact: pull image err: copying system image from manifest"
+        ' list: writing blob: storing blob to file "/var/tmp/container_images_storage451663201/3":'
+        " happened during read: unexpected EOF (after reconnecting, fetching blob: StatusCode:"
+        ' 400, "<?xml version=\\"1.0\\" encoding=\\"UTF-8\\"?>\\n<Error><Cod..."); artifact err:'
+        " image reference: reference is a container image, not an OCI artifact",
+        T,
+        "connection",
+        id="crio-unexpected-eof",
     ),
     pytest.param(  # containers/image#1100
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"
@@ -506,6 +547,28 @@ REAL_MESSAGES = [
         T,
         "connection",
         id="docker-request-canceled",
+    ),
+    pytest.param(  # hetznercloud/csi-driver#194
+        "rpc error: code = Unknown desc = Error response from daemon: received unexpected HTTP"
+        " status: 502 Bad Gateway",
+        T,
+        "server-error",
+        id="docker-502",
+    ),
+    pytest.param(  # rpardini/docker-registry-proxy#136 (a status text without its code)
+        'rpc error: code = Unknown desc = Error response from daemon: Get "https://registry.k8s.io'
+        '/v2/": Bad Gateway',
+        T,
+        "server-error",
+        id="docker-bad-gateway-text",
+    ),
+    pytest.param(  # helm/helm#1893 (kubelet 1.5 + Docker 1.13.0 bug; no known phrase: unknown)
+        "image pull failed for gcr.io/kubernetes-helm/tiller:v2.1.3, this may be because there"
+        " are no credentials on this request.  details: (Error response from daemon:"
+        ' {"message":"target is unknown"})',
+        T,
+        "unknown",
+        id="docker-target-is-unknown",
     ),
     pytest.param(  # tableau/tableau-server-in-kubernetes#14
         "rpc error: code = Unknown desc = failed to register layer: Error processing tar file(exit"
