@@ -261,6 +261,30 @@ PULL_ERRORS: tuple[PullErrorText, ...] = (
     ),
     PullErrorText(
         "cri-o",
+        "transient",
+        "timeout",
+        "rpc error: code = Unknown desc = pinging docker registry returned: Get https://{host}/v2/:"
+        " dial tcp 34.199.40.84:443: i/o timeout",
+        "cri-o/cri-o#2723",
+    ),
+    PullErrorText(
+        "cri-o",
+        "transient",
+        "tls",
+        'rpc error: code = Unknown desc = error pinging docker registry {host}: Get "https://{host}'
+        '/v2/": x509: certificate signed by unknown authority',
+        "cri-o/cri-o#5311",
+    ),
+    PullErrorText(
+        "cri-o",
+        "transient",
+        "server-error",
+        "initializing source docker://{ref}: reading manifest {tag} in {repo}: received"
+        " unexpected HTTP status: 503 Service Unavailable",
+        "openshift/release#66406",
+    ),
+    PullErrorText(
+        "cri-o",
         "platform-mismatch",
         "no-platform-variant",
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"
@@ -317,6 +341,14 @@ PULL_ERRORS: tuple[PullErrorText, ...] = (
         "rpc error: code = Unknown desc = Error response from daemon: Get https://{host}/v2/:"
         " net/http: request canceled (Client.Timeout exceeded while awaiting headers)",
         "kubernetes/k8s.io#5181",
+    ),
+    PullErrorText(
+        "docker",
+        "transient",
+        "connection",
+        "rpc error: code = Unknown desc = Error response from daemon: Get https://{host}/v2/: dial"
+        " tcp: lookup {host} on [::1]:53: read udp [::1]:60341->[::1]:53: read: connection refused",
+        "docker/compose#5533",
     ),
     PullErrorText(
         "docker",

@@ -370,6 +370,35 @@ REAL_MESSAGES = [
         "connection",
         id="crio-unexpected-eof",
     ),
+    pytest.param(  # cri-o/cri-o#5311 (a ping that fails on TLS is a TLS error)
+        'rpc error: code = Unknown desc = error pinging docker registry m1.dev: Get "https://'
+        'm1.dev/v2/": x509: certificate signed by unknown authority',
+        T,
+        "tls",
+        id="crio-x509",
+    ),
+    pytest.param(  # crc-org/crc#1376 (OpenShift internal registry)
+        "rpc error: code = Unknown desc = error pinging docker registry default-route-openshift-"
+        "image-registry.apps-crc.testing: Get https://default-route-openshift-image-registry.apps-"
+        "crc.testing/v2/: x509: certificate signed by unknown authority",
+        T,
+        "tls",
+        id="crio-x509-openshift",
+    ),
+    pytest.param(  # cri-o/cri-o#2723
+        "rpc error: code = Unknown desc = pinging docker registry returned: Get http://registry-1"
+        ".docker.io/v2/: dial tcp 34.199.40.84:80: i/o timeout",
+        T,
+        "timeout",
+        id="crio-ping-timeout",
+    ),
+    pytest.param(  # kubernetes/kubernetes#93386 (CRI-O pulling the sandbox image)
+        "Error initializing source docker://k8s.gcr.io/pause:3.2: error pinging docker registry"
+        " k8s.gcr.io: Get https://k8s.gcr.io/v2/: dial tcp 74.125.203.82:443: i/o timeout",
+        T,
+        "timeout",
+        id="crio-initializing-source-timeout",
+    ),
     pytest.param(  # containers/image#1100
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"
         " manifest list for architecture arm64, variant v8, OS linux",
