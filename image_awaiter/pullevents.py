@@ -2,17 +2,20 @@
 
 The kubelet records one event per image and container (pkg/kubelet/images/image_manager.go):
 
-- `Pulling`: `Pulling image "X"` (before 1.15: `pulling image "X"`);
+- `Pulling`: `Pulling image "X"` (old kubelets: `pulling image "X"`);
 - `Pulled`:  `Successfully pulled image "X" in 3.2s (3.2s including waiting). Image size: N bytes.`
-  (1.30+); `... in 3.2s (3.2s including waiting)` (1.27-1.29); `... in 2.02130736s` (1.20-1.26);
-  `Successfully pulled image "X"` (older); or `Container image "X" already present on machine`
-  (1.33+ appends ` and can be accessed by the pod`);
+  The size came with kubernetes#121719 (1.30), "including waiting" with #111772 (2022), the
+  duration with #91563 (2020); older kubelets print only `Successfully pulled image "X"`.
+  For a cached image: `Container image "X" already present on machine` (newer kubelets,
+  KEP-2535, append ` and can be accessed by the pod`);
 - `Failed`:  `Failed to pull image "X": <the runtime's error>`;
-- `BackOff`: `Back-off pulling image "X"` (1.31+ may append `: ErrImagePull: <the error>`).
+- `BackOff`: `Back-off pulling image "X"`; the container's waiting message of the same text
+  appends `: <reason>: <the error>` since kubernetes#127918 (1.32).
 
 Durations are Go `time.Duration` strings (`1m2.5s`, `850ms`, `1h2m3.4s`). The first figure is
 the pull itself, the second includes time queued behind other pulls on the node
-(serializeImagePulls, maxParallelImagePulls). Image texts stay as the event wrote them.
+(serializeImagePulls, maxParallelImagePulls). Image texts stay as the event wrote them. A
+figure in a shape not known here is left None rather than failing the whole event.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import re
 from dataclasses import dataclass
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
-# kubectl describe (1.33+) shows events as "spec.containers{x}: <message>"; tolerate it.
+# Newer kubectl describe shows events as "spec.containers{x}: <message>"; tolerate it.
 _FIELD_PREFIX = r"(?:spec\.(?:init|ephemeral)?[cC]ontainers\{[^}]*\}:\s*)?"
-_PULLED = re.compile(
-    rf"^{_FIELD_PREFIX}Successfully pulled image {_QUOTED}"
-    r"(?: in (\S+?)(?: \((\S+) including waiting\))?)?\.?"
-    r"(?: Image size: (\d+) bytes\.?)?$"
-)
+_PULLED = re.compile(rf"^{_FIELD_PREFIX}Successfully pulled image {_QUOTED}(.*)$", re.S)
+# The figures after the image, each looked for on its own so that one new shape (say a
+# humanised size) does not lose the others.
+_PULL_TOOK = re.compile(r"^ in (\S+?)\.?(?:\s|$)")
+_PULL_WAITED = re.compile(r"\((\S+) including waiting\)")
+_PULL_SIZE = re.compile(r"Image size: (\d+) bytes")
 _PRESENT = re.compile(rf"^{_FIELD_PREFIX}Container image {_QUOTED} already present on machine")
 _PULLING = re.compile(rf"^{_FIELD_PREFIX}[pP]ulling image {_QUOTED}$")
 _FAILED = re.compile(rf"^{_FIELD_PREFIX}Failed to pull image {_QUOTED}: (.*)$", re.S)
@@ -124,12 +128,15 @@ def _pulled(text: str) -> Pulled | AlreadyPresent | None:
     pulled = _PULLED.match(text)
     if not pulled:
         return None
-    image, took, waited, size = pulled.groups()
+    image, rest = pulled.groups()
+    took = _PULL_TOOK.match(rest)
+    waited = _PULL_WAITED.search(rest)
+    size = _PULL_SIZE.search(rest)
     return Pulled(
         image=_unquote(image),
-        seconds=parse_go_duration(took) if took else None,
-        seconds_including_waiting=parse_go_duration(waited) if waited else None,
-        size_bytes=int(size) if size else None,
+        seconds=parse_go_duration(took.group(1)) if took else None,
+        seconds_including_waiting=parse_go_duration(waited.group(1)) if waited else None,
+        size_bytes=int(size.group(1)) if size else None,
     )
 
 

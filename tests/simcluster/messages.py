@@ -36,37 +36,46 @@ class EventText:
     since: str  # kubelet versions that print exactly this
 
 
-PULLING = EventText("Pulling", "Normal", 'Pulling image "{image}"', "1.15+")
-PULLING_OLD = EventText("Pulling", "Normal", 'pulling image "{image}"', "up to 1.14")
+PULLING = EventText("Pulling", "Normal", 'Pulling image "{image}"', "current")
+PULLING_LOWERCASE = EventText(
+    "Pulling", "Normal", 'pulling image "{image}"', "old (kubernetes/kubernetes#63430, 1.10)"
+)
 PULLED = EventText(
     "Pulled",
     "Normal",
     'Successfully pulled image "{image}" in {duration} ({waiting} including waiting).'
     " Image size: {size} bytes.",
-    "1.30+",  # e.g. kubernetes.io docs output: 'in 27.88s (27.88s including waiting). Image
-    # size: 68507108 bytes.'; jupyterhub dandi-hub#89 shows waiting far above the pull
+    "1.30+ (kubernetes/kubernetes#121719)",  # seen e.g. as 'in 5.969s (5.969s including
+    # waiting). Image size: 727869 bytes.' (sash3939/Kubernetes8-Config_Apps README.md)
 )
-PULLED_1_27 = EventText(
+PULLED_WITH_WAITING = EventText(
     "Pulled",
     "Normal",
     'Successfully pulled image "{image}" in {duration} ({waiting} including waiting)',
-    "1.27-1.29",  # dandi/dandi-hub#89: 'in 1.466729067s (3m53.352084967s including waiting)'
+    "kubernetes/kubernetes#111772 until 1.30",  # dandi/dandi-hub#89: 'in 1.466729067s
+    # (3m53.352084967s including waiting)'
 )
-PULLED_1_20 = EventText(
-    "Pulled", "Normal", 'Successfully pulled image "{image}" in {duration}', "1.20-1.26"
+PULLED_WITH_DURATION = EventText(
+    "Pulled",
+    "Normal",
+    'Successfully pulled image "{image}" in {duration}',
+    "kubernetes/kubernetes#91563 until #111772",
 )
-PULLED_OLD = EventText("Pulled", "Normal", 'Successfully pulled image "{image}"', "up to 1.19")
+PULLED_BARE = EventText(
+    "Pulled", "Normal", 'Successfully pulled image "{image}"', "before kubernetes#91563 (2020)"
+)
 ALREADY_PRESENT = EventText(
     "Pulled", "Normal", 'Container image "{image}" already present on machine', "all"
 )
-ALREADY_PRESENT_1_33 = EventText(
+ALREADY_PRESENT_KEP_2535 = EventText(
     "Pulled",
     "Normal",
     'Container image "{image}" already present on machine and can be accessed by the pod',
-    "1.33+ (KEP-2535)",
+    "newer kubelets (KEP-2535, ensure secret pulled images)",
 )
 FAILED = EventText("Failed", "Warning", 'Failed to pull image "{image}": {error}', "all")
-# Recorded right after FAILED / on every back-off sync: reason is ErrImagePull / ImagePullBackOff.
+# Recorded after FAILED and on back-off syncs, {reason} being ErrImagePull / ImagePullBackOff
+# (octarinesec/octarine-operator#15 shows the whole sequence).
 FAILED_REASON = EventText("Failed", "Warning", "Error: {reason}", "all")
 BACKOFF = EventText("BackOff", "Normal", 'Back-off pulling image "{image}"', "all")
 INVALID_IMAGE_NAME = EventText(

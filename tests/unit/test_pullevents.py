@@ -116,14 +116,16 @@ REAL_EVENTS = [
         AlreadyPresent("registry.k8s.io/kube-proxy:v1.30.14"),
         id="already-present",
     ),
-    pytest.param(  # search id 62881667899 (1.33+ wording)
+    # search id 62881667899: the KEP-2535 wording (search id 45422234314 shows a 1.33.2 kubelet
+    # still printing the old one, so it is newer than that)
+    pytest.param(
         "Pulled",
         'Container image "curlimages/curl:8.21.0" already present on machine and can be accessed'
         " by the pod",
         AlreadyPresent("curlimages/curl:8.21.0"),
-        id="already-present-1.33",
+        id="already-present-kep-2535",
     ),
-    pytest.param(  # search id 56675055544 (kubectl 1.33+ describe prefixes the field path)
+    pytest.param(  # search id 56675055544 (newer kubectl describe prefixes the field path)
         "Pulled",
         'spec.containers{postgres}: Container image "postgres:15-alpine" already present on'
         " machine and can be accessed by the pod",
@@ -143,7 +145,7 @@ REAL_EVENTS = [
         Pulling("busybox"),
         id="pulling-old-lowercase",
     ),
-    pytest.param(  # search id 70162894059 (kubectl 1.33+ describe)
+    pytest.param(  # search id 70162894059 (newer kubectl describe)
         "Pulling",
         'spec.containers{hello}: Pulling image "nginx:1.27-alpine"',
         Pulling("nginx:1.27-alpine"),
@@ -277,6 +279,17 @@ def test_a_pulled_event_with_an_unreadable_duration_keeps_the_image_and_size() -
     assert fact == Pulled("x:1", None, None, 12)
 
 
+def test_a_size_in_an_unknown_shape_leaves_the_durations_readable() -> None:
+    # kubernetes/kubernetes#129904 proposed "Image size: 68.5 MiB"; it was not merged, but a
+    # kubelet that prints it must not cost the report its durations.
+    fact = parse_event(
+        "Pulled",
+        'Successfully pulled image "nginx" in 27.88s (27.88s including waiting). Image size:'
+        " 65.3 MiB.",
+    )
+    assert fact == Pulled("nginx", 27.88, 27.88, None)
+
+
 def test_an_image_with_an_escaped_quote_is_unescaped() -> None:
     # Go's %q escapes a quote; a reference cannot contain one, but an invalid spec can.
     fact = parse_event("Pulling", 'Pulling image "bad\\"name"')
@@ -319,11 +332,11 @@ def test_a_simulated_pulled_event_parses_back_to_its_figures() -> None:
     "template",
     [
         messages.PULLING,
-        messages.PULLING_OLD,
+        messages.PULLING_LOWERCASE,
         messages.ALREADY_PRESENT,
-        messages.ALREADY_PRESENT_1_33,
+        messages.ALREADY_PRESENT_KEP_2535,
         messages.BACKOFF,
-        messages.PULLED_OLD,
+        messages.PULLED_BARE,
     ],
     ids=lambda t: f"{t.reason}-{t.since}",
 )
