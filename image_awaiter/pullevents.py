@@ -35,9 +35,11 @@ _PULL_SIZE = re.compile(r"Image size: (\d+) bytes")
 _PRESENT = re.compile(rf"^{_FIELD_PREFIX}Container image {_QUOTED} already present on machine")
 _PULLING = re.compile(rf"^{_FIELD_PREFIX}[pP]ulling image {_QUOTED}$")
 _FAILED = re.compile(rf"^{_FIELD_PREFIX}Failed to pull image {_QUOTED}: (.*)$", re.S)
-# The cause after the image is "<reason>: <error>", e.g. "ErrImagePull: rpc error: ...".
+# The cause after the image is "<reason>: <error>", e.g. "ErrImagePull: rpc error: ...";
+# only the kubelet's own reasons are stripped, so "toomanyrequests: ..." stays whole.
+_PULL_REASON = r"(?:Err\w+|RegistryUnavailable|SignatureValidationFailed):\s*"
 _BACKOFF = re.compile(
-    rf"^{_FIELD_PREFIX}Back-off pulling image {_QUOTED}(?::\s*(?:\w+:\s*)?(.*))?$", re.S
+    rf"^{_FIELD_PREFIX}Back-off pulling image {_QUOTED}(?::\s*(?:{_PULL_REASON})?(.*))?$", re.S
 )
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT_SECONDS = {

@@ -19,6 +19,7 @@ from image_awaiter.pullerrors import (
     most_informative,
     platform_reason,
 )
+from image_awaiter.pullevents import BackingOff, parse_event
 from tests.simcluster import messages
 
 P = "permanent"
@@ -795,6 +796,22 @@ def test_a_back_off_after_an_outage_stays_transient() -> None:
     error = classify_waiting("ImagePullBackOff", message)
     assert error is not None
     assert (error.error_class, error.kind) == ("transient", "connection")
+
+
+def test_a_back_off_cause_keeps_a_leading_word_that_is_not_a_kubelet_reason() -> None:
+    # Cause text of docker/hub-feedback#2429, had it come without the "ErrImagePull: " prefix.
+    message = (
+        'Back-off pulling image "nginx": toomanyrequests: You have reached your pull rate limit.'
+        " You may increase the limit by authenticating and upgrading:"
+        " https://www.docker.com/increase-rate-limit"
+    )
+    error = classify_waiting("ImagePullBackOff", message)
+    assert error is not None
+    assert (error.error_class, error.kind) == ("transient", "rate-limited")
+    backoff = parse_event("BackOff", message)
+    assert isinstance(backoff, BackingOff)
+    assert backoff.error is not None
+    assert backoff.error.startswith("toomanyrequests: You have reached")
 
 
 @pytest.mark.parametrize(
