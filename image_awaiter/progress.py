@@ -166,7 +166,7 @@ def fit(text: str, width: int) -> str:
     """`text` in at most `width` characters, cut in the middle so both ends stay readable.
 
     Image references carry their meaning at both ends (registry and repository; tag), so
-    `quay.io/jupyter/scipy-notebook:2024-05-01` becomes `quay.io/jupy…ebook:2024-05-01`.
+    `quay.io/jupyter/scipy-notebook:2024-05-01` in 30 becomes `quay.io/jupyte…book:2024-05-01`.
     """
     if len(text) <= width:
         return text
