@@ -81,26 +81,32 @@ def build_snapshot(
     groups: Mapping[str, str] | None = None,
     slowest: int = 5,
 ) -> Snapshot:
-    """Fold per-node records into a `Snapshot`; one pass over the nodes, O(nodes x images).
+    """Fold per-node records into a `Snapshot` in one pass over the nodes.
 
     `images` gives the display names in display order; `excluded` maps node -> reason;
     `groups` maps an image to its pull group, when the run has groups.
     """
-    have: Counter[str] = Counter()
-    targets: Counter[str] = Counter()
-    pulling: Counter[str] = Counter()
-    pulled: Counter[str] = Counter()
+    # Nodes share a handful of distinct image sets, and a frozenset caches its hash: count the
+    # sets per node and expand them once, rather than touching every name on every node.
+    wanted: Counter[frozenset[str]] = Counter()
+    present: Counter[frozenset[str]] = Counter()
+    in_flight: Counter[frozenset[str]] = Counter()
+    pulled: dict[str, int] = dict.fromkeys(images, 0)
     done = total = 0
     waiting: list[NodeRecord] = []
+    every = frozenset(images)
     for node in nodes:
         total += 1
-        done += node.done
-        if not node.done:
+        if node.done:
+            done += 1
+        else:
             waiting.append(node)
-        targets.update(node.images or images)
-        have.update(node.present)
-        pulling.update(node.pulling)
-        pulled.update(node.pulled_bytes)
+        wanted[node.images or every] += 1
+        present[node.present] += 1
+        in_flight[node.pulling] += 1
+        for name, size in node.pulled_bytes.items():
+            pulled[name] = pulled.get(name, 0) + size
+    targets, have, pulling = _expand(wanted), _expand(present), _expand(in_flight)
     group_of = groups or {}
     lines = tuple(
         ImageLine(
@@ -122,6 +128,14 @@ def build_snapshot(
         excluded=tuple(Counter(excluded.values()).most_common()),
         groups=tuple(dict.fromkeys(group_of[name] for name in images if name in group_of)),
     )
+
+
+def _expand(sets: Counter[frozenset[str]]) -> Counter[str]:
+    names: Counter[str] = Counter()
+    for names_in_set, nodes in sets.items():
+        for name in names_in_set:
+            names[name] += nodes
+    return names
 
 
 def slowest_nodes(nodes: Iterable[NodeRecord], *, now: float, limit: int) -> tuple[SlowNode, ...]:
