@@ -14,6 +14,7 @@ from image_awaiter.progress import NodeRecord, build_snapshot
 BUSYBOX = "docker.io/library/busybox:1.36"
 NOTEBOOK = "quay.io/jupyter/scipy-notebook:2024-05-01"
 FINAL = "image-awaiter: node-7: manifest unknown"
+NOTE = "node gpu-1 cordoned: no longer a target"
 DENIED = "ErrImagePull: manifest unknown: quay.io/jupyter/scipy-notebook:2024-05-01"
 
 
@@ -52,6 +53,8 @@ def main() -> None:
                     now=100.0,
                 )
             )
+            if step == 1:
+                view.note(NOTE)
         view.stop()
     print(FINAL, file=sys.stderr)
 

@@ -15,27 +15,29 @@ import pexpect
 import pyte
 import pytest
 
-from tests.unit.liveview_driver import FINAL
+from tests.unit.liveview_driver import FINAL, NOTE
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = [sys.executable, "-m", "tests.unit.liveview_driver"]
 
 
-def _env() -> dict[str, str]:
+def _env(term: str = "xterm-256color") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES", "NO_COLOR"}}
-    return {**env, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    return {**env, "TERM": term, "PYTHONPATH": str(ROOT)}
 
 
-def _screen(columns: int, rows: int = 30) -> list[str]:
+def _screen(columns: int, rows: int = 30, *, term: str = "xterm-256color") -> list[str]:
     """Run the driver in a pseudo-terminal `columns` wide; the screen's lines, blank tail cut."""
     child = pexpect.spawn(
-        DRIVER[0], DRIVER[1:], cwd=str(ROOT), env=_env(), dimensions=(rows, columns), timeout=60
+        DRIVER[0], DRIVER[1:], cwd=str(ROOT), env=_env(term), dimensions=(rows, columns), timeout=60
     )
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
     screen = pyte.Screen(columns, rows)
     pyte.ByteStream(screen).feed(child.before)
+    if term == "dumb":
+        assert b"\x1b" not in child.before  # not one escape sequence
     lines = [line.rstrip() for line in screen.display]
     while lines and not lines[-1]:
         lines.pop()
@@ -52,9 +54,13 @@ def narrow() -> list[str]:
     return _screen(40)
 
 
+def test_a_note_during_the_view_is_printed_above_it(wide: list[str]) -> None:
+    assert wide[0] == NOTE
+
+
 def test_the_bar_shows_nodes_done_of_targets_elapsed_and_eta(wide: list[str]) -> None:
-    assert "━" in wide[0]
-    assert wide[0].endswith("12/24 nodes · 20s · ETA 20s")
+    assert "━" in wide[1]
+    assert wide[1].endswith("12/24 nodes · 20s · ETA 20s")
 
 
 def test_earlier_frames_are_redrawn_in_place_not_scrolled(wide: list[str]) -> None:
@@ -65,7 +71,7 @@ def test_earlier_frames_are_redrawn_in_place_not_scrolled(wide: list[str]) -> No
 
 
 def test_each_image_has_a_line_with_nodes_bytes_and_pulls_in_flight(wide: list[str]) -> None:
-    busybox, notebook = wide[1], wide[2]
+    busybox, notebook = wide[2], wide[3]
     assert busybox.split() == ["docker.io/library/busybox:1.36", "24/24"]
     assert notebook.split() == [
         "quay.io/jupyter/scipy-notebook:2024-05-01",
@@ -78,10 +84,10 @@ def test_each_image_has_a_line_with_nodes_bytes_and_pulls_in_flight(wide: list[s
 
 
 def test_the_failing_node_leads_the_node_list_with_its_message(wide: list[str]) -> None:
-    assert wide[3].strip() == "slowest / failing nodes"
-    assert wide[4].split()[:3] == ["✗", "node-7", "ErrImagePull:"]
-    assert "manifest unknown" in wide[4]
-    assert len(wide) == 9  # bar, 2 images, heading, 3 nodes, excluded, the final line
+    assert wide[4].strip() == "slowest / failing nodes"
+    assert wide[5].split()[:3] == ["✗", "node-7", "ErrImagePull:"]
+    assert "manifest unknown" in wide[5]
+    assert len(wide) == 10  # note, bar, 2 images, heading, 3 nodes, excluded, the final line
     assert wide[-2].strip() == "excluded: 1 node"
 
 
@@ -92,14 +98,15 @@ def test_the_final_message_stands_alone_on_the_line_after_the_view(wide: list[st
 
 def test_forty_columns_cut_lines_instead_of_wrapping(narrow: list[str]) -> None:
     assert all(len(line) <= 40 for line in narrow)
-    assert "━" in narrow[0] and narrow[0].endswith("12/24 nodes · 20s · ETA 20s")
-    assert narrow[1].startswith("  docker.io/") and narrow[1].endswith("…usybox:1.36  24/24")
-    assert narrow[2].startswith("  quay.io/") and "…:2024-05-01  12/24" in narrow[2]
-    assert narrow[3].strip() == "slowest / failing nodes"
-    assert narrow[4].split()[:3] == ["✗", "node-7", "ErrImagePull:"] and narrow[4].endswith("1m21s")
-    assert [line.split()[:2] for line in narrow[5:7]] == [["·", "node-112"], ["·", "node-113"]]
-    assert narrow[7].strip() == "excluded: 1 node"
-    assert narrow[8:] == [FINAL]
+    assert narrow[0] == NOTE
+    assert "━" in narrow[1] and narrow[1].endswith("12/24 nodes · 20s · ETA 20s")
+    assert narrow[2].startswith("  docker.io/") and narrow[2].endswith("…usybox:1.36  24/24")
+    assert narrow[3].startswith("  quay.io/") and "…:2024-05-01  12/24" in narrow[3]
+    assert narrow[4].strip() == "slowest / failing nodes"
+    assert narrow[5].split()[:3] == ["✗", "node-7", "ErrImagePull:"] and narrow[5].endswith("1m21s")
+    assert [line.split()[:2] for line in narrow[6:8]] == [["·", "node-112"], ["·", "node-113"]]
+    assert narrow[8].strip() == "excluded: 1 node"
+    assert narrow[9:] == [FINAL]
 
 
 def test_through_a_pipe_only_the_final_message_is_written() -> None:
@@ -108,3 +115,7 @@ def test_through_a_pipe_only_the_final_message_is_written() -> None:
     )
     assert done.stderr == FINAL + "\n"
     assert done.stdout == ""
+
+
+def test_a_dumb_terminal_gets_only_the_final_message() -> None:
+    assert _screen(80, term="dumb") == [FINAL]
