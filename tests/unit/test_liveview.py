@@ -231,6 +231,23 @@ def test_importing_the_view_does_not_import_rich() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_without_rich_installed_the_view_is_not_wanted_and_logs_still_work() -> None:
+    """An image may prune rich (a pod has no terminal); structlog then falls back by itself."""
+    code = (
+        "import os, sys\n"
+        "sys.modules['rich'] = None  # as if not installed\n"
+        "import structlog\n"
+        "from image_awaiter.liveview import live_view_wanted\n"
+        "_, replica = os.openpty()\n"
+        "print(live_view_wanted(open(replica, 'w'), 'auto', True))\n"
+    )
+    env = {**os.environ, "TERM": "xterm-256color"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "False"
+
+
 SNAPSHOT = Snapshot(
     elapsed=65.0,
     done=12,
