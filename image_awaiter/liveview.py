@@ -34,6 +34,7 @@ _DUMB_TERMINALS = frozenset({"dumb", "unknown"})  # what rich itself treats as d
 _MIN_BAR = 10
 _MAX_BAR = 40
 _MAX_REASONS = 5
+_MAX_IMAGES = 10  # lines for images, so that a long list never pushes the nodes off the screen
 
 
 def live_view_wanted(stream: TextIO, log_format: str, progress_flag: bool | None) -> bool:
@@ -200,7 +201,8 @@ def _columns(cells: Sequence[str], widths: Sequence[int], *, right: Sequence[boo
 def _image_rows(snapshot: Snapshot, width: int) -> Iterator[Text]:
     from rich.filesize import decimal
 
-    lines = _by_group(snapshot.images, snapshot.groups)
+    shown, hidden = _unfinished_first(snapshot.images, limit=_MAX_IMAGES)
+    lines = _by_group(shown, snapshot.groups)
     if not lines:
         return
     counts = [f"{line.have}/{line.targets}" for line in lines]
@@ -224,6 +226,28 @@ def _image_rows(snapshot: Snapshot, width: int) -> Iterator[Text]:
         widths = [name_w, count_w, *(w for _, w in optional)]
         plain = "  " + _columns(cells, widths, right=[False, True, True, False][: len(cells)])
         yield _line(plain, width, style=_image_style(line))
+    if hidden:
+        finished = sum(1 for line in hidden if _finished(line))
+        summary = f"  and {len(hidden)} more images, {finished} of them on every target"
+        yield _line(summary, width, style="dim")
+
+
+def _unfinished_first(
+    lines: Sequence[ImageLine], *, limit: int
+) -> tuple[Sequence[ImageLine], Sequence[ImageLine]]:
+    """At most `limit` lines, the summary included: unfinished images first, in their order."""
+    if len(lines) <= limit:
+        return lines, ()
+    ranked = sorted(range(len(lines)), key=lambda i: (_finished(lines[i]), i))
+    keep = set(ranked[: limit - 1])
+    return (
+        [line for i, line in enumerate(lines) if i in keep],
+        [line for i, line in enumerate(lines) if i not in keep],
+    )
+
+
+def _finished(line: ImageLine) -> bool:
+    return line.have >= line.targets
 
 
 def _name_room(width: int, count_w: int, optional: Sequence[tuple[list[str], int]]) -> int:
@@ -238,7 +262,7 @@ def _by_group(lines: Sequence[ImageLine], groups: Sequence[str]) -> list[ImageLi
 
 
 def _image_style(line: ImageLine) -> str:
-    return "green" if line.targets and line.have >= line.targets else ""
+    return "green" if line.targets and _finished(line) else ""
 
 
 def _node_rows(nodes: Sequence[SlowNode], width: int) -> Iterator[Text]:

@@ -296,3 +296,24 @@ def test_a_narrow_frame_keeps_every_line_within_the_width(width: int) -> None:
     assert all(len(line) <= width for line in frame)
     assert len(frame) == len(_frame(200, show_excluded=True)) + (1 if width < 43 else 0)
     assert any("…" in line and "12/24" in line for line in frame)
+
+
+def test_a_long_image_list_keeps_the_unfinished_images_and_sums_up_the_rest() -> None:
+    from rich.console import Console
+
+    images = tuple(
+        ImageLine(
+            name=f"image-{i}",
+            have=5 if i in {2, 9, 13} else 8,
+            targets=8,
+            pulled_bytes=0,
+            pulling=0,
+        )
+        for i in range(14)
+    )
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    render_once(Snapshot(elapsed=1, done=0, total=8, images=images), console=console)
+    frame = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    shown = [line.split()[0] for line in frame[1:-1]]
+    assert shown == [f"image-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 9, 13)]
+    assert frame[-1].strip() == "and 5 more images, 5 of them on every target"
