@@ -4,6 +4,11 @@ Shown on a terminal only (`live_view_wanted`); everywhere else the JSON lines st
 `rich` is imported when a view is built, never at module import: the hook in a pod never draws
 and should not pay for it. Each refresh draws one `Snapshot` (see `progress`), so the cost does
 not grow with the cluster beyond what `build_snapshot` already folded.
+
+Known limit: narrowing the window while the view is up can leave pieces of the frame drawn
+before, because the terminal reflows lines already on screen and the redraw moves up by the old
+line count (Textualize/rich#2685: "This is just how terminals work"). Every frame after that is
+laid out for the new width; lines carry no trailing padding, so small changes stay harmless.
 """
 
 from __future__ import annotations
