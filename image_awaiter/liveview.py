@@ -8,7 +8,7 @@ not grow with the cluster beyond what `build_snapshot` already folded.
 Known limit: narrowing the window while the view is up can leave pieces of the frame drawn
 before, because the terminal reflows lines already on screen and the redraw moves up by the old
 line count (Textualize/rich#2685: "This is just how terminals work"). Every frame after that is
-laid out for the new width; lines carry no trailing padding, so small changes stay harmless.
+laid out for the new width, and lines are only as wide as their content needs.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def _node_rows(nodes: Sequence[SlowNode], width: int) -> Iterator[Text]:
     time_w = max(map(len, times))
     room = width - 4 - (time_w + 2) - 2  # indent and mark, the time, the gap before the state
     name_w = min(max(len(node.name) for node in nodes), max(6, room * 2 // 5))
-    state_w = max(1, room - name_w)
+    state_w = max(1, min(room - name_w, max(len(node.state) for node in nodes)))
     for node, took in zip(nodes, times, strict=True):
         mark = "✗" if node.failing else "·"
         state = node.state if len(node.state) <= state_w else node.state[: state_w - 1] + "…"
