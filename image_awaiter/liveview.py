@@ -14,10 +14,11 @@ laid out for the new width, and lines are only as wide as their content needs.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from image_awaiter.progress import (
     ImageLine,
@@ -71,7 +72,8 @@ class LiveView:
 
     `stop()` leaves the last screen in place and ends it with a newline, so a final one-line
     message written afterwards stands on its own line. Lines meant for the person while the
-    view is up go through `note()`, which prints them above the display.
+    view is up go through `note()` or the stream from `writer()`, which print them above the
+    display; anything else written to the terminal meanwhile would tear the frame.
     """
 
     def __init__(
@@ -122,7 +124,11 @@ class LiveView:
             return
         from rich.text import Text
 
-        self._live.console.print(Text(line), soft_wrap=True)
+        self._live.console.print(Text.from_ansi(line), soft_wrap=True)
+
+    def writer(self) -> TextIO:
+        """A text stream whose lines become `note()`s, e.g. for structlog's PrintLoggerFactory."""
+        return cast(TextIO, _Notes(self))  # a TextIOBase: every TextIO method, typed apart
 
     def stop(self) -> None:
         if self._live is not None:
@@ -141,6 +147,21 @@ class LiveView:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class _Notes(io.TextIOBase):
+    def __init__(self, view: LiveView) -> None:
+        self._view = view
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            self._view.note(line)
+        return len(text)
 
 
 class Screen:

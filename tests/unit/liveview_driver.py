@@ -53,8 +53,8 @@ def main() -> None:
                     now=100.0,
                 )
             )
-            if step == 1:
-                view.note(NOTE)
+            if step == 1:  # as a coloured console log line would arrive, through the writer
+                print(f"\x1b[33m{NOTE}\x1b[0m", file=view.writer(), flush=True)
         view.stop()
     print(FINAL, file=sys.stderr)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from image_awaiter.liveview import live_view_wanted, render_once
+from image_awaiter.liveview import LiveView, live_view_wanted, render_once
 from image_awaiter.progress import (
     ImageLine,
     NodeRecord,
@@ -317,3 +317,13 @@ def test_a_long_image_list_keeps_the_unfinished_images_and_sums_up_the_rest() ->
     shown = [line.split()[0] for line in frame[1:-1]]
     assert shown == [f"image-{i}" for i in (0, 1, 2, 3, 4, 5, 6, 9, 13)]
     assert frame[-1].strip() == "and 5 more images, 5 of them on every target"
+
+
+def test_the_writer_passes_on_whole_lines_only() -> None:
+    stream = io.StringIO()
+    writer = LiveView(stream=stream).writer()  # not started: notes go straight to the stream
+    writer.write("warning: node ")
+    writer.write("gpu-1 left\nsecond")
+    assert stream.getvalue() == "warning: node gpu-1 left\n"
+    writer.write(" line\n")
+    assert stream.getvalue() == "warning: node gpu-1 left\nsecond line\n"
