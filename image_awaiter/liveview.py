@@ -235,14 +235,14 @@ def _image_rows(snapshot: Snapshot, width: int) -> Iterator[Text]:
     sizes = [decimal(line.pulled_bytes) if line.pulled_bytes else "" for line in lines]
     flights = [f"{line.pulling} pulling" if line.pulling else "" for line in lines]
     count_w = max(map(len, counts))
+    indent = "    " if snapshot.groups else "  "  # under a group's heading, one step further
     optional = [(sizes, max(map(len, sizes))), (flights, max(map(len, flights)))]
     optional = [(cells, w) for cells, w in optional if w]
     # Drop the size and in-flight columns, last first, before a name gets hard to recognise.
-    while optional and _name_room(width, count_w, optional) < 16:
+    while optional and _name_room(width - len(indent), count_w, optional) < 16:
         optional.pop()
-    name_w = max(
-        1, min(max(len(line.name) for line in lines), _name_room(width, count_w, optional))
-    )
+    room = _name_room(width - len(indent), count_w, optional)
+    name_w = max(1, min(max(len(line.name) for line in lines), room))
     group = None
     for i, line in enumerate(lines):
         if snapshot.groups and line.group != group:
@@ -250,7 +250,7 @@ def _image_rows(snapshot: Snapshot, width: int) -> Iterator[Text]:
             yield _line(f"  {group or '(no group)'}", width, style="bold")
         cells = [fit(line.name, name_w), counts[i], *(col[i] for col, _ in optional)]
         widths = [name_w, count_w, *(w for _, w in optional)]
-        plain = "  " + _columns(cells, widths, right=[False, True, True, False][: len(cells)])
+        plain = indent + _columns(cells, widths, right=[False, True, True, False][: len(cells)])
         yield _line(plain, width, style=_image_style(line))
     if hidden:
         finished = sum(1 for line in hidden if _finished(line))
@@ -277,7 +277,7 @@ def _finished(line: ImageLine) -> bool:
 
 
 def _name_room(width: int, count_w: int, optional: Sequence[tuple[list[str], int]]) -> int:
-    return width - 2 - (count_w + 2) - sum(w + 2 for _, w in optional)
+    return width - (count_w + 2) - sum(w + 2 for _, w in optional)
 
 
 def _by_group(lines: Sequence[ImageLine], groups: Sequence[str]) -> list[ImageLine]:

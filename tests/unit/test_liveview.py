@@ -327,3 +327,27 @@ def test_the_writer_passes_on_whole_lines_only() -> None:
     assert stream.getvalue() == "warning: node gpu-1 left\n"
     writer.write(" line\n")
     assert stream.getvalue() == "warning: node gpu-1 left\nsecond line\n"
+
+
+def test_images_are_listed_under_their_group_when_the_run_has_groups() -> None:
+    from rich.console import Console
+
+    snap = build_snapshot(
+        nodes=[_node("a", done=False)],
+        images=["jupyter", "pause", "notebook"],
+        excluded={},
+        elapsed=0,
+        now=0,
+        groups={"jupyter": "users", "pause": "system", "notebook": "users"},
+    )
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    render_once(snap, console=console)
+    frame = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert [line[:3] for line in frame[1:6]] == ["  u", "   ", "   ", "  s", "   "]
+    assert [line.split()[0] for line in frame[1:6]] == [
+        "users",
+        "jupyter",
+        "notebook",
+        "system",
+        "pause",
+    ]
