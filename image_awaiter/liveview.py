@@ -209,6 +209,11 @@ class Screen:
         yield grid
 
 
+def _printable(text: str) -> str:
+    """One line of plain text: runtime messages can carry newlines, tabs or escape codes."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
 def _line(plain: str, width: int, *, style: str = "") -> Text:
     from rich.text import Text
 
@@ -295,14 +300,15 @@ def _node_rows(nodes: Sequence[SlowNode], width: int) -> Iterator[Text]:
     if not nodes:
         return
     yield _line("  slowest / failing nodes", width, style="dim")
+    states = [_printable(node.state) for node in nodes]
     times = [duration_text(node.for_seconds) for node in nodes]
     time_w = max(map(len, times))
     room = width - 4 - (time_w + 2) - 2  # indent and mark, the time, the gap before the state
     name_w = min(max(len(node.name) for node in nodes), max(6, room * 2 // 5))
-    state_w = max(1, min(room - name_w, max(len(node.state) for node in nodes)))
-    for node, took in zip(nodes, times, strict=True):
+    state_w = max(1, min(room - name_w, max(map(len, states))))
+    for node, state, took in zip(nodes, states, times, strict=True):
         mark = "✗" if node.failing else "·"
-        state = node.state if len(node.state) <= state_w else node.state[: state_w - 1] + "…"
+        state = state if len(state) <= state_w else state[: state_w - 1] + "…"
         plain = f"  {mark} " + _columns(
             [fit(node.name, name_w), state, took],
             [name_w, state_w, time_w],
@@ -320,7 +326,7 @@ def _excluded_rows(snapshot: Snapshot, width: int, *, show: bool) -> Iterator[Te
         return
     count_w = len(str(snapshot.excluded[0][1]))
     for reason, count in snapshot.excluded[:_MAX_REASONS]:
-        yield _line(f"    {count:>{count_w}}  {reason}", width, style="dim")
+        yield _line(f"    {count:>{count_w}}  {_printable(reason)}", width, style="dim")
     if len(snapshot.excluded) > _MAX_REASONS:
         rest = len(snapshot.excluded) - _MAX_REASONS
         yield _line(f"    and {rest} more reason{'s' if rest != 1 else ''}", width, style="dim")

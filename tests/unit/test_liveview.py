@@ -351,3 +351,25 @@ def test_images_are_listed_under_their_group_when_the_run_has_groups() -> None:
         "system",
         "pause",
     ]
+
+
+def test_a_multi_line_runtime_message_stays_on_its_node_line() -> None:
+    from rich.console import Console
+
+    message = "Failed to pull image:\n\trpc error: code = Unknown\x1b[2J desc = denied"
+    snap = Snapshot(
+        elapsed=1, done=0, total=1, slowest=(SlowNode("n1", message, 3.0, failing=True),)
+    )
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    render_once(snap, console=console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b" not in text
+    frame = text.splitlines()
+    assert len(frame) == 3  # the bar, the heading, the node
+    assert frame[-1].startswith("  ✗ n1  Failed to pull image: rpc error: code = Unknown ")
+    assert frame[-1].endswith(" desc = denied  3s")
+
+
+@pytest.mark.parametrize("width", range(1, 31))
+def test_every_width_down_to_one_column_renders_within_it(width: int) -> None:
+    assert all(len(line) <= width for line in _frame(width, show_excluded=True))
