@@ -34,7 +34,11 @@ IMAGES = (
     "docker.io/library/busybox:1.36",
     "registry.k8s.io/pause:3.10",
 )
-FAILURE = "ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image"
+# containerd's text for a missing tag, as in kubelet events (cvisionai/tator#439).
+FAILURE = (
+    'ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image "{0}": '
+    'failed to resolve reference "{0}": {0}: not found'
+).format("quay.io/jupyter/scipy-notebook:2099-01-01")
 
 
 def records(count: int, rng: random.Random) -> list[NodeRecord]:

@@ -13,9 +13,16 @@ from image_awaiter.progress import NodeRecord, build_snapshot
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 NOTEBOOK = "quay.io/jupyter/scipy-notebook:2024-05-01"
-FINAL = "image-awaiter: node-7: manifest unknown"
+FINAL = "image-awaiter: node-7: tag not found"
 NOTE = "node gpu-1 cordoned: no longer a target"
-DENIED = "ErrImagePull: manifest unknown: quay.io/jupyter/scipy-notebook:2024-05-01"
+# containerd's message for a missing tag, as kubelets report it (cvisionai/tator#439 shows one
+# for docker.io/cvisionai/tator_online; ghcr.io and docker.io read the same), for our image.
+MISSING = NOTEBOOK.replace("2024-05-01", "2099-01-01")
+DENIED = (
+    f'ErrImagePull: Failed to pull image "{MISSING}": rpc error: code = NotFound desc = failed '
+    f'to pull and unpack image "{MISSING}": failed to resolve reference "{MISSING}": '
+    f"{MISSING}: not found"
+)
 
 
 def nodes_at(step: int) -> list[NodeRecord]:

@@ -86,7 +86,7 @@ def test_each_image_has_a_line_with_nodes_bytes_and_pulls_in_flight(wide: list[s
 def test_the_failing_node_leads_the_node_list_with_its_message(wide: list[str]) -> None:
     assert wide[4].strip() == "slowest / failing nodes"
     assert wide[5].split()[:3] == ["✗", "node-7", "ErrImagePull:"]
-    assert "manifest unknown" in wide[5]
+    assert 'Failed to pull image "quay.io/jupyter/scipy-notebook:2099-01-01"' in wide[5]
     assert len(wide) == 10  # note, bar, 2 images, heading, 3 nodes, excluded, the final line
     assert wide[-2].strip() == "excluded: 1 node"
 
