@@ -167,7 +167,7 @@ class _Notes(io.TextIOBase):
 class Screen:
     """One frame of the view, laid out for the width rich gives it at render time.
 
-    Every line is cut to that width (names in the middle, states at the end), never wrapped,
+    Every line is cut to that width (names and states in the middle), never wrapped,
     so a narrow window shows less rather than garbage.
     """
 
@@ -308,7 +308,9 @@ def _node_rows(nodes: Sequence[SlowNode], width: int) -> Iterator[Text]:
     state_w = max(1, min(room - name_w, max(map(len, states))))
     for node, state, took in zip(nodes, states, times, strict=True):
         mark = "✗" if node.failing else "·"
-        state = state if len(state) <= state_w else state[: state_w - 1] + "…"
+        # Go wraps errors outside in, so a runtime message ends with its root cause ("...:
+        # not found"): keep both ends, as for names.
+        state = fit(state, state_w)
         plain = f"  {mark} " + _columns(
             [fit(node.name, name_w), state, took],
             [name_w, state_w, time_w],
