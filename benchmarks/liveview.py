@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from image_awaiter.liveview import render_once
-from image_awaiter.progress import NodeRecord, build_snapshot
+from image_awaiter.overview import NodeRecord, build_snapshot
 
 IMAGES = (
     "quay.io/jupyter/scipy-notebook:2024-05-01",

@@ -2,7 +2,7 @@
 
 Shown on a terminal only (`live_view_wanted`); everywhere else the JSON lines stay as they are.
 `rich` is imported when a view is built, never at module import: the hook in a pod never draws
-and should not pay for it. Each refresh draws one `Snapshot` (see `progress`), so the cost does
+and should not pay for it. Each refresh draws one `Snapshot` (see `overview`), so the cost does
 not grow with the cluster beyond what `build_snapshot` already folded.
 
 Known limit: narrowing the window while the view is up can leave pieces of the frame drawn
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from image_awaiter.progress import (
+from image_awaiter.overview import (
     ImageLine,
     Sample,
     SlowNode,

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from image_awaiter.liveview import LiveView, live_view_wanted, render_once
-from image_awaiter.progress import (
+from image_awaiter.overview import (
     ImageLine,
     NodeRecord,
     Sample,
