@@ -8,7 +8,6 @@ that bad input is exit 2 with nothing created.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +16,8 @@ import yaml
 
 from image_awaiter import __version__
 from image_awaiter.errors import UsageError
+from image_awaiter.pods import images_of
+from image_awaiter.pods import pod_spec as as_pod_spec
 from image_awaiter.references import ImageRef, parse_image
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -169,14 +170,7 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
 
 def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
     """Every image the pod pulls, once each: init containers, containers, image volumes."""
-    refs = [c.get("image", "") for c in pod_spec.get("initContainers") or []]
-    refs += [c.get("image", "") for c in pod_spec.get("containers") or []]
-    refs += [
-        ref
-        for v in pod_spec.get("volumes") or []
-        if (ref := (v.get("image") or {}).get("reference"))
-    ]
-    return list(dict.fromkeys(refs))
+    return images_of(as_pod_spec(pod_spec))
 
 
 def unique_images(refs: Sequence[str]) -> list[ImageRef]:
@@ -356,5 +350,3 @@ def run_selector(run_id: str) -> str:
     return f"{RUN_ID_LABEL}={run_id}"
 
 
-def dump(manifest: Mapping[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True)

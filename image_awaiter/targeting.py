@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from image_awaiter.errors import UsageError
-from image_awaiter.references import node_image_keys
+from image_awaiter.references import ImageKey, node_image_keys
 
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 CORDON_TAINT_KEY = "node.kubernetes.io/unschedulable"
@@ -39,7 +39,7 @@ class NodeState:
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    images: frozenset[str] = frozenset()  # match keys of awaited images the node reports
+    images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +198,7 @@ def _requirement(raw: Mapping[str, Any]) -> Requirement:
     return Requirement(key=str(raw["key"]), operator=operator, values=values)
 
 
-def node_from_json(raw: Mapping[str, Any], *, wanted: frozenset[str]) -> NodeState:
+def node_from_json(raw: Mapping[str, Any], *, wanted: frozenset[ImageKey]) -> NodeState:
     """Compact a Node object (plain JSON) to what targeting and readiness need."""
     metadata = raw.get("metadata") or {}
     spec = raw.get("spec") or {}
@@ -225,7 +225,7 @@ def node_state(
     taints: Iterable[tuple[str, str, str]],
     conditions: Iterable[tuple[Any, Any]],
     names: list[str],
-    wanted: frozenset[str],
+    wanted: frozenset[ImageKey],
 ) -> NodeState:
     """The compact node from its parts, however they were decoded; image names are kept only
     when they match an awaited image (`wanted` holds match keys)."""
