@@ -20,7 +20,12 @@ import structlog
 from image_awaiter import __version__
 from image_awaiter.durations import parse_duration
 from image_awaiter.errors import AwaiterError, ExitCode, UsageError
-from image_awaiter.pullers import DEFAULT_HELPER_IMAGE, DEFAULT_PAUSE_IMAGE, PullerSettings
+from image_awaiter.pullers import (
+    DEFAULT_HELPER_IMAGE,
+    DEFAULT_PAUSE_IMAGE,
+    PULL_METHODS,
+    PullerSettings,
+)
 from image_awaiter.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -168,7 +173,7 @@ def shared_options(function: F) -> F:
         _option(
             "--pull-method",
             env="PULL_METHOD",
-            type=click.Choice(["initContainers", "imageVolumes"]),
+            type=click.Choice(list(PULL_METHODS)),
             default="initContainers",
             show_default=True,
             help="initContainers: each image runs a copied static no-op helper; "

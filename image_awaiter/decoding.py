@@ -369,9 +369,7 @@ def _pod_node(spec: PodSpec) -> str | None:
     if spec.nodeName:
         return spec.nodeName
     # DaemonSet pods not yet bound carry their node as required affinity on metadata.name.
-    affinity = spec.affinity.nodeAffinity if spec.affinity else None
-    required = affinity.requiredDuringSchedulingIgnoredDuringExecution if affinity else None
-    for term in (required.nodeSelectorTerms if required else None) or []:
+    for term in spec.required_terms or []:
         for requirement in term.matchFields or []:
             values = requirement.values or []
             if (
@@ -379,7 +377,7 @@ def _pod_node(spec: PodSpec) -> str | None:
                 and requirement.operator == "In"
                 and len(values) == 1
             ):
-                return values[0]
+                return str(values[0])
     return None
 
 

@@ -5,7 +5,6 @@ decoded from the API (decoding.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 
@@ -26,18 +25,22 @@ class Volume(msgspec.Struct):
     image: ImageSource | None = None
 
 
-class FieldRequirement(msgspec.Struct):
-    key: str = ""
-    operator: str = ""
-    values: list[str] | None = None
+Scalar = str | int | float | bool  # YAML may type a label value; the API compares text
 
 
-class SelectorTerm(msgspec.Struct):
-    matchFields: list[FieldRequirement] | None = None
+class NodeSelectorRequirement(msgspec.Struct):
+    key: str
+    operator: str
+    values: list[Scalar] | None = None
+
+
+class NodeSelectorTerm(msgspec.Struct):
+    matchExpressions: list[NodeSelectorRequirement] | None = None
+    matchFields: list[NodeSelectorRequirement] | None = None
 
 
 class RequiredNodeAffinity(msgspec.Struct):
-    nodeSelectorTerms: list[SelectorTerm] | None = None
+    nodeSelectorTerms: list[NodeSelectorTerm] | None = None
 
 
 class NodeAffinity(msgspec.Struct):
@@ -48,12 +51,30 @@ class Affinity(msgspec.Struct):
     nodeAffinity: NodeAffinity | None = None
 
 
+class TolerationSpec(msgspec.Struct):
+    key: str | None = None
+    operator: str | None = None
+    value: Scalar | None = None
+    effect: str | None = None
+
+
 class PodSpec(msgspec.Struct):
     initContainers: list[Container] | None = None
     containers: list[Container] | None = None
     volumes: list[Volume] | None = None
     nodeName: str = ""
+    nodeSelector: dict[str, Scalar] | None = None
     affinity: Affinity | None = None
+    tolerations: list[TolerationSpec] | None = None
+
+    @property
+    def required_terms(self) -> list[NodeSelectorTerm] | None:
+        """The required node affinity's terms; None when there is no required node affinity."""
+        node_affinity = self.affinity.nodeAffinity if self.affinity else None
+        required = (
+            node_affinity.requiredDuringSchedulingIgnoredDuringExecution if node_affinity else None
+        )
+        return None if required is None else (required.nodeSelectorTerms or [])
 
     def all_containers(self) -> list[Container]:
         return [*(self.initContainers or []), *(self.containers or [])]
@@ -70,7 +91,7 @@ def volume_images(spec: PodSpec) -> list[str]:
     return [v.image.reference for v in spec.volumes or [] if v.image and v.image.reference]
 
 
-def pod_spec(raw: Mapping[str, Any]) -> PodSpec:
+def pod_spec(raw: Mapping[str, object]) -> PodSpec:
     """A pod spec from plain data (a manifest); wrong shapes are usage errors."""
     try:
         return msgspec.convert(raw, PodSpec)
