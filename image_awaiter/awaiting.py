@@ -43,6 +43,7 @@ NOT_IN_SPEC = (
 def execute(settings: Settings) -> Outcome:
     """Run `settings.command`; every failure becomes an `Outcome` with its exit code."""
     started, started_wall = time.monotonic(), now_iso()
+    structlog.contextvars.clear_contextvars()
     job: Job | None = None
     run: Run | None = None
     with SignalGuard() as signals:
