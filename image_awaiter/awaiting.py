@@ -16,16 +16,15 @@ import structlog
 
 from image_awaiter import outcomes
 from image_awaiter.connecting import Connection, connect
-from image_awaiter.daemonsets import PullerDaemonSet, check_namespace, now_iso, sweep_stale
+from image_awaiter.daemonsets import PullerDaemonSet, check_namespace, sweep_stale
 from image_awaiter.decoding import NodeCodec, PodCodec, UidCodec
 from image_awaiter.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.kube import Kube
 from image_awaiter.outcomes import Outcome, Result
 from image_awaiter.progress import Progress
 from image_awaiter.pullers import run_selector
-from image_awaiter.readiness import Evaluation, NodeStatus, PullerPod, evaluate
-from image_awaiter.references import ImageKey
-from image_awaiter.reporting import build_report, write_report
+from image_awaiter.readiness import Evaluation, Judge, PullerPod
+from image_awaiter.reporting import build_report, now_iso, write_report
 from image_awaiter.resources import DAEMONSETS, NODES, PODS
 from image_awaiter.settings import Job, Settings, resolve_job
 from image_awaiter.signals import Hold, SignalGuard
@@ -70,9 +69,7 @@ def execute(settings: Settings) -> Outcome:
             command=settings.command,
             images=job.images if job else (),
             namespace=run.namespace if run else (settings.namespace or ""),
-            started_at=started_wall,
-            finished_at=now_iso(),
-            duration=time.monotonic() - started,
+            started=(started_wall, started),
         )
         write_report(report, destination=settings.report)
     return outcome
@@ -101,7 +98,7 @@ class Run:
         self.settings = settings
         self.job = job
         self.namespace = connection.namespace
-        self.in_cluster = connection.in_cluster
+        self.own_namespace = settings.own_namespace(in_cluster=connection.in_cluster)
         self.started = time.monotonic()
         self.deadline = self.started + settings.timeout if settings.timeout > 0 else None
         self.kube = Kube(connection.client, deadline=self.deadline)
@@ -110,6 +107,7 @@ class Run:
             run_id=self.run_id, command=settings.command, namespace=self.namespace
         )
         self.caches = Caches(kube=self.kube, hold=hold)
+        self.node_codec = NodeCodec(wanted=job.keys)
         self.daemonset = PullerDaemonSet(
             kube=self.kube,
             namespace=self.namespace,
@@ -117,8 +115,12 @@ class Run:
             manifest=job.manifest,
             owner=settings.owner(default_namespace=self.namespace),
         )
-        self.evaluation: Evaluation | None = None
-        self.failing_since: dict[tuple[str, ImageKey], float] = {}
+        self.judge = Judge(
+            images=job.images,
+            placement=job.placement,
+            include_cordoned=settings.include_cordoned,
+            grace=settings.pull_failure_grace,
+        )
         self.progress = Progress(started=self.started, interval=settings.interval)
         log.info(
             "run.started",
@@ -129,8 +131,8 @@ class Run:
 
     def check(self) -> Outcome:
         """Read-only: list nodes once and judge them on node.status.images alone."""
-        self._check_namespace(required=False)
-        nodes = Informer(kube=self.kube, address=NODES.address(), codec=self._node_codec())
+        check_namespace(self.kube, self.namespace, required=False, own=self.own_namespace)
+        nodes = Informer(kube=self.kube, address=NODES.address(), codec=self.node_codec)
         evaluation = self._evaluate(nodes.list_once(), [])
         if evaluation.done:
             return self._success(evaluation)
@@ -139,7 +141,7 @@ class Run:
         return outcome
 
     def await_images(self) -> Outcome:
-        nodes = self.caches.start(name="nodes", address=NODES.address(), codec=self._node_codec())
+        nodes = self.caches.start(name="nodes", address=NODES.address(), codec=self.node_codec)
         self.caches.wait_synced(deadline=self.deadline)
         evaluation = self._evaluate(nodes.snapshot(), [])
         if evaluation.done:
@@ -147,9 +149,9 @@ class Run:
             return self._success(evaluation)
         for image in self.job.not_in_spec:
             log.warning("image.not_in_spec", image=image.original, detail=NOT_IN_SPEC)
-        self._check_namespace(required=True)
+        check_namespace(self.kube, self.namespace, required=True, own=self.own_namespace)
         sweep_stale(self.kube, self.namespace)
-        self.daemonset.create(skip_nodes=self._done_nodes())
+        self.daemonset.create(skip_nodes=self.judge.done_nodes)
         ours, namespace = run_selector(self.run_id), self.namespace
         pods = self.caches.start(
             name="pods",
@@ -175,7 +177,7 @@ class Run:
         while True:
             self.caches.raise_errors()
             self.daemonset.keep_alive(
-                cached_uids=set(daemonsets.snapshot().values()), skip_nodes=self._done_nodes()
+                cached_uids=set(daemonsets.snapshot().values()), skip_nodes=self.judge.done_nodes
             )
             evaluation = self._evaluate(nodes.snapshot(), pods.snapshot().values())
             if evaluation.failures:
@@ -194,19 +196,9 @@ class Run:
 
     def _evaluate(self, nodes: dict[str, NodeState], pods: Iterable[PullerPod]) -> Evaluation:
         now = time.monotonic()
-        self.evaluation = evaluate(
-            nodes=nodes,
-            pods=pods,
-            images=self.job.images,
-            placement=self.job.placement,
-            include_cordoned=self.settings.include_cordoned,
-            now=now,
-            failing_since=self.failing_since,
-            grace=self.settings.pull_failure_grace,
-        )
-        self.failing_since = dict(self.evaluation.failing_since)
-        self.progress.observe(self.evaluation, now=now)
-        return self.evaluation
+        evaluation = self.judge(nodes, pods, now=now)
+        self.progress.observe(evaluation, now=now)
+        return evaluation
 
     def _success(self, evaluation: Evaluation) -> Outcome:
         outcome = self.outcome(*outcomes.succeeded(evaluation, images=len(self.job.images)))
@@ -217,50 +209,28 @@ class Run:
         return outcome
 
     def _pull_failed(self, evaluation: Evaluation) -> Outcome:
-        for failure in evaluation.failures:
-            log.error(
-                "image.pull_failed",
-                node=failure.node,
-                image=failure.image,
-                reason=failure.reason,
-                message=failure.message,
-            )
+        for failure in evaluation.failures:  # node=, image=, reason=, message=
+            log.error("image.pull_failed", **dataclasses.asdict(failure))
         return self.outcome(*outcomes.pull_failed(evaluation))
 
     def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:
         """The time is up; `cause` is an API that kept failing until the deadline."""
         outcome = self.outcome(
             *outcomes.timed_out(
-                self.evaluation,
+                self.judge.last,
                 timeout=self.settings.timeout,
                 on_timeout=self.settings.on_timeout,
                 cause=cause.message if cause else None,
             )
         )
-        if outcome.exit_code is ExitCode.OK:
-            log.warning("run.timeout_ignored", message=outcome.message)
-        else:
-            log.error("run.timed_out", message=outcome.message)
+        ignored = outcome.exit_code is ExitCode.OK  # --on-timeout succeed
+        (log.warning if ignored else log.error)(
+            "run.timeout_ignored" if ignored else "run.timed_out", message=outcome.message
+        )
         return outcome
 
     def outcome(self, code: ExitCode, result: Result, message: str) -> Outcome:
-        return Outcome(code, result, message, self.evaluation, self.progress.done_after)
-
-    def _check_namespace(self, *, required: bool) -> None:
-        """Skipped in a pod whose own namespace is the target: it exists, the pod runs in it
-        (and the chart grants no read of namespaces, so the request would be refused)."""
-        if self.settings.own_namespace(in_cluster=self.in_cluster) == self.namespace:
-            log.debug("namespace.own", detail="the awaiter's own namespace; not read")
-            return
-        check_namespace(self.kube, self.namespace, required=required)
-
-    def _node_codec(self) -> NodeCodec:
-        return NodeCodec(wanted=frozenset(image.key for image in self.job.images))
-
-    def _done_nodes(self) -> list[str]:
-        if self.evaluation is None:
-            return []
-        return [v.node for v in self.evaluation.verdicts if v.status is NodeStatus.DONE]
+        return Outcome(code, result, message, self.judge.last, self.progress.done_after)
 
     def close(self) -> None:
         """Stop the caches and delete the DaemonSet this run created, unless asked to keep it."""

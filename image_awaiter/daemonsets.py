@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -22,10 +22,12 @@ from image_awaiter.errors import (
     ApiError,
     AwaiterError,
     Conflict,
+    DeadlineReached,
     Forbidden,
     NameClash,
     NamespaceNotFound,
     NotFound,
+    Unreachable,
 )
 from image_awaiter.kube import Kube
 from image_awaiter.pullers import (
@@ -36,6 +38,7 @@ from image_awaiter.pullers import (
     Owner,
     prepare_for_run,
 )
+from image_awaiter.reporting import now_iso
 from image_awaiter.resources import DAEMONSETS, NAMESPACES, PODS
 
 log = structlog.get_logger("image_awaiter.daemonsets")
@@ -112,16 +115,18 @@ def stale_reason(listed: Listed, *, owner_uid: str | None, now: float) -> str | 
     return f"unowned and {age / 3600:.0f}h old" if age > STALE_AFTER else None
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def check_namespace(kube: Kube, namespace: str, *, required: bool) -> None:
+def check_namespace(kube: Kube, namespace: str, *, required: bool, own: str | None) -> None:
     """Fail early, before creating anything, when the namespace does not exist.
+
+    Skipped when it is `own`, the awaiter pod's own namespace: it exists (the pod runs in it),
+    and the chart grants no read of namespaces, so the request would only be refused.
 
     Only the API's own NotFound for the namespace proves that (`NamespaceNotFound`); a bare 404
     (a proxy, an API that does not serve namespaces) or a 403 leaves it unverified: the create
     will tell."""
+    if namespace == own:
+        log.debug("namespace.own", detail="the awaiter's own namespace; not read")
+        return
     try:
         kube.request("GET", NAMESPACES.address(name=namespace))
     except NamespaceNotFound:
@@ -220,9 +225,10 @@ class PullerDaemonSet:
             )
         except Conflict:
             created = self._adopt_own(name)
-        except ApiError as error:
-            if error.status:  # a definite answer: nothing was created
-                self.record = None
+        except (Unreachable, DeadlineReached):
+            raise  # no answer: the create may have landed, so cleanup will look for it
+        except ApiError:
+            self.record = None  # a definite answer: nothing was created
             raise
         uid = created["metadata"]["uid"]
         self.record = dataclasses.replace(self.record, uid=uid, created=True)

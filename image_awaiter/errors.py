@@ -57,6 +57,11 @@ class ApiError(AwaiterError):
         self.reason = reason
 
 
+class Unreachable(ApiError):
+    """The API kept failing (connection errors, timeouts, 429, 5xx) for a request's whole retry
+    budget: no definite answer came, so a create may or may not have landed."""
+
+
 class DeadlineReached(ApiError):
     """The API kept failing until the run's deadline: the run has timed out, which
     `--on-timeout` decides about, rather than failed for good."""

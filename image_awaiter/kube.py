@@ -11,36 +11,31 @@ caller's deadline nor past a per-request budget; everything else becomes an `Api
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-import tenacity
 import urllib3
 from kubernetes.client.api_client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from image_awaiter.apierrors import status_body, translate
-from image_awaiter.errors import ApiError, DeadlineReached
+from image_awaiter.errors import Gone
 from image_awaiter.resources import Address
+from image_awaiter.retrying import (
+    RETRY_BUDGET,
+    TRANSIENT_STATUSES,
+    Limits,
+    TransientError,
+    parse_retry_after,
+    retrying,
+    timeout_for,
+)
 
 log = structlog.get_logger("image_awaiter.kube")
 T = TypeVar("T")
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 REQUEST_TIMEOUT = 30.0  # seconds for one ordinary request
-RETRY_BUDGET = 30.0  # seconds of consecutive transient failures before one request gives up
-MAX_BACKOFF = 5.0
-
-
-class TransientError(Exception):
-    """A failure worth retrying; `retry_after` is the server's hint in seconds."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class Kube:
@@ -49,8 +44,6 @@ class Kube:
     def __init__(self, client: ApiClient, *, deadline: float | None = None) -> None:
         self.client = client
         self.deadline = deadline
-
-    # ------------------------------------------------------------------ ordinary requests
 
     def request(
         self,
@@ -86,9 +79,9 @@ class Kube:
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
-        limits = self._limits(budget=budget, deadline=deadline)
+        limits = Limits.of(budget=budget, deadlines=(deadline, self.deadline))
         try:
-            for attempt in self._retrying(limits):
+            for attempt in retrying(limits):
                 with attempt:
                     data = self._request_once(
                         method, address, query=query, body=body, deadline=deadline
@@ -100,17 +93,8 @@ class Kube:
                             f"{method} {address}: undecodable response: {_first_line(error)}"
                         ) from None
         except TransientError as error:
-            raise self._gave_up(error, limits) from None
+            raise limits.gave_up(error, host=self.client.configuration.host) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _gave_up(self, error: TransientError, limits: _Limits) -> ApiError:
-        host = self.client.configuration.host
-        kind: type[ApiError] = DeadlineReached if limits.deadline_first else ApiError
-        until = " until the deadline" if limits.deadline_first else ""
-        return kind(
-            f"the Kubernetes API at {host} kept failing{until}: {error}",
-            hint="check that the API server is reachable and healthy, then rerun",
-        )
 
     def _request_once(
         self,
@@ -121,7 +105,7 @@ class Kube:
         body: Any,
         deadline: float | None,
     ) -> bytes:
-        timeout = self._timeout(REQUEST_TIMEOUT, deadline)
+        timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
         response = self._send(
             method, address, query=query, body=body, timeout=(timeout, timeout)
         )
@@ -135,8 +119,6 @@ class Kube:
             raise translate(method, address, response.status, data, query)
         return data
 
-    # ------------------------------------------------------------------ watch streams
-
     def stream(
         self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
     ) -> Iterator[bytes]:
@@ -146,43 +128,27 @@ class Kube:
         breaks or stays silent for `read_timeout` seconds.
         """
         response = None
-        limits = self._limits(budget=RETRY_BUDGET, deadline=None)
+        limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,))
         try:
-            for attempt in self._retrying(limits):
+            for attempt in retrying(limits):
                 with attempt:
                     response = self._send(
                         "GET",
                         address,
                         query=query,
-                        timeout=(self._timeout(REQUEST_TIMEOUT, None), read_timeout),
+                        timeout=(timeout_for(REQUEST_TIMEOUT, (self.deadline,)), read_timeout),
                     )
         except TransientError as error:
-            raise self._gave_up(error, limits) from None
+            raise limits.gave_up(error, host=self.client.configuration.host) from None
         assert response is not None
         if response.status >= 400:
             data = response.data
             response.release_conn()
             raise translate("WATCH", address, response.status, data, query)
         try:
-            yield from self._events(response)
+            yield from _event_lines(response)
         finally:
             response.release_conn()
-
-    def _events(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        pending = b""
-        try:
-            for chunk in response.stream(65536, decode_content=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield line
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(f"watch stream broke: {_first_line(error)}") from None
-        if pending.strip():
-            yield pending
-
-    # ------------------------------------------------------------------ plumbing
 
     def _send(
         self,
@@ -206,13 +172,12 @@ class Kube:
         )
         try:
             rest = self.client.call_api(*serialized, _request_timeout=timeout)
-        except ApiException as error:  # the REST layer's own wrapper of SSL and config errors
-            raise TransientError(f"{method} {address}: {_first_line(error)}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            # ApiException: the REST layer's own wrapper of SSL and config errors
             raise TransientError(f"{method} {address}: {_first_line(error)}") from None
         response: urllib3.BaseHTTPResponse = rest.response
         if response.status in TRANSIENT_STATUSES:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             message = str(status_body(response.data).get("message") or response.reason or "")
             response.release_conn()
             raise TransientError(
@@ -221,68 +186,20 @@ class Kube:
             )
         return response
 
-    def _timeout(self, wanted: float, deadline: float | None) -> float:
-        ends = [d for d in (deadline, self.deadline) if d is not None]
-        if not ends:
-            return wanted
-        return max(0.5, min(wanted, min(ends) - time.monotonic()))
-
-    def _limits(self, *, budget: float, deadline: float | None) -> _Limits:
-        budget_end = time.monotonic() + budget
-        ends = [d for d in (deadline, self.deadline) if d is not None]
-        if ends and min(ends) < budget_end:
-            return _Limits(give_up_at=min(ends), deadline_first=True)
-        return _Limits(give_up_at=budget_end, deadline_first=False)
-
-    def _retrying(self, limits: _Limits) -> tenacity.Retrying:
-        """Retry transient failures until `limits.give_up_at`: each wait is cut short so that
-        the last attempt happens at that moment, never after it."""
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            return min(_wait_retry_after(state), max(0.0, limits.give_up_at - time.monotonic()))
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return time.monotonic() >= limits.give_up_at
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
-            wait=wait,
-            stop=stop,
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Limits:
-    """When one request's retries end, and whether that is the caller's deadline (the run's
-    time is up) rather than the per-request budget (the API is down for good)."""
-
-    give_up_at: float
-    deadline_first: bool
-
-
-_exponential = tenacity.wait_exponential_jitter(multiplier=0.2, max=MAX_BACKOFF, jitter=0.3)
-
-
-def _wait_retry_after(state: tenacity.RetryCallState) -> float:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    hint = error.retry_after if isinstance(error, TransientError) else None
-    if hint is not None:
-        return min(max(hint, 0.0), 60.0)
-    return float(_exponential(state))
-
-
-def _log_retry(state: tenacity.RetryCallState) -> None:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    log.info(
-        "api.retry",
-        attempt=state.attempt_number,
-        error=str(error),
-        wait=round(state.upcoming_sleep, 2),
-    )
+def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The non-empty lines of a watch stream as they arrive."""
+    pending = b""
+    try:
+        for chunk in response.stream(65536, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+    if pending.strip():
+        yield pending
 
 
 def json_object(data: bytes) -> dict[str, Any]:
@@ -291,13 +208,12 @@ def json_object(data: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+def watch_error(status: Mapping[str, Any]) -> Exception:
+    """The error an ERROR watch event carries: 410 Gone (the caller relists), else transient."""
+    message = str(status.get("message") or "")
+    if status.get("code") == 410:
+        return Gone(message or "watch expired", status=410)
+    return TransientError(f"watch error: {message or None}")
 
 
 def _first_line(error: BaseException) -> str:

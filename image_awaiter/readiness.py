@@ -111,6 +111,50 @@ class Evaluation:
     def count(self, status: NodeStatus) -> int:
         return sum(1 for v in self.verdicts if v.status is status)
 
+    @property
+    def done_nodes(self) -> list[str]:
+        return [v.node for v in self.verdicts if v.status is NodeStatus.DONE]
+
+
+class Judge:
+    """`evaluate` across a run: remembers when each pull error was first seen (the grace
+    period counts from there) and the last evaluation. Pure: the time is passed in."""
+
+    def __init__(
+        self,
+        *,
+        images: Sequence[ImageRef],
+        placement: Placement,
+        include_cordoned: bool,
+        grace: float,
+    ) -> None:
+        self._images = images
+        self._placement = placement
+        self._include_cordoned = include_cordoned
+        self._grace = grace
+        self._failing_since: Mapping[tuple[str, ImageKey], float] = {}
+        self.last: Evaluation | None = None
+
+    def __call__(
+        self, nodes: Mapping[str, NodeState], pods: Iterable[PullerPod], *, now: float
+    ) -> Evaluation:
+        self.last = evaluate(
+            nodes=nodes,
+            pods=pods,
+            images=self._images,
+            placement=self._placement,
+            include_cordoned=self._include_cordoned,
+            now=now,
+            failing_since=self._failing_since,
+            grace=self._grace,
+        )
+        self._failing_since = self.last.failing_since
+        return self.last
+
+    @property
+    def done_nodes(self) -> list[str]:
+        return self.last.done_nodes if self.last is not None else []
+
 
 def evaluate(
     *,

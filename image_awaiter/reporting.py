@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,11 @@ def build_report(
     command: str,
     images: Sequence[ImageRef],
     namespace: str,
-    started_at: str,
-    finished_at: str,
-    duration: float,
+    started: tuple[str, float],
 ) -> dict[str, Any]:
-    """The `--report` document (its fields are documented in README.md)."""
+    """The `--report` document (its fields are documented in README.md); `started` is the
+    wall-clock ISO time and the monotonic time the run began."""
+    started_at, started_monotonic = started
     evaluation, done_after = outcome.evaluation, outcome.done_after
     nodes: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
@@ -84,12 +86,16 @@ def build_report(
         "images": [{"reference": i.original, "normalized": i.canonical} for i in images],
         "daemonset": dict(outcome.daemonset) if outcome.daemonset else None,
         "startedAt": started_at,
-        "finishedAt": finished_at,
-        "durationSeconds": round(duration, 3),
+        "finishedAt": now_iso(),
+        "durationSeconds": round(time.monotonic() - started_monotonic, 3),
         "summary": summary(evaluation) if evaluation is not None else None,
         "nodes": nodes,
         "excluded": excluded,
     }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def write_report(report: dict[str, Any], *, destination: str) -> None:

@@ -18,7 +18,7 @@ from image_awaiter.pullers import (
     pod_images,
     unique_images,
 )
-from image_awaiter.references import ImageRef
+from image_awaiter.references import ImageKey, ImageRef
 from image_awaiter.targeting import Placement, placement_from_pod_spec
 
 Command = Literal["await", "check"]
@@ -73,6 +73,11 @@ class Job:
     # --image references whose repository the spec's pod never pulls: only the nodes' own
     # status.images can show them present.
     not_in_spec: tuple[ImageRef, ...] = ()
+
+    @property
+    def keys(self) -> frozenset[ImageKey]:
+        """What presence of the awaited images is matched on."""
+        return frozenset(image.key for image in self.images)
 
 
 def resolve_job(settings: Settings) -> Job:

@@ -19,8 +19,9 @@ import structlog
 
 from image_awaiter.decoding import Codec, Event
 from image_awaiter.errors import AwaiterError, DeadlineReached, Gone
-from image_awaiter.kube import Kube, TransientError
+from image_awaiter.kube import Kube, watch_error
 from image_awaiter.resources import Address
+from image_awaiter.retrying import TransientError
 from image_awaiter.signals import Hold
 
 T = TypeVar("T")
@@ -176,10 +177,7 @@ class Informer(Generic[T]):
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":
-            status = event.status or {}
-            if status.get("code") == 410:
-                raise Gone(str(status.get("message") or "watch expired"), status=410)
-            raise TransientError(f"watch error: {status.get('message')}")
+            raise watch_error(event.status or {})
         if event.type == "BOOKMARK":
             self.resource_version = event.resource_version or self.resource_version
             return
