@@ -383,6 +383,6 @@ def _pod_node(spec: PodSpec) -> str | None:
 
 def _unschedulable_message(status: _PodStatus) -> str | None:
     for condition in status.conditions or []:
-        if condition.type == "PodScheduled" and condition.status == "False":
+        if (condition.type, condition.status) == ("PodScheduled", "False"):
             return condition.message or condition.reason or "Unschedulable"
     return None
