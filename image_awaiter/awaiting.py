@@ -28,7 +28,7 @@ from image_awaiter.reporting import build_report, now_iso, write_report
 from image_awaiter.resources import DAEMONSETS, NODES, PODS
 from image_awaiter.settings import Job, Settings, resolve_job
 from image_awaiter.signals import Hold, SignalGuard
-from image_awaiter.targeting import NodeState
+from image_awaiter.targeting import NodeState, label_keys
 from image_awaiter.watching import Caches, Informer
 
 log = structlog.get_logger("image_awaiter")
@@ -107,7 +107,7 @@ class Run:
             run_id=self.run_id, command=settings.command, namespace=self.namespace
         )
         self.caches = Caches(kube=self.kube, hold=hold)
-        self.node_codec = NodeCodec(wanted=job.keys)
+        self.node_codec = NodeCodec(wanted=job.keys, label_keys=label_keys([job.placement]))
         self.daemonset = PullerDaemonSet(
             kube=self.kube,
             namespace=self.namespace,

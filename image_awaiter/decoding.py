@@ -28,8 +28,8 @@ from image_awaiter.readiness import (
     PullState,
     rank,
 )
-from image_awaiter.references import ImageKey, parse_image
-from image_awaiter.targeting import NodeState, node_state
+from image_awaiter.references import ImageKey, node_image_keys, parse_image, repository_tails
+from image_awaiter.targeting import NodeState, Taint
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ class Event(Generic[T]):
     record: T | None
     resource_version: str
     status: Mapping[str, Any] | None = None  # the Status object of an ERROR event
+    initial_events_end: bool = False  # a BOOKMARK that ends a streaming list's initial events
 
 
 class Codec(Protocol[T]):
@@ -122,7 +123,8 @@ class _Image(msgspec.Struct):
 
 class _Status(msgspec.Struct):
     conditions: list[_Condition] | None = None
-    images: list[_Image] | None = None
+    # scanned as bytes; names decoded only when they match
+    images: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 
 class _Node(msgspec.Struct):
@@ -147,15 +149,39 @@ class _Event(msgspec.Struct):
 
 
 _page_decoder = msgspec.json.Decoder(_NodeList)
+_images_decoder = msgspec.json.Decoder(list[_Image] | None)
+
+
+class _NodeEvent(msgspec.Struct):
+    type: str = ""
+    object: _Node = msgspec.field(default_factory=_Node)
+
+
+_node_event_decoder = msgspec.json.Decoder(_NodeEvent)
 _node_decoder = msgspec.json.Decoder(_Node)
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
 class NodeCodec:
-    """Nodes decoded straight into `NodeState`, keeping only awaited image names."""
+    """Nodes decoded straight into `NodeState`, keeping only what decisions and reports read.
 
-    def __init__(self, *, wanted: frozenset[ImageKey]) -> None:
+    Per node it keeps the labels in `label_keys` (None: every label), and of `status.images`
+    only the awaited names, found by scanning the raw bytes (`awaited_names`) rather than
+    decoding the 100-250 names a node lists. Equal label sets, taint tuples and image sets are
+    shared between nodes (interned), so 65,000 nodes in a few zones cost a name and a few
+    pointers each.
+    """
+
+    def __init__(
+        self, *, wanted: frozenset[ImageKey], label_keys: frozenset[str] | None = None
+    ) -> None:
         self._wanted = wanted
+        self._tails = tuple(tail.encode() for tail in sorted(repository_tails(wanted)))
+        self._label_keys = label_keys
+        self._labels: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+        self._taints: dict[tuple[tuple[str, str, str], ...], tuple[Taint, ...]] = {}
+        self._images: dict[frozenset[ImageKey], frozenset[ImageKey]] = {}
+        self._key_by_name: dict[str, ImageKey | None] = {}  # awaited key of a node's name
 
     def page(self, data: bytes) -> Page[NodeState]:
         try:
@@ -168,27 +194,129 @@ class NodeCodec:
         return Page(items, body.metadata.resourceVersion, body.metadata.continue_)
 
     def event(self, line: bytes) -> Event[NodeState]:
-        try:
-            envelope = _event_decoder.decode(line)
-            if envelope.type == "ERROR":
-                return Event("ERROR", "", None, "", json.loads(bytes(envelope.object)))
-            node = _node_decoder.decode(envelope.object)
+        try:  # one pass for the common event; the rare ERROR and BOOKMARK are read again
+            typed = _node_event_decoder.decode(line)
+            if typed.type in ("ERROR", "BOOKMARK"):
+                return generic_event(line)
         except msgspec.DecodeError as error:
             raise ValueError(str(error)) from None
-        record = self._state(node) if envelope.type in ("ADDED", "MODIFIED") else None
-        return Event(envelope.type, node.metadata.name, record, node.metadata.resourceVersion)
+        node = typed.object
+        record = self._state(node) if typed.type in ("ADDED", "MODIFIED") else None
+        return Event(typed.type, node.metadata.name, record, node.metadata.resourceVersion)
 
     def _state(self, node: _Node) -> NodeState:
         spec, status = node.spec, node.status
-        return node_state(
+        return NodeState(
             name=node.metadata.name,
-            labels=node.metadata.labels or {},
+            ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or []),
             unschedulable=spec.unschedulable,
-            taints=[(t.key, t.value, t.effect) for t in spec.taints or []],
-            conditions=[(c.type, c.status) for c in status.conditions or []],
-            names=[n for image in status.images or [] for n in image.names or []],
-            wanted=self._wanted,
+            taints=self._taint_tuple(spec.taints or []),
+            labels=self._label_map(node.metadata.labels or {}),
+            images=self._image_keys(bytes(status.images)),
         )
+
+    def _image_keys(self, images: bytes) -> frozenset[ImageKey]:
+        keys: set[ImageKey] = set()
+        for name in awaited_names(images, self._tails):
+            if name not in self._key_by_name:
+                if len(self._key_by_name) > 65536:
+                    self._key_by_name.clear()
+                found = node_image_keys([name], wanted=self._wanted)
+                self._key_by_name[name] = next(iter(found), None)
+            key = self._key_by_name[name]
+            if key is not None:
+                keys.add(key)
+        frozen = frozenset(keys)
+        return self._images.setdefault(frozen, frozen)
+
+    def _label_map(self, labels: Mapping[str, str]) -> Mapping[str, str]:
+        keep = self._label_keys
+        if keep is None:
+            return dict(labels)
+        items = tuple(sorted((k, v) for k, v in labels.items() if k in keep))
+        shared = self._labels.get(items)
+        if shared is None:
+            shared = self._labels[items] = dict(items)
+        return shared
+
+    def _taint_tuple(self, taints: Sequence[_Taint]) -> tuple[Taint, ...]:
+        parts = tuple((t.key, t.value, t.effect) for t in taints)
+        shared = self._taints.get(parts)
+        if shared is None:
+            shared = self._taints[parts] = tuple(
+                Taint(key=k, value=v, effect=e) for k, v, e in parts
+            )
+        return shared
+
+
+def generic_event(line: bytes) -> Event[Any]:
+    """An ERROR (its Status) or a BOOKMARK (its resourceVersion, and whether it ends a
+    streaming list's initial events), for any kind of object."""
+    envelope = _event_decoder.decode(line)
+    if envelope.type == "ERROR":
+        return Event("ERROR", "", None, "", json.loads(bytes(envelope.object)))
+    mark = _bookmark_decoder.decode(envelope.object)
+    annotations = mark.metadata.annotations or {}
+    end = annotations.get(INITIAL_EVENTS_END) == "true"
+    return Event(envelope.type, "", None, mark.metadata.resourceVersion, initial_events_end=end)
+
+
+class _BookmarkMetadata(msgspec.Struct):
+    resourceVersion: str = ""
+    annotations: dict[str, str] | None = None
+
+
+class _Bookmark(msgspec.Struct):
+    metadata: _BookmarkMetadata = msgspec.field(default_factory=_BookmarkMetadata)
+
+
+_bookmark_decoder = msgspec.json.Decoder(_Bookmark)
+# The annotation on the BOOKMARK that ends a streaming list's initial events (KEP-3157).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+def awaited_names(images: bytes, tails: Sequence[bytes]) -> tuple[str, ...]:
+    """The names in a node's raw `status.images` JSON that contain one of `tails` (the short
+    repository names of the awaited images), without decoding the other names.
+
+    A `names` element is a JSON string preceded by `[` or `,` and followed by `,` or `]`; in a
+    ContainerImage (`{"names": [...], "sizeBytes": n}`) nothing else is. A hit is inside a
+    string when an odd number of quotes precede it, which holds only while no string contains
+    an escape: a backslash anywhere (Go escapes `<none>` as `\\u003cnone\\u003e`) sends the node
+    down the plain path, decoding every name.
+    """
+    if not any(tail in images for tail in tails):
+        return ()
+    if b"\\" in images:
+        names = [n for image in _images_decoder.decode(images) or [] for n in image.names or []]
+        return tuple(sorted({n for n in names if any(t.decode() in n for t in tails)}))
+    found: set[bytes] = set()
+    for tail in tails:
+        at, counted, quotes = images.find(tail), 0, 0
+        while at != -1:
+            quotes += images.count(b'"', counted, at)
+            counted = at
+            close = images.find(b'"', at)
+            if quotes % 2 == 1 and close != -1:  # inside a string
+                opening = images.rindex(b'"', 0, at)
+                if _is_element(images, opening, close):
+                    found.add(images[opening + 1 : close])
+                at = images.find(tail, close + 1)
+            else:
+                at = images.find(tail, at + 1)
+    return tuple(sorted(name.decode() for name in found))
+
+
+def _is_element(data: bytes, opening: int, close: int) -> bool:
+    before, after = opening - 1, close + 1
+    while before >= 0 and data[before] in _WHITESPACE:
+        before -= 1
+    while after < len(data) and data[after] in _WHITESPACE:
+        after += 1
+    return before >= 0 and after < len(data) and data[before] in b"[," and data[after] in b",]"
+
+
+_WHITESPACE = b" \t\r\n"
 
 
 # ---------------------------------------------------------------------------- puller pods, typed

@@ -87,7 +87,7 @@ def node_image_keys(
     """
     if wanted is None:
         return frozenset(key for name in names if (key := node_image_key(name)) is not None)
-    tails = _tails(wanted)
+    tails = repository_tails(wanted)
     if len(tails) == 1:
         [tail] = tails
         candidates = [name for name in names if tail in name]  # a C-speed substring test
@@ -108,7 +108,8 @@ def _tail(reference: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _tails(keys: frozenset[ImageKey]) -> frozenset[str]:
+def repository_tails(keys: frozenset[ImageKey]) -> frozenset[str]:
+    """The short repository names of `keys`: every name that can match one contains one."""
     return frozenset(_tail(key) for key in keys)
 
 

@@ -94,6 +94,20 @@ class Placement:
     tolerations: tuple[Toleration, ...] = ()
 
 
+# Labels the reports read (a platform mismatch names the node's os and arch).
+REPORTED_LABELS = frozenset({"kubernetes.io/os", "kubernetes.io/arch"})
+
+
+def label_keys(placements: Iterable[Placement]) -> frozenset[str]:
+    """The node labels that deciding and reporting on `placements` read: all a node keeps."""
+    keys = set(REPORTED_LABELS)
+    for placement in placements:
+        keys.update(placement.node_selector)
+        for term in placement.terms or ():
+            keys.update(r.key for r in term.expressions)
+    return frozenset(keys)
+
+
 def exclusion_reason(
     node: NodeState, placement: Placement, *, include_cordoned: bool
 ) -> str | None:

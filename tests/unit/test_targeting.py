@@ -15,6 +15,7 @@ from image_awaiter.targeting import (
     Placement,
     Taint,
     exclusion_reason,
+    label_keys,
     placement_from_pod_spec,
     split_targets,
 )
@@ -238,3 +239,35 @@ def test_node_without_a_ready_condition_is_not_ready() -> None:
         wanted=frozenset(),
     )
     assert state.ready is False
+
+
+def test_a_node_keeps_only_the_labels_its_placement_and_reports_read() -> None:
+    placement = placement_from_pod_spec(
+        {
+            "nodeSelector": {"pool": "user"},
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}
+                        ]
+                    }
+                }
+            },
+        }
+    )
+    keys = label_keys([placement])
+    assert keys == {"pool", "zone", "kubernetes.io/os", "kubernetes.io/arch"}
+    raw = {
+        "metadata": {
+            "name": "n",
+            "labels": {"pool": "user", "zone": "a", "kubernetes.io/os": "linux", "noise": "x"},
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    event = NodeCodec(wanted=frozenset(), label_keys=keys).event(
+        json.dumps({"type": "ADDED", "object": raw}).encode()
+    )
+    assert event.record is not None
+    assert event.record.labels == {"pool": "user", "zone": "a", "kubernetes.io/os": "linux"}
+    assert exclusion_reason(event.record, placement, include_cordoned=False) is None
