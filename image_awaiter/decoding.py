@@ -83,6 +83,8 @@ class JsonCodec(Generic[T]):
     def event(self, line: bytes) -> Event[T]:
         body = json.loads(line)
         kind = str(body.get("type") or "")
+        if kind == "BOOKMARK":
+            return generic_event(line)
         raw = body.get("object") or {}
         metadata = raw.get("metadata") or {}
         version = str(metadata.get("resourceVersion") or "")
@@ -404,8 +406,8 @@ class _TypedCodec(Generic[R, T]):
     def event(self, line: bytes) -> Event[T]:
         try:
             envelope = _event_decoder.decode(line)
-            if envelope.type == "ERROR":
-                return Event("ERROR", "", None, "", json.loads(bytes(envelope.object)))
+            if envelope.type in ("ERROR", "BOOKMARK"):
+                return generic_event(line)
             item = self._item.decode(envelope.object)
         except msgspec.DecodeError as error:
             raise ValueError(str(error)) from None

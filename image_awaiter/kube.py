@@ -11,7 +11,7 @@ caller's deadline nor past a per-request budget; everything else becomes an `Api
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import structlog
@@ -121,7 +121,7 @@ class Kube:
 
     def stream(
         self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Open a watch (retrying the connection) and yield its event lines as they arrive.
 
         Ends when the server closes the stream; raises `TransientError` when the connection

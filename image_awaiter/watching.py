@@ -1,4 +1,12 @@
-"""Informer-style caches: one paginated list, then a watch, keeping compact records current.
+"""Informer-style caches: one streaming (or paginated) list, then a watch, keeping compact
+records current.
+
+The initial state comes from a streaming list (KEP-3157 "WatchList": a watch with
+`sendInitialEvents=true`, which the API server answers from its watch cache with one ADDED
+event per object and then a BOOKMARK annotated `k8s.io/initial-events-end`), so a large cluster
+costs no quorum read of etcd, the awaiter holds one object at a time, and the same stream goes
+on as the watch. A server that refuses it (400/422: the WatchList feature gate is off, or it
+predates 1.27) gets paginated lists of `page_size` instead, for the rest of the run.
 
 Each `Informer` owns one store (records keyed by namespace/name, so cluster-scoped nodes work),
 the last resourceVersion and a `synced` signal. One thread writes; readers get a consistent copy.
@@ -12,13 +20,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from image_awaiter.decoding import Codec, Event
-from image_awaiter.errors import AwaiterError, DeadlineReached, Gone
+from image_awaiter.errors import ApiError, AwaiterError, DeadlineReached, Gone
 from image_awaiter.kube import Kube, watch_error
 from image_awaiter.resources import Address
 from image_awaiter.retrying import TransientError
@@ -26,6 +35,11 @@ from image_awaiter.signals import Hold
 
 T = TypeVar("T")
 log = structlog.get_logger("image_awaiter.watching")
+
+# How servers refuse a streaming list: 422 `sendInitialEvents is forbidden for watch unless the
+# WatchList feature gate is enabled` (1.27+ with the gate off) or `resourceVersionMatch is
+# forbidden for watch` (1.19-1.26); 400 from some aggregated API servers.
+WATCH_LIST_REFUSALS = frozenset({400, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,7 @@ class Informer(Generic[T]):
         self.lists = 0
         self.watches = 0
         self.events = 0
+        self.streaming: bool | None = None  # None until the server accepted or refused it
 
     # ------------------------------------------------------------------ readers
 
@@ -85,8 +100,8 @@ class Informer(Generic[T]):
         self._stop.set()
 
     def list_once(self) -> dict[str, T]:
-        """A single paginated list, without watching; for read-only one-shot checks."""
-        self._relist()
+        """A single list, without watching; for read-only one-shot checks."""
+        self._relist(then_watch=False)
         return self.snapshot()
 
     # ------------------------------------------------------------------ the writer thread
@@ -94,7 +109,7 @@ class Informer(Generic[T]):
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._relist()
+                self._relist(then_watch=True)
                 self._watch_until_resync()
             except Gone:
                 log.info("watch.expired", resource=self.name)
@@ -110,8 +125,61 @@ class Informer(Generic[T]):
                 self._wake.set()
                 raise
 
-    def _relist(self) -> None:
-        """Read every page, then swap the store whole so readers never see half a list."""
+    def _relist(self, *, then_watch: bool) -> None:
+        """Streaming when the server allows it, else page by page."""
+        if self.streaming is not False:
+            try:
+                self._stream_list(then_watch=then_watch)
+                self.streaming = True
+                return
+            except ApiError as error:
+                if self.streaming or error.status not in WATCH_LIST_REFUSALS:
+                    raise
+                log.info("watch.list_refused", resource=self.name, error=str(error))
+                self.streaming = False
+        self._paged_list()
+
+    def _stream_list(self, *, then_watch: bool) -> None:
+        """A watch with `sendInitialEvents=true`: objects arrive as ADDED events until the
+        bookmark that ends them; then the store is swapped whole and, with `then_watch`, the
+        same stream goes on as the watch. `resourceVersion` is unset: the server serves a
+        state at least as new as a quorum read would, from its watch cache."""
+        query = self._watch_query()
+        query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
+        del query["resourceVersion"]
+        self.watches += 1
+        items: dict[str, T] = {}
+        lines = self._kube.stream(
+            self._address, query=query, read_timeout=self._timing.read_timeout
+        )
+        try:
+            for line in lines:
+                event = self._decode(line)
+                if event.type == "ERROR":
+                    raise watch_error(event.status or {})
+                if event.initial_events_end:
+                    self._replace(items, event.resource_version)
+                    break
+                if event.type == "BOOKMARK":
+                    continue
+                if event.record is None:
+                    items.pop(event.key, None)
+                else:
+                    items[event.key] = event.record
+            else:
+                raise TransientError(f"{self.name} watch ended before its initial events did")
+            if then_watch:
+                self._follow_resumably(lines)
+        finally:
+            lines.close()
+
+    def _paged_list(self) -> None:
+        """Read every page, then swap the store whole so readers never see half a list.
+
+        No `resourceVersion`: each page is a quorum read from etcd. `resourceVersion=0` would be
+        served from the watch cache, but the cache ignores `limit` (before Kubernetes 1.33's
+        ListFromCacheSnapshot) and returns the whole list in one response: on 65,000 nodes
+        about 1 GB that both sides would hold at once."""
         items: dict[str, T] = {}
         token = ""
         while True:
@@ -129,9 +197,12 @@ class Informer(Generic[T]):
             token = page.continue_token
             if not token:
                 break
+        self._replace(items, page.resource_version)
+
+    def _replace(self, items: dict[str, T], resource_version: str) -> None:
         with self._lock:
             self._items = items
-            self.resource_version = page.resource_version
+            self.resource_version = resource_version
         self.lists += 1
         self.synced.set()
         self._wake.set()
@@ -154,6 +225,16 @@ class Informer(Generic[T]):
 
     def _watch_once(self) -> None:
         """One watch request from the last resourceVersion; returns when the server ends it."""
+        self.watches += 1
+        lines = self._kube.stream(
+            self._address, query=self._watch_query(), read_timeout=self._timing.read_timeout
+        )
+        try:
+            self._follow(lines)
+        finally:
+            lines.close()
+
+    def _watch_query(self) -> dict[str, str | int]:
         seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
         query: dict[str, str | int] = {
             "watch": "true",
@@ -163,17 +244,28 @@ class Informer(Generic[T]):
         }
         if self._selector:
             query["labelSelector"] = self._selector
-        self.watches += 1
-        for line in self._kube.stream(
-            self._address, query=query, read_timeout=self._timing.read_timeout
-        ):
+        return query
+
+    def _follow(self, lines: Iterator[bytes]) -> None:
+        """Apply a watch stream's events until the server ends it (or we stop)."""
+        for line in lines:
             if self._stop.is_set():
                 return
-            try:
-                event = self._codec.event(line)
-            except ValueError as error:
-                raise TransientError(f"undecodable watch event: {error}") from None
-            self._apply(event)
+            self._apply(self._decode(line))
+
+    def _follow_resumably(self, lines: Iterator[bytes]) -> None:
+        """`_follow`, where a broken stream only ends this request: the caller resumes from
+        the last resourceVersion."""
+        try:
+            self._follow(lines)
+        except TransientError as error:
+            log.info("watch.restarted", resource=self.name, error=str(error))
+
+    def _decode(self, line: bytes) -> Event[T]:
+        try:
+            return self._codec.event(line)
+        except ValueError as error:
+            raise TransientError(f"undecodable watch event: {error}") from None
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":

@@ -15,6 +15,7 @@ from image_awaiter.decoding import JsonCodec
 from image_awaiter.kube import Kube
 from image_awaiter.resources import NODES
 from image_awaiter.watching import Informer, WatchTiming
+from tests.simcluster.listing import request_counts
 
 
 @pytest.fixture
@@ -60,14 +61,48 @@ def wait_until(informer: Informer[Any], predicate: Any, timeout: float = 10.0) -
         deadline.cancel()
 
 
-def test_a_paginated_list_reads_every_node(sim: Any, informer_factory: Any) -> None:
+def test_the_initial_list_is_one_streaming_watch_served_from_the_watch_cache(
+    sim: Any, informer_factory: Any
+) -> None:
+    for index in range(10):
+        sim.add_node(f"n{index}", labels={"color": "red"})
+    informer = informer_factory()
+    assert informer.list_once() == {f"n{index}": "red" for index in range(10)}
+    requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert request_counts(requests) == {"streaming list": 1}
+    [stream] = requests
+    assert stream.query["sendInitialEvents"] == "true"
+    assert stream.query["resourceVersionMatch"] == "NotOlderThan"
+    assert "resourceVersion" not in stream.query  # as fresh as a quorum read
+    assert informer.streaming is True
+
+
+def test_a_server_that_refuses_streaming_lists_is_read_in_pages_from_then_on(
+    sim: Any, informer_factory: Any
+) -> None:
+    sim.watch_list = False
     for index in range(10):
         sim.add_node(f"n{index}", labels={"color": "red"})
     informer = informer_factory()
     assert len(informer.list_once()) == 10
-    pages = [r for r in sim.requests if r.path == "/api/v1/nodes"]
-    assert len(pages) == 4  # 3 + 3 + 3 + 1
-    assert all(r.query.get("limit") == "3" for r in pages)
+    assert len(informer.list_once()) == 10  # the refusal is remembered
+    requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert request_counts(requests) == {"streaming list": 1, "quorum list page": 8}
+    assert requests[0].status == 422
+    pages = requests[1:]
+    assert [r.query.get("limit") for r in pages] == ["3"] * 8  # 3 + 3 + 3 + 1, twice
+    assert informer.streaming is False
+
+
+def test_a_streaming_list_goes_on_as_the_watch(sim: Any, informer_factory: Any) -> None:
+    sim.add_node("n0", labels={"color": "red"})
+    informer = informer_factory()
+    informer.start()
+    assert wait_until(informer, lambda items: items == {"n0": "red"})
+    sim.add_node("n1", labels={"color": "blue"})
+    assert wait_until(informer, lambda items: items == {"n0": "red", "n1": "blue"})
+    requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert request_counts(requests) == {"streaming list": 1}
 
 
 def test_pagination_is_consistent_when_nodes_change_between_pages(sim: Any, kube: Kube) -> None:

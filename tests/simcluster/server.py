@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.simcluster import discovery, protobuf, rbac, rest, tables
+from tests.simcluster import discovery, listing, protobuf, rbac, rest, tables
 from tests.simcluster.kinds import Kind, group_versions, lookup
 from tests.simcluster.store import (
     StoreError,
@@ -346,6 +346,7 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "watch":
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
+            listing.check_watch(sim, query)
             sim.watch(self, record, resource=kind.resource, namespace=ns, query=query, cut=cut)
         elif verb == "list":
             self._list(record, kind, ns, query)
@@ -522,7 +523,7 @@ class Handler(BaseHTTPRequestHandler):
         resource = kind.resource
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
-        limit = int(query.get("limit") or 0)
+        limit = listing.list_limit(query)
         token = query.get("continue")
         if token:
             items, rv, remaining = sim.continue_list(token, limit)
@@ -532,7 +533,9 @@ class Handler(BaseHTTPRequestHandler):
                 ns,
                 lambda o: labels((o.get("metadata") or {}).get("labels") or {}) and fields(o),
             )
-            items, remaining = sim.start_list(items, rv, limit)
+            items, remaining = sim.start_list(
+                listing.list_items(sim, resource, ns, query, items), rv, limit
+            )
         meta = {"resourceVersion": str(rv)}
         if remaining:
             meta["continue"] = remaining
