@@ -11,7 +11,9 @@ peak memory far lower (benchmarks/README.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -420,10 +422,24 @@ def _key_of(metadata: _PodMetadata) -> str:
 
 
 class PodCodec(_TypedCodec[_Pod, PullerPod]):
-    """Puller pods decoded into the per-image pull states the verdict needs."""
+    """Puller pods decoded into the per-image pull states the verdict needs. Equal pull-state
+    maps are shared between pods and node names interned: 65,000 completed pullers hold one
+    map between them."""
 
     def __init__(self) -> None:
-        super().__init__(_Pod, puller_pod)
+        super().__init__(_Pod, self._compact)
+        self._pulls: dict[frozenset[tuple[ImageKey, ImagePull]], Mapping[ImageKey, ImagePull]] = {}
+
+    def _compact(self, pod: _Pod) -> PullerPod:
+        record = puller_pod(pod)
+        content = frozenset(record.images.items())
+        images = self._pulls.get(content)
+        if images is None:
+            if len(self._pulls) > 4096:
+                self._pulls.clear()
+            images = self._pulls[content] = record.images
+        node = sys.intern(record.node) if record.node else None
+        return dataclasses.replace(record, node=node, images=images)
 
 
 class UidCodec(_TypedCodec[_Object, str]):

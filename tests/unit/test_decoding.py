@@ -107,3 +107,30 @@ def test_json_codec_keys_namespaced_objects_by_namespace_and_name() -> None:
         b'"ns","resourceVersion":"5"}}}'
     )
     assert (event.key, event.record, event.resource_version) == ("ns/p", "P", "5")
+
+
+def test_puller_pods_with_equal_pull_states_share_one_map() -> None:
+    from image_awaiter.decoding import PodCodec
+
+    def pod(node: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": f"puller-{node}", "namespace": "ns", "resourceVersion": "1"},
+            "spec": {
+                "nodeName": node,
+                "initContainers": [{"name": "i0", "image": "nginx:1.7.9"}],
+                "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+            },
+            "status": {
+                "initContainerStatuses": [
+                    {"name": "i0", "imageID": "sha256:1", "state": {"terminated": {}}}
+                ]
+            },
+        }
+
+    page = json.dumps({"metadata": {}, "items": [pod("a"), pod("b")]}).encode()
+    [(key_a, a), (_, b)] = PodCodec().page(page).items
+    assert key_a == "ns/puller-a"
+    assert a is not None and b is not None
+    assert (a.node, b.node) == ("a", "b")
+    assert a.images[parse_image("nginx:1.7.9").key].state.value == "pulled"
+    assert a.images is b.images

@@ -256,3 +256,18 @@ def test_nodes_already_done_get_no_puller_pod_and_existing_affinity_is_kept() ->
     ]["nodeSelectorTerms"] == [
         {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["a"]}]}
     ]
+
+
+def test_a_daemonset_skips_no_node_when_too_many_are_done_to_name() -> None:
+    from image_awaiter.pullers import MAX_SKIPPED_NODES
+
+    done = [f"gke-prod-user-pool-1a2b3c4d-{i:05d}" for i in range(MAX_SKIPPED_NODES + 1)]
+    prepared = prepare_for_run(
+        GOOD, run_id="r", namespace="ns", owner=None, created_at="t", skip_nodes=done
+    )
+    assert "affinity" not in prepared["spec"]["template"]["spec"]
+    assert len(json.dumps(prepared)) < 10_000
+    named = prepare_for_run(
+        GOOD, run_id="r", namespace="ns", owner=None, created_at="t", skip_nodes=done[:-1]
+    )
+    assert "affinity" in named["spec"]["template"]["spec"]
