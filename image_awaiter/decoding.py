@@ -185,7 +185,7 @@ class NodeCodec:
         self._labels: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
         self._taints: dict[tuple[tuple[str, str, str], ...], tuple[Taint, ...]] = {}
         self._images: dict[frozenset[ImageKey], frozenset[ImageKey]] = {}
-        self._key_by_name: dict[str, ImageKey | None] = {}  # awaited key of a node's name
+        self._key_by_name: dict[bytes, ImageKey | None] = {}  # awaited key of a node's name
 
     def page(self, data: bytes) -> Page[NodeState]:
         try:
@@ -222,12 +222,12 @@ class NodeCodec:
     def _image_keys(self, images: bytes) -> frozenset[ImageKey]:
         keys: set[ImageKey] = set()
         for name in awaited_names(images, self._tails):
-            if name not in self._key_by_name:
+            key = self._key_by_name.get(name, _UNKNOWN)
+            if key is _UNKNOWN:
                 if len(self._key_by_name) > 65536:
                     self._key_by_name.clear()
-                found = node_image_keys([name], wanted=self._wanted)
-                self._key_by_name[name] = next(iter(found), None)
-            key = self._key_by_name[name]
+                found = node_image_keys([name.decode()], wanted=self._wanted)
+                key = self._key_by_name[name] = next(iter(found), None)
             if key is not None:
                 keys.add(key)
         frozen = frozenset(keys)
@@ -251,6 +251,9 @@ class NodeCodec:
                 Taint(key=k, value=v, effect=e) for k, v, e in parts
             )
         return shared
+
+
+_UNKNOWN = ImageKey("")
 
 
 def generic_event(line: bytes) -> Event[Any]:
@@ -279,9 +282,9 @@ _bookmark_decoder = msgspec.json.Decoder(_Bookmark)
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-def awaited_names(images: bytes, tails: Sequence[bytes]) -> tuple[str, ...]:
-    """The names in a node's raw `status.images` JSON that contain one of `tails` (the short
-    repository names of the awaited images), without decoding the other names.
+def awaited_names(images: bytes, tails: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The names (UTF-8) in a node's raw `status.images` JSON that contain one of `tails` (the
+    short repository names of the awaited images), without decoding the other names.
 
     A `names` element is a JSON string preceded by `[` or `,` and followed by `,` or `]`; in a
     ContainerImage (`{"names": [...], "sizeBytes": n}`) nothing else is. A hit is inside a
@@ -293,22 +296,30 @@ def awaited_names(images: bytes, tails: Sequence[bytes]) -> tuple[str, ...]:
         return ()
     if b"\\" in images:
         names = [n for image in _images_decoder.decode(images) or [] for n in image.names or []]
-        return tuple(sorted({n for n in names if any(t.decode() in n for t in tails)}))
+        return tuple({n.encode() for n in names if any(t.decode() in n for t in tails)})
     found: set[bytes] = set()
+    end = len(images)
     for tail in tails:
-        at, counted, quotes = images.find(tail), 0, 0
+        at = images.find(tail)
+        quotes = counted = 0
         while at != -1:
             quotes += images.count(b'"', counted, at)
             counted = at
-            close = images.find(b'"', at)
-            if quotes % 2 == 1 and close != -1:  # inside a string
-                opening = images.rindex(b'"', 0, at)
-                if _is_element(images, opening, close):
-                    found.add(images[opening + 1 : close])
-                at = images.find(tail, close + 1)
-            else:
+            close = images.find(b'"', at) if quotes & 1 else -1  # odd: inside a string
+            if close == -1:
                 at = images.find(tail, at + 1)
-    return tuple(sorted(name.decode() for name in found))
+                continue
+            opening = images.rindex(b'"', 0, at)
+            before = images[opening - 1] if opening else 0
+            after = images[close + 1] if close + 1 < end else 0
+            if (before in _OPENERS and after in _CLOSERS) or _is_element(images, opening, close):
+                found.add(images[opening + 1 : close])
+            at = images.find(tail, close + 1)
+    return tuple(found)
+
+
+_OPENERS = frozenset(b"[,")
+_CLOSERS = frozenset(b",]")
 
 
 def _is_element(data: bytes, opening: int, close: int) -> bool:

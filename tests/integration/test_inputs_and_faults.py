@@ -147,6 +147,7 @@ def test_forbidden_create_exits_3_naming_verb_resource_and_namespace(
 
 def test_forbidden_node_list_exits_3_with_the_cluster_scope_hint(sim: Any, run_cli: Any) -> None:
     sim.add_node("a")
+    sim.watch_list = False  # nodes are read in pages: the list verb (a streaming list is watch)
     sim.forbid("list", "nodes")
     result = run_cli("check", "--image", BUSYBOX)
     assert result.code == 3, result.output

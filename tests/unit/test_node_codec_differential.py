@@ -31,6 +31,7 @@ REFERENCES = [
     "names:latest",  # a repository named like the JSON key around every name
     "sizebytes:1",
     "localhost/x",
+    "localhost/10:1",  # a repository of digits, like the sizes around every name
 ]
 NODE_NAMES = [
     # containerd style: fully qualified, the digest form and the tag form
@@ -58,6 +59,8 @@ NODE_NAMES = [
     "docker.io/library/sizebytes:1",
     "localhost/x:latest",
     "x:latest",
+    "localhost/10:1",
+    "10:1",
     # what runtimes also report: untagged, bare digests, garbage
     "<none>@<none>",
     "<none>:<none>",
@@ -176,4 +179,4 @@ def test_equal_labels_taints_and_image_sets_are_shared_between_nodes() -> None:
 def test_awaited_names_are_the_names_that_contain_an_awaited_repository(
     raw: bytes, expected: list[str]
 ) -> None:
-    assert sorted(awaited_names(raw, (b"nginx",))) == expected
+    assert sorted(name.decode() for name in awaited_names(raw, (b"nginx",))) == expected
