@@ -31,7 +31,7 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-## bench: scale benchmarks (1,000 and 5,000 simulated nodes) side by side with the naive path
+## bench: scale benchmarks (5,000, 20,000 and 65,000 synthetic nodes) beside the naive path
 bench: install
 	$(PY) benchmarks/run.py
 

@@ -90,7 +90,9 @@ def full_list_bytes(nodes: SyntheticNodes) -> int:
     return sum(len(nodes.render(i)) + 1 for i in range(nodes.count)) + 100
 
 
-def bench_check(sim: SimCluster, kubeconfig: Path, *, runs: int, naive: bool) -> dict[str, Any]:
+def bench_check(
+    sim: SimCluster, kubeconfig: Path, *, runs: int, with_naive: bool
+) -> dict[str, Any]:
     command = cli("check", *PLACEMENT, "--kubeconfig", str(kubeconfig), "--log-format", "json")
     ours = []
     for _ in range(runs):
