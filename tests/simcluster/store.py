@@ -254,12 +254,47 @@ def _requirement(text: str) -> Callable[[dict[str, str]], bool]:
     return lambda labels: text in labels
 
 
+def _path(dotted: str) -> Callable[[dict[str, Any]], str]:
+    def get(obj: dict[str, Any]) -> str:
+        value: Any = obj
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            return str(value).lower()
+        return "" if value is None else str(value)
+
+    return get
+
+
+# the field selectors the apiserver supports for the served kinds (GetAttrs of each registry)
 FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "metadata.name": lambda o: o["metadata"].get("name", ""),
-    "metadata.namespace": lambda o: o["metadata"].get("namespace", ""),
-    "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
-    "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
+    key: _path(key)
+    for key in (
+        "metadata.name",
+        "metadata.namespace",
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "spec.unschedulable",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+        "status.successful",
+        "type",
+        "reason",
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reportingComponent",
+    )
 }
+FIELDS["source"] = _path("source.component")
 
 
 def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
