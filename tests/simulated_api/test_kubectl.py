@@ -63,9 +63,9 @@ def test_an_invalid_name_is_refused_with_the_apiservers_message_verbatim(api: Ap
     assert result.returncode == 1
     assert result.stderr.strip() == (
         'error: failed to create configmap: ConfigMap "r1-prePuller-spec" is invalid: '
-        'metadata.name: Invalid value: "r1-prePuller-spec": a lowercase RFC 1123 subdomain must consist of lower case '
-        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-        "character (e.g. 'example.com', regex used for validation is "
+        'metadata.name: Invalid value: "r1-prePuller-spec": a lowercase RFC 1123 subdomain '
+        "must consist of lower case alphanumeric characters, '-' or '.', and must start and "
+        "end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
     )
     assert api.sim.objects("configmaps") == []

@@ -82,10 +82,10 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
             'failed to pull and unpack image "quay.io/org/missing:1": failed to resolve reference '
             '"quay.io/org/missing:1": quay.io/org/missing:1: not found'
         ) in message
-        assert any(
-            json.loads(l)["verb"] == "patch" or json.loads(l)["verb"] == "create"
-            for l in audit.read_text().splitlines()
-        )
+        entries = [json.loads(line) for line in audit.read_text().splitlines()]
+        assert ("create", "daemonsets", 201) in [
+            (e["verb"], e["resource"], e["code"]) for e in entries
+        ]
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
