@@ -12,6 +12,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -276,6 +277,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
             ):
                 raise self._forbidden(user, request)
+        if user.is_admin:
+            return
         with sim.store.lock:
             ok = rbac.allowed(
                 user,
@@ -346,7 +349,15 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "watch":
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
-            sim.watch(self, record, resource=kind.resource, namespace=ns, query=query, cut=cut)
+            sim.watch(
+                self,
+                record,
+                resource=kind.resource,
+                namespace=ns,
+                query=query,
+                cut=cut,
+                render=self._table_renderer(kind, query) if self._wants_table() else None,
+            )
         elif verb == "list":
             self._list(record, kind, ns, query)
         elif verb == "get" and sub == "log":
@@ -492,6 +503,20 @@ class Handler(BaseHTTPRequestHandler):
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-int(tail) :]) if int(tail) else b""
         self._send_bytes(record, 200, data, content_type="text/plain")
+
+    @staticmethod
+    def _table_renderer(kind: Kind, query: dict[str, str]) -> Callable[[bytes], bytes]:
+        def render(data: bytes) -> bytes:
+            obj = json.loads(data)
+            table = tables.table(
+                kind.resource,
+                [obj],
+                resource_version=obj["metadata"].get("resourceVersion", ""),
+                include_object=query.get("includeObject", "Metadata"),
+            )
+            return json.dumps(table, separators=(",", ":")).encode()
+
+        return render
 
     def _wants_table(self) -> bool:
         return "as=Table" in (self.headers.get("Accept") or "")

@@ -36,7 +36,19 @@ class Api:
         command = [tool(program), *args]
         if token is not None:
             command.append(f"--token={token}")
-        env = {
+        return subprocess.run(command, capture_output=True, text=True, env=self.env(), timeout=120)
+
+    def popen(self, program: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [tool(program), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.home),
             "KUBECONFIG": str(self.kubeconfig),
@@ -44,7 +56,6 @@ class Api:
             "HELM_CONFIG_HOME": str(self.home / "helm-config"),
             "HELM_DATA_HOME": str(self.home / "helm-data"),
         }
-        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
     def kubectl(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         return self.run("kubectl", *args, token=token)

@@ -216,3 +216,17 @@ def test_the_audit_log_file_has_one_json_line_per_request(api: Api, tmp_path: Pa
         "name": "",
         "code": 200,
     }
+
+
+def test_kubectl_get_watch_prints_each_change_as_a_table_row(api: Api) -> None:
+    watcher = api.popen("kubectl", "get", "nodes", "--watch")
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().split()[:2] == ["NAME", "STATUS"]
+        assert watcher.stdout.readline().split()[:2] == ["node-a", "Ready"]
+        assert watcher.stdout.readline().split()[:2] == ["node-b", "Ready"]
+        api.sim.set_node_ready("node-a", False)
+        assert watcher.stdout.readline().split()[:2] == ["node-a", "NotReady"]
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
