@@ -254,47 +254,36 @@ def _requirement(text: str) -> Callable[[dict[str, str]], bool]:
     return lambda labels: text in labels
 
 
-def _path(dotted: str) -> Callable[[dict[str, Any]], str]:
-    def get(obj: dict[str, Any]) -> str:
-        value: Any = obj
-        for part in dotted.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, bool):
-            return str(value).lower()
-        return "" if value is None else str(value)
-
-    return get
-
-
-# the field selectors the apiserver supports for the served kinds (GetAttrs of each registry)
 FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
-    key: _path(key)
-    for key in (
-        "metadata.name",
-        "metadata.namespace",
-        "spec.nodeName",
-        "spec.restartPolicy",
-        "spec.schedulerName",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "spec.unschedulable",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-        "status.successful",
-        "type",
-        "reason",
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
-        "involvedObject.resourceVersion",
-        "involvedObject.fieldPath",
-        "reportingComponent",
-    )
+    "metadata.name": lambda o: o["metadata"].get("name", ""),
+    "metadata.namespace": lambda o: o["metadata"].get("namespace", ""),
+    "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
+    "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
 }
-FIELDS["source"] = _path("source.component")
+# Events' own field selectors (kubectl describe finds an object's events by involvedObject.*),
+# as pkg/apis/core/v1/conversion.go registers them.
+FIELDS.update(
+    {
+        f"involvedObject.{key}": lambda o, k=key: str((o.get("involvedObject") or {}).get(k, ""))
+        for key in (
+            "kind",
+            "namespace",
+            "name",
+            "uid",
+            "apiVersion",
+            "resourceVersion",
+            "fieldPath",
+        )
+    }
+)
+FIELDS.update(
+    {
+        "reason": lambda o: str(o.get("reason") or ""),
+        "type": lambda o: str(o.get("type") or ""),
+        "reportingComponent": lambda o: str(o.get("reportingComponent") or ""),
+        "source": lambda o: str((o.get("source") or {}).get("component") or ""),
+    }
+)
 
 
 def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
