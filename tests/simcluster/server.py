@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.simcluster import discovery, protobuf, rbac, rest, tables
-from tests.simcluster.kinds import Kind, group_versions, lookup
+from tests.simcluster.kinds import CREATE_ONLY, Kind, group_versions, lookup
 from tests.simcluster.store import (
     StoreError,
     parse_field_selector,
@@ -149,6 +149,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Server
     timeout = 120
+    _current_user: rbac.User | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -206,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
             if named:
                 target = Target(target.kind, target.namespace, named, "", target.watch_path)
         try:
-            user = self._authenticate(url.path)
+            user = self._current_user = self._authenticate(url.path)
             if target is None:
                 self._non_resource(record, method, url.path)
                 return
@@ -277,8 +278,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
             ):
                 raise self._forbidden(user, request)
-        if user.is_admin:
-            return
+        if user.is_admin or (kind.resource in CREATE_ONLY and user.name != "system:anonymous"):
+            return  # every authenticated user may review itself (ClusterRole system:basic-user)
         with sim.store.lock:
             ok = rbac.allowed(
                 user,
@@ -346,7 +347,11 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         sim = self.server.sim
         kind, ns, name, sub = target.kind, target.namespace, target.name, target.subresource
-        if verb == "watch":
+        if kind.resource in CREATE_ONLY:
+            if verb != "create" or name:
+                raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")
+            self._send(record, 201, self._review(self._body(body)))
+        elif verb == "watch":
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
             sim.watch(
@@ -411,6 +416,40 @@ class Handler(BaseHTTPRequestHandler):
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
+
+    def _review(self, review: dict[str, Any]) -> dict[str, Any]:
+        """A SelfSubjectAccessReview answered by the same RBAC decision requests get."""
+        attributes = (review.get("spec") or {}).get("resourceAttributes")
+        allowed = True
+        if attributes is not None:
+            resource = attributes.get("resource", "")
+            if attributes.get("subresource"):
+                resource += "/" + attributes["subresource"]
+            request = rbac.Attributes(
+                attributes.get("verb", ""),
+                attributes.get("group", ""),
+                resource,
+                attributes.get("namespace", ""),
+                attributes.get("name", ""),
+            )
+            user = self._current_user or rbac.User("system:anonymous", ())
+            sim = self.server.sim
+            with sim.store.lock:
+                allowed = rbac.allowed(
+                    user,
+                    request,
+                    roles=sim.store.peek("roles"),
+                    cluster_roles=sim.store.peek("clusterroles"),
+                    role_bindings=sim.store.peek("rolebindings"),
+                    cluster_role_bindings=sim.store.peek("clusterrolebindings"),
+                )
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": review.get("spec") or {},
+            "status": {"allowed": allowed},
+        }
 
     def _body(self, body: bytes) -> dict[str, Any]:
         if "protobuf" not in (self.headers.get("Content-Type") or ""):

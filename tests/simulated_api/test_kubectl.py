@@ -230,3 +230,31 @@ def test_kubectl_get_watch_prints_each_change_as_a_table_row(api: Api) -> None:
     finally:
         watcher.terminate()
         watcher.wait(timeout=10)
+
+
+def test_kubectl_auth_can_i_answers_from_the_same_rbac_rules(api: Api) -> None:
+    api.sim.create("serviceaccounts", {"metadata": {"name": "reader"}}, "default")
+    api.sim.create(
+        "clusterroles",
+        {
+            "metadata": {"name": "log-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}],
+        },
+    )
+    api.sim.create(
+        "rolebindings",
+        {
+            "metadata": {"name": "logs"},
+            "roleRef": {"kind": "ClusterRole", "name": "log-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader"}],
+        },
+        "default",
+    )
+    token = api.sim.token_for_service_account("default", "reader")
+    logs = api.kubectl("auth", "can-i", "get", "pods", "--subresource=log", token=token)
+    assert logs.stdout.strip() == "yes", logs.stderr
+    elsewhere = api.kubectl(
+        "auth", "can-i", "get", "pods", "--subresource=log", "-n", "kube-system", token=token
+    )
+    assert elsewhere.stdout.strip() == "no"
+    assert api.kubectl("auth", "can-i", "delete", "nodes").stdout.strip() == "yes"
