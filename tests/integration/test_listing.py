@@ -117,3 +117,21 @@ def test_every_daemonset_has_a_completed_puller_on_every_synthetic_node(
     synthetic = {k: p for k, p in pods.items() if p.node and p.node.startswith("node-")}
     assert len(synthetic) == 4
     assert all(p.images[next(iter(WANTED))].state.value == "pulled" for p in synthetic.values())
+
+
+@pytest.mark.parametrize(
+    ("watch_list", "node_requests"),
+    [
+        (True, {"streaming list": 1}),
+        (False, {"streaming list": 1, "quorum list page": 1}),  # refused, then one page
+    ],
+)
+def test_check_reads_nodes_streaming_or_in_pages_where_the_server_refuses(
+    sim: Any, run_cli: Any, watch_list: bool, node_requests: dict[str, int]
+) -> None:
+    sim.watch_list = watch_list
+    sim.registry.add(COMMON_IMAGE)
+    sim.add_node("a", images=[COMMON_IMAGE])
+    result = run_cli("check", "--image", COMMON_IMAGE)
+    assert result.code == 0, result.output
+    assert request_counts(r for r in sim.requests if r.path == "/api/v1/nodes") == node_requests
