@@ -25,6 +25,11 @@ KINDS = {
     "pods": ("Pod", "v1", ""),
     "configmaps": ("ConfigMap", "v1", ""),
     "daemonsets": ("DaemonSet", "apps/v1", "apps"),
+    # Minimal registrations for the Job controller and pod runtime (sim-runtime); the generic
+    # API (sim-api) supersedes them.
+    "jobs": ("Job", "batch/v1", "batch"),
+    "secrets": ("Secret", "v1", ""),
+    "events": ("Event", "v1", ""),
 }
 
 
@@ -262,6 +267,25 @@ FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "metadata.namespace": lambda o: o["metadata"].get("namespace", ""),
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
     "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
+    # Events' selectable fields, as the real API server's (pkg/registry/core/event/strategy.go)
+    **{
+        f"involvedObject.{name}": (
+            lambda o, n=name: str((o.get("involvedObject") or {}).get(n) or "")
+        )
+        for name in (
+            "kind",
+            "namespace",
+            "name",
+            "uid",
+            "apiVersion",
+            "resourceVersion",
+            "fieldPath",
+        )
+    },
+    "reason": lambda o: str(o.get("reason") or ""),
+    "type": lambda o: str(o.get("type") or ""),
+    "source": lambda o: str((o.get("source") or {}).get("component") or ""),
+    "reportingComponent": lambda o: str(o.get("reportingComponent") or ""),
 }
 
 
