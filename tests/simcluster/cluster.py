@@ -22,6 +22,7 @@ from tests.simcluster import failures
 from tests.simcluster.controllers import Controllers, NodeSim, PullFailure
 from tests.simcluster.factory import node_object, pool_labels, ready_condition, synthetic_images
 from tests.simcluster.faults import Faults
+from tests.simcluster.recording import EventRecorder
 from tests.simcluster.registry import Registry, parse
 from tests.simcluster.server import Handler, RequestRecord, Server
 from tests.simcluster.store import (
@@ -384,6 +385,11 @@ class SimCluster:
         if target is not None and "/" in target and (parsed := parse(target)) is not None:
             target = parsed.key
         self.registry.end_outage(target)
+
+    @property
+    def event_recorder(self) -> EventRecorder:
+        """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
+        return self._controllers.recorder
 
     def expected_pull_seconds(self, image: str, node: str) -> float:
         """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
