@@ -230,6 +230,30 @@ def test_pulled_events_carry_the_registrys_size_and_the_pull_time_on_that_node(
     assert sim.expected_pull_seconds(APP, "fast") != sim.expected_pull_seconds(APP, "slow-node-7")
 
 
+def test_a_node_pulling_one_image_at_a_time_reports_the_queue_as_waiting(
+    sim: SimCluster, api: client.CoreV1Api
+) -> None:
+    sim.add_node("n", serialize_pulls=True)
+    first, second = "quay.io/org/first:1", "quay.io/org/second:1"
+    sim.registry.add(first, pull_seconds=20, size_bytes=1000)
+    sim.registry.add(second, pull_seconds=10, size_bytes=2000)
+    sim.registry.add("registry.k8s.io/pause:3.10", pull_seconds=1)
+    start_pod(api, "n", first, name="a")
+    assert sim.wait_for(lambda s: has_event(s, "a", "Pulling"))
+    start_pod(api, "n", second, name="b")
+    assert sim.wait_for(lambda s: running(s, "a") and running(s, "b"), 20)
+    [fact] = [
+        pullevents.parse_event("Pulled", m)
+        for m in messages_of(api, "b", "Pulled")
+        if f'"{second}"' in m
+    ]
+    assert isinstance(fact, pullevents.Pulled)
+    assert fact.seconds == pytest.approx(sim.expected_pull_seconds(second, "n"), abs=0.001)
+    assert fact.seconds_including_waiting is not None
+    assert fact.seconds_including_waiting > fact.seconds + 0.3  # queued behind `first`
+    assert fact.size_bytes == 2000
+
+
 def test_a_present_image_is_already_present_on_machine_and_not_pulled(
     sim: SimCluster, api: client.CoreV1Api
 ) -> None:

@@ -192,13 +192,17 @@ class SimCluster:
         arch: str = "amd64",
         os: str = "linux",
         status_lag: float = 0.0,
+        serialize_pulls: bool = False,
     ) -> None:
+        """`serialize_pulls`: pull one image at a time, as the kubelet does by default; a
+        queued pull's Pulled event then says more time "including waiting" than pulling."""
         sim = NodeSim(
             name=name,
             runtime=runtime,
             max_images=max_images,
             max_pods=max_pods,
             status_lag=status_lag,
+            serialize_pulls=serialize_pulls,
         )
         now = time.monotonic() - status_lag
         for ref in images:

@@ -55,6 +55,8 @@ class NodeSim:
     max_images: int = 50
     max_pods: int = 110
     status_lag: float = 0.0
+    serialize_pulls: bool = False  # the kubelet's serializeImagePulls (its default is true)
+    queue_free_at: float = 0.0  # with serialize_pulls: when the node's pull queue is free
     images: dict[str, tuple[Image, float]] = field(default_factory=dict)  # key -> (image, at)
     pulls: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (start, end)
     rendered: list[Any] = field(default_factory=list)
@@ -71,7 +73,8 @@ class ContainerRun:
     restarts: int = 0
     started_at: str = ""  # when the container started (RFC 3339)
     # the pull in flight: when it started and ends (monotonic), the error it ends with
-    attempt_started: float = 0.0
+    attempt_started: float = 0.0  # requested
+    attempt_began: float = 0.0  # the runtime started pulling (after the node's queue)
     attempt_ends: float | None = None
     attempt_error: str | None = None
     pulls_failed: int = 0
@@ -493,7 +496,8 @@ class Controllers:
         scale = self.sim.time_scale
         run.events.append(("Pulling", messages.PULLING.message.format(image=ref), False))
         kind, error = self._pull_error(ref, parsed, node, now, failure)
-        run.attempt_started, run.attempt_error = now, error
+        run.attempt_started = run.attempt_began = now
+        run.attempt_error = error
         if error is not None:
             run.attempt_ends = now + failures.fail_after(kind) * scale
             return
@@ -503,11 +507,22 @@ class Controllers:
             seconds = min(0.5, image.pull_seconds) * self.pull_jitter(node.name) * scale
             run.attempt_ends = now + seconds
             return
-        started, done_at = node.pulls.get(parsed.key, (now, 0.0))
-        if done_at <= now:  # no pull of it under way on this node: this one starts it
-            started, done_at = now, now + self.pull_seconds(image, node.name)
-            node.pulls[parsed.key] = (started, done_at)
-        run.attempt_ends = done_at
+        done_at = node.pulls.get(parsed.key, (now, 0.0))[1]
+        if node.serialize_pulls:
+            # One pull at a time (the kubelet's serializeImagePulls): this one waits for the
+            # queue; behind a pull of the same image only the manifest is left to fetch.
+            seconds = self.pull_seconds(image, node.name)
+            if done_at > now:
+                seconds = min(0.5 * self.pull_jitter(node.name) * scale, seconds)
+            began = max(now, node.queue_free_at, done_at if done_at > now else now)
+            done_at = node.queue_free_at = began + seconds
+            node.pulls[parsed.key] = (began, done_at)
+        elif done_at <= now:  # no pull of it under way on this node: this one starts it
+            began, done_at = now, now + self.pull_seconds(image, node.name)
+            node.pulls[parsed.key] = (began, done_at)
+        else:  # joins the pull under way: the runtime fetches the same layers once
+            began = now
+        run.attempt_began, run.attempt_ends = began, done_at
 
     def _pull_error(
         self, ref: str, parsed: Ref, node: NodeSim, now: float, failure: PullFailure | None
@@ -541,7 +556,8 @@ class Controllers:
         self, run: ContainerRun, ref: str, parsed: Ref, node: NodeSim, now: float
     ) -> None:
         assert run.attempt_ends is not None
-        took = run.attempt_ends - run.attempt_started
+        took = run.attempt_ends - run.attempt_began
+        waited = run.attempt_ends - run.attempt_started
         error, run.attempt_ends = run.attempt_error, None
         if error is not None:
             run.pulls_failed += 1
@@ -563,7 +579,10 @@ class Controllers:
         if node.pulls.get(parsed.key, (0.0, now + 1))[1] <= now:
             node.pulls.pop(parsed.key, None)
         pulled = messages.pulled_event(
-            image=ref, seconds=took, seconds_including_waiting=took, size_bytes=image.size_bytes
+            image=ref,
+            seconds=took,
+            seconds_including_waiting=waited,
+            size_bytes=image.size_bytes,
         )
         run.events.append((pulled.reason, pulled.message, False))
         run.pulled_seconds = took
