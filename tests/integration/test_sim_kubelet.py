@@ -547,8 +547,10 @@ def test_the_spam_filter_drops_events_past_the_burst_like_client_go(sim: SimClus
     assert sim.event_recorder.dropped == 5
 
 
-def test_pull_failure_kinds_are_checked(sim: SimCluster) -> None:
+def test_unknown_failure_kinds_are_refused_with_the_kinds_that_exist(sim: SimCluster) -> None:
     with pytest.raises(ValueError, match="unknown pull failure kind 'nope'"):
         sim.fail_pull(APP, kind="nope")
     with pytest.raises(ValueError, match="an outage is transient"):
         sim.registry_outage("quay.io", kind="unauthorized")
+    with pytest.raises(ValueError, match="refused by the kubelet"):
+        sim.registry.add(APP, failure="invalid-reference")

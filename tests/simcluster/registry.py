@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tests.simcluster import failures
+
 _VALID = re.compile(
     r"^(?:(?P<domain>(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::\d+)?)/)?"
     r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
@@ -54,6 +56,7 @@ def parse(ref: str) -> Ref | None:
 
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+RUNTIME_KINDS = frozenset(failures.KINDS - {"invalid-reference"})
 
 
 @dataclass
@@ -111,6 +114,12 @@ class Registry:
         parsed = parse(ref)
         if parsed is None:
             raise ValueError(f"invalid reference {ref!r}")
+        if failure is not None and failure not in RUNTIME_KINDS:
+            raise ValueError(
+                f"a registry failure is one of {sorted(RUNTIME_KINDS)}, not {failure!r}"
+                " (an invalid reference is refused by the kubelet: use an unparseable reference"
+                ' or sim.fail_pull(ref, kind="invalid-reference"))'
+            )
         image = Image(
             parsed.name,
             parsed.tag or ("latest" if not parsed.digest else None),
