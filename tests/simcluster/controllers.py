@@ -1,5 +1,6 @@
 """Controllers of the simulated cluster, run by one background loop: the DaemonSet controller,
-the garbage collector (ownerReferences) and a kubelet per node (image pulls, pod statuses,
+the garbage collector (ownerReferences) and a kubelet per node (image pulls with the kubelet's
+back-off and the runtime's real error texts, pod statuses, Events through recording.py,
 node.status.images with the 50-image cap).
 
 Scheduling rules are implemented here independently of the product's own targeting code.
