@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from image_awaiter import pullerrors, pullevents
 from tests.simcluster import SimCluster, messages
@@ -202,6 +202,26 @@ def test_kubelet_events_carry_the_fields_kubectl_and_the_awaiter_read(
         assert event.type == "Normal" and event.count == 1 and event.event_time is None
     created = messages_of(api, pod, "Created")
     assert "Created container: pull" in created
+
+
+def test_a_field_selected_event_watch_streams_only_that_pods_pull_events(
+    sim: SimCluster, api: client.CoreV1Api
+) -> None:
+    sim.add_node("n")
+    sim.add_node("m")
+    start_pod(api, "m", APP, name="other")
+    pod = start_pod(api, "n", APP)
+    assert sim.wait_for(lambda s: running(s, pod) and running(s, "other"), 10)
+    seen = []
+    for item in watch.Watch().stream(
+        api.list_namespaced_event,
+        "default",
+        field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+        timeout_seconds=1,
+    ):
+        seen.append((item["object"].involved_object.name, item["object"].reason))
+    assert {name for name, _ in seen} == {pod}
+    assert [r for _, r in seen].count("Pulled") == 2  # the image and pause
 
 
 # ------------------------------------------------------------------------- pulled facts

@@ -37,6 +37,7 @@ class EventRecorder:
         self._seen: dict[tuple[str, ...], tuple[str, str]] = {}  # identity -> (ns, name) key
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self.dropped = 0
+        self._last_nanos = 0
 
     def record(
         self,
@@ -76,7 +77,8 @@ class EventRecorder:
         }
         if field_path:
             involved["fieldPath"] = field_path
-        name = f"{meta['name']}.{time.time_ns():x}"
+        self._last_nanos = max(time.time_ns(), self._last_nanos + 1)  # names never collide
+        name = f"{meta['name']}.{self._last_nanos:x}"
         event = {
             "metadata": {"name": name, "namespace": namespace},
             "involvedObject": involved,
