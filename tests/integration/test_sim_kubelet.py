@@ -250,6 +250,37 @@ def test_pulled_events_carry_the_registrys_size_and_the_pull_time_on_that_node(
     assert sim.expected_pull_seconds(APP, "fast") != sim.expected_pull_seconds(APP, "slow-node-7")
 
 
+def test_the_pull_history_holds_what_the_events_said_per_node_and_image(
+    sim: SimCluster, api: client.CoreV1Api
+) -> None:
+    sim.registry.add(APP, size_bytes=5_000, pull_seconds=10, platforms=("linux/amd64",))
+    sim.add_node("has", images=(APP,))
+    sim.add_node("pulls")
+    sim.add_node("arm", arch="arm64")
+    for node in ("has", "pulls", "arm"):
+        start_pod(api, node, APP)
+    assert sim.wait_for(
+        lambda s: (
+            running(s, "puller-has")
+            and running(s, "puller-pulls")
+            and has_event(s, "puller-arm", "Failed", "Error: ErrImagePull")
+        ),
+        10,
+    )
+    [present] = sim.pull_history(node="has", image=APP)
+    assert (present.outcome, present.size_bytes) == ("present", 5_000)
+    [pulled] = sim.pull_history(node="pulls", image=APP)
+    assert pulled.outcome == "pulled" and pulled.size_bytes == 5_000
+    assert pulled.seconds == pytest.approx(sim.expected_pull_seconds(APP, "pulls"))
+    [event] = [m for m in messages_of(api, "puller-pulls", "Pulled") if f'"{APP}"' in m]
+    assert f"in {messages.go_duration(pulled.seconds or 0)} " in event
+    failed = sim.pull_history(node="arm", image=APP)[0]
+    assert (failed.outcome, failed.kind) == ("failed", "no-platform-variant")
+    assert f'Failed to pull image "{APP}": {failed.message}' in messages_of(
+        api, "puller-arm", "Failed"
+    )
+
+
 def test_a_node_pulling_one_image_at_a_time_reports_the_queue_as_waiting(
     sim: SimCluster, api: client.CoreV1Api
 ) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from tests.simcluster import failures
-from tests.simcluster.controllers import Controllers, NodeSim, PullFailure
+from tests.simcluster.controllers import Controllers, NodeSim, PullFailure, PullRecord
 from tests.simcluster.factory import node_object, pool_labels, ready_condition, synthetic_images
 from tests.simcluster.faults import Faults
 from tests.simcluster.recording import EventRecorder
@@ -389,6 +389,19 @@ class SimCluster:
         if target is not None and "/" in target and (parsed := parse(target)) is not None:
             target = parsed.key
         self.registry.end_outage(target)
+
+    def pull_history(
+        self, *, node: str | None = None, image: str | None = None
+    ) -> list[PullRecord]:
+        """What the kubelets did, in order: each pull attempt's outcome ("pulled" with the
+        figures its Pulled event gave, "failed" with the kind and runtime text) and each
+        "already present" container start; for checking an awaiter's report against."""
+        with self.store.lock:
+            return [
+                r
+                for r in self._controllers.pull_log
+                if (node is None or r.node == node) and (image is None or r.image == image)
+            ]
 
     @property
     def event_recorder(self) -> EventRecorder:

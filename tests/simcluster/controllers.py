@@ -8,6 +8,7 @@ Scheduling rules are implemented here independently of the product's own targeti
 
 from __future__ import annotations
 
+import collections
 import random
 import time
 import zlib
@@ -65,6 +66,21 @@ class NodeSim:
     dirty: bool = True
 
 
+@dataclass(frozen=True)
+class PullRecord:
+    """One thing a simulated kubelet did about an image, for tests to check reports against."""
+
+    node: str
+    image: str  # as written in the pod spec
+    outcome: str  # "pulled", "present" or "failed"
+    seconds: float | None = None  # as the Pulled event says
+    seconds_including_waiting: float | None = None
+    size_bytes: int | None = None
+    kind: str | None = None  # failures.KINDS entry of a failure (None: a custom message)
+    message: str = ""  # the runtime's error text of a failure
+    at: float = 0.0  # monotonic
+
+
 @dataclass
 class ContainerRun:
     state: str = "waiting"  # waiting, pulling, done, crashed, failing
@@ -82,7 +98,7 @@ class ContainerRun:
     last_error: str = ""
     retry_at: float = 0.0  # the image back-off runs until
     next_sync: float = 0.0  # the pod worker comes back to the pod at
-    pulled_seconds: float | None = None
+    attempt_kind: str | None = None
     events: list[tuple[str, str, bool]] = field(default_factory=list)  # (reason, msg, warning)
 
 
@@ -156,6 +172,7 @@ class Controllers:
         self.finished: set[str] = set()
         self.started: dict[str, str] = {}  # pod uid -> status.startTime
         self.recorder = EventRecorder(sim)
+        self.pull_log: collections.deque[PullRecord] = collections.deque(maxlen=100_000)
         # Per DaemonSet uid: (generation, nodes version) the set was computed at, the eligible
         # node names, and per node (resourceVersion, fits) so only changed nodes are re-judged.
         self.eligible: dict[str, tuple[tuple[int, int], set[str], dict[str, tuple[str, bool]]]] = {}
@@ -465,6 +482,8 @@ class Controllers:
             if run.state != "done":
                 message = messages.ALREADY_PRESENT.message.format(image=ref)
                 run.events.append(("Pulled", message, False))
+                size = image.size_bytes
+                self.pull_log.append(PullRecord(node.name, ref, "present", size_bytes=size, at=now))
             run.state, run.image_id = "done", image_id(image, node.runtime)
             return
         if not present and policy == "Never":
@@ -498,7 +517,7 @@ class Controllers:
         run.events.append(("Pulling", messages.PULLING.message.format(image=ref), False))
         kind, error = self._pull_error(ref, parsed, node, now, failure)
         run.attempt_started = run.attempt_began = now
-        run.attempt_error = error
+        run.attempt_error, run.attempt_kind = error, kind
         if error is not None:
             run.attempt_ends = now + failures.fail_after(kind) * scale
             return
@@ -567,6 +586,9 @@ class Controllers:
             run.next_sync = now + self._resync(node)
             run.last_error = error
             run.state, run.reason, run.message = "failing", "ErrImagePull", error
+            self.pull_log.append(
+                PullRecord(node.name, ref, "failed", kind=run.attempt_kind, message=error, at=now)
+            )
             failed = messages.FAILED.message.format(image=ref, error=error)
             run.events.append(("Failed", failed, True))
             run.events.append(("Failed", "Error: ErrImagePull", True))
@@ -586,7 +608,9 @@ class Controllers:
             size_bytes=image.size_bytes,
         )
         run.events.append((pulled.reason, pulled.message, False))
-        run.pulled_seconds = took
+        self.pull_log.append(
+            PullRecord(node.name, ref, "pulled", took, waited, image.size_bytes, at=now)
+        )
         run.state, run.image_id = "done", image_id(image, node.runtime)
 
     def _back_off(self, run: ContainerRun, node: NodeSim, ref: str, now: float) -> None:
