@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on subprocesses and
+# the simulated cluster, so two workers per core keep a 2-core CI machine busy.
+PYTEST_WORKERS ?= 3
 
 .PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
 
@@ -20,7 +23,7 @@ demo: install
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## test-fast: unit tests only
 test-fast: install
