@@ -4,7 +4,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Tests run in parallel (pytest-xdist): most of their time is spent waiting on subprocesses and
-# the simulated cluster, so two workers per core keep a 2-core CI machine busy.
+# the simulated cluster, so three workers keep a 2-core CI machine busy.
 PYTEST_WORKERS ?= 3
 
 .PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
