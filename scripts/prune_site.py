@@ -5,6 +5,13 @@ What goes: the kubernetes client's asyncio twin (kubernetes/aio, 68 MB) and the 
 it needs (aiohttp and friends), the typed API and model classes (client/api, client/models: the
 awaiter reads raw JSON, and kubernetes.client loads them lazily), the client's watch/stream/
 dynamic/leaderelection/informer packages, tests, caches, type stubs and build tools.
+
+Then start-up work the CLI never needs (`python -X importtime`, benchmarks/startup.py): the
+transport imported pydantic (about a third of the fast path's imports) for two names the raw
+JSON path never touches, so pydantic goes and those names get plain stand-ins; the OIDC
+refresh's requests/oauthlib stack and the typed-model date parser are imported when first used
+instead of at every start. Each edit names the exact text it replaces and fails the build when
+a new client release changes it, rather than shipping a tree nobody checked.
 `scripts/image_size.py` proves the pruned tree still runs the CLI.
 
 Usage: python scripts/prune_site.py SITE_DIR
@@ -41,6 +48,12 @@ DIRECTORIES = [
     "pkg_resources",
     "_distutils_hack",
     "bin",
+    # pydantic and its own dependencies: only kubernetes/client/api_client.py and api_response.py
+    # imported it, and EDITS below replace those imports.
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
 ]
 PATTERNS = [
     "**/__pycache__",
@@ -73,6 +86,78 @@ __all__ = ["ApiClient", "Configuration", "ApiException", "ApiTypeError", "ApiVal
 '''
 
 
+# (file, exact text, replacement): start-up work moved off the fast path. Each text must occur
+# exactly once; kubernetes is pinned below 38 in pyproject.toml, and a release that changes one
+# of these fails the build here.
+EDITS = [
+    (
+        "kubernetes/client/api_client.py",
+        "from pydantic import SecretStr\n",
+        "class SecretStr:  # pydantic pruned by image-awaiter: nothing here builds one\n"
+        "    def get_secret_value(self):\n"
+        "        raise NotImplementedError\n",
+    ),
+    (
+        "kubernetes/client/api_client.py",
+        "from dateutil.parser import parse\n",
+        "def parse(*args, **kwargs):  # image-awaiter: typed models only, imported on first use\n"
+        "    from dateutil.parser import parse as dateutil_parse\n"
+        "    return dateutil_parse(*args, **kwargs)\n",
+    ),
+    (
+        "kubernetes/client/api_client.py",
+        "from multiprocessing.pool import ThreadPool\n",
+        "def ThreadPool(*args, **kwargs):  # image-awaiter: async_req only, imported on first use\n"
+        "    from multiprocessing.pool import ThreadPool as pool\n"
+        "    return pool(*args, **kwargs)\n",
+    ),
+    (
+        "kubernetes/config/kube_config.py",
+        "import oauthlib.oauth2\n",
+        "",
+    ),
+    (
+        "kubernetes/config/kube_config.py",
+        "from requests_oauthlib import OAuth2Session\n",
+        "",
+    ),
+    (
+        "kubernetes/config/kube_config.py",
+        "        request = OAuth2Session(\n",
+        "        import oauthlib.oauth2  # image-awaiter: OIDC refresh only, imported on first use\n"
+        "        from requests_oauthlib import OAuth2Session\n"
+        "\n"
+        "        request = OAuth2Session(\n",
+    ),
+]
+
+# Replaces kubernetes/client/api_response.py, a pydantic model that only the typed API returns.
+API_RESPONSE = '''"""API response object; pydantic-free, pruned by image-awaiter."""
+from typing import Generic, Mapping, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+class ApiResponse(Generic[T]):
+    def __init__(self, *, status_code: int, data: T, raw_data: bytes,
+                 headers: Optional[Mapping[str, str]] = None) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.data = data
+        self.raw_data = raw_data
+'''
+
+
+def edit(site: Path) -> None:
+    for relative, old, new in EDITS:
+        path = site / relative
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise SystemExit(f"prune_site: {relative} changed, expected once: {old!r}")
+        path.write_text(text.replace(old, new))
+    (site / "kubernetes" / "client" / "api_response.py").write_text(API_RESPONSE)
+
+
 def prune(site: Path) -> None:
     for relative in DIRECTORIES:
         target = site / relative
@@ -99,6 +184,7 @@ def prune(site: Path) -> None:
         )
         (kubernetes / "__init__.py").write_text(KUBERNETES_INIT.format(version=version))
         (kubernetes / "client" / "__init__.py").write_text(CLIENT_INIT)
+        edit(site)
         models = kubernetes / "client" / "models"
         models.mkdir(exist_ok=True)
         (models / "__init__.py").write_text('"""Pruned by image-awaiter: no typed models."""\n')

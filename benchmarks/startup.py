@@ -1,0 +1,207 @@
+"""`make bench-startup`: the hook's fast path as the image runs it, with and without bytecode.
+
+The fast path is what every `helm upgrade` pays when nothing needs pulling: process start to
+exit 0 of `image-awaiter check` when every node already has every image (1,000 synthetic nodes
+on the simulated cluster, as benchmarks/run.py makes them). It runs from the pruned tree that
+`make image-size` builds (scripts/image_size.py, the Dockerfile's build stage without Docker),
+the way Dockerfile.distroless starts it: `python3 -m image_awaiter` with only PYTHONPATH pointing
+at the tree, no site-packages (-S: the distroless image has none besides ours), the working
+directory kept off sys.path (-P), and PYTHONDONTWRITEBYTECODE=1 like the read-only root.
+Two variants of the same tree: with the bytecode the image ships (unchecked-hash .pyc) and with
+every .pyc removed (what the image shipped before: every start recompiles everything it imports).
+
+Per variant: process time (user+sys of the child alone, from os.wait4) and wall, median of N
+runs, plus `python -X importtime` for the same fast path: the ten modules costing the most time
+of their own, and the whole import of image_awaiter.cli.
+
+Usage: python benchmarks/startup.py [--nodes 1000] [--runs 7] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import image_size  # noqa: E402
+
+from tests.simcluster import SimCluster  # noqa: E402
+from tests.simcluster.factory import COMMON_IMAGE  # noqa: E402
+
+TARGET_CPU_S = 0.5
+
+
+def fast_path(site: Path, kubeconfig: Path, *flags: str) -> tuple[list[str], dict[str, str]]:
+    """The image's ENTRYPOINT (`python3 -m image_awaiter`) on SITE, with its environment."""
+    command = [
+        sys.executable,
+        "-P",
+        "-S",
+        "-s",
+        *flags,
+        "-m",
+        "image_awaiter",
+        "check",
+        "--image",
+        COMMON_IMAGE,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--log-format",
+        "json",
+        "-q",
+    ]
+    env = {
+        "PYTHONPATH": str(site),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    return command, env
+
+
+def timed_run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    child = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.monotonic() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"fast path exited {code}: {stderr.decode(errors='replace')[-2000:]}")
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": wall}
+
+
+def import_profile(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """`-X importtime` of one fast-path run: top 10 by self time, and the CLI's whole import."""
+    result = subprocess.run(
+        [command[0], "-X", "importtime", *command[1:]],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = []
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own, cumulative, name = line.removeprefix("import time:").split("|")
+        rows.append((int(own), int(cumulative), name.strip()))
+    top = sorted(rows, reverse=True)[:10]
+    cli = next((cumulative for _, cumulative, name in rows if name == "image_awaiter.cli"), 0)
+    return {
+        "modules": len(rows),
+        "all_imports_ms": round(sum(own for own, _, _ in rows) / 1000, 1),
+        "cli_import_ms": round(cli / 1000, 1),
+        "top10_self_ms": [[name, round(own / 1000, 1)] for own, _, name in top],
+    }
+
+
+def measure_variant(
+    site: Path, kubeconfig: Path, runs: int, cwd: Path
+) -> dict[str, Any]:
+    command, env = fast_path(site, kubeconfig)
+    timed_run(command, env, cwd)  # warm the page cache; not counted
+    samples = [timed_run(command, env, cwd) for _ in range(runs)]
+    return {
+        "runs": runs,
+        "cpu_s": round(statistics.median(s["cpu_s"] for s in samples), 3),
+        "wall_s": round(statistics.median(s["wall_s"] for s in samples), 3),
+        "cpu_s_min_max": [
+            round(min(s["cpu_s"] for s in samples), 3),
+            round(max(s["cpu_s"] for s in samples), 3),
+        ],
+        "importtime": import_profile(command, env, cwd),
+    }
+
+
+def bench_startup(nodes: int, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        work = Path(tmp)
+        layer = image_size.build_layer(work / "build")
+        plain = work / "plain"
+        shutil.copytree(layer / "site", plain)
+        image_size.compile_bytecode(layer / "site")
+        empty = work / "cwd"
+        empty.mkdir()
+        with SimCluster(seed=0) as sim:
+            sim.load_synthetic_nodes(nodes)
+            kubeconfig = sim.write_kubeconfig(work / "kubeconfig")
+            with_bytecode = measure_variant(layer / "site", kubeconfig, runs, empty)
+            without = measure_variant(plain, kubeconfig, runs, empty)
+        sizes = image_size.measure(layer)
+    return {
+        "nodes": nodes,
+        "with_bytecode": with_bytecode,
+        "without_bytecode": without,
+        "layer_gzip_mb": sizes["gzip_mb"],
+        "target_cpu_s": TARGET_CPU_S,
+    }
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Fast path at {result['nodes']:,} nodes (`check`, every node has the image), pruned tree,"
+        f" median of {result['with_bytecode']['runs']} runs",
+        "",
+        "| tree | process time (user+sys) | wall | imports (sum of -X importtime self) |",
+        "|---|---|---|---|",
+    ]
+    for label, key in (("with bytecode (shipped)", "with_bytecode"), ("no bytecode", "without_bytecode")):
+        row = result[key]
+        lines.append(
+            f"| {label} | {row['cpu_s']} s | {row['wall_s']} s | "
+            f"{row['importtime']['all_imports_ms']} ms ({row['importtime']['modules']} modules) |"
+        )
+    for key in ("with_bytecode", "without_bytecode"):
+        lines.append("")
+        lines.append(f"Top 10 imports by own time, {key.replace('_', ' ')}:")
+        lines.extend(f"  {ms:7.1f} ms  {name}" for name, ms in result[key]["importtime"]["top10_self_ms"])
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    result = bench_startup(args.nodes, args.runs)
+    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["machine"] = machine()
+    print(table(result))
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    within = result["with_bytecode"]["cpu_s"] <= TARGET_CPU_S
+    print(f"target: at most {TARGET_CPU_S} s of process time with bytecode: {'met' if within else 'MISSED'}")
+    return 0 if within else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
