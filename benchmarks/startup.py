@@ -114,9 +114,7 @@ def import_profile(command: list[str], env: dict[str, str], cwd: Path) -> dict[s
     }
 
 
-def measure_variant(
-    site: Path, kubeconfig: Path, runs: int, cwd: Path
-) -> dict[str, Any]:
+def measure_variant(site: Path, kubeconfig: Path, runs: int, cwd: Path) -> dict[str, Any]:
     command, env = fast_path(site, kubeconfig)
     timed_run(command, env, cwd)  # warm the page cache; not counted
     samples = [timed_run(command, env, cwd) for _ in range(runs)]
@@ -172,7 +170,10 @@ def table(result: dict[str, Any]) -> str:
         "| tree | process time (user+sys) | wall | imports (sum of -X importtime self) |",
         "|---|---|---|---|",
     ]
-    for label, key in (("with bytecode (shipped)", "with_bytecode"), ("no bytecode", "without_bytecode")):
+    for label, key in (
+        ("with bytecode (shipped)", "with_bytecode"),
+        ("no bytecode", "without_bytecode"),
+    ):
         row = result[key]
         lines.append(
             f"| {label} | {row['cpu_s']} s | {row['wall_s']} s | "
@@ -181,7 +182,9 @@ def table(result: dict[str, Any]) -> str:
     for key in ("with_bytecode", "without_bytecode"):
         lines.append("")
         lines.append(f"Top 10 imports by own time, {key.replace('_', ' ')}:")
-        lines.extend(f"  {ms:7.1f} ms  {name}" for name, ms in result[key]["importtime"]["top10_self_ms"])
+        lines.extend(
+            f"  {ms:7.1f} ms  {name}" for name, ms in result[key]["importtime"]["top10_self_ms"]
+        )
     return "\n".join(lines)
 
 
@@ -199,7 +202,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     within = result["with_bytecode"]["cpu_s"] <= TARGET_CPU_S
-    print(f"target: at most {TARGET_CPU_S} s of process time with bytecode: {'met' if within else 'MISSED'}")
+    verdict = "met" if within else "MISSED"
+    print(f"target: at most {TARGET_CPU_S} s of process time with bytecode: {verdict}")
     return 0 if within else 1
 
 

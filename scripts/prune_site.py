@@ -10,7 +10,9 @@ Then start-up work the CLI never needs (`python -X importtime`, benchmarks/start
 transport imported pydantic (about a third of the fast path's imports) for two names the raw
 JSON path never touches, so pydantic goes and those names get plain stand-ins; the OIDC
 refresh's requests/oauthlib stack and the typed-model date parser are imported when first used
-instead of at every start. Each edit names the exact text it replaces and fails the build when
+instead of at every start, and docker_image compiles each of its 22 patterns (with the
+pure-Python `regex` compiler, the largest single import cost left) when first used: parsing a
+reference needs 5. Each edit names the exact text it replaces and fails the build when
 a new client release changes it, rather than shipping a tree nobody checked.
 `scripts/image_size.py` proves the pruned tree still runs the CLI.
 
@@ -86,6 +88,19 @@ __all__ = ["ApiClient", "Configuration", "ApiException", "ApiTypeError", "ApiVal
 '''
 
 
+def imported_on_first_use(module: str, why: str) -> str:
+    """Module-level code binding MODULE's name to a stand-in that imports it when first used."""
+    return (
+        f"class _ImportedOnFirstUse:  # image-awaiter: {why}\n"
+        "    def __getattr__(self, name):\n"
+        "        import importlib\n"
+        f"        return getattr(importlib.import_module({module!r}), name)\n"
+        "\n"
+        "\n"
+        f"{module} = _ImportedOnFirstUse()\n"
+    )
+
+
 # (file, exact text, replacement): start-up work moved off the fast path. Each text must occur
 # exactly once; kubernetes is pinned below 38 in pyproject.toml, and a release that changes one
 # of these fails the build here.
@@ -124,12 +139,65 @@ EDITS = [
     (
         "kubernetes/config/kube_config.py",
         "        request = OAuth2Session(\n",
-        "        import oauthlib.oauth2  # image-awaiter: OIDC refresh only, imported on first use\n"
+        "        import oauthlib.oauth2  # image-awaiter: OIDC refresh only, imported on use\n"
         "        from requests_oauthlib import OAuth2Session\n"
         "\n"
         "        request = OAuth2Session(\n",
     ),
+    (
+        "docker_image/regexp.py",
+        "def match(regexp):\n",
+        "class _CompiledOnFirstUse:  # image-awaiter: parsing a reference uses 5 of these 22\n"
+        "    __slots__ = ('_pattern', '_compiled')\n"
+        "\n"
+        "    def __init__(self, pattern):\n"
+        "        self._pattern = pattern\n"
+        "        self._compiled = None\n"
+        "\n"
+        "    def __getattr__(self, name):\n"
+        "        if self._compiled is None:\n"
+        "            self._compiled = regex.compile(self._pattern, regex.ASCII)\n"
+        "        return getattr(self._compiled, name)\n"
+        "\n"
+        "\n"
+        "def match(regexp):\n",
+    ),
+    (
+        "docker_image/regexp.py",
+        "    return regex.compile(regexp, regex.ASCII)\n",
+        "    return _CompiledOnFirstUse(regexp)\n",
+    ),
+    # structlog imports asyncio (with subprocess, selectors, ...) for its async logging methods.
+    (
+        "structlog/stdlib.py",
+        "import asyncio\n",
+        imported_on_first_use("asyncio", "the async logging methods only"),
+    ),
+    (
+        "structlog/_native.py",
+        "import asyncio\n",
+        imported_on_first_use("asyncio", "the async logging methods only"),
+    ),
+    # urllib3 reads installed-package metadata (importlib.metadata, zipfile, email, ...) at import,
+    # to check an h2 version only when HTTP/2 is switched on.
+    (
+        "urllib3/http2/__init__.py",
+        "from importlib.metadata import version\n",
+        "",
+    ),
+    (
+        "urllib3/http2/__init__.py",
+        '    h2_version = version("h2")\n',
+        "    from importlib.metadata import version  # image-awaiter: imported on first use\n"
+        "\n"
+        '    h2_version = version("h2")\n',
+    ),
 ]
+
+# Replaces kubernetes/utils/__init__.py, which imports create_from_yaml, metrics and the rest;
+# the transport imports the two submodules it needs (utils.retry, utils.keepalive) by name.
+UTILS_INIT = '''"""Pruned by image-awaiter: import kubernetes.utils submodules by name."""
+'''
 
 # Replaces kubernetes/client/api_response.py, a pydantic model that only the typed API returns.
 API_RESPONSE = '''"""API response object; pydantic-free, pruned by image-awaiter."""
@@ -156,6 +224,7 @@ def edit(site: Path) -> None:
             raise SystemExit(f"prune_site: {relative} changed, expected once: {old!r}")
         path.write_text(text.replace(old, new))
     (site / "kubernetes" / "client" / "api_response.py").write_text(API_RESPONSE)
+    (site / "kubernetes" / "utils" / "__init__.py").write_text(UTILS_INIT)
 
 
 def prune(site: Path) -> None:
