@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
 def test_the_dockerfile_builds_a_nonroot_distroless_final_stage() -> None:
     text = (ROOT / "Dockerfile.distroless").read_text()
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(stages) == 2
+    assert len(stages) == 3
     assert stages[-1].startswith("FROM gcr.io/distroless/python3") and "nonroot" in stages[-1]
+    assert stages[0] == f"{stages[-1]} AS distroless"  # its stdlib is the one compiled
     assert 'ENTRYPOINT ["python3", "-m", "image_awaiter"]' in text
     assert "/usr/local/bin/image-awaiter-noop" in text
     assert "scripts/prune_site.py" in text and "TARGETARCH" in text
@@ -214,6 +216,38 @@ def test_the_bytecode_is_the_same_whatever_directory_it_was_built_in(
     assert (
         b"/app/site/image_awaiter/kube.py"
         in shipped[next(n for n in shipped if n.startswith("kube."))]
+    )
+
+
+def test_stdlib_bytecode_covers_what_the_cli_imports_and_records_the_image_path(
+    layer: dict[str, Any], tmp_path: Path
+) -> None:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    out = tmp_path / "stdlib"
+    script = ROOT / "scripts" / "stdlib_bytecode.py"
+    result = subprocess.run(
+        [sys.executable, str(script), layer["site"], str(stdlib), str(out), "/usr/lib/python3.11"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shipped = {p.relative_to(out) for p in out.rglob("*.pyc")}
+    for module in ("http/client", "ssl", "json/decoder", "email/parser", "logging/__init__"):
+        relative = Path(module)
+        pyc = (
+            relative.parent / "__pycache__" / f"{relative.name}.{sys.implementation.cache_tag}.pyc"
+        )
+        assert pyc in shipped, module
+        flags, source_hash = _pyc_flags(out / pyc)
+        assert flags == 0b01
+        assert source_hash == importlib.util.source_hash((stdlib / f"{module}.py").read_bytes())
+    assert not any(p.parts[0] in ("tkinter", "idlelib", "test", "unittest") for p in shipped)
+    assert (
+        b"/usr/lib/python3.11/http/client.py"
+        in (
+            out / "http" / "__pycache__" / f"client.{sys.implementation.cache_tag}.pyc"
+        ).read_bytes()
     )
 
 
