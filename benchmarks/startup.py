@@ -241,7 +241,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     result = bench_startup(args.nodes, args.runs)
+    result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["machine"] = machine()
     print(table(result))
