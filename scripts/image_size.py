@@ -127,7 +127,12 @@ def prove_it_runs(layer: Path) -> None:
         "import sys; sys.path.insert(0, sys.argv[1]); "
         "from image_awaiter import kube, awaiting, cli; "
         "from kubernetes import config; config.load_incluster_config; "
-        "config.load_kube_config; print('ok')"
+        "config.load_kube_config; "
+        # What prune_site.py defers must still import when first used.
+        "import requests_oauthlib, oauthlib.oauth2, dateutil.parser, multiprocessing.pool; "
+        "from kubernetes.client import api_client; api_client.parse('2026-11-23T00:00:00Z'); "
+        "from docker_image import reference; "
+        "reference.Reference.parse_normalized_named('busybox'); print('ok')"
     )
     result = subprocess.run(
         [sys.executable, "-B", "-I", "-S", "-c", probe, str(layer / "site")],

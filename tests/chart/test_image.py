@@ -282,3 +282,22 @@ def test_the_pruned_layer_runs_a_real_check_against_the_simulated_cluster(
         env={"PATH": "/usr/bin"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_prune_site_refuses_a_client_whose_edited_lines_changed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    client = site / "kubernetes" / "client"
+    client.mkdir(parents=True)
+    (site / "kubernetes" / "__init__.py").write_text('__version__ = "99.0.0"\n')
+    (client / "api_client.py").write_text("from pydantic import SecretStr, BaseModel\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "prune_site.py"), str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "prune_site: kubernetes/client/api_client.py changed, expected once: "
+        "'from pydantic import SecretStr\\n'"
+    )
