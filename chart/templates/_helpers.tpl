@@ -1,23 +1,59 @@
-{{/* Every name and label the chart uses, in one place. */}}
+{{/*
+Every name and label the chart uses, in one place: no template builds a name itself.
+
+Names are lowercased (an alias such as `prePuller` becomes the chart name), underscores become
+dashes, and each name is cut to its kind's limit by truncating the base, never the suffix, so the
+names stay distinct: 63 (Helm's convention, and a label value's limit) for most, 57 for the hook
+Job (the Job controller names its pods `<job>-<5 random>` and labels them with the Job name).
+*/}}
 
 {{- define "image-awaiter.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- default .Chart.Name .Values.nameOverride | lower | replace "_" "-" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "image-awaiter.fullname" -}}
-{{- if contains .Chart.Name .Release.Name }}
-{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | lower | replace "_" "-" | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" }}
+{{- $name := include "image-awaiter.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | lower | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | lower | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
-{{- define "image-awaiter.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-app.kubernetes.io/name: {{ include "image-awaiter.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{/* `<base>-<suffix>` within `max` characters (dict "base" "suffix" "max"). A base too long is
+     cut and ends in 6 characters of its hash, so two long bases that share a beginning (two
+     releases in one long namespace) still give two names. */}}
+{{- define "image-awaiter.suffixed" -}}
+{{- $room := sub (int .max) (add1 (len .suffix)) | int }}
+{{- $base := .base }}
+{{- if gt (len $base) $room }}
+{{- $base = printf "%s-%s" ($base | trunc (sub $room 7 | int) | trimSuffix "-" | trimSuffix ".") (sha256sum .base | trunc 6) }}
+{{- end }}
+{{- printf "%s-%s" $base .suffix }}
+{{- end }}
+
+{{- define "image-awaiter.hookJobName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "hook" "max" 57) }}
+{{- end }}
+
+{{- define "image-awaiter.specConfigMapName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "spec" "max" 63) }}
+{{- end }}
+
+{{/* The Role and its RoleBinding share the release's full name. */}}
+{{- define "image-awaiter.roleName" -}}
+{{- include "image-awaiter.fullname" . }}
+{{- end }}
+
+{{/* Cluster-scoped, so the namespace is part of it: two releases of the same name in two
+     namespaces must not share (and on uninstall delete) one ClusterRole. Its binding shares it. */}}
+{{- define "image-awaiter.clusterRoleName" -}}
+{{- $base := printf "%s-%s" .Release.Namespace (include "image-awaiter.fullname" .) }}
+{{- include "image-awaiter.suffixed" (dict "base" $base "suffix" "nodes" "max" 63) }}
 {{- end }}
 
 {{- define "image-awaiter.serviceAccountName" -}}
@@ -25,6 +61,69 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "image-awaiter.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The DaemonSet in the spec ConfigMap; the awaiter renames it per run, within 52 characters. */}}
+{{- define "image-awaiter.hookPullerName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "hook-puller" "max" 63) }}
+{{- end }}
+
+{{- define "image-awaiter.continuousName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "continuous-puller" "max" 63) }}
+{{- end }}
+
+{{/* A puller variant's DaemonSet name (dict "root" "component"). */}}
+{{- define "image-awaiter.pullerName" -}}
+{{- if eq .component "hook-puller" }}
+{{- include "image-awaiter.hookPullerName" .root }}
+{{- else }}
+{{- include "image-awaiter.continuousName" .root }}
+{{- end }}
+{{- end }}
+
+{{/* The registry Secret the chart creates for a puller variant (dict "root" "component"): the
+     hook's is a hook itself, so it exists before the hook Job even on the first install; the
+     continuous DaemonSet's is a normal release resource. */}}
+{{- define "image-awaiter.pullSecretName" -}}
+{{- $suffix := ternary "hook-pull-secret" "pull-secret" (eq .component "hook-puller") }}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .root) "suffix" $suffix "max" 63) }}
+{{- end }}
+
+{{- define "image-awaiter.priorityClassName" -}}
+{{- if .Values.puller.priorityClass.create }}
+{{- default (include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "puller" "max" 63)) .Values.puller.priorityClass.name }}
+{{- else }}
+{{- .Values.puller.priorityClass.name }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select one component's pods (dict "root" "component"); also in `labels`. */}}
+{{- define "image-awaiter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "image-awaiter.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Every object's labels (dict "root" "component"; component may be empty). */}}
+{{- define "image-awaiter.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "image-awaiter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{/* A pod template's metadata (dict "root" "component" "labels" "annotations"): the selector
+     labels win over extra labels of the same key, so a value can never break the selector. */}}
+{{- define "image-awaiter.podMetadata" -}}
+{{- $selector := include "image-awaiter.selectorLabels" . | fromYaml -}}
+labels:
+  {{- merge $selector (.labels | default dict) | toYaml | nindent 2 }}
+{{- with .annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -36,11 +135,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "image-awaiter.image" .) .Values.puller.helperImage }}
 {{- end }}
 
-{{- define "image-awaiter.priorityClassName" -}}
-{{- if .Values.puller.priorityClass.create }}
-{{- default (printf "%s-puller" (include "image-awaiter.fullname" .)) .Values.puller.priorityClass.name }}
+{{/* Seconds in a duration as the awaiter reads it (`90`, `90s`, `500ms`, `4m`, `1h30m`, `1.5h`),
+     rounded up: the template twin of image_awaiter.durations.parse_duration. */}}
+{{- define "image-awaiter.durationSeconds" -}}
+{{- $text := . | toString | lower | trim }}
+{{- $total := 0.0 }}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $text }}
+{{- $total = float64 $text }}
 {{- else }}
-{{- .Values.puller.priorityClass.name }}
+{{- $units := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)" $text -1 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $unit := trimPrefix $number . }}
+{{- $total = addf $total (mulf (float64 $number) (get $units $unit)) }}
+{{- end }}
+{{- end }}
+{{- ceil $total | int }}
+{{- end }}
+
+{{/* The hook Job's activeDeadlineSeconds: the awaiter's timeout plus a margin for its cleanup
+     (deleting the DaemonSet, writing the report) when not given; a given value below the timeout
+     would kill the awaiter before it can say why, so it fails the render. */}}
+{{- define "image-awaiter.activeDeadlineSeconds" -}}
+{{- $timeout := include "image-awaiter.durationSeconds" .Values.awaiter.timeout | int }}
+{{- with .Values.job.activeDeadlineSeconds }}
+{{- if le (int .) $timeout }}
+{{- fail (printf "job.activeDeadlineSeconds (%d) must be above awaiter.timeout (%s = %ds), or left empty to derive it" (int .) $.Values.awaiter.timeout $timeout) }}
+{{- end }}
+{{- int . }}
+{{- else }}
+{{- add $timeout 45 }}
 {{- end }}
 {{- end }}
 
@@ -62,17 +186,6 @@ runAsUser: {{ .uid }}
 runAsGroup: {{ .uid }}
 seccompProfile:
   type: RuntimeDefault
-{{- end }}
-
-{{/* The registry Secret the chart creates for a puller variant (dict "root" "component"): the
-     hook's is a hook itself, so it exists before the hook Job even on the first install; the
-     continuous DaemonSet's is a normal release resource. */}}
-{{- define "image-awaiter.pullSecretName" -}}
-{{- if eq .component "hook-puller" }}
-{{- printf "%s-hook-pull-secret" (include "image-awaiter.fullname" .root) }}
-{{- else }}
-{{- printf "%s-pull-secret" (include "image-awaiter.fullname" .root) }}
-{{- end }}
 {{- end }}
 
 {{- define "image-awaiter.dockerConfigJson" -}}

@@ -4,40 +4,35 @@ continuous DaemonSet, called with (dict "root" $ "component" "hook-puller" or "c
 It mirrors image_awaiter.pullers.puller_pod_spec exactly (a test compares
 them): nothing runs inside the pulled images; restricted; explicit requests and limits.
 */}}
-{{- define "image-awaiter.pullerPodSpec" -}}
-{{- $root := .root -}}
-{{- $security := include "image-awaiter.containerSecurityContext" (dict "uid" 65534) -}}
-automountServiceAccountToken: false
-enableServiceLinks: false
-terminationGracePeriodSeconds: 0
-securityContext:
-  runAsNonRoot: true
-  runAsUser: 65534
-  runAsGroup: 65534
-  seccompProfile:
-    type: RuntimeDefault
-{{- if eq $root.Values.puller.method "initContainers" }}
+
+{{/* One puller container (dict "root" "name" "image" "command"): the template twin of
+     image_awaiter.pullers._container. Volume mounts are added by the caller. */}}
+{{- define "image-awaiter.pullerContainer" -}}
+- name: {{ .name }}
+  image: {{ .image }}
+  imagePullPolicy: IfNotPresent
+  {{- with .command }}
+  command: {{ toJson . }}
+  {{- end }}
+  resources:
+    {{- toYaml .root.Values.puller.resources | nindent 4 }}
+  securityContext:
+    {{- include "image-awaiter.containerSecurityContext" (dict "uid" 65534) | nindent 4 }}
+{{- end }}
+
+{{/* One template per puller method (puller.method), the twins of the awaiter's builders: each
+     gives the pod's initContainers, volumes and the pause container's volumeMounts. */}}
+
+{{/* initContainers: each image an init container running a static no-op helper copied in
+     first, so nothing inside the image runs (shell-less images work). */}}
+{{- define "image-awaiter.pullerMethod.initContainers" -}}
 initContainers:
-  - name: install-helper
-    image: {{ include "image-awaiter.helperImage" $root }}
-    imagePullPolicy: IfNotPresent
-    command: ["/usr/local/bin/image-awaiter-noop", "install", "/helper/noop"]
-    resources:
-      {{- toYaml $root.Values.puller.resources | nindent 6 }}
-    securityContext:
-      {{- $security | nindent 6 }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" . "name" "install-helper" "image" (include "image-awaiter.helperImage" .) "command" (list "/usr/local/bin/image-awaiter-noop" "install" "/helper/noop")) | nindent 2 }}
     volumeMounts:
       - name: helper
         mountPath: /helper
-  {{- range $index, $image := $root.Values.images }}
-  - name: pull-{{ $index }}
-    image: {{ $image }}
-    imagePullPolicy: IfNotPresent
-    command: ["/helper/noop"]
-    resources:
-      {{- toYaml $root.Values.puller.resources | nindent 6 }}
-    securityContext:
-      {{- $security | nindent 6 }}
+  {{- range $index, $image := .Values.images }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" $ "name" (printf "pull-%d" $index) "image" $image "command" (list "/helper/noop")) | nindent 2 }}
     volumeMounts:
       - name: helper
         mountPath: /helper
@@ -47,30 +42,49 @@ volumes:
   - name: helper
     emptyDir:
       sizeLimit: 1Mi
-{{- else }}
+{{- end }}
+
+{{/* imageVolumes: each image an image volume mounted into the pause container (the ImageVolume
+     feature); the kubelet pulls it, nothing runs from it. */}}
+{{- define "image-awaiter.pullerMethod.imageVolumes" -}}
 volumes:
-  {{- range $index, $image := $root.Values.images }}
+  {{- range $index, $image := .Values.images }}
   - name: image-{{ $index }}
     image:
       reference: {{ $image }}
       pullPolicy: IfNotPresent
   {{- end }}
+pauseVolumeMounts:
+  {{- range $index, $image := .Values.images }}
+  - name: image-{{ $index }}
+    mountPath: /images/{{ $index }}
+    readOnly: true
+  {{- end }}
 {{- end }}
+
+{{- define "image-awaiter.pullerPodSpec" -}}
+{{- $root := .root -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+terminationGracePeriodSeconds: 0
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65534
+  runAsGroup: 65534
+  seccompProfile:
+    type: RuntimeDefault
+{{- $method := include (printf "image-awaiter.pullerMethod.%s" $root.Values.puller.method) $root | fromYaml }}
+{{- with $method.initContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  {{- toYaml $method.volumes | nindent 2 }}
 containers:
-  - name: pause
-    image: {{ $root.Values.puller.pauseImage }}
-    imagePullPolicy: IfNotPresent
-    resources:
-      {{- toYaml $root.Values.puller.resources | nindent 6 }}
-    securityContext:
-      {{- $security | nindent 6 }}
-    {{- if eq $root.Values.puller.method "imageVolumes" }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" $root "name" "pause" "image" $root.Values.puller.pauseImage) | nindent 2 }}
+    {{- with $method.pauseVolumeMounts }}
     volumeMounts:
-      {{- range $index, $image := $root.Values.images }}
-      - name: image-{{ $index }}
-        mountPath: /images/{{ $index }}
-        readOnly: true
-      {{- end }}
+      {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- with $root.Values.puller.nodeSelector }}
 nodeSelector:
@@ -99,32 +113,26 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* A puller DaemonSet around the shared pod; `component` tells the variants apart. */}}
+{{/* A puller DaemonSet around the shared pod (dict "root" "component"); `component` tells the
+     variants apart (name, labels, selector). */}}
 {{- define "image-awaiter.pullerDaemonSet" -}}
-{{- $name := printf "%s-%s" (include "image-awaiter.fullname" .root) .component -}}
 apiVersion: apps/v1
 kind: DaemonSet
 metadata:
-  name: {{ $name }}
+  name: {{ include "image-awaiter.pullerName" . }}
   labels:
-    {{- include "image-awaiter.labels" .root | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
+    {{- include "image-awaiter.labels" . | nindent 4 }}
 spec:
   selector:
     matchLabels:
-      app.kubernetes.io/name: {{ include "image-awaiter.name" .root }}
-      app.kubernetes.io/instance: {{ .root.Release.Name }}
-      app.kubernetes.io/component: {{ .component }}
+      {{- include "image-awaiter.selectorLabels" . | nindent 6 }}
   updateStrategy:
     type: RollingUpdate
     rollingUpdate:
       maxUnavailable: 100%
   template:
     metadata:
-      labels:
-        app.kubernetes.io/name: {{ include "image-awaiter.name" .root }}
-        app.kubernetes.io/instance: {{ .root.Release.Name }}
-        app.kubernetes.io/component: {{ .component }}
+      {{- include "image-awaiter.podMetadata" (dict "root" .root "component" .component "labels" .root.Values.puller.podLabels "annotations" .root.Values.puller.podAnnotations) | nindent 6 }}
     spec:
       {{- include "image-awaiter.pullerPodSpec" . | nindent 6 }}
 {{- end }}

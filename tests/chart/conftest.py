@@ -3,6 +3,7 @@ renderer that parses `helm template` output into objects."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,7 @@ def render(helm: Path) -> Render:
         chart: Path = CHART,
         release: str = "hub",
         sets: tuple[str, ...] = (),
+        string_sets: tuple[str, ...] = (),
         namespace: str = "jhub",
     ) -> list[dict[str, Any]]:
         args = ["template", release, str(chart), "--namespace", namespace]
@@ -52,6 +54,8 @@ def render(helm: Path) -> Render:
             args += ["-f", str(CHART / "ci" / values) if "/" not in values else values]
         for item in sets:
             args += ["--set", item]
+        for item in string_sets:
+            args += ["--set-string", item]
         result = run_helm(helm, *args)
         assert result.returncode == 0, result.stderr
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -69,7 +73,8 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    configmap = one(objects, "ConfigMap")
+    """The puller DaemonSet in the chart's spec ConfigMap (a parent chart may render others)."""
+    [configmap] = [o for o in by_kind(objects, "ConfigMap") if "daemonset.yaml" in o["data"]]
     return dict(yaml.safe_load(configmap["data"]["daemonset.yaml"]))
 
 
@@ -79,3 +84,26 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if by_kind(objects, "ConfigMap"):
         specs.append(hook_daemonset(objects)["spec"]["template"]["spec"])
     return specs
+
+
+def parent_chart(tmp_path: Path, *, alias: str) -> Path:
+    """An application chart with this chart as a dependency under `alias`, copied into its
+    charts/ directory as `helm dependency build` would leave it."""
+    parent = tmp_path / "application"
+    (parent / "templates").mkdir(parents=True)
+    (parent / "templates" / "hub.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hub-config\ndata: {}\n"
+    )
+    dependency = {
+        "name": "image-awaiter",
+        "version": yaml.safe_load((CHART / "Chart.yaml").read_text())["version"],
+        "repository": f"file://{CHART}",
+        "alias": alias,
+        "condition": f"{alias}.enabled",
+    }
+    chart = {"apiVersion": "v2", "name": "application", "version": "1.0.0"}
+    (parent / "Chart.yaml").write_text(yaml.safe_dump({**chart, "dependencies": [dependency]}))
+    values = {alias: {"images": ["quay.io/jupyter/datascience-notebook:2025-06-02"]}}
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    shutil.copytree(CHART, parent / "charts" / "image-awaiter")
+    return parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
+import math
 from pathlib import Path
 
 import kubernetes_validate
@@ -20,6 +20,7 @@ from tests.chart.conftest import (
     by_kind,
     hook_daemonset,
     one,
+    parent_chart,
     pod_specs,
     run_helm,
 )
@@ -85,11 +86,14 @@ def test_a_created_pull_secret_exists_before_the_job_and_reaches_every_puller(
     objects = render("everything-values.yaml")
     job_weight = int(one(objects, "Job")["metadata"]["annotations"]["helm.sh/hook-weight"])
     secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
-    assert set(secrets) == {"hub-image-awaiter-hook-pull-secret", "hub-image-awaiter-pull-secret"}
-    hook_secret = secrets["hub-image-awaiter-hook-pull-secret"]
+    assert set(secrets) == {
+        "jupyterhub-prepuller-hook-pull-secret",
+        "jupyterhub-prepuller-pull-secret",
+    }
+    hook_secret = secrets["jupyterhub-prepuller-hook-pull-secret"]
     assert hook_secret["type"] == "kubernetes.io/dockerconfigjson"
     assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < job_weight
-    assert "annotations" not in secrets["hub-image-awaiter-pull-secret"]["metadata"]
+    assert "annotations" not in secrets["jupyterhub-prepuller-pull-secret"]["metadata"]
     config = json.loads(base64.b64decode(hook_secret["data"][".dockerconfigjson"]))
     entry = config["auths"]["quay.io"]
     assert base64.b64decode(entry["auth"]).decode() == "robot:not-a-secret"
@@ -97,11 +101,11 @@ def test_a_created_pull_secret_exists_before_the_job_and_reaches_every_puller(
     [continuous] = by_kind(objects, "DaemonSet")
     assert hook_pod["imagePullSecrets"] == [
         {"name": "regcred"},
-        {"name": "hub-image-awaiter-hook-pull-secret"},
+        {"name": "jupyterhub-prepuller-hook-pull-secret"},
     ]
     assert continuous["spec"]["template"]["spec"]["imagePullSecrets"] == [
         {"name": "regcred"},
-        {"name": "hub-image-awaiter-pull-secret"},
+        {"name": "jupyterhub-prepuller-pull-secret"},
     ]
 
 
@@ -181,6 +185,69 @@ def test_the_hook_job_has_its_own_deadline_below_helms(render: Render) -> None:
         "POD_UID": "metadata.uid",
         "POD_NAMESPACE": "metadata.namespace",
     }
+    # Issue 9: the awaiter's final line (or the log's tail) becomes terminated.message, which
+    # `kubectl describe pod` and the pod's status show.
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "deadline"),
+    [("4m", 285), ("90s", 135), ("90", 135), ("500ms", 46), ("1h30m", 5445), ("1.5h", 5445)],
+)
+def test_the_job_deadline_is_the_awaiters_timeout_plus_cleanup(
+    render: Render, timeout: str, deadline: int
+) -> None:
+    job = one(render("default-values.yaml", sets=(f"awaiter.timeout={timeout}",)), "Job")
+    assert job["spec"]["activeDeadlineSeconds"] == deadline
+    assert deadline == math.ceil(parse_duration(timeout)) + 45
+
+
+def test_a_given_job_deadline_is_kept_when_above_the_timeout(render: Render) -> None:
+    objects = render("default-values.yaml", sets=("job.activeDeadlineSeconds=290",))
+    assert one(objects, "Job")["spec"]["activeDeadlineSeconds"] == 290
+
+
+def test_a_job_deadline_not_above_the_timeout_fails_the_render(helm: Path) -> None:
+    result = run_helm(
+        helm,
+        "template",
+        "hub",
+        str(CHART),
+        "-f",
+        str(CHART / "ci" / "default-values.yaml"),
+        "--set",
+        "job.activeDeadlineSeconds=240",
+    )
+    assert result.returncode != 0
+    assert "job.activeDeadlineSeconds (240) must be above awaiter.timeout (4m = 240s)" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("values", ["default-values.yaml", "everything-values.yaml"])
+def test_extra_pod_labels_and_annotations_reach_every_pod_but_never_the_selector(
+    render: Render, values: str
+) -> None:
+    labels = (
+        "puller.podLabels.sidecar\\.istio\\.io/inject=false",
+        "puller.podLabels.app\\.kubernetes\\.io/component=mine",
+        "puller.podAnnotations.example\\.com/note=pre-pull",
+        "awaiter.podLabels.sidecar\\.istio\\.io/inject=false",
+        "awaiter.podAnnotations.example\\.com/note=hook",
+    )
+    objects = render(values, sets=("continuous.enabled=true",), string_sets=labels)
+    pullers = [hook_daemonset(objects), *by_kind(objects, "DaemonSet")]
+    assert len(pullers) == 2
+    for daemonset in pullers:
+        template = daemonset["spec"]["template"]["metadata"]
+        assert template["labels"]["sidecar.istio.io/inject"] == "false"
+        assert template["annotations"]["example.com/note"] == "pre-pull"
+        selector = daemonset["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template["labels"].items()
+        assert selector["app.kubernetes.io/component"].endswith("puller")
+    pod = one(objects, "Job")["spec"]["template"]["metadata"]
+    assert pod["labels"]["sidecar.istio.io/inject"] == "false"
+    assert pod["annotations"]["example.com/note"] == "hook"
 
 
 def test_hook_off_renders_no_hook(render: Render) -> None:
@@ -234,6 +301,9 @@ def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> N
         (("images[0]=busybox", "imagez[0]=x"), "imagez"),
         (("images[0]=busybox", "awaiter.timeot=4m"), "timeot"),
         (("images[0]=busybox", "awaiter.timeout=soon"), "timeout"),
+        (("images[0]=busybox", "awaiter.timeout=1h30"), "timeout"),
+        (("images[0]=busybox", "serviceAccount.name=Prepared"), "name"),
+        (("images[0]=busybox", "puller.imagePullSecrets[0]=Reg_Cred"), "imagePullSecrets"),
         (("images[0]=busybox", "puller.method=magic"), "method"),
         (("images[0]=busybox", "rbac.create=maybe"), "create"),
         (("images[0]=busybox", "job.backoffLimit=-1"), "backoffLimit"),
@@ -255,48 +325,14 @@ def test_the_values_schema_rejects_typos_and_wrong_types(
 
 
 def test_the_chart_works_as_a_dependency_of_an_application_chart(
-    helm: Path, render: Render, tmp_path: Path
+    render: Render, tmp_path: Path
 ) -> None:
-    parent = tmp_path / "jupyterhub-deployment"
-    (parent / "templates").mkdir(parents=True)
-    (parent / "Chart.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v2",
-                "name": "jupyterhub-deployment",
-                "version": "1.0.0",
-                "dependencies": [
-                    {
-                        "name": "image-awaiter",
-                        "version": "0.1.0",
-                        "repository": f"file://{CHART}",
-                        "alias": "prePuller",
-                        "condition": "prePuller.enabled",
-                    }
-                ],
-            }
-        )
-    )
-    (parent / "values.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "prePuller": {
-                    "enabled": True,
-                    "images": ["quay.io/jupyter/datascience-notebook:2025-06-02"],
-                }
-            }
-        )
-    )
-    (parent / "templates" / "hub.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hub-config\ndata: {}\n"
-    )
-    built = run_helm(helm, "dependency", "build", str(parent))
-    assert built.returncode == 0, built.stderr
+    parent = parent_chart(tmp_path, alias="prePuller")
     objects = render(chart=parent, release="prod")
     job = one(objects, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert one(objects, "Role")["metadata"]["name"].startswith("prod")
-    daemonset = hook_daemonset([o for o in objects if o["metadata"]["name"] != "hub-config"])
+    assert one(objects, "Role")["metadata"]["name"] == "prod-prepuller"
+    daemonset = hook_daemonset(objects)
     assert (
         daemonset["spec"]["template"]["spec"]["initContainers"][1]["image"]
         == "quay.io/jupyter/datascience-notebook:2025-06-02"
@@ -305,7 +341,6 @@ def test_the_chart_works_as_a_dependency_of_an_application_chart(
     disabled.write_text(yaml.safe_dump({"prePuller": {"enabled": False}}))
     off = render(str(disabled), chart=parent, release="prod")
     assert [o["metadata"]["name"] for o in off] == ["hub-config"]
-    shutil.rmtree(parent / "charts", ignore_errors=True)
 
 
 def test_notes_name_the_images_and_how_to_read_a_failure(helm: Path) -> None:
@@ -321,3 +356,8 @@ def test_notes_name_the_images_and_how_to_read_a_failure(helm: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "quay.io/jupyter/base-notebook:2025-06-02" in result.stdout
     assert "kubectl logs" in result.stdout
+    assert (
+        "-l app.kubernetes.io/name=image-awaiter,app.kubernetes.io/instance=hub,"
+        "app.kubernetes.io/component=hook" in result.stdout
+    )
+    assert "state.terminated.message" in result.stdout

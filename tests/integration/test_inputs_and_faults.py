@@ -354,7 +354,8 @@ def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
     """Regression: SIGTERM arriving while the DaemonSet was being deleted used to hit the
     default handler, killing the process mid-cleanup and leaking the DaemonSet."""
     sim.add_node("a")
-    sim.faults.add(Fault(method="DELETE", path="daemonsets", status=0, delay=1.5, times=1))
+    # The DELETE is held long enough that SIGTERM lands inside it even on a loaded machine.
+    sim.faults.add(Fault(method="DELETE", path="daemonsets", status=0, delay=6.0, times=1))
     proc = spawn_await(kubeconfig, BUSYBOX)
     assert sim.wait_for(lambda s: any(r.method == "DELETE" for r in s.requests), timeout=30)
     proc.send_signal(signal.SIGTERM)

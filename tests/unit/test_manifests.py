@@ -523,19 +523,6 @@ def test_a_directory_without_manifests_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads directories whatever their mode")
-def test_an_unreadable_directory_is_a_usage_error(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0)
-    try:
-        assert _read_error([str(tmp_path)]).startswith(
-            f"--from-manifests: cannot read directory {locked}: Permission denied"
-        )
-    finally:
-        locked.chmod(0o755)
-
-
 def test_a_directory_the_system_refuses_to_list_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
