@@ -141,6 +141,17 @@ class Registry:
         with self._lock:
             return parsed is not None and parsed.key in self._images
 
+    def lookup(self, ref: str) -> Image | None:
+        """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
+        parsed = parse(ref)
+        if parsed is None:
+            return None
+        with self._lock:
+            found = self._images.get(parsed.key)
+        if found is None:
+            found = self.add(ref, pull_seconds=0.2)
+        return found
+
     def missing_kind(self, ref: Ref) -> str | None:
         """Why a pull of a reference never added fails, when unknown images are missing:
         the repository exists with other tags, or not at all."""
@@ -165,17 +176,6 @@ class Registry:
     def end_outage(self, target: str | None = None) -> None:
         with self._lock:
             self.outages = [o for o in self.outages if target is not None and o.target != target]
-
-    def lookup(self, ref: str) -> Image | None:
-        """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
-        parsed = parse(ref)
-        if parsed is None:
-            return None
-        with self._lock:
-            found = self._images.get(parsed.key)
-        if found is None:
-            found = self.add(ref, pull_seconds=0.2)
-        return found
 
 
 def _digest(key: str) -> str:
