@@ -93,7 +93,8 @@ class Registry:
             raise ValueError(f"unknown_images must be 'present' or 'missing', not {unknown!r}")
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
-        self.unknown = unknown  # what a reference never added resolves to
+        # False: pulling an image nobody added fails "not found" (sim-api's serve sets this)
+        self.unknown_images_exist = unknown == "present"
         self.outages: list[Outage] = []
 
     def add(
@@ -155,7 +156,7 @@ class Registry:
     def missing_kind(self, ref: Ref) -> str | None:
         """Why a pull of a reference never added fails, when unknown images are missing:
         the repository exists with other tags, or not at all."""
-        if self.unknown == "present":
+        if self.unknown_images_exist:
             return None
         with self._lock:
             if ref.key in self._images:
