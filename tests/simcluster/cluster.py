@@ -21,7 +21,9 @@ import yaml
 from tests.simcluster.controllers import Controllers, NodeSim, PullFailure
 from tests.simcluster.factory import node_object, ready_condition, synthetic_images
 from tests.simcluster.faults import Faults
+from tests.simcluster.jobs import JobController
 from tests.simcluster.registry import Registry, parse
+from tests.simcluster.runtime import DEFAULT_AWAITER_IMAGE, Runtime
 from tests.simcluster.server import Handler, RequestRecord, Server
 from tests.simcluster.store import (
     CLUSTER_SCOPED,
@@ -54,6 +56,11 @@ class SimCluster:
         self.bookmark_interval = 1.0
         self.continue_ttl = 300.0
         self._continues: dict[str, tuple[list[bytes], int, float]] = {}
+        # Pods of this image (any tag) run the real CLI (runtime.py); their output is their log.
+        self.awaiter_image = DEFAULT_AWAITER_IMAGE
+        self.pod_logs: dict[tuple[str, str], bytes] = {}
+        self.runtime = Runtime(self)
+        self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -96,6 +103,10 @@ class SimCluster:
         self._stop.set()
         with self.store.lock:
             self.store.changed.notify_all()
+        for thread in self._threads:
+            if thread.name == "sim-controllers":
+                thread.join(timeout=5)
+        self.runtime.stop_all()  # while the API still answers, so their cleanup can run
         if self._server is not None:
             self._server.shutdown()
             self._server.close_all()
@@ -369,6 +380,10 @@ class SimCluster:
                     name=name,
                     kind=resource,
                 )
+            if resource == "pods":
+                terminating = self.runtime.graceful_delete(current, options)
+                if terminating is not None:  # the process gets SIGTERM; the pod goes after it
+                    return terminating
             deleted = self.store.delete(resource, name, namespace)
             if options.get("propagationPolicy") == "Orphan":
                 self._orphan(current["metadata"]["uid"])

@@ -33,13 +33,19 @@ import re
 ROUTES = [
     re.compile(
         r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
-        r"(?P<res>nodes|pods|configmaps|namespaces)(?:/(?P<name>[^/]+))?/?$"
+        r"(?P<res>nodes|pods|configmaps|namespaces|secrets|events)(?:/(?P<name>[^/]+))?/?$"
+    ),
+    re.compile(
+        r"^/apis/batch/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
+        r"(?P<res>jobs)(?:/(?P<name>[^/]+))?/?$"
     ),
     re.compile(
         r"^/apis/apps/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
         r"(?P<res>daemonsets)(?:/(?P<name>[^/]+))?/?$"
     ),
 ]
+# The pod log subresource (sim-runtime's minimal form: the whole log, or its last tailLines).
+LOG_ROUTE = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
 
 
 @dataclass
@@ -227,6 +233,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/version":
             self._send(record, 200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-sim"})
             return
+        log = LOG_ROUTE.match(path)
+        if log is not None and method == "GET":
+            self._log(record, log.group("ns"), log.group("name"), query)
+            return
         match = _route(path)
         if match is None:
             raise StoreError(404, "NotFound", "the server could not find the requested resource")
@@ -263,6 +273,22 @@ class Handler(BaseHTTPRequestHandler):
                 200,
                 sim.api_update(resource, name or "", ns, _json(body), merge=method == "PATCH"),
             )
+
+    def _log(self, record: RequestRecord, ns: str, name: str, query: dict[str, str]) -> None:
+        sim = self.server.sim
+        if sim.store.get("pods", name, ns) is None:
+            raise _not_found("pods", name)
+        data = sim.pod_logs.get((ns, name), b"")
+        if (query.get("tailLines") or "").isdigit():
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[len(lines) - int(query["tailLines"]) :]) if lines else b""
+        record.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        record.bytes_sent += len(data)
 
     def _list(
         self, record: RequestRecord, resource: str, ns: str | None, query: dict[str, str]

@@ -25,6 +25,11 @@ KINDS = {
     "pods": ("Pod", "v1", ""),
     "configmaps": ("ConfigMap", "v1", ""),
     "daemonsets": ("DaemonSet", "apps/v1", "apps"),
+    # Minimal registrations for the Job controller and pod runtime (sim-runtime); the generic
+    # API (sim-api) supersedes them.
+    "jobs": ("Job", "batch/v1", "batch"),
+    "secrets": ("Secret", "v1", ""),
+    "events": ("Event", "v1", ""),
 }
 
 
@@ -137,7 +142,7 @@ class Store:
                 )
             meta["uid"] = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
             meta["creationTimestamp"] = now_iso()
-            if resource == "daemonsets":
+            if resource in ("daemonsets", "jobs"):
                 meta["generation"] = 1
             kind, api_version, _ = KINDS[resource]
             obj["kind"], obj["apiVersion"] = kind, api_version
