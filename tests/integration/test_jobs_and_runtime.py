@@ -278,3 +278,16 @@ def test_stopping_the_cluster_stops_the_processes_its_pods_run(tmp_path: Path) -
     finally:
         cluster.stop()
     assert len(processes) == 1 and processes[0].poll() is not None
+
+
+def test_a_pod_without_an_automounted_token_is_refused_by_the_api_and_exits_3(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body("no-token", ["check", "--image", PRESENT])
+    body["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    job = run_job(sim, api, body)
+    assert condition(job, "Failed").reason == "BackoffLimitExceeded"
+    [pod] = job_pods(api, "no-token")
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 3
+    assert "unauthorised (401)" in log_of(api, pod)

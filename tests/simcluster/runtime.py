@@ -43,7 +43,7 @@ import yaml
 
 from tests.simcluster.controllers import ContainerRun, NodeSim
 from tests.simcluster.registry import parse
-from tests.simcluster.store import now_iso
+from tests.simcluster.store import KINDS, now_iso
 
 if TYPE_CHECKING:
     from tests.simcluster.cluster import SimCluster
@@ -414,17 +414,19 @@ class Runtime:
     def _service_account(self, pod: dict[str, Any], root: Path) -> Path:
         ns = pod["metadata"]["namespace"]
         account = pod["spec"].get("serviceAccountName") or "default"
-        token = self._token(pod)
         directory = _under(root, SA_DIR)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "token").write_text(token)
+        user: dict[str, str] = {}
+        if self._automount(pod):  # otherwise no token: the API answers 401, as in a real pod
+            user["token"] = self._token(pod)
+            (directory / "token").write_text(user["token"])
         (directory / "namespace").write_text(ns)
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": "in-cluster",
             "clusters": [{"name": "in-cluster", "cluster": {"server": self.sim.url}}],
-            "users": [{"name": account, "user": {"token": token}}],
+            "users": [{"name": account, "user": user}],
             "contexts": [
                 {
                     "name": "in-cluster",
@@ -435,6 +437,19 @@ class Runtime:
         kubeconfig = directory / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump(config))
         return kubeconfig
+
+    def _automount(self, pod: dict[str, Any]) -> bool:
+        """automountServiceAccountToken: the pod's setting, else its ServiceAccount's."""
+        if pod["spec"].get("automountServiceAccountToken") is not None:
+            return bool(pod["spec"]["automountServiceAccountToken"])
+        if "serviceaccounts" not in KINDS:
+            return True
+        account = self.sim.store.get(
+            "serviceaccounts",
+            pod["spec"].get("serviceAccountName") or "default",
+            pod["metadata"]["namespace"],
+        )
+        return (account or {}).get("automountServiceAccountToken") is not False
 
     def _token(self, pod: dict[str, Any]) -> str:
         account = pod["spec"].get("serviceAccountName") or "default"
