@@ -291,3 +291,23 @@ def test_a_pod_without_an_automounted_token_is_refused_by_the_api_and_exits_3(
     [pod] = job_pods(api, "no-token")
     assert pod.status.container_statuses[0].state.terminated.exit_code == 3
     assert "unauthorised (401)" in log_of(api, pod)
+
+
+def test_what_the_process_writes_to_the_termination_message_path_becomes_the_message(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body(
+        "message",
+        ["check", "--image", PRESENT, "--report", "/status/message"],
+        container={
+            "terminationMessagePath": "/status/message",
+            "volumeMounts": [{"name": "status", "mountPath": "/status"}],
+        },
+        volumes=[{"name": "status", "emptyDir": {}}],
+    )
+    run_job(sim, api, body)
+    [pod] = job_pods(api, "message")
+    report = json.loads(pod.status.container_statuses[0].state.terminated.message)
+    assert report["result"] == "success"
+    assert [i["reference"] for i in report["images"]] == [PRESENT]

@@ -6,7 +6,8 @@ once, as the real controller does with its tracking finalizer: Succeeded as succ
 else (Failed, or deleted before it succeeded) as failed. Conditions follow Kubernetes >= 1.31:
 `SuccessCriteriaMet` then `Complete`; `FailureTarget` when the Job is judged failed, `Failed`
 once its pods have terminated. Failed pods are replaced after the controller's exponential
-back-off (10 s doubling, capped at 6 min; scaled by the cluster's time_scale).
+back-off (10 s doubling, capped at 6 min; scaled by the cluster's time_scale, like pulls).
+activeDeadlineSeconds and ttlSecondsAfterFinished are user-facing and count real seconds.
 
 The scheduler binds pending pods of Jobs, and of awaiter runs, to a Ready, schedulable node
 their nodeSelector, affinity and tolerations allow (the least loaded; ties by name).
@@ -156,7 +157,7 @@ class JobController:
                     component="job-controller",
                     warning=True,
                 )
-        elif "Complete" not in {c["type"] for c in conditions}:
+        elif "Complete" not in {c["type"] for c in conditions} and not spec.get("suspend"):
             wanted = min(spec["parallelism"], spec["completions"] - succeeded)
             if len(active) < wanted and now >= track.next_pod_at:
                 active.append(self._create_pod(job))

@@ -257,6 +257,16 @@ class Runtime:
                 grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             process.signalled_at, process.kill_at = now, now + float(grace)
             _send(process.popen, signal.SIGTERM if grace else signal.SIGKILL)
+            name = pod["spec"]["containers"][0]["name"]
+            record_event(
+                self.sim,
+                pod,
+                reason="Killing",
+                message=f"Stopping container {name}",
+                component="kubelet",
+                host=pod["spec"].get("nodeName", ""),
+                field_path=f"spec.containers{{{name}}}",
+            )
         elif process.kill_at is not None and now >= process.kill_at:
             _send(process.popen, signal.SIGKILL)
             process.kill_at = None
