@@ -41,3 +41,31 @@ def test_the_charts_daemonset_pulls_every_image_with_no_shell(
                 "gcr.io/distroless/static:nonroot",
                 "quay.io/jupyter/base-notebook:2025-06-02",
             } <= names
+
+
+def test_the_charts_hook_job_runs_the_real_cli_in_a_pod_and_completes(
+    sim: Any, render: Render
+) -> None:
+    """The rendered ConfigMap and hook Job, created as Helm would create them (without Helm):
+    the Job's pod runs the CLI with the chart's args, env and mounted spec."""
+    image = "quay.io/jupyter/base-notebook:2025-06-02"
+    sim.registry.add(image, pull_seconds=20)
+    sim.add_namespace("jhub")
+    for name in ("user-a", "user-b"):
+        sim.add_node(name)
+    objects = render(sets=(f"images[0]={image}",))
+    sim.create("configmaps", one(objects, "ConfigMap"), namespace="jhub")
+    job = sim.create("jobs", one(objects, "Job"), namespace="jhub")
+
+    def finished(s: Any) -> bool:
+        status = (s.store.get("jobs", job["metadata"]["name"], "jhub") or {}).get("status") or {}
+        return any(c["type"] in ("Complete", "Failed") for c in status.get("conditions") or [])
+
+    assert sim.wait_for(finished, timeout=90)
+    status = sim.store.get("jobs", job["metadata"]["name"], "jhub")["status"]
+    [pod] = sim.objects("pods", "jhub")
+    log = sim.pod_logs[("jhub", pod["metadata"]["name"])].decode()
+    assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"], log
+    assert sim.objects("daemonsets", "jhub") == []
+    for node in sim.objects("nodes"):
+        assert any(image in i["names"] for i in node["status"]["images"]), node["metadata"]
