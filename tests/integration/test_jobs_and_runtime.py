@@ -20,10 +20,37 @@ AWAITER = "ghcr.io/image-awaiter/image-awaiter:0.1.0"
 PRESENT = "quay.io/jupyter/base-notebook:2025-01-01"
 MISSING = "registry.example.com/team/never-pushed:1.0"
 SLOW = "registry.example.com/team/large-model:2.1"
+ACCOUNT = "awaiter"
+
+
+def allow_everything(sim: Any) -> None:
+    """The ServiceAccount the Jobs' pods run as, allowed everything: RBAC itself is proven
+    with the chart's own Roles (tests/chart)."""
+    sim.create("serviceaccounts", {"metadata": {"name": ACCOUNT}}, namespace="default")
+    sim.create(
+        "clusterroles",
+        {
+            "metadata": {"name": ACCOUNT},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        },
+    )
+    sim.create(
+        "clusterrolebindings",
+        {
+            "metadata": {"name": ACCOUNT},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": ACCOUNT,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "default"}],
+        },
+    )
 
 
 @pytest.fixture
-def api(kubeconfig: Path) -> Iterator[client.ApiClient]:
+def api(sim: Any, kubeconfig: Path) -> Iterator[client.ApiClient]:
+    allow_everything(sim)
     with config.new_client_from_config(config_file=str(kubeconfig)) as api_client:
         yield api_client
 
@@ -43,6 +70,7 @@ def job_body(
         "template": {
             "spec": {
                 "restartPolicy": "Never",
+                "serviceAccountName": ACCOUNT,
                 "containers": [
                     {
                         "name": "awaiter",
@@ -272,6 +300,7 @@ def test_stopping_the_cluster_stops_the_processes_its_pods_run(tmp_path: Path) -
     try:
         cluster.registry.add(SLOW, pull_seconds=100_000)
         cluster.add_node("a")
+        allow_everything(cluster)
         cluster.create("jobs", job_body("forever", ["await", "--image", SLOW]), "default")
         assert cluster.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
         processes = [r.process.popen for r in cluster.runtime.runs.values() if r.process]

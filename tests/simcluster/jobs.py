@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tests.simcluster import rest
 from tests.simcluster.controllers import node_fits, owned_by, tolerated
+from tests.simcluster.kinds import BY_RESOURCE
 from tests.simcluster.runtime import record_event
 from tests.simcluster.store import now_iso
 
@@ -233,7 +235,6 @@ class JobController:
         meta = job["metadata"]
         template = job["spec"]["template"]
         spec = dict(template.get("spec") or {})
-        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
         pod = {
             "metadata": {
                 "generateName": f"{meta['name']}-",
@@ -253,6 +254,7 @@ class JobController:
             "spec": spec,
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
         }
+        rest.default(BY_RESOURCE["pods"], pod)  # as the API server defaults what it creates
         created = self.sim.store.create("pods", pod, meta["namespace"])
         record_event(
             self.sim,

@@ -48,7 +48,6 @@ from tests.simcluster.store import KINDS, now_iso
 if TYPE_CHECKING:
     from tests.simcluster.cluster import SimCluster
 
-DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 # The image's ENTRYPOINT is `python3 -m image_awaiter` (Dockerfile.distroless); a container that
 # names the CLI itself runs it too.
 ENTRYPOINTS = (("python3", "-m", "image_awaiter"), ("image-awaiter",))
