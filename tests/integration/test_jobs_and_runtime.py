@@ -147,6 +147,16 @@ def test_a_job_running_check_completes_when_every_node_has_the_images(
     assert pod.metadata.owner_references[0].kind == "Job"
     assert pod.metadata.labels["batch.kubernetes.io/job-name"] == "check-ok"
     assert '"event": "run.succeeded"' in log_of(api, pod)
+    events = client.CoreV1Api(api).list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={pod.metadata.name}"
+    )
+    assert [e.reason for e in events.items] == [
+        "Scheduled",
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",
+    ]
 
 
 def test_a_job_running_check_fails_with_backoff_limit_exceeded_when_an_image_is_missing(

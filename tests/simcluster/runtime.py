@@ -430,11 +430,15 @@ class Runtime:
             user["token"] = self._token(pod)
             (directory / "token").write_text(user["token"])
         (directory / "namespace").write_text(ns)
+        cluster: dict[str, str] = {"server": self.sim.url}
+        if self.sim.tls is not None:  # the API server's certificate, as ca.crt in a real pod
+            (directory / "ca.crt").write_bytes(Path(self.sim.tls[0]).read_bytes())
+            cluster["certificate-authority"] = str(directory / "ca.crt")
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": "in-cluster",
-            "clusters": [{"name": "in-cluster", "cluster": {"server": self.sim.url}}],
+            "clusters": [{"name": "in-cluster", "cluster": cluster}],
             "users": [{"name": account, "user": user}],
             "contexts": [
                 {
@@ -547,7 +551,18 @@ class Runtime:
 
     def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
-        status = {**status, "hostIP": "10.0.0.1", "podIP": "10.244.0.10"}
+        status = {
+            **status,
+            "hostIP": "10.0.0.1",
+            "hostIPs": [{"ip": "10.0.0.1"}],
+            "podIP": "10.244.0.10",
+            "podIPs": [{"ip": "10.244.0.10"}],
+            "qosClass": (pod.get("status") or {}).get("qosClass", "BestEffort"),
+        }
+        container_id = f"containerd://{meta['uid'].replace('-', '')}"
+        for entry in status.get("containerStatuses") or []:
+            if "waiting" not in entry["state"]:
+                entry["containerID"] = container_id
         status["startTime"] = (pod.get("status") or {}).get("startTime") or now_iso()
         current = dict(pod.get("status") or {})
         if current == status:
@@ -611,7 +626,12 @@ def record_event(
         involved["fieldPath"] = field_path
     source = {"component": component, **({"host": host} if host else {})}
     event = {
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+        # Named as the event recorder names them: the object's name, then the time in hex
+        # nanoseconds; events of one object therefore list in the order they happened.
+        "metadata": {
+            "name": f"{meta['name']}.{_event_clock():x}",
+            "namespace": meta.get("namespace"),
+        },
         "involvedObject": involved,
         "reason": reason,
         "message": message,
@@ -625,6 +645,15 @@ def record_event(
         "reportingInstance": host,
     }
     sim.store.create("events", event, meta.get("namespace") or "default")
+
+
+_last_event_ns = 0
+
+
+def _event_clock() -> int:
+    global _last_event_ns
+    _last_event_ns = max(time.time_ns(), _last_event_ns + 1)
+    return _last_event_ns
 
 
 # ---------------------------------------------------------------------------- pure helpers
