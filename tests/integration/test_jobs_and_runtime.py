@@ -350,3 +350,37 @@ def test_what_the_process_writes_to_the_termination_message_path_becomes_the_mes
     report = json.loads(pod.status.container_statuses[0].state.terminated.message)
     assert report["result"] == "success"
     assert [i["reference"] for i in report["images"]] == [PRESENT]
+
+
+def test_deleting_the_jobs_pod_sends_sigterm_so_the_awaiter_removes_its_daemonset_first(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=100_000)
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("interrupted", ["await", "--image", SLOW])
+    )
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    [pod] = job_pods(api, "interrupted")
+    terminating = client.CoreV1Api(api).delete_namespaced_pod(pod.metadata.name, "default")
+    assert terminating.metadata.deletion_timestamp is not None  # graceful, as a real API
+    job = run_job_wait(sim, api, "interrupted")
+    assert condition(job, "Failed").reason == "BackoffLimitExceeded"
+    assert our_daemonsets(sim) == []
+    assert "interrupted by SIGTERM" in sim.pod_logs[("default", pod.metadata.name)].decode()
+
+
+def test_pods_reach_a_tls_api_server_with_its_certificate(tmp_path: Path) -> None:
+    from tests.simcluster import SimCluster
+
+    cluster = SimCluster(seed=3, time_scale=0.05)
+    cluster.use_self_signed_tls(tmp_path / "tls")
+    cluster.start()
+    try:
+        cluster.add_node("a", images=[PRESENT])
+        allow_everything(cluster)
+        cluster.create("jobs", job_body("tls", ["check", "--image", PRESENT]), "default")
+        assert cluster.wait_for(lambda s: finished(s, "tls") is not None, timeout=60)
+        assert finished(cluster, "tls") == "Complete"
+    finally:
+        cluster.stop()
