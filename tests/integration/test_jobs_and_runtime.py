@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -384,3 +385,22 @@ def test_pods_reach_a_tls_api_server_with_its_certificate(tmp_path: Path) -> Non
         assert finished(cluster, "tls") == "Complete"
     finally:
         cluster.stop()
+
+
+def test_deleting_with_no_grace_period_kills_at_once_and_the_daemonset_follows_its_owner(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=100_000)
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("killed", ["await", "--image", SLOW])
+    )
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    [pod] = job_pods(api, "killed")
+    process = sim.runtime.runs[pod.metadata.uid].process
+    client.CoreV1Api(api).delete_namespaced_pod(
+        pod.metadata.name, "default", grace_period_seconds=0
+    )
+    assert sim.wait_for(lambda s: process.popen.poll() is not None, timeout=10)
+    assert process.popen.returncode == -signal.SIGKILL  # no cleanup ran in the process
+    assert sim.wait_for(lambda s: our_daemonsets(s) == [], timeout=10)  # garbage-collected

@@ -390,6 +390,8 @@ class Handler(BaseHTTPRequestHandler):
             options = self._body(body) if body else {}
             if "propagationPolicy" in query:
                 options["propagationPolicy"] = query["propagationPolicy"]
+            if (query.get("gracePeriodSeconds") or "").isdigit():  # kubectl --grace-period
+                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
             deleted = rest.delete(sim, kind, name, ns, options)
             self._send(record, 200, deleted)
         elif verb == "deletecollection":
