@@ -404,3 +404,29 @@ def test_deleting_with_no_grace_period_kills_at_once_and_the_daemonset_follows_i
     assert sim.wait_for(lambda s: process.popen.poll() is not None, timeout=10)
     assert process.popen.returncode == -signal.SIGKILL  # no cleanup ran in the process
     assert sim.wait_for(lambda s: our_daemonsets(s) == [], timeout=10)  # garbage-collected
+
+
+def test_following_the_log_shows_progress_while_the_awaiter_runs_and_ends_with_it(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=40)  # 2 s at the fixture's time scale
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("followed", ["await", "--image", SLOW])
+    )
+
+    def running(s: Any) -> bool:
+        pods = [p for p in s.objects("pods", "default") if p["metadata"]["name"][:8] == "followed"]
+        return bool(pods) and pods[0]["status"].get("phase") == "Running"
+
+    assert sim.wait_for(running, timeout=30)
+    [pod] = job_pods(api, "followed")
+    stream = client.CoreV1Api(api).read_namespaced_pod_log(
+        pod.metadata.name, "default", follow=True, _preload_content=False
+    )
+    key = ("default", pod.metadata.name)
+    seen = [(chunk, sim.runtime.running(key)) for chunk in stream.stream()]
+    text = b"".join(chunk for chunk, _ in seen).decode()
+    assert seen[0][1]  # the first output arrived while the process still ran
+    assert '"event": "run.succeeded"' in text and '"event": "daemonset.deleted"' in text
+    assert text == sim.pod_logs[("default", pod.metadata.name)].decode()

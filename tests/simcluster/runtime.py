@@ -95,6 +95,7 @@ class Runtime:
         self.sim = sim
         self.runs: dict[str, PodRun] = {}  # pod uid -> run
         self.keys: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
+        self.stopping = False
 
     # ------------------------------------------------------------------ which pods
 
@@ -312,6 +313,16 @@ class Runtime:
         tail = b"".join(log.splitlines(keepends=True)[-MESSAGE_LOG_LINES:])
         return tail[-MESSAGE_LOG_LIMIT:].decode(errors="replace")
 
+    def running(self, key: tuple[str, str]) -> bool:
+        """Whether the pod (namespace, name) has a process that may still write to its log."""
+        return (
+            any(
+                k == key and self.runs.get(uid) is not None and self.runs[uid].terminated is None
+                for uid, k in self.keys.items()
+            )
+            and not self.stopping
+        )
+
     # ------------------------------------------------------------------ deletion
 
     def graceful_delete(
@@ -364,6 +375,9 @@ class Runtime:
 
     def stop_all(self, *, grace: float = 5.0) -> None:
         """SIGTERM every process, SIGKILL those still there after `grace` (SimCluster.stop)."""
+        self.stopping = True
+        with self.sim.store.lock:
+            self.sim.store.changed.notify_all()  # followers of logs end their streams
         processes = [r.process for r in list(self.runs.values()) if r.process is not None]
         for process in processes:
             _send(process.popen, signal.SIGTERM)
