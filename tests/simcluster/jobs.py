@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.simcluster import rest
+from tests.simcluster import events, rest
 from tests.simcluster.controllers import node_fits, owned_by, tolerated
 from tests.simcluster.kinds import BY_RESOURCE
-from tests.simcluster.runtime import record_event
 from tests.simcluster.store import now_iso
 
 if TYPE_CHECKING:
@@ -42,6 +41,7 @@ class JobTrack:
     started: float  # monotonic
     counted: dict[str, str] = field(default_factory=dict)  # pod uid -> "succeeded" | "failed"
     alive: set[str] = field(default_factory=set)  # pod uids not yet counted, last time
+    failures: int = 0  # failures the back-off was last computed for
     next_pod_at: float = 0.0
     finished_at: float | None = None
 
@@ -123,6 +123,10 @@ class JobController:
         }
         succeeded = sum(1 for v in track.counted.values() if v == "succeeded")
         failed = len(track.counted) - succeeded
+        if failed > track.failures:  # a new failure: the next pod waits out the back-off
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failed - 1))
+            track.next_pod_at = now + delay * self.sim.time_scale
+            track.failures = failed
         status.setdefault("startTime", now_iso())
         target = next((c for c in conditions if c["type"] == "FailureTarget"), None)
         if target is None and succeeded >= spec["completions"]:
@@ -132,7 +136,7 @@ class JobController:
             ]
             status["completionTime"] = now_iso()
             track.finished_at = now
-            record_event(
+            events.record(
                 self.sim,
                 job,
                 reason="Completed",
@@ -157,7 +161,7 @@ class JobController:
             if not terminating:
                 conditions.append(_condition("Failed", target["reason"], target["message"]))
                 track.finished_at = now
-                record_event(
+                events.record(
                     self.sim,
                     job,
                     reason=target["reason"],
@@ -169,9 +173,6 @@ class JobController:
             wanted = min(spec["parallelism"], spec["completions"] - succeeded)
             if len(active) < wanted and now >= track.next_pod_at:
                 active.append(self._create_pod(job))
-                if failed:
-                    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failed - 1))
-                    track.next_pod_at = now + delay * self.sim.time_scale
         ready = sum(
             1
             for p in active
@@ -262,7 +263,7 @@ class JobController:
         }
         rest.default(BY_RESOURCE["pods"], pod)  # as the API server defaults what it creates
         created = self.sim.store.create("pods", pod, meta["namespace"])
-        record_event(
+        events.record(
             self.sim,
             job,
             reason="SuccessfulCreate",
@@ -275,7 +276,7 @@ class JobController:
         meta = pod["metadata"]
         if self.sim.runtime.graceful_delete(pod, {}) is None:
             self.sim.store.delete("pods", meta["name"], meta["namespace"])
-        record_event(
+        events.record(
             self.sim,
             job,
             reason="SuccessfulDelete",
@@ -331,7 +332,7 @@ def schedule(sim: SimCluster, pod: dict[str, Any]) -> None:
                 meta["namespace"],
                 lambda o: o.setdefault("status", {}).__setitem__("conditions", [condition]),
             )
-            record_event(
+            events.record(
                 sim,
                 pod,
                 reason="FailedScheduling",
@@ -350,7 +351,7 @@ def schedule(sim: SimCluster, pod: dict[str, Any]) -> None:
         ]
 
     bound = store.mutate("pods", meta["name"], meta["namespace"], bind)
-    record_event(
+    events.record(
         sim,
         bound or pod,
         reason="Scheduled",
