@@ -22,6 +22,18 @@ PRESENT = "quay.io/jupyter/base-notebook:2025-01-01"
 MISSING = "registry.example.com/team/never-pushed:1.0"
 SLOW = "registry.example.com/team/large-model:2.1"
 ACCOUNT = "awaiter"
+MANIFEST = {  # a user's DaemonSet spec, as the chart's ConfigMap carries one
+    "apiVersion": "apps/v1",
+    "kind": "DaemonSet",
+    "metadata": {"name": "user-pullers"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "p"}},
+        "template": {
+            "metadata": {"labels": {"app": "p"}},
+            "spec": {"containers": [{"name": "c", "image": PRESENT}]},
+        },
+    },
+}
 
 
 def allow_everything(sim: Any) -> None:
@@ -252,21 +264,9 @@ def test_a_configmap_volume_reaches_the_process_as_its_daemonset_spec(
     sim: Any, api: client.ApiClient
 ) -> None:
     sim.add_node("a", images=[PRESENT])
-    manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": "user-pullers"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "p"}},
-            "template": {
-                "metadata": {"labels": {"app": "p"}},
-                "spec": {"containers": [{"name": "c", "image": PRESENT}]},
-            },
-        },
-    }
     client.CoreV1Api(api).create_namespaced_config_map(
         "default",
-        {"metadata": {"name": "spec"}, "data": {"daemonset.yaml": yaml.safe_dump(manifest)}},
+        {"metadata": {"name": "spec"}, "data": {"daemonset.yaml": yaml.safe_dump(MANIFEST)}},
     )
     body = job_body(
         "from-spec",
@@ -430,3 +430,52 @@ def test_following_the_log_shows_progress_while_the_awaiter_runs_and_ends_with_i
     assert seen[0][1]  # the first output arrived while the process still ran
     assert '"event": "run.succeeded"' in text and '"event": "daemonset.deleted"' in text
     assert text == sim.pod_logs[("default", pod.metadata.name)].decode()
+
+
+def test_a_finished_job_with_ttl_zero_is_deleted_with_its_pods(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body("short-lived", ["check", "--image", PRESENT])
+    body["spec"]["ttlSecondsAfterFinished"] = 0
+    client.BatchV1Api(api).create_namespaced_job("default", body)
+    assert sim.wait_for(lambda s: bool(s.objects("pods", "default")), timeout=30)
+    assert sim.wait_for(
+        lambda s: s.objects("jobs", "default") == [] and s.objects("pods", "default") == [],
+        timeout=60,
+    )
+    completed = client.CoreV1Api(api).list_namespaced_event(
+        "default", field_selector="involvedObject.name=short-lived,reason=Completed"
+    )
+    assert len(completed.items) == 1  # it did finish before it went
+
+
+def test_a_missing_configmap_holds_the_pod_in_container_creating_until_it_exists(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body(
+        "early",
+        ["check", "--daemonset-spec", "/etc/image-awaiter/daemonset.yaml"],
+        container={"volumeMounts": [{"name": "spec", "mountPath": "/etc/image-awaiter"}]},
+        volumes=[{"name": "spec", "configMap": {"name": "later"}}],
+    )
+    client.BatchV1Api(api).create_namespaced_job("default", body)
+    core = client.CoreV1Api(api)
+
+    def failed_mount(s: Any) -> bool:
+        return any(e["reason"] == "FailedMount" for e in s.objects("events", "default"))
+
+    assert sim.wait_for(failed_mount, timeout=30)
+    [pod] = job_pods(api, "early")
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert (pod.status.phase, waiting.reason) == ("Pending", "ContainerCreating")
+    [event] = core.list_namespaced_event("default", field_selector="reason=FailedMount").items
+    assert event.message == (
+        'MountVolume.SetUp failed for volume "spec" : configmap "later" not found'
+    )
+    core.create_namespaced_config_map(
+        "default",
+        {"metadata": {"name": "later"}, "data": {"daemonset.yaml": yaml.safe_dump(MANIFEST)}},
+    )
+    assert condition(run_job_wait(sim, api, "early"), "Complete").status == "True"
