@@ -479,3 +479,31 @@ def test_a_missing_configmap_holds_the_pod_in_container_creating_until_it_exists
         {"metadata": {"name": "later"}, "data": {"daemonset.yaml": yaml.safe_dump(MANIFEST)}},
     )
     assert condition(run_job_wait(sim, api, "early"), "Complete").status == "True"
+
+
+def test_the_jobs_pod_goes_to_a_ready_node_its_selector_allows_or_waits_unschedulable(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("user", images=[PRESENT], labels={"pool": "user"})
+    sim.add_node("core", images=[PRESENT], labels={"pool": "core"})
+    sim.add_node("core-down", images=[PRESENT], labels={"pool": "core"}, ready=False)
+    placed = job_body("placed", ["check", "--image", PRESENT])
+    placed["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "core"}
+    run_job(sim, api, placed)
+    assert [p.spec.node_name for p in job_pods(api, "placed")] == ["core"]
+    nowhere = job_body("nowhere", ["check", "--image", PRESENT])
+    nowhere["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "gpu"}
+    client.BatchV1Api(api).create_namespaced_job("default", nowhere)
+
+    def refused(s: Any) -> bool:
+        return any(e["reason"] == "FailedScheduling" for e in s.objects("events", "default"))
+
+    assert sim.wait_for(refused, timeout=30)
+    [pod] = job_pods(api, "nowhere")
+    [scheduled] = pod.status.conditions
+    assert (pod.spec.node_name, scheduled.reason) == (None, "Unschedulable")
+    assert scheduled.message == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: "
+        "}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are "
+        "available: 3 Preemption is not helpful for scheduling."
+    )

@@ -314,10 +314,16 @@ def schedule(sim: SimCluster, pod: dict[str, Any]) -> None:
         counts: dict[str, int] = {}
         for why in verdicts:
             counts[why] = counts.get(why, 0) + 1
+        # The scheduler's FitError text: reasons counted, sorted as strings, then preemption's
+        # verdict (as a real cluster reports it, e.g. "0/2 nodes are available: 1 node(s) had
+        # untolerated taint {node.kubernetes.io/unreachable: }, ... preemption: 0/2 nodes are
+        # available: 2 Preemption is not helpful for scheduling.").
+        total = len(nodes)
         message = (
-            f"0/{len(nodes)} nodes are available: "
-            + ", ".join(f"{count} {why}" for why, count in sorted(counts.items()))
-            + "."
+            f"0/{total} nodes are available: "
+            + ", ".join(sorted(f"{count} {why}" for why, count in counts.items()))
+            + f". preemption: 0/{total} nodes are available: {total} Preemption is not helpful "
+            "for scheduling."
         )
         condition = {
             "type": "PodScheduled",
