@@ -4,6 +4,7 @@ runtime live in tests/simcluster/jobs.py and runtime.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -73,7 +74,6 @@ def job_body(
     args: list[str],
     *,
     backoff_limit: int = 0,
-    deadline: int | None = None,
     container: dict[str, Any] | None = None,
     volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -107,8 +107,6 @@ def job_body(
             }
         },
     }
-    if deadline is not None:
-        spec["activeDeadlineSeconds"] = deadline
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
 
 
@@ -235,16 +233,18 @@ def test_active_deadline_sends_sigterm_so_the_awaiter_cleans_up_and_the_job_fail
 ) -> None:
     sim.registry.add(SLOW, pull_seconds=100_000)
     sim.add_node("a")
-    core = client.CoreV1Api(api)
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    batch.create_namespaced_job("default", job_body("slow", ["await", "--image", SLOW]))
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
     stream = watch.Watch().stream(
         core.list_namespaced_pod, "default", label_selector="job-name=slow", timeout_seconds=60
     )
-    client.BatchV1Api(api).create_namespaced_job(
-        "default", job_body("slow", ["await", "--image", SLOW], deadline=8)
-    )
-    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    first = next(stream)  # the running pod, watched before the deadline can strike
+    # The deadline is set once the awaiter is busy (it is mutable on a Job), so that a slow
+    # start on a loaded machine cannot outlast it.
+    batch.patch_namespaced_job("slow", "default", {"spec": {"activeDeadlineSeconds": 1}})
     exit_codes = []
-    for event in stream:
+    for event in itertools.chain([first], stream):
         statuses = event["object"].status.container_statuses or []
         exit_codes += [s.state.terminated.exit_code for s in statuses if s.state.terminated]
         if event["type"] == "DELETED":
