@@ -538,3 +538,12 @@ def test_env_from_a_missing_secret_is_a_config_error_until_the_secret_exists(
     log = log_of(api, pod)
     started = next(e for e in map(json.loads, log.splitlines()) if e["event"] == "run.started")
     assert started["images"] == [PRESENT]
+
+
+def test_the_awaiter_image_pulls_even_where_unknown_images_do_not_exist(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.unknown_images_exist = False  # as `python -m tests.simcluster serve` runs
+    sim.add_node("a", images=[PRESENT])
+    job = run_job(sim, api, job_body("strict-registry", ["check", "--image", PRESENT]))
+    assert condition(job, "Complete").status == "True"
