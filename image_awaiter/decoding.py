@@ -20,6 +20,7 @@ import msgspec
 
 from image_awaiter.errors import UsageError
 from image_awaiter.pods import PodSpec, volume_images
+from image_awaiter.pullfacts import PULL_EVENT_REASONS, KubeletEvent
 from image_awaiter.readiness import (
     PULL_FAILURE_REASONS,
     STUCK_AFTER_PULL_REASONS,
@@ -301,6 +302,45 @@ class UidCodec(_TypedCodec[_Object, str]):
 
     def __init__(self) -> None:
         super().__init__(_Object, lambda item: item.metadata.uid)
+
+
+class _InvolvedObject(msgspec.Struct):
+    kind: str = ""
+    name: str = ""
+
+
+class _KubeEvent(_Object):
+    involvedObject: _InvolvedObject = msgspec.field(default_factory=_InvolvedObject)
+    reason: str = ""
+    message: str = ""
+    count: int | None = None
+    lastTimestamp: str | None = None
+    eventTime: str | None = None
+
+
+class EventCodec(_TypedCodec[_KubeEvent, KubeletEvent | None]):
+    """Kubelet events about pods whose names start with `pod_prefix` (this run's puller
+    pods: `<daemonset>-<suffix>`) and that speak of pulls; every other event is dropped as it
+    is decoded, so the store holds only this run's."""
+
+    def __init__(self, *, pod_prefix: str) -> None:
+        def compact(event: _KubeEvent) -> KubeletEvent | None:
+            involved = event.involvedObject
+            if (
+                involved.kind != "Pod"
+                or not involved.name.startswith(pod_prefix)
+                or event.reason not in PULL_EVENT_REASONS
+            ):
+                return None
+            return KubeletEvent(
+                pod=involved.name,
+                reason=event.reason,
+                message=event.message,
+                last=event.lastTimestamp or event.eventTime or "",
+                count=event.count or 1,
+            )
+
+        super().__init__(_KubeEvent, compact)
 
 
 def puller_pod(pod: _Pod) -> PullerPod:

@@ -2,17 +2,19 @@
 progress line when it changes (at most once per interval) or as a heartbeat.
 
 `Progress.observe` is called with every evaluation; it also keeps when each node became done,
-for the report. A live terminal view would observe the same evaluations.
+for the report. `LivePicture` observes the same evaluations for the live terminal view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from image_awaiter.readiness import Evaluation, NodeStatus
+from image_awaiter.liveview import LiveView
+from image_awaiter.overview import NodeRecord, build_snapshot
+from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
 from image_awaiter.reporting import progress_fields
 
 log = structlog.get_logger("image_awaiter")
@@ -52,3 +54,71 @@ class Progress:
         if (key != self._last and since >= self._interval) or since >= HEARTBEAT:
             self._last, self._last_at = key, now
             log.info("progress", **fields)
+
+
+class LivePicture:
+    """Feeds the live view (`liveview.LiveView`) from each evaluation: one `NodeRecord` per
+    target node, with when it entered its state, and the bytes each node pulled so far.
+
+    At most `REFRESH` redraws a second: an evaluation after every store change is cheap, a
+    frame is not free at 5,000 nodes (see README, "live view").
+    """
+
+    REFRESH = 0.25  # seconds between two redraws
+
+    def __init__(self, view: LiveView, *, images: Sequence[str], started: float) -> None:
+        self._view = view
+        self._images = tuple(images)
+        self._all = frozenset(images)
+        self._started = started
+        self._since: dict[str, tuple[str, float]] = {}  # node -> (state, since)
+        self._sets: dict[tuple[str, ...], frozenset[str]] = {}  # shared sets, a few per run
+        self._drawn_at = -1.0
+
+    def observe(
+        self,
+        evaluation: Evaluation,
+        *,
+        now: float,
+        pulled_bytes: Mapping[str, Mapping[str, int]],
+        final: bool = False,
+    ) -> None:
+        if not final and now - self._drawn_at < self.REFRESH:
+            return
+        self._drawn_at = now
+        records = [self._record(v, now, pulled_bytes) for v in evaluation.verdicts]
+        snapshot = build_snapshot(
+            nodes=records,
+            images=self._images,
+            excluded=evaluation.excluded,
+            elapsed=now - self._started,
+            now=now,
+        )
+        self._view.update(snapshot)
+
+    def _record(
+        self, verdict: NodeVerdict, now: float, pulled_bytes: Mapping[str, Mapping[str, int]]
+    ) -> NodeRecord:
+        done = verdict.status is NodeStatus.DONE
+        state = verdict.status.value if done else (verdict.detail or verdict.status.value)
+        key = verdict.status.value + ("!" if verdict.failures else "")
+        previous = self._since.get(verdict.node)
+        if previous is None or previous[0] != key:
+            previous = self._since[verdict.node] = (key, now)
+        missing = self._set(verdict.missing)
+        return NodeRecord(
+            name=verdict.node,
+            done=done,
+            state=state,
+            since=previous[1],
+            failing=bool(verdict.failures) or verdict.status is NodeStatus.FAILED,
+            present=self._all if done else self._all - missing,
+            pulling=missing if verdict.status is NodeStatus.PULLING else frozenset(),
+            pulled_bytes=pulled_bytes.get(verdict.node, {}),
+        )
+
+    def _set(self, names: tuple[str, ...]) -> frozenset[str]:
+        found = self._sets.get(names)
+        if found is None:
+            found = self._sets[names] = frozenset(names)
+        return found

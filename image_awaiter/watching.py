@@ -47,6 +47,7 @@ class Informer(Generic[T]):
         address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
+        field_selector: str | None = None,
         wake: threading.Event | None = None,
         timing: WatchTiming = WatchTiming(),
         name: str = "",
@@ -55,6 +56,7 @@ class Informer(Generic[T]):
         self._address = address
         self._codec = codec
         self._selector = label_selector
+        self._fields = field_selector
         self._wake = wake or threading.Event()
         self._timing = timing
         self.name = name or address.resource.plural
@@ -118,8 +120,7 @@ class Informer(Generic[T]):
             query: dict[str, str | int] = {"limit": self._timing.page_size}
             if token:
                 query["continue"] = token
-            if self._selector:
-                query["labelSelector"] = self._selector
+            self._select(query)
             page = self._kube.request_decoded(
                 "GET", self._address, query=query, decode=self._codec.page
             )
@@ -161,8 +162,7 @@ class Informer(Generic[T]):
             "resourceVersion": self.resource_version,
             "timeoutSeconds": seconds,
         }
-        if self._selector:
-            query["labelSelector"] = self._selector
+        self._select(query)
         self.watches += 1
         for line in self._kube.stream(
             self._address, query=query, read_timeout=self._timing.read_timeout
@@ -174,6 +174,12 @@ class Informer(Generic[T]):
             except ValueError as error:
                 raise TransientError(f"undecodable watch event: {error}") from None
             self._apply(event)
+
+    def _select(self, query: dict[str, str | int]) -> None:
+        if self._selector:
+            query["labelSelector"] = self._selector
+        if self._fields:
+            query["fieldSelector"] = self._fields
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":
@@ -203,13 +209,20 @@ class Caches:
         self.wake = threading.Event()  # set by every store change
 
     def start(
-        self, *, name: str, address: Address, codec: Codec[T], label_selector: str | None = None
+        self,
+        *,
+        name: str,
+        address: Address,
+        codec: Codec[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> Informer[T]:
         informer: Informer[T] = Informer(
             kube=self._kube,
             address=address,
             codec=codec,
             label_selector=label_selector,
+            field_selector=field_selector,
             wake=self.wake,
             timing=self._timing,
             name=name,
@@ -231,9 +244,7 @@ class Caches:
             while not informer.synced.is_set():
                 self.raise_errors()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(
-                        f"{informer.name} could not be read from the API in time"
-                    )
+                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
                 self.wake.wait(0.5)
                 self.wake.clear()
 
