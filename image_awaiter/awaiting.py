@@ -40,6 +40,7 @@ log = structlog.get_logger("image_awaiter")
 
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 FACTS_GAP = 0.5  # pull facts are re-folded from the events at most this often
+SETTLE_FACTS = 2.0  # seconds a successful run waits at most for the last Pulled events
 # Kubelet events about pods in the DaemonSet's namespace; the API selects events on equality
 # only (no set of pod names), so the codec keeps just this run's pods' (ARCHITECTURE.md).
 KUBELET_POD_EVENTS = "involvedObject.kind=Pod,source=kubelet"
@@ -287,6 +288,31 @@ class Run:
         pod_nodes = {p.name: p.node for p in pods if p.node is not None}
         self.facts = collect(records, pod_nodes=pod_nodes, images=self.job.images)
 
+    def _settle_facts(self, evaluation: Evaluation, *, budget: float = SETTLE_FACTS) -> None:
+        """A pod's status can show an image pulled before its `Pulled` event reaches the
+        events watch: give the events a moment (bounded) so the report has the figures."""
+        if self.events is None or self.pods is None:
+            return
+        until = time.monotonic() + budget
+        done = set(evaluation.done_nodes)
+        while True:
+            pods = self.pods.snapshot().values()
+            self._fold_facts(pods, force=True)
+            nodes = {p.node for p in pods if p.node in done}
+            facts = self.facts.facts
+            if (
+                all(
+                    (fact := facts.get((node, image.key))) is not None
+                    and fact.state in ("pulled", "present")
+                    for node in nodes
+                    for image in self.job.images
+                )
+                or time.monotonic() >= until
+            ):
+                return
+            self.caches.wake.wait(0.1)
+            self.caches.wake.clear()
+
     def _log_platform_exclusions(self, evaluation: Evaluation) -> None:
         for (node, key), exclusion in evaluation.platform_excluded.items():
             if (node, key) not in self._platform_logged:
@@ -309,6 +335,7 @@ class Run:
         )
 
     def _success(self, evaluation: Evaluation) -> Outcome:
+        self._settle_facts(evaluation)
         outcome = self.outcome(*outcomes.succeeded(evaluation, images=len(self.job.images)))
         if not evaluation.verdicts:
             log.warning("run.no_targets", excluded=len(evaluation.excluded))

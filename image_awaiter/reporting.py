@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from image_awaiter.outcomes import Outcome, short_verdict
-from image_awaiter.pullfacts import PullFacts, summarise
+from image_awaiter.pullfacts import NodeImageFact, PullFacts, summarise
 from image_awaiter.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.references import ImageRef
 
@@ -74,7 +74,8 @@ def build_report(
             if verdict.node in done_after:
                 node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
             if facts is not None and (pulls := facts.for_node(verdict.node, images)):
-                node["pulls"] = [fact.to_report() for fact in pulls]
+                done = verdict.status is NodeStatus.DONE
+                node["pulls"] = [_fact(fact, done=done) for fact in pulls]
             nodes.append(node)
         excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
         platform = [
@@ -99,6 +100,16 @@ def build_report(
         "platformExcluded": platform,
         "pulls": _pulls(facts, images, evaluation),
     }
+
+
+def _fact(fact: NodeImageFact, *, done: bool) -> dict[str, Any]:
+    """A node that is done has the image, whatever an earlier event said: when its `Pulled`
+    event never came, the pod's status is the proof, without figures."""
+    entry = fact.to_report()
+    if done and fact.state in ("failed", "pulling"):
+        kept = {k: v for k, v in entry.items() if k in ("image", "failedAttempts")}
+        return {**kept, "state": "pulled", "source": "container-status"}
+    return entry
 
 
 def _failure(failure: PullFailure) -> dict[str, str]:
