@@ -271,7 +271,7 @@ class Run:
         self.progress.observe(evaluation, now=now)
         self._log_platform_exclusions(evaluation)
         if self.picture is not None:
-            self.picture.observe(evaluation, now=now, pulled_bytes=self.facts.pulled_bytes())
+            self.picture.observe(evaluation, now=now, pulled_bytes=self.facts.pulled_bytes)
         return evaluation
 
     def _fold_facts(self, pods: Iterable[PullerPod], *, force: bool = False) -> None:
@@ -377,7 +377,7 @@ class Run:
             self.picture.observe(
                 self.judge.last,
                 now=time.monotonic(),
-                pulled_bytes=self.facts.pulled_bytes(),
+                pulled_bytes=self.facts.pulled_bytes,
                 final=True,
             )
         return Outcome(

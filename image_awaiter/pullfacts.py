@@ -68,11 +68,14 @@ class NodeImageFact:
         return fact
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PullFacts:
+    """The facts of one fold; the views of them are computed once, on first use, since the
+    loop asks at every evaluation and a fold happens at most every half second."""
+
     facts: Mapping[tuple[str, ImageKey], NodeImageFact]
 
-    @property
+    @functools.cached_property
     def errors(self) -> dict[tuple[str, ImageKey], PullError]:
         """The last classified cause per failing (node, image), for `readiness`."""
         return {
@@ -81,6 +84,7 @@ class PullFacts:
             if fact.state == "failed" and fact.error is not None
         }
 
+    @functools.cached_property
     def pulled_bytes(self) -> dict[str, dict[str, int]]:
         """node -> image display text -> bytes pulled, for the live view."""
         sizes: dict[str, dict[str, int]] = {}
