@@ -277,16 +277,21 @@ class Run:
     def _fold_facts(self, pods: Iterable[PullerPod], *, force: bool = False) -> None:
         """Re-read the pull facts from the events store when it changed (at most every
         FACTS_GAP seconds unless forced): a fold walks every event of the run."""
-        if self.events is None:
+        if self.events is None or self.pods is None:
             return
         now = time.monotonic()
-        seen = (self.events.events, self.events.lists)
+        seen = (self.events.events + self.pods.events, self.events.lists + self.pods.lists)
         if seen == self._facts_seen[:2] or (not force and now - self._facts_seen[2] < FACTS_GAP):
             return
         self._facts_seen = (*seen, now)
         records = [e for e in self.events.snapshot().values() if e is not None]
-        pod_nodes = {p.name: p.node for p in pods if p.node is not None}
-        self.facts = collect(records, pod_nodes=pod_nodes, images=self.job.images)
+        bound = [p for p in pods if p.node is not None]
+        self.facts = collect(
+            records,
+            pod_nodes={p.name: p.node for p in bound if p.node is not None},
+            images=self.job.images,
+            container_bounds={p.node: p.pull_seconds for p in bound if p.node is not None},
+        )
 
     def _settle_facts(self, evaluation: Evaluation, *, budget: float = SETTLE_FACTS) -> None:
         """A pod's status can show an image pulled before its `Pulled` event reaches the
@@ -304,6 +309,7 @@ class Run:
                 all(
                     (fact := facts.get((node, image.key))) is not None
                     and fact.state in ("pulled", "present")
+                and fact.source == "event"
                     for node in nodes
                     for image in self.job.images
                 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -201,7 +202,10 @@ class _Waiting(msgspec.Struct):
 
 
 class _Present(msgspec.Struct):
-    """A state whose content does not matter, only that it is there."""
+    """A running or terminated state: that it is there, and when it started and finished."""
+
+    startedAt: str | None = None
+    finishedAt: str | None = None
 
 
 class _State(msgspec.Struct):
@@ -226,6 +230,7 @@ class _PodCondition(msgspec.Struct):
 
 
 class _PodStatus(msgspec.Struct):
+    startTime: str | None = None
     initContainerStatuses: list[_ContainerStatus] | None = None
     containerStatuses: list[_ContainerStatus] | None = None
     conditions: list[_PodCondition] | None = None
@@ -373,7 +378,33 @@ def puller_pod(pod: _Pod) -> PullerPod:
         node=_pod_node(spec),
         images=pulls,
         unschedulable=_unschedulable_message(status),
+        pull_seconds=_pull_seconds(status, images_by_container),
     )
+
+
+def _pull_seconds(status: _PodStatus, images: Mapping[str, ImageKey]) -> dict[ImageKey, float]:
+    """Upper bounds of each init container's pull, from the container states' timestamps:
+    the kubelet pulls an init container's image after the one before it finished (the pod's
+    start for the first) and starts it right after; for when no `Pulled` event says it."""
+    bounds: dict[ImageKey, float] = {}
+    previous = _timestamp(status.startTime)
+    for cs in status.initContainerStatuses or []:
+        state = cs.state.terminated or cs.state.running
+        started = _timestamp(state.startedAt) if state is not None else None
+        key = images.get(cs.name)
+        if key is not None and started is not None and previous is not None:
+            bounds.setdefault(key, max(0.0, started - previous))
+        previous = _timestamp(state.finishedAt) if state is not None else None
+    return bounds
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _key(ref: str) -> ImageKey:

@@ -49,6 +49,7 @@ class NodeImageFact:
     size_bytes: int | None = None
     error: PullError | None = None
     attempts: int = 0  # failed attempts seen (events' counts)
+    source: Literal["event", "container-status"] = "event"
 
     def to_report(self) -> dict[str, Any]:
         fact: dict[str, Any] = {"image": self.image, "state": self.state}
@@ -65,6 +66,8 @@ class NodeImageFact:
             fact["advice"] = self.error.advice
         if self.attempts:
             fact["failedAttempts"] = self.attempts
+        if self.source != "event":
+            fact["source"] = self.source
         return fact
 
 
@@ -110,9 +113,14 @@ def collect(
     *,
     pod_nodes: Mapping[str, str],
     images: Sequence[ImageRef],
+    container_bounds: Mapping[str, Mapping[ImageKey, float]] | None = None,
 ) -> PullFacts:
     """One fact per (node, awaited image) that some event spoke of; `pod_nodes` maps each
-    puller pod's name to its node (pods not yet bound, or gone, are skipped)."""
+    puller pod's name to its node (pods not yet bound, or gone, are skipped).
+
+    `container_bounds` (node -> image -> seconds, from container state timestamps) fills in
+    pulls that no `Pulled` event told of: the events' spam filter dropped it, it expired, or
+    RBAC does not allow reading events."""
     wanted = {image.key: image for image in images}
     facts: dict[tuple[str, ImageKey], NodeImageFact] = {}
     for event in sorted(events, key=lambda e: e.last):
@@ -155,6 +163,18 @@ def collect(
             facts[pair] = NodeImageFact(
                 node=node, image=display, state="failed", error=error, attempts=attempts
             )
+    for node, bounds in (container_bounds or {}).items():
+        for key, seconds in bounds.items():
+            before = facts.get((node, key))
+            if key in wanted and (before is None or before.state not in ("pulled", "present")):
+                facts[(node, key)] = NodeImageFact(
+                    node=node,
+                    image=wanted[key].original,
+                    state="pulled",
+                    seconds=seconds,
+                    attempts=before.attempts if before else 0,
+                    source="container-status",
+                )
     return PullFacts(facts)
 
 

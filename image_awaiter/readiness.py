@@ -65,6 +65,8 @@ class PullerPod:
     node: str | None
     images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
     unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    # Upper bounds of pull times from container state timestamps (decoding._pull_seconds).
+    pull_seconds: Mapping[ImageKey, float] = field(default_factory=dict)
 
 
 class NodeStatus(StrEnum):
@@ -391,7 +393,11 @@ def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
                 images[key] = pull
         unschedulable = previous.unschedulable if pod.unschedulable else None
         merged[pod.node] = PullerPod(
-            name=previous.name, node=pod.node, images=images, unschedulable=unschedulable
+            name=previous.name,
+            node=pod.node,
+            images=images,
+            unschedulable=unschedulable,
+            pull_seconds={**pod.pull_seconds, **previous.pull_seconds},
         )
     return merged
 

@@ -114,3 +114,49 @@ def test_the_events_codec_keeps_only_pull_events_of_this_runs_pods() -> None:
     assert codec.event(watch_line("puller-other-x1", "Pulling")).record is None
     assert codec.event(watch_line("puller-abc-x1", "Scheduled")).record is None
     assert codec.event(watch_line("puller-abc-x1", "Pulling", kind="Node")).record is None
+
+
+def test_container_state_timestamps_stand_in_where_no_pulled_event_came() -> None:
+    bounds = {"n1": {APP.key: 12.0}, "n2": {APP.key: 3.0}}
+    events = [pulled("puller-abc-x2", "quay.io/org/app:1", "2s", "2s", 100, "t1")]
+    facts = collect(events, pod_nodes=PODS, images=(APP,), container_bounds=bounds).facts
+    assert (facts[("n1", APP.key)].seconds, facts[("n1", APP.key)].source) == (
+        12.0,
+        "container-status",
+    )
+    assert (facts[("n2", APP.key)].seconds, facts[("n2", APP.key)].source) == (2.0, "event")
+
+
+def test_pull_bounds_come_from_init_container_start_and_finish_times() -> None:
+    from image_awaiter.decoding import PodCodec
+
+    pod = {
+        "metadata": {"name": "puller-abc-x1"},
+        "spec": {
+            "nodeName": "n1",
+            "initContainers": [
+                {"name": "a", "image": "quay.io/org/app:1"},
+                {"name": "b", "image": "busybox:1.36"},
+            ],
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+        },
+        "status": {
+            "startTime": "2026-01-01T00:00:00Z",
+            "initContainerStatuses": [
+                {
+                    "name": "a",
+                    "state": {
+                        "terminated": {
+                            "startedAt": "2026-01-01T00:00:40Z",
+                            "finishedAt": "2026-01-01T00:00:41Z",
+                        }
+                    },
+                },
+                {"name": "b", "state": {"running": {"startedAt": "2026-01-01T00:00:44Z"}}},
+            ],
+        },
+    }
+    line = json.dumps({"type": "ADDED", "object": pod}).encode()
+    record = PodCodec().event(line).record
+    assert record is not None
+    assert record.pull_seconds == {APP.key: 40.0, BASE.key: 3.0}
