@@ -71,8 +71,9 @@ class LivePicture:
         self._images = tuple(images)
         self._all = frozenset(images)
         self._started = started
-        self._since: dict[str, tuple[str, float]] = {}  # node -> (state, since)
-        self._sets: dict[tuple[str, ...], frozenset[str]] = {}  # shared sets, a few per run
+        self._since: dict[str, tuple[tuple[NodeStatus, bool], float]] = {}  # node -> state, since
+        self._shared: dict[tuple[str, ...], tuple[frozenset[str], frozenset[str]]] = {}
+        self._records: dict[str, tuple[NodeVerdict, Mapping[str, int], NodeRecord]] = {}
         self._drawn_at = -1.0
 
     def observe(
@@ -99,26 +100,44 @@ class LivePicture:
     def _record(
         self, verdict: NodeVerdict, now: float, pulled_bytes: Mapping[str, Mapping[str, int]]
     ) -> NodeRecord:
-        done = verdict.status is NodeStatus.DONE
-        state = verdict.status.value if done else (verdict.detail or verdict.status.value)
-        key = verdict.status.value + ("!" if verdict.failures else "")
+        sizes = pulled_bytes.get(verdict.node, _NO_BYTES)
+        cached = self._records.get(verdict.node)
+        if cached is not None and cached[0] == verdict and cached[1] is sizes:
+            return cached[2]  # most nodes are unchanged between two refreshes
+        record = self._new_record(verdict, now, sizes)
+        self._records[verdict.node] = (verdict, sizes, record)
+        return record
+
+    def _new_record(
+        self, verdict: NodeVerdict, now: float, sizes: Mapping[str, int]
+    ) -> NodeRecord:
+        status = verdict.status
+        done = status is NodeStatus.DONE
+        key = (status, bool(verdict.failures))
         previous = self._since.get(verdict.node)
         if previous is None or previous[0] != key:
             previous = self._since[verdict.node] = (key, now)
-        missing = self._set(verdict.missing)
+        missing, present = self._sets(verdict.missing)
         return NodeRecord(
             name=verdict.node,
             done=done,
-            state=state,
+            state=status.value if done else (verdict.detail or status.value),
             since=previous[1],
-            failing=bool(verdict.failures) or verdict.status is NodeStatus.FAILED,
-            present=self._all if done else self._all - missing,
-            pulling=missing if verdict.status is NodeStatus.PULLING else frozenset(),
-            pulled_bytes=pulled_bytes.get(verdict.node, {}),
+            failing=bool(verdict.failures) or status is NodeStatus.FAILED,
+            present=present,
+            pulling=missing if status is NodeStatus.PULLING else _NONE,
+            pulled_bytes=sizes,
         )
 
-    def _set(self, names: tuple[str, ...]) -> frozenset[str]:
-        found = self._sets.get(names)
+    def _sets(self, missing: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+        """(missing, present) as frozensets shared by every node with the same missing
+        images: a handful per run, hashed once (build_snapshot counts nodes per set)."""
+        found = self._shared.get(missing)
         if found is None:
-            found = self._sets[names] = frozenset(names)
+            names = frozenset(missing)
+            found = self._shared[missing] = (names, self._all - names)
         return found
+
+
+_NONE: frozenset[str] = frozenset()
+_NO_BYTES: Mapping[str, int] = {}
