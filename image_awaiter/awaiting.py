@@ -227,6 +227,7 @@ class Run:
                 address=EVENTS.address(namespace=namespace),
                 codec=EventCodec(pod_prefix=self.daemonset.record.name + "-"),
                 field_selector=KUBELET_POD_EVENTS,
+                optional=True,  # pull facts are worth having, not worth failing a run for
             )
         daemonsets = self.caches.start(
             name="daemonsets",

@@ -48,6 +48,7 @@ class Informer(Generic[T]):
         codec: Codec[T],
         label_selector: str | None = None,
         field_selector: str | None = None,
+        optional: bool = False,
         wake: threading.Event | None = None,
         timing: WatchTiming = WatchTiming(),
         name: str = "",
@@ -57,6 +58,7 @@ class Informer(Generic[T]):
         self._codec = codec
         self._selector = label_selector
         self._fields = field_selector
+        self._optional = optional  # a failure stops only this informer, with a warning
         self._wake = wake or threading.Event()
         self._timing = timing
         self.name = name or address.resource.plural
@@ -104,7 +106,11 @@ class Informer(Generic[T]):
                 log.info("watch.retrying", resource=self.name, error=str(error))
                 self._stop.wait(self._timing.reconnect_delay)
             except AwaiterError as error:
-                self.error = error
+                if self._optional:
+                    log.warning("watch.unavailable", resource=self.name, error=error.one_line())
+                    self.synced.set()  # nothing to wait for: the run goes on without it
+                else:
+                    self.error = error
                 self._wake.set()
                 return
             except Exception as error:  # a bug must surface, not hang the awaiter
@@ -216,6 +222,7 @@ class Caches:
         codec: Codec[T],
         label_selector: str | None = None,
         field_selector: str | None = None,
+        optional: bool = False,
     ) -> Informer[T]:
         informer: Informer[T] = Informer(
             kube=self._kube,
@@ -223,6 +230,7 @@ class Caches:
             codec=codec,
             label_selector=label_selector,
             field_selector=field_selector,
+            optional=optional,
             wake=self.wake,
             timing=self._timing,
             name=name,

@@ -281,3 +281,18 @@ def test_a_failed_pull_is_an_image_pull_failed_event_on_the_awaiters_pod(
         if e["involvedObject"]["name"] == "hook-abc" and e["reason"] == "ImagePullFailed"
     ]
     assert failed["type"] == "Warning" and failed["message"].startswith("not-found: ")
+
+
+def test_without_leave_to_read_events_the_run_succeeds_with_a_warning(
+    sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    sim.add_node("a")
+    sim.registry.add(APP)
+    sim.forbid("list", "events", "default")
+    ended = await_image(kubeconfig, tmp_path, APP)
+    assert ended.code == 0, ended.stderr
+    [warning] = ended.events("watch.unavailable")
+    assert warning["resource"] == "events"
+    assert "forbidden" in warning["error"].lower(), warning
+    [pull] = node_report(ended, "a")["pulls"]
+    assert (pull["state"], pull["source"]) == ("pulled", "container-status")
