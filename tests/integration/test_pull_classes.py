@@ -125,8 +125,16 @@ def test_a_bad_reference_at_the_registry_exits_4_at_once(
 ) -> None:
     sim.add_node("a")
     sim.fail_pull(APP, kind="invalid-reference")
-    ended = await_image(kubeconfig, tmp_path, APP)
+    proc, report = start_await(kubeconfig, tmp_path, APP)
+    # The kubelet refuses the reference before any pull (no pull history): time it from the
+    # moment a puller pod's status says InvalidImageName.
+    assert sim.wait_for(lambda sim: "InvalidImageName" in json.dumps(sim.objects("pods")), 60)
+    refused_at = time.monotonic()
+    ended = finish(proc, report)
     assert ended.code == 4, ended.stderr
+    took = ended.at - refused_at
+    print(f"bad reference: exit {took:.2f}s after the kubelet's first failure")
+    assert took < FAST_EXIT
     [failure] = node_report(ended, "a")["failures"]
     assert failure["errorKind"] == "invalid-reference", failure
 
