@@ -7,7 +7,8 @@ for the report. `LivePicture` observes the same evaluations for the live termina
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -87,7 +88,13 @@ class LivePicture:
         if not final and now - self._drawn_at < self.REFRESH:
             return
         self._drawn_at = now
-        records = [self._record(v, now, pulled_bytes) for v in evaluation.verdicts]
+        unwanted: dict[str, set[str]] = {}  # node -> images excluded there (no variant)
+        for (node, _), exclusion in evaluation.platform_excluded.items():
+            unwanted.setdefault(node, set()).add(exclusion.image)
+        records = [
+            self._record(v, now, pulled_bytes, unwanted.get(v.node, _NO_NAMES))
+            for v in evaluation.verdicts
+        ]
         snapshot = build_snapshot(
             nodes=records,
             images=self._images,
@@ -98,19 +105,24 @@ class LivePicture:
         self._view.update(snapshot)
 
     def _record(
-        self, verdict: NodeVerdict, now: float, pulled_bytes: Mapping[str, Mapping[str, int]]
+        self,
+        verdict: NodeVerdict,
+        now: float,
+        pulled_bytes: Mapping[str, Mapping[str, int]],
+        unwanted: Collection[str],
     ) -> NodeRecord:
         sizes = pulled_bytes.get(verdict.node, _NO_BYTES)
         cached = self._records.get(verdict.node)
-        if cached is not None and cached[0] == verdict and cached[1] is sizes:
+        if cached is not None and cached[0] == verdict and cached[1] is sizes and not unwanted:
             return cached[2]  # most nodes are unchanged between two refreshes
         record = self._new_record(verdict, now, sizes)
+        if unwanted:  # rare: a node still awaited for other images
+            wanted = self._all - frozenset(unwanted)
+            record = dataclasses.replace(record, images=wanted, present=record.present & wanted)
         self._records[verdict.node] = (verdict, sizes, record)
         return record
 
-    def _new_record(
-        self, verdict: NodeVerdict, now: float, sizes: Mapping[str, int]
-    ) -> NodeRecord:
+    def _new_record(self, verdict: NodeVerdict, now: float, sizes: Mapping[str, int]) -> NodeRecord:
         status = verdict.status
         done = status is NodeStatus.DONE
         key = (status, bool(verdict.failures))
@@ -118,10 +130,15 @@ class LivePicture:
         if previous is None or previous[0] != key:
             previous = self._since[verdict.node] = (key, now)
         missing, present = self._sets(verdict.missing)
+        if verdict.failures:
+            first = verdict.failures[0]
+            state = f"{first.image}: {first.kind or first.reason}: {first.message}"
+        else:
+            state = status.value if done else (verdict.detail or status.value)
         return NodeRecord(
             name=verdict.node,
             done=done,
-            state=status.value if done else (verdict.detail or status.value),
+            state=state,
             since=previous[1],
             failing=bool(verdict.failures) or status is NodeStatus.FAILED,
             present=present,
@@ -140,4 +157,5 @@ class LivePicture:
 
 
 _NONE: frozenset[str] = frozenset()
+_NO_NAMES: frozenset[str] = frozenset()
 _NO_BYTES: Mapping[str, int] = {}
