@@ -438,3 +438,14 @@ def test_on_platform_mismatch_fail_fails_the_node_at_once() -> None:
     result = judged(ARM, failing_pod(NO_VARIANT), FailureRules(platform_mismatch="fail"))
     [failure] = result.failures
     assert (failure.error_class, failure.kind) == ("permanent", "no-platform-variant")
+
+
+def test_the_final_line_names_class_kind_node_image_message_and_advice() -> None:
+    from image_awaiter.outcomes import pull_failed
+
+    code, _, line = pull_failed(judged(N, failing_pod(NOT_FOUND), FailureRules()))
+    assert int(code) == 4
+    assert line.startswith(
+        f"image {NOTEBOOK.original} cannot be pulled on node n (permanent not-found): "
+        f"ErrImagePull: {NOT_FOUND}; fix the tag"
+    )
