@@ -26,7 +26,7 @@ from image_awaiter.outcomes import Outcome, Result
 from image_awaiter.podevents import PodEvents
 from image_awaiter.progress import LivePicture, Progress
 from image_awaiter.pullers import run_selector
-from image_awaiter.pullfacts import KubeletEvent, PullFacts, collect
+from image_awaiter.pullfacts import Folder, KubeletEvent, PullFacts
 from image_awaiter.readiness import Evaluation, FailureRules, Judge, PullerPod
 from image_awaiter.references import ImageKey
 from image_awaiter.reporting import build_report, now_iso, write_report
@@ -180,6 +180,7 @@ class Run:
         self.events: Informer[KubeletEvent | None] | None = None
         self.pods: Informer[PullerPod] | None = None
         self.facts = PullFacts({})
+        self.folder = Folder(job.images)
         self._facts_seen = (-1, -1, 0.0)  # (events, lists, when) at the last fold
         self._platform_logged: set[tuple[str, ImageKey]] = set()
         log.info(
@@ -285,12 +286,10 @@ class Run:
         if seen == self._facts_seen[:2] or (not force and now - self._facts_seen[2] < FACTS_GAP):
             return
         self._facts_seen = (*seen, now)
-        records = [e for e in self.events.snapshot().values() if e is not None]
         bound = [p for p in pods if p.node is not None]
-        self.facts = collect(
-            records,
+        self.facts = self.folder.fold(
+            self.events.snapshot(),
             pod_nodes={p.name: p.node for p in bound if p.node is not None},
-            images=self.job.images,
             container_bounds={p.node: p.pull_seconds for p in bound if p.node is not None},
         )
 
@@ -310,7 +309,7 @@ class Run:
                 all(
                     (fact := facts.get((node, image.key))) is not None
                     and fact.state in ("pulled", "present")
-                and fact.source == "event"
+                    and fact.source == "event"
                     for node in nodes
                     for image in self.job.images
                 )

@@ -160,3 +160,24 @@ def test_pull_bounds_come_from_init_container_start_and_finish_times() -> None:
     record = PodCodec().event(line).record
     assert record is not None
     assert record.pull_seconds == {APP.key: 40.0, BASE.key: 3.0}
+
+
+def test_a_repeated_failure_counts_its_attempts_once_across_folds() -> None:
+    from image_awaiter.pullfacts import Folder
+
+    folder = Folder((APP,))
+    store = {"e1": failed("puller-abc-x1", "quay.io/org/app:1", NOT_FOUND, "t1", count=1)}
+    assert folder.fold(store, pod_nodes=PODS).facts[("n1", APP.key)].attempts == 1
+    store["e1"] = failed("puller-abc-x1", "quay.io/org/app:1", NOT_FOUND, "t2", count=3)
+    assert folder.fold(store, pod_nodes=PODS).facts[("n1", APP.key)].attempts == 3
+    assert folder.fold(dict(store), pod_nodes=PODS).facts[("n1", APP.key)].attempts == 3
+
+
+def test_an_event_of_a_pod_whose_node_is_not_known_yet_is_folded_later() -> None:
+    from image_awaiter.pullfacts import Folder
+
+    folder = Folder((APP,))
+    store = {"e1": pulled("puller-abc-x9", "quay.io/org/app:1", "1s", "1s", 10, "t1")}
+    assert folder.fold(store, pod_nodes=PODS).facts == {}
+    later = folder.fold(store, pod_nodes={**PODS, "puller-abc-x9": "n9"})
+    assert later.facts[("n9", APP.key)].state == "pulled"
