@@ -14,7 +14,9 @@ from tests.conftest import ROOT, cli_command, cli_env
 APP = "quay.io/org/app:1"
 
 
-def screen_of(kubeconfig: Path, *args: str, columns: int = 100, rows: int = 30) -> list[str]:
+def screen_of(
+    kubeconfig: Path, *args: str, columns: int = 100, rows: int = 30, term: str = "xterm-256color"
+) -> list[str]:
     """Run `image-awaiter await ARGS` in a pseudo-terminal; the screen's lines at the end."""
     command = cli_command(["await", "--kubeconfig", str(kubeconfig), *args])
     env = {k: v for k, v in cli_env().items() if k not in {"COLUMNS", "LINES", "NO_COLOR"}}
@@ -22,7 +24,7 @@ def screen_of(kubeconfig: Path, *args: str, columns: int = 100, rows: int = 30) 
         command[0],
         command[1:],
         cwd=str(ROOT),
-        env={**env, "TERM": "xterm-256color"},
+        env={**env, "TERM": term},
         dimensions=(rows, columns),
         timeout=90,
     )
@@ -84,3 +86,11 @@ def test_no_progress_on_a_terminal_keeps_the_log_lines(sim: Any, kubeconfig: Pat
     lines = screen_of(kubeconfig, "--image", APP, "--interval", "200ms", "--no-progress")
     text = "\n".join(lines)
     assert "nodes ·" not in text and "run.succeeded" in text, text
+
+
+def test_a_dumb_terminal_gets_log_lines_not_a_view(sim: Any, kubeconfig: Path) -> None:
+    sim.registry.add(APP)
+    sim.add_node("a")
+    lines = screen_of(kubeconfig, "--image", APP, "--interval", "200ms", term="dumb")
+    text = "\n".join(lines)
+    assert "nodes ·" not in text and "━" not in text and "run.succeeded" in text, text
