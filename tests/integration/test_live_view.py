@@ -94,3 +94,27 @@ def test_a_dumb_terminal_gets_log_lines_not_a_view(sim: Any, kubeconfig: Path) -
     lines = screen_of(kubeconfig, "--image", APP, "--interval", "200ms", term="dumb")
     text = "\n".join(lines)
     assert "nodes ·" not in text and "━" not in text and "run.succeeded" in text, text
+
+
+def test_ctrl_c_during_the_view_cleans_up_and_ends_below_it(sim: Any, kubeconfig: Path) -> None:
+    sim.registry.add(APP, pull_seconds=4000.0)  # 200 s at the fixture's time scale
+    sim.add_node("a")
+    command = cli_command(["await", "--kubeconfig", str(kubeconfig), "--image", APP])
+    child = pexpect.spawn(
+        command[0],
+        command[1:],
+        cwd=str(ROOT),
+        env={**cli_env(), "TERM": "xterm-256color"},
+        dimensions=(30, 100),
+        timeout=90,
+    )
+    child.expect("0/1 nodes")  # the view is up
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    screen = pyte.Screen(100, 30)
+    pyte.ByteStream(screen).feed(child.before)
+    lines = [line.rstrip() for line in screen.display if line.strip()]
+    assert lines[-1].startswith("image-awaiter: interrupted"), lines
+    assert sim.objects("daemonsets", "default") == []
