@@ -47,6 +47,8 @@ class Informer(Generic[T]):
         address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
+        field_selector: str | None = None,
+        optional: bool = False,
         wake: threading.Event | None = None,
         timing: WatchTiming = WatchTiming(),
         name: str = "",
@@ -55,6 +57,8 @@ class Informer(Generic[T]):
         self._address = address
         self._codec = codec
         self._selector = label_selector
+        self._fields = field_selector
+        self._optional = optional  # a failure stops only this informer, with a warning
         self._wake = wake or threading.Event()
         self._timing = timing
         self.name = name or address.resource.plural
@@ -102,7 +106,11 @@ class Informer(Generic[T]):
                 log.info("watch.retrying", resource=self.name, error=str(error))
                 self._stop.wait(self._timing.reconnect_delay)
             except AwaiterError as error:
-                self.error = error
+                if self._optional:
+                    log.warning("watch.unavailable", resource=self.name, error=error.one_line())
+                    self.synced.set()  # nothing to wait for: the run goes on without it
+                else:
+                    self.error = error
                 self._wake.set()
                 return
             except Exception as error:  # a bug must surface, not hang the awaiter
@@ -118,8 +126,7 @@ class Informer(Generic[T]):
             query: dict[str, str | int] = {"limit": self._timing.page_size}
             if token:
                 query["continue"] = token
-            if self._selector:
-                query["labelSelector"] = self._selector
+            self._select(query)
             page = self._kube.request_decoded(
                 "GET", self._address, query=query, decode=self._codec.page
             )
@@ -161,8 +168,7 @@ class Informer(Generic[T]):
             "resourceVersion": self.resource_version,
             "timeoutSeconds": seconds,
         }
-        if self._selector:
-            query["labelSelector"] = self._selector
+        self._select(query)
         self.watches += 1
         for line in self._kube.stream(
             self._address, query=query, read_timeout=self._timing.read_timeout
@@ -174,6 +180,12 @@ class Informer(Generic[T]):
             except ValueError as error:
                 raise TransientError(f"undecodable watch event: {error}") from None
             self._apply(event)
+
+    def _select(self, query: dict[str, str | int]) -> None:
+        if self._selector:
+            query["labelSelector"] = self._selector
+        if self._fields:
+            query["fieldSelector"] = self._fields
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":
@@ -203,13 +215,22 @@ class Caches:
         self.wake = threading.Event()  # set by every store change
 
     def start(
-        self, *, name: str, address: Address, codec: Codec[T], label_selector: str | None = None
+        self,
+        *,
+        name: str,
+        address: Address,
+        codec: Codec[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        optional: bool = False,
     ) -> Informer[T]:
         informer: Informer[T] = Informer(
             kube=self._kube,
             address=address,
             codec=codec,
             label_selector=label_selector,
+            field_selector=field_selector,
+            optional=optional,
             wake=self.wake,
             timing=self._timing,
             name=name,
@@ -231,9 +252,7 @@ class Caches:
             while not informer.synced.is_set():
                 self.raise_errors()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(
-                        f"{informer.name} could not be read from the API in time"
-                    )
+                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
                 self.wake.wait(0.5)
                 self.wake.clear()
 
