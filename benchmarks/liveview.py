@@ -5,7 +5,9 @@ over every node record, then one frame rendered by rich into a null console, 120
 truecolor (the colour escapes are part of the cost). The records are shaped like a run midway:
 three images, about half the nodes done, some pulling, 1% failing, a few hundred excluded.
 
-Also times importing the parts of rich a view uses, which only a terminal run pays.
+Also times importing the parts of rich a view uses, which only a terminal run pays, and the
+refresh as the await loop really pays it (`progress.LivePicture.observe`): a `NodeRecord` made
+from each of the evaluation's verdicts, the snapshot, one frame drawn by `LiveView`.
 Prints one JSON line: milliseconds per refresh (median, p95), split into snapshot and render,
 with the machine's load average, since a busy machine inflates every figure.
 
@@ -26,8 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from image_awaiter.liveview import render_once
+from image_awaiter.liveview import LiveView, render_once
 from image_awaiter.overview import NodeRecord, build_snapshot
+from image_awaiter.progress import LivePicture
+from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
 
 IMAGES = (
     "quay.io/jupyter/scipy-notebook:2024-05-01",
@@ -60,6 +64,46 @@ def records(count: int, rng: random.Random) -> list[NodeRecord]:
             )
         )
     return nodes
+
+
+def evaluation(count: int, rng: random.Random) -> Evaluation:
+    """An evaluation midway through a run, shaped like `records`."""
+    verdicts = []
+    for i in range(count):
+        name = f"ip-10-0-{i // 250}-{i % 250}.ec2.internal"
+        roll = rng.random()
+        if roll < 0.01:
+            failure = PullFailure(name, IMAGES[0], "ErrImagePull", FAILURE, "transient", "", "")
+            verdicts.append(
+                NodeVerdict(name, NodeStatus.PULLING, IMAGES[:1], (failure,), f"retrying {failure}")
+            )
+        elif roll < 0.5:
+            verdicts.append(NodeVerdict(name, NodeStatus.DONE))
+        else:
+            verdicts.append(NodeVerdict(name, NodeStatus.PULLING, IMAGES[:1], (), "pulling"))
+    excluded = {f"gpu-{i}": "taint nvidia.com/gpu=present:NoSchedule" for i in range(300)}
+    return Evaluation(tuple(verdicts), excluded, {})
+
+
+def wired_refresh_ms(count: int, refreshes: int) -> list[float]:
+    judged = evaluation(count, random.Random(12))
+    sizes = {v.node: {IMAGES[0]: 1_523_000_000} for v in judged.verdicts if v.missing == ()}
+    # Unchanged nodes keep their record between refreshes; changed ones (a node done, a
+    # state moved on) cost a new one: 5% of the nodes change between two refreshes here.
+    rng = random.Random(7)
+    with open(os.devnull, "w") as sink:
+        view = LiveView(stream=sink, show_excluded=True)
+        view.start()
+        picture = LivePicture(view, images=IMAGES, started=0.0)
+        took = []
+        for k in range(refreshes):
+            for i in rng.sample(range(count), count // 20):
+                sizes[judged.verdicts[i].node] = {IMAGES[0]: 1_523_000_000 + k}
+            started = time.perf_counter()
+            picture.observe(judged, now=100.0 + k, pulled_bytes=sizes, final=True)
+            took.append((time.perf_counter() - started) * 1000)
+        view.stop()
+    return took
 
 
 def main() -> None:
@@ -97,6 +141,7 @@ def main() -> None:
         snapshot_ms.append((built - started) * 1000)
         render_ms.append((drawn - built) * 1000)
     total = [a + b for a, b in zip(snapshot_ms, render_ms, strict=True)]
+    wired = wired_refresh_ms(args.nodes, args.refreshes)
     print(
         json.dumps(
             {
@@ -111,6 +156,9 @@ def main() -> None:
                 "render_ms_median": round(statistics.median(render_ms), 2),
                 "first_render_ms": round(render_ms[0], 2),
                 "rich_import_ms": round(import_ms, 1),
+                "wired_first_refresh_ms": round(wired[0], 2),
+                "wired_refresh_ms_median": round(statistics.median(wired), 2),
+                "wired_refresh_ms_p95": round(statistics.quantiles(wired, n=20)[-1], 2),
             }
         )
     )

@@ -135,6 +135,37 @@ def shared_options(function: F) -> F:
             help="How long ErrImagePull/ImagePullBackOff may persist before exit 4.",
         ),
         _option(
+            "--fail-fast/--no-fail-fast",
+            env="FAIL_FAST",
+            default=True,
+            show_default=True,
+            help="Exit 4 at once on a permanent pull error (not found, access denied, invalid "
+            "reference); --no-fail-fast gives every error the grace period.",
+        ),
+        _option(
+            "--on-platform-mismatch",
+            env="ON_PLATFORM_MISMATCH",
+            type=click.Choice(["exclude", "fail"]),
+            default="exclude",
+            show_default=True,
+            help="A node for whose OS/architecture an image has no variant: exclude it for "
+            "that image, or fail the run.",
+        ),
+        _option(
+            "--progress/--no-progress",
+            env="PROGRESS",
+            default=None,
+            help="Live view on a terminal [default: with --log-format auto on a TTY].",
+        ),
+        _option(
+            "--pod-events/--no-pod-events",
+            env="POD_EVENTS",
+            default=True,
+            show_default=True,
+            help="Record Kubernetes Events on the awaiter's own pod when run in one "
+            "(POD_NAME, POD_UID, POD_NAMESPACE).",
+        ),
+        _option(
             "--include-cordoned",
             env="INCLUDE_CORDONED",
             is_flag=True,
@@ -308,6 +339,10 @@ def _settings(
         timeout=options["timeout"],
         on_timeout=options["on_timeout"],
         pull_failure_grace=options["pull_failure_grace"],
+        fail_fast=options["fail_fast"],
+        on_platform_mismatch=options["on_platform_mismatch"],
+        progress=options["progress"],
+        events=options["pod_events"],
         include_cordoned=options["include_cordoned"],
         keep_daemonset=options["keep_daemonset"],
         report=options["report"],

@@ -16,12 +16,14 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from image_awaiter.errors import UsageError
 from image_awaiter.pods import PodSpec, volume_images
+from image_awaiter.pullfacts import PULL_EVENT_REASONS, KubeletEvent
 from image_awaiter.readiness import (
     PULL_FAILURE_REASONS,
     STUCK_AFTER_PULL_REASONS,
@@ -343,7 +345,10 @@ class _Waiting(msgspec.Struct):
 
 
 class _Present(msgspec.Struct):
-    """A state whose content does not matter, only that it is there."""
+    """A running or terminated state: that it is there, and when it started and finished."""
+
+    startedAt: str | None = None
+    finishedAt: str | None = None
 
 
 class _State(msgspec.Struct):
@@ -368,6 +373,7 @@ class _PodCondition(msgspec.Struct):
 
 
 class _PodStatus(msgspec.Struct):
+    startTime: str | None = None
     initContainerStatuses: list[_ContainerStatus] | None = None
     containerStatuses: list[_ContainerStatus] | None = None
     conditions: list[_PodCondition] | None = None
@@ -460,6 +466,45 @@ class UidCodec(_TypedCodec[_Object, str]):
         super().__init__(_Object, lambda item: item.metadata.uid)
 
 
+class _InvolvedObject(msgspec.Struct):
+    kind: str = ""
+    name: str = ""
+
+
+class _KubeEvent(_Object):
+    involvedObject: _InvolvedObject = msgspec.field(default_factory=_InvolvedObject)
+    reason: str = ""
+    message: str = ""
+    count: int | None = None
+    lastTimestamp: str | None = None
+    eventTime: str | None = None
+
+
+class EventCodec(_TypedCodec[_KubeEvent, KubeletEvent | None]):
+    """Kubelet events about pods whose names start with `pod_prefix` (this run's puller
+    pods: `<daemonset>-<suffix>`) and that speak of pulls; every other event is dropped as it
+    is decoded, so the store holds only this run's."""
+
+    def __init__(self, *, pod_prefix: str) -> None:
+        def compact(event: _KubeEvent) -> KubeletEvent | None:
+            involved = event.involvedObject
+            if (
+                involved.kind != "Pod"
+                or not involved.name.startswith(pod_prefix)
+                or event.reason not in PULL_EVENT_REASONS
+            ):
+                return None
+            return KubeletEvent(
+                pod=involved.name,
+                reason=event.reason,
+                message=event.message,
+                last=event.lastTimestamp or event.eventTime or "",
+                count=event.count or 1,
+            )
+
+        super().__init__(_KubeEvent, compact)
+
+
 def puller_pod(pod: _Pod) -> PullerPod:
     """Compact a pod into the per-image pull states the verdict needs."""
     spec, status = pod.spec, pod.status
@@ -490,7 +535,33 @@ def puller_pod(pod: _Pod) -> PullerPod:
         node=_pod_node(spec),
         images=pulls,
         unschedulable=_unschedulable_message(status),
+        pull_seconds=_pull_seconds(status, images_by_container),
     )
+
+
+def _pull_seconds(status: _PodStatus, images: Mapping[str, ImageKey]) -> dict[ImageKey, float]:
+    """Upper bounds of each init container's pull, from the container states' timestamps:
+    the kubelet pulls an init container's image after the one before it finished (the pod's
+    start for the first) and starts it right after; for when no `Pulled` event says it."""
+    bounds: dict[ImageKey, float] = {}
+    previous = _timestamp(status.startTime)
+    for cs in status.initContainerStatuses or []:
+        state = cs.state.terminated or cs.state.running
+        started = _timestamp(state.startedAt) if state is not None else None
+        key = images.get(cs.name)
+        if key is not None and started is not None and previous is not None:
+            bounds.setdefault(key, max(0.0, started - previous))
+        previous = _timestamp(state.finishedAt) if state is not None else None
+    return bounds
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _key(ref: str) -> ImageKey:

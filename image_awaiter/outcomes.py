@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from image_awaiter.errors import AwaiterError, ExitCode, Interrupted
+from image_awaiter.pullfacts import PullFacts
 from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
 
 
@@ -32,6 +33,7 @@ class Outcome:
     evaluation: Evaluation | None = None
     done_after: Mapping[str, float] = field(default_factory=dict)
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
+    pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
 
 
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
@@ -57,9 +59,11 @@ def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     failures = evaluation.failures
     first = failures[0]
     more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
+    kind = f" ({first.error_class} {first.kind})" if first.kind else ""
+    advice = first.advice or "fix the reference, registry access or pull secret"
     message = (
-        f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
-        f"{first.message}{more}; fix the reference, registry access or pull secret"
+        f"image {first.image} cannot be pulled on node {first.node}{kind}: {first.reason}: "
+        f"{first.message}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
 

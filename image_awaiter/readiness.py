@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from image_awaiter.pullerrors import PullError, classify_waiting, most_informative, platform_reason
 from image_awaiter.references import ImageKey, ImageRef
 from image_awaiter.targeting import NodeState, Placement, split_targets
 
@@ -64,6 +65,8 @@ class PullerPod:
     node: str | None
     images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
     unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    # Upper bounds of pull times from container state timestamps (decoding._pull_seconds).
+    pull_seconds: Mapping[ImageKey, float] = field(default_factory=dict)
 
 
 class NodeStatus(StrEnum):
@@ -76,13 +79,28 @@ class NodeStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PullFailure:
+    """A failing pull on one node; `error_class`, `kind` and `advice` come from
+    `pullerrors` (empty when the kubelet's reason is not a pull failure it knows)."""
+
     node: str
     image: str
     reason: str
     message: str
+    error_class: str = ""
+    kind: str = ""
+    advice: str = ""
 
     def __str__(self) -> str:
         return f"{self.image} on {self.node}: {self.reason}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformExclusion:
+    """An image this node cannot run: its registry has no variant for the node's platform."""
+
+    image: str  # display text
+    reason: str  # "image has no linux/arm64 variant"
+    message: str  # the runtime's words
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,11 @@ class Evaluation:
     verdicts: tuple[NodeVerdict, ...]
     excluded: Mapping[str, str]
     failing_since: Mapping[tuple[str, ImageKey], float]  # (node, image key) -> first seen failing
+    # (node, image key) -> why the node is not awaited for that image; a node left with no
+    # image to await is in `excluded` too.
+    platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] = field(
+        default_factory=dict
+    )
 
     @property
     def done(self) -> bool:
@@ -116,6 +139,16 @@ class Evaluation:
         return [v.node for v in self.verdicts if v.status is NodeStatus.DONE]
 
 
+@dataclass(frozen=True, slots=True)
+class FailureRules:
+    """How classified pull errors end a run: `fail_fast` fails permanent errors at once (else
+    they get the grace like any other); a platform mismatch excludes the node for that image,
+    or with `platform_mismatch="fail"` is a permanent failure."""
+
+    fail_fast: bool = True
+    platform_mismatch: str = "exclude"  # "exclude" | "fail"
+
+
 class Judge:
     """`evaluate` across a run: remembers when each pull error was first seen (the grace
     period counts from there) and the last evaluation. Pure: the time is passed in."""
@@ -127,16 +160,24 @@ class Judge:
         placement: Placement,
         include_cordoned: bool,
         grace: float,
+        rules: FailureRules | None = None,
     ) -> None:
         self._images = images
         self._placement = placement
         self._include_cordoned = include_cordoned
         self._grace = grace
+        self._rules = rules or FailureRules()
         self._failing_since: Mapping[tuple[str, ImageKey], float] = {}
+        self._platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] = {}
         self.last: Evaluation | None = None
 
     def __call__(
-        self, nodes: Mapping[str, NodeState], pods: Iterable[PullerPod], *, now: float
+        self,
+        nodes: Mapping[str, NodeState],
+        pods: Iterable[PullerPod],
+        *,
+        now: float,
+        event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
     ) -> Evaluation:
         self.last = evaluate(
             nodes=nodes,
@@ -147,8 +188,12 @@ class Judge:
             now=now,
             failing_since=self._failing_since,
             grace=self._grace,
+            rules=self._rules,
+            event_errors=event_errors or {},
+            platform_excluded=self._platform_excluded,
         )
         self._failing_since = self.last.failing_since
+        self._platform_excluded = self.last.platform_excluded
         return self.last
 
     @property
@@ -166,12 +211,21 @@ def evaluate(
     now: float,
     failing_since: Mapping[tuple[str, ImageKey], float],
     grace: float,
+    rules: FailureRules = FailureRules(),
+    event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
+    platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] | None = None,
 ) -> Evaluation:
-    """Judge every target node; `failing_since` carries pull-error first-seen times across calls."""
+    """Judge every target node; `failing_since` carries pull-error first-seen times across
+    calls, `platform_excluded` the (node, image) pairs already excluded (they stay so: the
+    image will not grow a variant during the run). `event_errors` are the causes the pods'
+    `Failed` events gave, for waiting states that do not say it."""
     targets, excluded = split_targets(nodes, placement, include_cordoned=include_cordoned)
     pods_by_node = merge_pods_by_node(pods)
     verdicts: list[NodeVerdict] = []
     seen_failing: dict[tuple[str, ImageKey], float] = {}
+    platform = {
+        pair: exclusion for pair, exclusion in (platform_excluded or {}).items() if pair[0] in nodes
+    }
     for node in targets:
         verdict, failing = judge_node(
             node=node,
@@ -180,10 +234,22 @@ def evaluate(
             now=now,
             failing_since=failing_since,
             grace=grace,
+            rules=rules,
+            event_errors=event_errors or {},
+            platform_excluded=platform,
         )
+        if verdict is None:  # nothing left to await there: every missing image has no variant
+            reasons = (platform.get((node.name, image.key)) for image in images)
+            excluded[node.name] = "; ".join(sorted({e.reason for e in reasons if e is not None}))
+            continue
         verdicts.append(verdict)
         seen_failing.update(failing)
-    return Evaluation(verdicts=tuple(verdicts), excluded=excluded, failing_since=seen_failing)
+    return Evaluation(
+        verdicts=tuple(verdicts),
+        excluded=excluded,
+        failing_since=seen_failing,
+        platform_excluded=platform,
+    )
 
 
 def judge_node(
@@ -194,15 +260,49 @@ def judge_node(
     now: float,
     failing_since: Mapping[tuple[str, ImageKey], float],
     grace: float,
-) -> tuple[NodeVerdict, dict[tuple[str, ImageKey], float]]:
-    """One node's verdict, and the (node, image) pairs now failing with their first-seen time."""
+    rules: FailureRules = FailureRules(),
+    event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
+    platform_excluded: dict[tuple[str, ImageKey], PlatformExclusion] | None = None,
+) -> tuple[NodeVerdict | None, dict[tuple[str, ImageKey], float]]:
+    """One node's verdict (None: excluded, no image left to await there), and the (node,
+    image) pairs now failing with their first-seen time. Platform mismatches found are added
+    to `platform_excluded`."""
     pulls = pod.images if pod is not None else {}
+    hints = event_errors or {}
+    excluded_here = platform_excluded if platform_excluded is not None else {}
 
     def present(image: ImageRef) -> bool:
         pull = pulls.get(image.key)
         return image.key in node.images or (pull is not None and pull.state is PullState.PULLED)
 
-    missing = [image for image in images if not present(image)]
+    def classify(key: ImageKey, pull: ImagePull) -> PullError | None:
+        return most_informative(
+            classify_waiting(pull.reason, pull.message), hints.get((node.name, key))
+        )
+
+    if rules.platform_mismatch == "exclude":
+        for image in images:
+            pull = pulls.get(image.key)
+            if present(image) or pull is None or pull.state is not PullState.FAILING:
+                continue
+            error = classify(image.key, pull)
+            if error is not None and error.error_class == "platform-mismatch":
+                excluded_here[(node.name, image.key)] = PlatformExclusion(
+                    image=image.original,
+                    reason=platform_reason(
+                        error,
+                        node_os=node.labels.get("kubernetes.io/os", "linux"),
+                        node_arch=node.labels.get("kubernetes.io/arch", "unknown"),
+                    ),
+                    message=error.message,
+                )
+    missing = [
+        image
+        for image in images
+        if not present(image) and (node.name, image.key) not in excluded_here
+    ]
+    if not missing and any((node.name, image.key) in excluded_here for image in images):
+        return None, {}
     if not missing:
         return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
@@ -232,12 +332,24 @@ def judge_node(
         pull = pulls.get(key)
         if pull is None or pull.state is not PullState.FAILING:
             continue
+        if (node.name, key) in excluded_here:
+            continue
         since = failing_since.get((node.name, key), now)
         failing[(node.name, key)] = since
+        error = classify(key, pull)
         failure = PullFailure(
-            node=node.name, image=display, reason=pull.reason, message=pull.message
+            node=node.name,
+            image=display,
+            reason=pull.reason,
+            message=error.message if error is not None else pull.message,
+            error_class="permanent"
+            if error is not None and error.error_class == "platform-mismatch"
+            else (error.error_class if error else ""),
+            kind=error.kind if error else "",
+            advice=error.advice if error else "",
         )
-        if pull.reason in PERMANENT_PULL_REASONS or now - since >= grace:
+        at_once = error is not None and rules.fail_fast and error.error_class != "transient"
+        if pull.reason in PERMANENT_PULL_REASONS or at_once or now - since >= grace:
             final.append(failure)
         else:
             pending.append(failure)
@@ -281,7 +393,11 @@ def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
                 images[key] = pull
         unschedulable = previous.unschedulable if pod.unschedulable else None
         merged[pod.node] = PullerPod(
-            name=previous.name, node=pod.node, images=images, unschedulable=unschedulable
+            name=previous.name,
+            node=pod.node,
+            images=images,
+            unschedulable=unschedulable,
+            pull_seconds={**pod.pull_seconds, **previous.pull_seconds},
         )
     return merged
 

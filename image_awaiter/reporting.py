@@ -14,7 +14,8 @@ from typing import Any
 import structlog
 
 from image_awaiter.outcomes import Outcome, short_verdict
-from image_awaiter.readiness import Evaluation, NodeStatus
+from image_awaiter.pullfacts import NodeImageFact, PullFacts, summarise
+from image_awaiter.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.references import ImageRef
 
 log = structlog.get_logger("image_awaiter")
@@ -57,25 +58,30 @@ def build_report(
     """The `--report` document (its fields are documented in README.md); `started` is the
     wall-clock ISO time and the monotonic time the run began."""
     started_at, started_monotonic = started
-    evaluation, done_after = outcome.evaluation, outcome.done_after
+    evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
     nodes: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
+    platform: list[dict[str, str]] = []
     if evaluation is not None:
         for verdict in evaluation.verdicts:
             node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
             if verdict.missing:
                 node["missing"] = list(verdict.missing)
             if verdict.failures:
-                node["failures"] = [
-                    {"image": f.image, "reason": f.reason, "message": f.message}
-                    for f in verdict.failures
-                ]
+                node["failures"] = [_failure(f) for f in verdict.failures]
             if verdict.detail:
                 node["detail"] = verdict.detail
             if verdict.node in done_after:
                 node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
+            if facts is not None and (pulls := facts.for_node(verdict.node, images)):
+                done = verdict.status is NodeStatus.DONE
+                node["pulls"] = [_fact(fact, done=done) for fact in pulls]
             nodes.append(node)
         excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
+        platform = [
+            {"node": node, "image": e.image, "reason": e.reason, "message": e.message}
+            for (node, _), e in sorted(evaluation.platform_excluded.items())
+        ]
     return {
         "version": REPORT_VERSION,
         "command": command,
@@ -91,7 +97,42 @@ def build_report(
         "summary": summary(evaluation) if evaluation is not None else None,
         "nodes": nodes,
         "excluded": excluded,
+        "platformExcluded": platform,
+        "pulls": _pulls(facts, images, evaluation),
     }
+
+
+def _fact(fact: NodeImageFact, *, done: bool) -> dict[str, Any]:
+    """A node that is done has the image, whatever an earlier event said: when its `Pulled`
+    event never came, the pod's status is the proof, without figures."""
+    entry = fact.to_report()
+    if done and fact.state in ("failed", "pulling"):
+        kept = {k: v for k, v in entry.items() if k in ("image", "failedAttempts")}
+        return {**kept, "state": "pulled", "source": "container-status"}
+    return entry
+
+
+def _failure(failure: PullFailure) -> dict[str, str]:
+    entry = {"image": failure.image, "reason": failure.reason, "message": failure.message}
+    if failure.kind:
+        entry |= {
+            "errorClass": failure.error_class,
+            "errorKind": failure.kind,
+            "advice": failure.advice,
+        }
+    return entry
+
+
+def _pulls(
+    facts: PullFacts | None, images: Sequence[ImageRef], evaluation: Evaluation | None
+) -> dict[str, Any] | None:
+    """Per image and for the run, from the kubelets' events; for the nodes still targets
+    (facts of nodes that left or were excluded are not counted)."""
+    if facts is None:
+        return None
+    targets = {v.node for v in evaluation.verdicts} if evaluation is not None else set()
+    kept = PullFacts({pair: f for pair, f in facts.facts.items() if pair[0] in targets})
+    return summarise(kept, images)
 
 
 def now_iso() -> str:

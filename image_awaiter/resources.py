@@ -71,3 +71,4 @@ NAMESPACES = Resource(group="", version="v1", plural="namespaces", namespaced=Fa
 NODES = Resource(group="", version="v1", plural="nodes", namespaced=False)
 PODS = Resource(group="", version="v1", plural="pods", namespaced=True)
 DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", namespaced=True)
+EVENTS = Resource(group="", version="v1", plural="events", namespaced=True)

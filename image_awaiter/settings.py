@@ -36,6 +36,10 @@ class Settings:
     timeout: float = 600.0  # 0: never
     on_timeout: Literal["fail", "succeed"] = "fail"
     pull_failure_grace: float = 90.0
+    fail_fast: bool = True  # permanent pull errors end the run at once, without the grace
+    on_platform_mismatch: Literal["exclude", "fail"] = "exclude"
+    progress: bool | None = None  # the live view: None decides by --log-format and the TTY
+    events: bool = True  # Kubernetes Events on the awaiter's own pod, when it runs in one
     include_cordoned: bool = False
     keep_daemonset: bool = False
     report: str | None = None

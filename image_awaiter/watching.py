@@ -61,6 +61,8 @@ class Informer(Generic[T]):
         address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
+        field_selector: str | None = None,
+        optional: bool = False,
         wake: threading.Event | None = None,
         timing: WatchTiming = WatchTiming(),
         name: str = "",
@@ -69,6 +71,8 @@ class Informer(Generic[T]):
         self._address = address
         self._codec = codec
         self._selector = label_selector
+        self._fields = field_selector
+        self._optional = optional  # a failure stops only this informer, with a warning
         self._wake = wake or threading.Event()
         self._timing = timing
         self.name = name or address.resource.plural
@@ -117,7 +121,11 @@ class Informer(Generic[T]):
                 log.info("watch.retrying", resource=self.name, error=str(error))
                 self._stop.wait(self._timing.reconnect_delay)
             except AwaiterError as error:
-                self.error = error
+                if self._optional:
+                    log.warning("watch.unavailable", resource=self.name, error=error.one_line())
+                    self.synced.set()  # nothing to wait for: the run goes on without it
+                else:
+                    self.error = error
                 self._wake.set()
                 return
             except Exception as error:  # a bug must surface, not hang the awaiter
@@ -186,8 +194,7 @@ class Informer(Generic[T]):
             query: dict[str, str | int] = {"limit": self._timing.page_size}
             if token:
                 query["continue"] = token
-            if self._selector:
-                query["labelSelector"] = self._selector
+            self._select(query)
             page = self._kube.request_decoded(
                 "GET", self._address, query=query, decode=self._codec.page
             )
@@ -242,8 +249,7 @@ class Informer(Generic[T]):
             "resourceVersion": self.resource_version,
             "timeoutSeconds": seconds,
         }
-        if self._selector:
-            query["labelSelector"] = self._selector
+        self._select(query)
         return query
 
     def _follow(self, lines: Iterator[bytes]) -> None:
@@ -266,6 +272,12 @@ class Informer(Generic[T]):
             return self._codec.event(line)
         except ValueError as error:
             raise TransientError(f"undecodable watch event: {error}") from None
+
+    def _select(self, query: dict[str, str | int]) -> None:
+        if self._selector:
+            query["labelSelector"] = self._selector
+        if self._fields:
+            query["fieldSelector"] = self._fields
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":
@@ -295,13 +307,22 @@ class Caches:
         self.wake = threading.Event()  # set by every store change
 
     def start(
-        self, *, name: str, address: Address, codec: Codec[T], label_selector: str | None = None
+        self,
+        *,
+        name: str,
+        address: Address,
+        codec: Codec[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        optional: bool = False,
     ) -> Informer[T]:
         informer: Informer[T] = Informer(
             kube=self._kube,
             address=address,
             codec=codec,
             label_selector=label_selector,
+            field_selector=field_selector,
+            optional=optional,
             wake=self.wake,
             timing=self._timing,
             name=name,
@@ -323,9 +344,7 @@ class Caches:
             while not informer.synced.is_set():
                 self.raise_errors()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(
-                        f"{informer.name} could not be read from the API in time"
-                    )
+                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
                 self.wake.wait(0.5)
                 self.wake.clear()
 

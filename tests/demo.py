@@ -72,6 +72,7 @@ def main() -> int:
         leftovers = [d["metadata"]["name"] for d in sim.objects("daemonsets", "default")]
         print(f"\nimage-awaiter exited {code}; DaemonSets left behind: {leftovers or 'none'}")
         print(f"report summary: {json.dumps(report['summary'])}")
+        print(f"report pulls (from kubelet events): {json.dumps(report['pulls'])}")
         return code
 
 

@@ -122,6 +122,7 @@ def test_rbac_is_least_privilege_with_no_wildcards(render: Render) -> None:
     assert rules == {
         (("apps",), ("daemonsets",)): ["create", "delete", "get", "list", "watch"],
         (("",), ("pods",)): ["get", "list", "watch"],
+        (("",), ("events",)): ["create", "get", "list", "patch", "watch"],
     }
     assert cluster_role["rules"] == [
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
@@ -144,6 +145,14 @@ def test_rbac_off_renders_no_rbac_and_uses_the_given_service_account(render: Ren
     }
     job = one(objects, "Job")
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "prepared-by-the-cluster-admin"
+
+
+def test_events_off_leaves_only_reading_the_kubelets_events(render: Render) -> None:
+    objects = render("default-values.yaml", sets=("awaiter.events=false",))
+    [events] = [r for r in one(objects, "Role")["rules"] if r["resources"] == ["events"]]
+    assert events["verbs"] == ["get", "list", "watch"]
+    args = one(objects, "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-pod-events" in args and "--fail-fast" in args
 
 
 def test_read_nodes_off_drops_only_the_cluster_role(render: Render) -> None:

@@ -304,7 +304,7 @@ def test_persistent_err_image_pull_fails_after_the_grace_period(sim: Any, run_cl
     sim.fail_pull(
         "quay.io/org/private:1",
         reason="ErrImagePull",
-        message="pull access denied, repository does not exist or may require authorization",
+        message="dial tcp 10.0.0.7:443: i/o timeout",  # transient: the grace applies
     )
     result = run_cli(
         "await",
@@ -320,7 +320,8 @@ def test_persistent_err_image_pull_fails_after_the_grace_period(sim: Any, run_cl
     assert result.code == 4, result.output
     failure = node_report(result, "a")["failures"][0]
     assert failure["reason"] in ("ErrImagePull", "ImagePullBackOff")
-    assert "pull access denied" in failure["message"] or "Back-off" in failure["message"]
+    assert "i/o timeout" in failure["message"]
+    assert failure["errorClass"] == "transient"
 
 
 def test_a_pull_that_fails_then_succeeds_within_the_grace_period_succeeds(

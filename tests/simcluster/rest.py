@@ -410,6 +410,10 @@ def delete(sim: SimCluster, kind: Kind, name: str, namespace: str | None, option
                 name=name,
                 kind=kind.resource,
             )
+        if kind.resource == "pods":
+            terminating = sim.runtime.graceful_delete(current, options)
+            if terminating is not None:  # its process gets SIGTERM; the pod goes after it exits
+                return terminating
         policy = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else "Background"
         )

@@ -63,7 +63,7 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
         assert applied.returncode == 0, applied.stderr
         message = ""
         deadline = time.monotonic() + 30
-        while "not found" not in message and time.monotonic() < deadline:
+        while "repository does not exist" not in message and time.monotonic() < deadline:
             pods = subprocess.run(
                 [tool("kubectl"), "get", "pods", "-o", "json"],
                 capture_output=True,
@@ -78,9 +78,12 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
             waiting = [s["state"].get("waiting") or {} for s in statuses]
             message = " ".join(w.get("message", "") for w in waiting)
             time.sleep(0.2)  # polling a separate process: there is no event to await from here
+        # A repository the registry never heard of: containerd's text for it (the simulated
+        # kubelets' table in tests/simcluster/messages.py cites its source).
         assert (
             'failed to pull and unpack image "quay.io/org/missing:1": failed to resolve reference '
-            '"quay.io/org/missing:1": quay.io/org/missing:1: not found'
+            '"quay.io/org/missing:1": pull access denied, repository does not exist or may '
+            "require authorization"
         ) in message
         entries = [json.loads(line) for line in audit.read_text().splitlines()]
         assert ("create", "daemonsets", 201) in [

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from image_awaiter.decoding import PodCodec
+from image_awaiter.pullerrors import classify_message
 from image_awaiter.readiness import (
+    FailureRules,
     ImagePull,
     NodeStatus,
     PullerPod,
@@ -313,3 +315,137 @@ def test_merging_pods_on_one_node_prefers_pulled() -> None:
 def test_zero_targets_is_done() -> None:
     result = judge(NodeState(name="n", ready=False), [])
     assert result.done and result.verdicts == () and result.excluded == {"n": "node not Ready"}
+
+
+# ---------------------------------------------------------------- classified pull errors (issue 12)
+
+# forcedotcom/salesforcedx-docker#35 (containerd), as in tests/unit/test_pullerrors.py
+NOT_FOUND = (
+    'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/salesforce/'
+    'salesforcedx:latest": failed to resolve reference "docker.io/salesforce/salesforcedx:'
+    'latest": docker.io/salesforce/salesforcedx:latest: not found'
+)
+# kubewarden/adm-controller#1378 (containerd): no variant for the node's platform
+NO_VARIANT = (
+    'rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/kubewarden/'
+    'kubewarden-controller:latest": no match for platform in manifest: not found'
+)
+TIMEOUT = (
+    'rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/x/y:1": '
+    "dial tcp 10.0.0.7:443: i/o timeout"
+)
+ARM = NodeState(name="n", ready=True, labels={"kubernetes.io/arch": "arm64"})
+
+
+def failing_pod(message: str, reason: str = "ErrImagePull") -> PullerPod:
+    waiting = {"state": {"waiting": {"reason": reason, "message": message}}}
+    return puller_pod_from_json(pod_json(init=[(NOTEBOOK.original, waiting)]))
+
+
+def judged(node: NodeState, pod: PullerPod, rules: FailureRules, **kwargs: Any) -> Any:
+    return evaluate(
+        nodes={node.name: node},
+        pods=[pod],
+        images=(NOTEBOOK,),
+        placement=Placement(),
+        include_cordoned=False,
+        now=kwargs.pop("now", 100.0),
+        failing_since=kwargs.pop("since", {}),
+        grace=30.0,
+        rules=rules,
+        **kwargs,
+    )
+
+
+def test_a_permanent_pull_error_fails_at_once_with_its_class_and_advice() -> None:
+    result = judged(N, failing_pod(NOT_FOUND), FailureRules())
+    [failure] = result.failures
+    assert (failure.error_class, failure.kind) == ("permanent", "not-found")
+    assert "fix the tag" in failure.advice and failure.message == NOT_FOUND
+
+
+def test_without_fail_fast_a_permanent_error_waits_out_the_grace() -> None:
+    rules = FailureRules(fail_fast=False)
+    assert judged(N, failing_pod(NOT_FOUND), rules).verdicts[0].status is NodeStatus.PULLING
+    late = judged(N, failing_pod(NOT_FOUND), rules, now=131.0, since={("n", NOTEBOOK.key): 100.0})
+    assert late.verdicts[0].status is NodeStatus.FAILED
+
+
+def test_a_transient_error_keeps_the_grace_even_with_fail_fast() -> None:
+    result = judged(N, failing_pod(TIMEOUT), FailureRules())
+    assert result.verdicts[0].status is NodeStatus.PULLING
+    assert result.verdicts[0].failures[0].kind == "timeout"
+
+
+def test_a_backoff_whose_waiting_state_names_no_cause_takes_it_from_the_events() -> None:
+    pod = failing_pod(
+        'Back-off pulling image "quay.io/jupyter/base-notebook:1"', "ImagePullBackOff"
+    )
+    alone = judged(N, pod, FailureRules())
+    assert alone.verdicts[0].status is NodeStatus.PULLING  # unknown is transient
+    told = judged(
+        N, pod, FailureRules(), event_errors={("n", NOTEBOOK.key): classify_message(NOT_FOUND)}
+    )
+    assert told.failures[0].kind == "not-found"
+
+
+def test_a_platform_mismatch_excludes_the_node_naming_its_platform() -> None:
+    result = judged(ARM, failing_pod(NO_VARIANT), FailureRules())
+    assert result.verdicts == () and result.done
+    assert result.excluded == {"n": "image has no linux/arm64 variant"}
+    exclusion = result.platform_excluded[("n", NOTEBOOK.key)]
+    assert exclusion.message == NO_VARIANT
+
+
+def test_a_platform_exclusion_stays_when_the_pod_is_gone() -> None:
+    first = judged(ARM, failing_pod(NO_VARIANT), FailureRules())
+    later = evaluate(
+        nodes={"n": ARM},
+        pods=[],
+        images=(NOTEBOOK,),
+        placement=Placement(),
+        include_cordoned=False,
+        now=200.0,
+        failing_since={},
+        grace=30.0,
+        platform_excluded=first.platform_excluded,
+    )
+    assert later.excluded == {"n": "image has no linux/arm64 variant"}
+
+
+def test_a_node_excluded_for_one_image_is_still_awaited_for_the_others() -> None:
+    other = parse_image("quay.io/org/multiarch:1")
+    waiting = {"state": {"waiting": {"reason": "ErrImagePull", "message": NO_VARIANT}}}
+    pod = puller_pod_from_json(
+        pod_json(init=[(NOTEBOOK.original, waiting), (other.original, WAITING)])
+    )
+    result = evaluate(
+        nodes={"n": ARM},
+        pods=[pod],
+        images=(NOTEBOOK, other),
+        placement=Placement(),
+        include_cordoned=False,
+        now=100.0,
+        failing_since={},
+        grace=30.0,
+    )
+    [verdict] = result.verdicts
+    assert verdict.status is NodeStatus.PULLING and verdict.missing == (other.original,)
+    assert ("n", NOTEBOOK.key) in result.platform_excluded
+
+
+def test_on_platform_mismatch_fail_fails_the_node_at_once() -> None:
+    result = judged(ARM, failing_pod(NO_VARIANT), FailureRules(platform_mismatch="fail"))
+    [failure] = result.failures
+    assert (failure.error_class, failure.kind) == ("permanent", "no-platform-variant")
+
+
+def test_the_final_line_names_class_kind_node_image_message_and_advice() -> None:
+    from image_awaiter.outcomes import pull_failed
+
+    code, _, line = pull_failed(judged(N, failing_pod(NOT_FOUND), FailureRules()))
+    assert int(code) == 4
+    assert line.startswith(
+        f"image {NOTEBOOK.original} cannot be pulled on node n (permanent not-found): "
+        f"ErrImagePull: {NOT_FOUND}; fix the tag"
+    )
