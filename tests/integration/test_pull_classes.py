@@ -297,6 +297,7 @@ def test_without_leave_to_read_events_the_run_succeeds_with_a_warning(
     sim.add_node("a")
     sim.registry.add(APP)
     sim.forbid("list", "events", "default")
+    sim.forbid("watch", "events", "default")  # a streaming list is a watch
     ended = await_image(kubeconfig, tmp_path, APP)
     assert ended.code == 0, ended.stderr
     [warning] = ended.events("watch.unavailable")
