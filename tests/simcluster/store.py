@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-CLUSTER_SCOPED = frozenset({"nodes", "namespaces"})
-KINDS = {
-    "nodes": ("Node", "v1", ""),
-    "namespaces": ("Namespace", "v1", ""),
-    "pods": ("Pod", "v1", ""),
-    "configmaps": ("ConfigMap", "v1", ""),
-    "daemonsets": ("DaemonSet", "apps/v1", "apps"),
-}
+from tests.simcluster.kinds import SERVED
+
+CLUSTER_SCOPED = frozenset(k.resource for k in SERVED if not k.namespaced)
+# resource -> (kind, apiVersion, group): the shape older callers index by position
+KINDS = {k.resource: (k.kind, k.api_version, k.group) for k in SERVED}
 
 
 class StoreError(Exception):
@@ -263,6 +260,30 @@ FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
     "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
 }
+# Events' own field selectors (kubectl describe finds an object's events by involvedObject.*),
+# as pkg/apis/core/v1/conversion.go registers them.
+FIELDS.update(
+    {
+        f"involvedObject.{key}": lambda o, k=key: str((o.get("involvedObject") or {}).get(k, ""))
+        for key in (
+            "kind",
+            "namespace",
+            "name",
+            "uid",
+            "apiVersion",
+            "resourceVersion",
+            "fieldPath",
+        )
+    }
+)
+FIELDS.update(
+    {
+        "reason": lambda o: str(o.get("reason") or ""),
+        "type": lambda o: str(o.get("type") or ""),
+        "reportingComponent": lambda o: str(o.get("reportingComponent") or ""),
+        "source": lambda o: str((o.get("source") or {}).get("component") or ""),
+    }
+)
 
 
 def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
