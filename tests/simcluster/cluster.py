@@ -488,9 +488,10 @@ class SimCluster:
         with store.lock:
             requested = query.get("resourceVersion") or "0"
             start = int(requested) if requested.isdigit() else 0
+            initial_events = query.get("sendInitialEvents") == "true"
             visible: set[tuple[str, str]] = set()
             pending: list[bytes] = []
-            if start == 0:
+            if start == 0 or initial_events:
                 for key, obj in sorted(store.peek(resource).items()):
                     if matches(obj):
                         visible.add(key)
@@ -500,6 +501,19 @@ class SimCluster:
                             + b"}"
                         )
                 start = store.rv
+                if initial_events:  # a streaming list ends with this bookmark (KEP-3157)
+                    end = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {
+                                "resourceVersion": str(start),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                    pending.append(json.dumps(end).encode())
             elif start < store.floor[resource]:
                 status = {
                     "kind": "Status",

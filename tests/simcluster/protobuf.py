@@ -111,6 +111,23 @@ def _decode_kind(kind: str, raw: bytes) -> dict[str, Any]:
     return obj
 
 
+def _delete_options(raw: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for number, _, value in fields(raw):
+        if number == 1:
+            out["gracePeriodSeconds"] = value
+        elif number == 2:
+            pre = {n: _text(v) for n, _, v in fields(value)}
+            out["preconditions"] = {
+                k: pre[n] for n, k in ((1, "uid"), (2, "resourceVersion")) if pre.get(n)
+            }
+        elif number == 3:
+            out["orphanDependents"] = bool(value)
+        elif number == 4 and value:
+            out["propagationPolicy"] = _text(value)
+    return out
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """A JSON-shaped object from a `k8s\\0` + runtime.Unknown protobuf envelope."""
     if not body.startswith(MAGIC):
@@ -118,5 +135,8 @@ def decode(body: bytes) -> dict[str, Any]:
     unknown = {n: v for n, _, v in fields(body[len(MAGIC) :])}
     type_meta = {n: _text(v) for n, _, v in fields(unknown.get(1, b""))}
     api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
-    obj = _decode_kind(kind, unknown.get(2, b""))
+    if kind == "DeleteOptions":
+        obj = _delete_options(unknown.get(2, b""))
+    else:
+        obj = _decode_kind(kind, unknown.get(2, b""))
     return {"apiVersion": api_version, "kind": kind, **obj}

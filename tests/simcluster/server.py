@@ -387,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             self._send(record, 201 if created else 200, patched)
         elif verb == "delete" and name and not sub:
-            options = _json(body) if body else {}
+            options = self._body(body) if body else {}
             if "propagationPolicy" in query:
                 options["propagationPolicy"] = query["propagationPolicy"]
             deleted = rest.delete(sim, kind, name, ns, options)
@@ -438,7 +438,7 @@ class Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
-        options = _json(body) if body else {}
+        options = self._body(body) if body else {}
         deleted = []
         for obj in sim.store.items(kind.resource, ns):
             if labels(obj["metadata"].get("labels") or {}) and fields(obj):
