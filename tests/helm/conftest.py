@@ -70,7 +70,9 @@ class Cluster:
         }
         self.home = home
 
-    def run(self, binary: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, binary: str, *args: str, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [tool(binary), *args],
             capture_output=True,

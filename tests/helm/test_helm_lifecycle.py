@@ -72,9 +72,9 @@ class Release:
 
 
 @pytest.fixture(scope="module", params=["standalone", "dependency"])
-def release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    Release
-]:
+def release(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Release]:
     home = tmp_path_factory.mktemp(request.param)
     cluster = new_cluster(home)
     if request.param == "standalone":
