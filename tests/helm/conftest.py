@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helm.tools import find
 from tests.simcluster import SimCluster
 from tests.simcluster.audit import Entry
 from tests.simcluster.kinds import SERVED
@@ -35,11 +36,9 @@ RECORDS = {"events"}
 
 
 def tool(name: str) -> str:
-    """The project's fetched binary (`make helm`), else the one on PATH."""
-    fetched = ROOT / ".tools" / "bin" / name
-    if fetched.is_file():
-        return str(fetched)
-    found = shutil.which(name)
+    """The project's fetched binary (`make helm`), else the one on PATH; helm is fetched when
+    there is neither, a missing kubectl skips the test."""
+    found = find(name)
     if found is None and name == "helm":
         made = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "fetch_helm.py"), str(ROOT / ".tools")],
@@ -48,7 +47,7 @@ def tool(name: str) -> str:
             check=False,
         )
         assert made.returncode == 0, f"could not fetch helm: {made.stderr}"
-        return str(fetched)
+        return str(ROOT / ".tools" / "bin" / "helm")
     if found is None:
         pytest.skip(f"no {name} binary in .tools/bin or on PATH")
     return found
