@@ -4,8 +4,10 @@ runtime live in tests/simcluster/jobs.py and runtime.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,18 @@ PRESENT = "quay.io/jupyter/base-notebook:2025-01-01"
 MISSING = "registry.example.com/team/never-pushed:1.0"
 SLOW = "registry.example.com/team/large-model:2.1"
 ACCOUNT = "awaiter"
+MANIFEST = {  # a user's DaemonSet spec, as the chart's ConfigMap carries one
+    "apiVersion": "apps/v1",
+    "kind": "DaemonSet",
+    "metadata": {"name": "user-pullers"},
+    "spec": {
+        "selector": {"matchLabels": {"app": "p"}},
+        "template": {
+            "metadata": {"labels": {"app": "p"}},
+            "spec": {"containers": [{"name": "c", "image": PRESENT}]},
+        },
+    },
+}
 
 
 def allow_everything(sim: Any) -> None:
@@ -60,7 +74,6 @@ def job_body(
     args: list[str],
     *,
     backoff_limit: int = 0,
-    deadline: int | None = None,
     container: dict[str, Any] | None = None,
     volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -94,8 +107,6 @@ def job_body(
             }
         },
     }
-    if deadline is not None:
-        spec["activeDeadlineSeconds"] = deadline
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
 
 
@@ -222,16 +233,18 @@ def test_active_deadline_sends_sigterm_so_the_awaiter_cleans_up_and_the_job_fail
 ) -> None:
     sim.registry.add(SLOW, pull_seconds=100_000)
     sim.add_node("a")
-    core = client.CoreV1Api(api)
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    batch.create_namespaced_job("default", job_body("slow", ["await", "--image", SLOW]))
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
     stream = watch.Watch().stream(
         core.list_namespaced_pod, "default", label_selector="job-name=slow", timeout_seconds=60
     )
-    client.BatchV1Api(api).create_namespaced_job(
-        "default", job_body("slow", ["await", "--image", SLOW], deadline=8)
-    )
-    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    first = next(stream)  # the running pod, watched before the deadline can strike
+    # The deadline is set once the awaiter is busy (it is mutable on a Job), so that a slow
+    # start on a loaded machine cannot outlast it.
+    batch.patch_namespaced_job("slow", "default", {"spec": {"activeDeadlineSeconds": 1}})
     exit_codes = []
-    for event in stream:
+    for event in itertools.chain([first], stream):
         statuses = event["object"].status.container_statuses or []
         exit_codes += [s.state.terminated.exit_code for s in statuses if s.state.terminated]
         if event["type"] == "DELETED":
@@ -251,21 +264,9 @@ def test_a_configmap_volume_reaches_the_process_as_its_daemonset_spec(
     sim: Any, api: client.ApiClient
 ) -> None:
     sim.add_node("a", images=[PRESENT])
-    manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": "user-pullers"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "p"}},
-            "template": {
-                "metadata": {"labels": {"app": "p"}},
-                "spec": {"containers": [{"name": "c", "image": PRESENT}]},
-            },
-        },
-    }
     client.CoreV1Api(api).create_namespaced_config_map(
         "default",
-        {"metadata": {"name": "spec"}, "data": {"daemonset.yaml": yaml.safe_dump(manifest)}},
+        {"metadata": {"name": "spec"}, "data": {"daemonset.yaml": yaml.safe_dump(MANIFEST)}},
     )
     body = job_body(
         "from-spec",
@@ -350,3 +351,159 @@ def test_what_the_process_writes_to_the_termination_message_path_becomes_the_mes
     report = json.loads(pod.status.container_statuses[0].state.terminated.message)
     assert report["result"] == "success"
     assert [i["reference"] for i in report["images"]] == [PRESENT]
+
+
+def test_deleting_the_jobs_pod_sends_sigterm_so_the_awaiter_removes_its_daemonset_first(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=100_000)
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("interrupted", ["await", "--image", SLOW])
+    )
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    [pod] = job_pods(api, "interrupted")
+    terminating = client.CoreV1Api(api).delete_namespaced_pod(pod.metadata.name, "default")
+    assert terminating.metadata.deletion_timestamp is not None  # graceful, as a real API
+    job = run_job_wait(sim, api, "interrupted")
+    assert condition(job, "Failed").reason == "BackoffLimitExceeded"
+    assert our_daemonsets(sim) == []
+    assert "interrupted by SIGTERM" in sim.pod_logs[("default", pod.metadata.name)].decode()
+
+
+def test_pods_reach_a_tls_api_server_with_its_certificate(tmp_path: Path) -> None:
+    from tests.simcluster import SimCluster
+
+    cluster = SimCluster(seed=3, time_scale=0.05)
+    cluster.use_self_signed_tls(tmp_path / "tls")
+    cluster.start()
+    try:
+        cluster.add_node("a", images=[PRESENT])
+        allow_everything(cluster)
+        cluster.create("jobs", job_body("tls", ["check", "--image", PRESENT]), "default")
+        assert cluster.wait_for(lambda s: finished(s, "tls") is not None, timeout=60)
+        assert finished(cluster, "tls") == "Complete"
+    finally:
+        cluster.stop()
+
+
+def test_deleting_with_no_grace_period_kills_at_once_and_the_daemonset_follows_its_owner(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=100_000)
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("killed", ["await", "--image", SLOW])
+    )
+    assert sim.wait_for(lambda s: bool(our_daemonsets(s)), timeout=30)
+    [pod] = job_pods(api, "killed")
+    process = sim.runtime.runs[pod.metadata.uid].process
+    client.CoreV1Api(api).delete_namespaced_pod(
+        pod.metadata.name, "default", grace_period_seconds=0
+    )
+    assert sim.wait_for(lambda s: process.popen.poll() is not None, timeout=10)
+    assert process.popen.returncode == -signal.SIGKILL  # no cleanup ran in the process
+    assert sim.wait_for(lambda s: our_daemonsets(s) == [], timeout=10)  # garbage-collected
+
+
+def test_following_the_log_shows_progress_while_the_awaiter_runs_and_ends_with_it(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.add(SLOW, pull_seconds=40)  # 2 s at the fixture's time scale
+    sim.add_node("a")
+    client.BatchV1Api(api).create_namespaced_job(
+        "default", job_body("followed", ["await", "--image", SLOW])
+    )
+
+    def running(s: Any) -> bool:
+        pods = [p for p in s.objects("pods", "default") if p["metadata"]["name"][:8] == "followed"]
+        return bool(pods) and pods[0]["status"].get("phase") == "Running"
+
+    assert sim.wait_for(running, timeout=30)
+    [pod] = job_pods(api, "followed")
+    stream = client.CoreV1Api(api).read_namespaced_pod_log(
+        pod.metadata.name, "default", follow=True, _preload_content=False
+    )
+    key = ("default", pod.metadata.name)
+    seen = [(chunk, sim.runtime.running(key)) for chunk in stream.stream()]
+    text = b"".join(chunk for chunk, _ in seen).decode()
+    assert seen[0][1]  # the first output arrived while the process still ran
+    assert '"event": "run.succeeded"' in text and '"event": "daemonset.deleted"' in text
+    assert text == sim.pod_logs[("default", pod.metadata.name)].decode()
+
+
+def test_a_finished_job_with_ttl_zero_is_deleted_with_its_pods(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body("short-lived", ["check", "--image", PRESENT])
+    body["spec"]["ttlSecondsAfterFinished"] = 0
+    client.BatchV1Api(api).create_namespaced_job("default", body)
+    assert sim.wait_for(lambda s: bool(s.objects("pods", "default")), timeout=30)
+    assert sim.wait_for(
+        lambda s: s.objects("jobs", "default") == [] and s.objects("pods", "default") == [],
+        timeout=60,
+    )
+    completed = client.CoreV1Api(api).list_namespaced_event(
+        "default", field_selector="involvedObject.name=short-lived,reason=Completed"
+    )
+    assert len(completed.items) == 1  # it did finish before it went
+
+
+def test_a_missing_configmap_holds_the_pod_in_container_creating_until_it_exists(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    body = job_body(
+        "early",
+        ["check", "--daemonset-spec", "/etc/image-awaiter/daemonset.yaml"],
+        container={"volumeMounts": [{"name": "spec", "mountPath": "/etc/image-awaiter"}]},
+        volumes=[{"name": "spec", "configMap": {"name": "later"}}],
+    )
+    client.BatchV1Api(api).create_namespaced_job("default", body)
+    core = client.CoreV1Api(api)
+
+    def failed_mount(s: Any) -> bool:
+        return any(e["reason"] == "FailedMount" for e in s.objects("events", "default"))
+
+    assert sim.wait_for(failed_mount, timeout=30)
+    [pod] = job_pods(api, "early")
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert (pod.status.phase, waiting.reason) == ("Pending", "ContainerCreating")
+    [event] = core.list_namespaced_event("default", field_selector="reason=FailedMount").items
+    assert event.message == (
+        'MountVolume.SetUp failed for volume "spec" : configmap "later" not found'
+    )
+    core.create_namespaced_config_map(
+        "default",
+        {"metadata": {"name": "later"}, "data": {"daemonset.yaml": yaml.safe_dump(MANIFEST)}},
+    )
+    assert condition(run_job_wait(sim, api, "early"), "Complete").status == "True"
+
+
+def test_the_jobs_pod_goes_to_a_ready_node_its_selector_allows_or_waits_unschedulable(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("user", images=[PRESENT], labels={"pool": "user"})
+    sim.add_node("core", images=[PRESENT], labels={"pool": "core"})
+    sim.add_node("core-down", images=[PRESENT], labels={"pool": "core"}, ready=False)
+    placed = job_body("placed", ["check", "--image", PRESENT])
+    placed["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "core"}
+    run_job(sim, api, placed)
+    assert [p.spec.node_name for p in job_pods(api, "placed")] == ["core"]
+    nowhere = job_body("nowhere", ["check", "--image", PRESENT])
+    nowhere["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "gpu"}
+    client.BatchV1Api(api).create_namespaced_job("default", nowhere)
+
+    def refused(s: Any) -> bool:
+        return any(e["reason"] == "FailedScheduling" for e in s.objects("events", "default"))
+
+    assert sim.wait_for(refused, timeout=30)
+    [pod] = job_pods(api, "nowhere")
+    [scheduled] = pod.status.conditions
+    assert (pod.spec.node_name, scheduled.reason) == (None, "Unschedulable")
+    assert scheduled.message == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: "
+        "}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are "
+        "available: 3 Preemption is not helpful for scheduling."
+    )

@@ -390,6 +390,8 @@ class Handler(BaseHTTPRequestHandler):
             options = self._body(body) if body else {}
             if "propagationPolicy" in query:
                 options["propagationPolicy"] = query["propagationPolicy"]
+            if (query.get("gracePeriodSeconds") or "").isdigit():  # kubectl --grace-period
+                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
             deleted = rest.delete(sim, kind, name, ns, options)
             self._send(record, 200, deleted)
         elif verb == "deletecollection":
@@ -487,11 +489,48 @@ class Handler(BaseHTTPRequestHandler):
                     "ContainerCreating",
                 )
             data = b""
+        whole = len(data)
         tail = query.get("tailLines")
         if tail and tail.isdigit():
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-int(tail) :]) if int(tail) else b""
+        if query.get("follow") in ("true", "1"):
+            self._follow_log(record, (ns or "", name), data, whole)
+            return
         self._send_bytes(record, 200, data, content_type="text/plain")
+
+    def _follow_log(
+        self, record: RequestRecord, key: tuple[str, str], data: bytes, sent: int
+    ) -> None:
+        """`kubectl logs -f`: what the log holds, then what the process writes, until it ends
+        (pod runtime, runtime.py)."""
+        sim = self.server.sim
+        record.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            if data:
+                self.write_chunk(record, data)
+            while True:
+                with sim.store.lock:
+                    sim.store.changed.wait_for(
+                        lambda offset=sent: (
+                            len(sim.pod_logs.get(key, b"")) > offset
+                            or not sim.runtime.running(key)
+                        ),
+                        timeout=1.0,
+                    )
+                    log, running = sim.pod_logs.get(key, b""), sim.runtime.running(key)
+                if len(log) > sent:
+                    self.write_chunk(record, log[sent:])
+                    sent = len(log)
+                if not running:
+                    break
+            self.end_stream()
+        except OSError:
+            self.close_connection = True
 
     def _wants_table(self) -> bool:
         return "as=Table" in (self.headers.get("Accept") or "")
