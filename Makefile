@@ -4,7 +4,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: install demo demo-helm test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 ## demo: run `image-awaiter await` end to end against the simulated cluster
 demo: install
 	$(PY) -m tests.demo
+
+## demo-helm: the Helm hook as a user sees it: real helm and kubectl against the simulated cluster
+demo-helm: install helm
+	$(PY) -m tests.demo_helm
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper
