@@ -147,6 +147,8 @@ def test_first_install_creates_the_hooks_rbac_and_spec_before_its_job_and_pulls_
     # The awaiter created its puller DaemonSet, and deleted it before helm deleted the Job.
     assert daemonset_writes([entries[i] for i in acted]) == [("create", 201), ("delete", 200)]
     job = entries[job_created].name
+    # Valid whatever the alias or release name: lowercase, within the 57 a Job's pods allow.
+    assert job == job.lower() and len(job) <= 57, job
     job_deleted = next(
         i
         for i, e in enumerate(entries)
