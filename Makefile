@@ -33,6 +33,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check image_awaiter tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## bench: scale benchmarks (1,000 and 5,000 simulated nodes) side by side with the naive path
 bench: install

@@ -1,23 +1,50 @@
-"""The command line: parse options into immutable `Settings`, run, exit with the outcome's code.
+"""The command line: parse options and the environment into immutable `Settings`, run, and
+leave through `finish`, the one function that prints the final `image-awaiter: ...` line,
+writes the termination message and exits.
 
-Nothing here decides anything; `awaiting.execute` is the one place failures become exit codes.
+Nothing here decides anything; `awaiting.execute` turns every way a run ends into an outcome.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
+import structlog
 
 from image_awaiter import __version__
 from image_awaiter.durations import parse_duration
 from image_awaiter.errors import AwaiterError, ExitCode, UsageError
-from image_awaiter.pullers import DEFAULT_HELPER_IMAGE, DEFAULT_PAUSE_IMAGE, PullerSettings
+from image_awaiter.pullers import (
+    DEFAULT_HELPER_IMAGE,
+    DEFAULT_PAUSE_IMAGE,
+    PULL_METHODS,
+    PullerSettings,
+)
+from image_awaiter.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 ENV = "IMAGE_AWAITER_"
+# The kubelet mounts the container's termination message file here (terminationMessagePath).
+POD_TERMINATION_LOG = Path("/dev/termination-log")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+log = structlog.get_logger("image_awaiter")
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How the process ends: its exit code, the final line (None: print nothing), and where
+    the termination message goes."""
+
+    code: int
+    message: str | None = None
+    termination_log: str | None = None
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -133,13 +160,20 @@ def shared_options(function: F) -> F:
             show_default=True,
             help="auto: console on a terminal, JSON lines otherwise.",
         ),
+        _option(
+            "--termination-log",
+            env="TERMINATION_LOG",
+            metavar="PATH",
+            help="Also write the final one-line message here [default: /dev/termination-log "
+            "when running in a pod and the kubelet mounted it].",
+        ),
         _option("-v", "--verbose", env="VERBOSE", count=True, help="More detail (debug)."),
         _option("-q", "--quiet", env="QUIET", is_flag=True, help="Warnings and errors only."),
         # The generated puller DaemonSet (used with --image and no --daemonset-spec).
         _option(
             "--pull-method",
             env="PULL_METHOD",
-            type=click.Choice(["initContainers", "imageVolumes"]),
+            type=click.Choice(list(PULL_METHODS)),
             default="initContainers",
             show_default=True,
             help="initContainers: each image runs a copied static no-op helper; "
@@ -208,68 +242,105 @@ def cli() -> None:
 
 @cli.command("await")
 @shared_options
-def await_command(**options: Any) -> int:
+def await_command(**options: Any) -> Ending:
     """Wait until every target node has every image, pulling them with a transient DaemonSet."""
     return _run("await", options)
 
 
 @cli.command("check")
 @shared_options
-def check_command(**options: Any) -> int:
+def check_command(**options: Any) -> Ending:
     """Report whether every target node has every image. Read-only: creates nothing."""
     return _run("check", options)
 
 
 @cli.command("install-helper")
 @click.argument("dest", type=click.Path(dir_okay=False))
-def install_helper_command(dest: str) -> int:
+@click.option(
+    "--helper",
+    envvar=ENV + "HELPER",
+    show_envvar=True,
+    metavar="PATH",
+    help="The helper binary to copy [default: the image's copy, else this checkout's build].",
+)
+def install_helper_command(dest: str, helper: str | None) -> Ending:
     """Copy the static no-op helper to DEST (used inside puller pods)."""
-    from pathlib import Path
-
     from image_awaiter.helper import install_helper
 
     try:
-        install_helper(Path(dest))
+        install_helper(Path(dest), helper=Path(helper) if helper else None)
     except AwaiterError as error:
-        click.echo(f"image-awaiter: {error.one_line()}", err=True)
-        return int(error.exit_code)
-    return 0
+        return Ending(int(error.exit_code), error.one_line())
+    return Ending(0)
 
 
-def _run(command: str, options: dict[str, Any]) -> int:
+def _run(command: str, options: dict[str, Any]) -> Ending:
     from image_awaiter import logs
     from image_awaiter.awaiting import execute
-    from image_awaiter.settings import Settings
 
-    logs.configure(
-        log_format=options["log_format"], verbosity=-1 if options["quiet"] else options["verbose"]
-    )
+    termination_log = options["termination_log"] or default_termination_log(os.environ)
     try:
-        settings = Settings(
-            command="await" if command == "await" else "check",
-            daemonset_spec=options["daemonset_spec"],
-            images=tuple(options["images"]),
-            namespace=options["namespace"],
-            kubeconfig=options["kubeconfig"],
-            context=options["context"],
-            interval=options["interval"],
-            timeout=options["timeout"],
-            on_timeout=options["on_timeout"],
-            pull_failure_grace=options["pull_failure_grace"],
-            include_cordoned=options["include_cordoned"],
-            keep_daemonset=options["keep_daemonset"],
-            report=options["report"],
-            log_format=options["log_format"],
-            verbosity=-1 if options["quiet"] else options["verbose"],
-            puller=_puller_settings(options),
-        )
+        settings = _settings(command, options, os.environ, termination_log=termination_log)
     except UsageError as error:
-        click.echo(f"image-awaiter: {error.one_line()}", err=True)
-        return int(ExitCode.USAGE)
+        return Ending(int(ExitCode.USAGE), error.one_line(), termination_log)
+    logs.configure(log_format=settings.log_format, verbosity=settings.verbosity)
     outcome = execute(settings)
-    if outcome.exit_code != ExitCode.OK:
-        click.echo(f"image-awaiter: {outcome.message}", err=True)
-    return int(outcome.exit_code)
+    return Ending(int(outcome.exit_code), outcome.message, termination_log)
+
+
+def _settings(
+    command: str,
+    options: dict[str, Any],
+    environ: Mapping[str, str],
+    *,
+    termination_log: str | None,
+) -> Settings:
+    """Options and the environment, read once: the downward API's POD_NAME, POD_UID and
+    POD_NAMESPACE, and the service account's namespace file."""
+    return Settings(
+        command="await" if command == "await" else "check",
+        daemonset_spec=options["daemonset_spec"],
+        images=tuple(options["images"]),
+        namespace=options["namespace"],
+        kubeconfig=options["kubeconfig"],
+        context=options["context"],
+        interval=options["interval"],
+        timeout=options["timeout"],
+        on_timeout=options["on_timeout"],
+        pull_failure_grace=options["pull_failure_grace"],
+        include_cordoned=options["include_cordoned"],
+        keep_daemonset=options["keep_daemonset"],
+        report=options["report"],
+        log_format=options["log_format"],
+        verbosity=-1 if options["quiet"] else options["verbose"],
+        puller=_puller_settings(options),
+        termination_log=termination_log,
+        pod_name=environ.get("POD_NAME") or None,
+        pod_uid=environ.get("POD_UID") or None,
+        pod_namespace=environ.get("POD_NAMESPACE") or None,
+        in_cluster_namespace=_read_text(SERVICE_ACCOUNT_NAMESPACE),
+    )
+
+
+def in_a_pod(environ: Mapping[str, str]) -> bool:
+    """The downward API names the pod, or the in-cluster configuration is what connects."""
+    in_cluster = "KUBERNETES_SERVICE_HOST" in environ and "KUBECONFIG" not in environ
+    return bool(environ.get("POD_NAME")) or in_cluster
+
+
+def default_termination_log(environ: Mapping[str, str]) -> str | None:
+    """/dev/termination-log in a pod, when the kubelet has mounted it there; None elsewhere, so
+    that a run on a laptop (or as root on a host) never creates files under /dev."""
+    if in_a_pod(environ) and POD_TERMINATION_LOG.is_file():
+        return str(POD_TERMINATION_LOG)
+    return None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _puller_settings(options: dict[str, Any]) -> PullerSettings:
@@ -319,19 +390,36 @@ def parse_toleration(value: str) -> dict[str, str]:
     return toleration
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoReturn:
     """Entry point: click's own errors become one line and exit 2, never a traceback."""
     try:
-        code = cli.main(
+        ending = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="image-awaiter",
             standalone_mode=False,
         )
-    except click.exceptions.Exit as exit_:
-        sys.exit(exit_.exit_code)
+    except click.exceptions.Exit as exit_:  # --help, --version
+        ending = Ending(exit_.exit_code)
     except click.ClickException as error:
-        click.echo(f"image-awaiter: {error.format_message()} (see --help)", err=True)
-        sys.exit(int(ExitCode.USAGE))
-    except click.Abort:
-        sys.exit(int(ExitCode.SIGINT))
-    sys.exit(int(code or 0))
+        message = f"{error.format_message()} (see --help)"
+        termination_log = os.environ.get(ENV + "TERMINATION_LOG") or default_termination_log(
+            os.environ
+        )
+        ending = Ending(int(ExitCode.USAGE), message, termination_log)
+    except click.Abort:  # ctrl-C at a prompt
+        ending = Ending(int(ExitCode.SIGINT))
+    finish(ending if isinstance(ending, Ending) else Ending(int(ending or 0)), err=err)
+
+
+def finish(ending: Ending, *, err: TextIO | None = None) -> NoReturn:
+    """The one exit: print the final line on failure, write it to the termination message file
+    (on success too, so `kubectl describe` of the hook pod tells why), exit with the code."""
+    line = f"image-awaiter: {ending.message}" if ending.message else None
+    if line is not None and ending.code != 0:
+        click.echo(line, err=True, file=err)
+    if line is not None and ending.termination_log:
+        try:
+            Path(ending.termination_log).write_text(line + "\n", encoding="utf-8")
+        except OSError as error:
+            log.error("termination_log.unwritable", path=ending.termination_log, error=str(error))
+    sys.exit(ending.code)

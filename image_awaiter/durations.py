@@ -23,14 +23,3 @@ def parse_duration(text: str) -> float:
             hint="use seconds or units like 90s, 500ms, 5m, 1h30m",
         )
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-
-
-def format_duration(seconds: float) -> str:
-    """A short human form: `1m30s`, `2.5s`."""
-    if seconds < 60:
-        return f"{seconds:.1f}s".replace(".0s", "s")
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    text = f"{hours}h" if hours else ""
-    text += f"{minutes}m" if minutes else ""
-    return text + (f"{secs}s" if secs else "")

@@ -7,7 +7,6 @@ maps to; the CLI is the only place that turns one into `sys.exit`.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar
 
 
 class ExitCode(IntEnum):
@@ -23,7 +22,7 @@ class ExitCode(IntEnum):
 class AwaiterError(Exception):
     """A failure with a one-line message and, optionally, what to do about it."""
 
-    exit_code: ClassVar[ExitCode] = ExitCode.API
+    exit_code: ExitCode = ExitCode.API  # per class; `Interrupted` sets its own per signal
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -58,13 +57,34 @@ class ApiError(AwaiterError):
         self.reason = reason
 
 
+class Unreachable(ApiError):
+    """The API kept failing (connection errors, timeouts, 429, 5xx) for a request's whole retry
+    budget: no definite answer came, so a create may or may not have landed."""
+
+
 class DeadlineReached(ApiError):
     """The API kept failing until the run's deadline: the run has timed out, which
     `--on-timeout` decides about, rather than failed for good."""
 
 
-class NamespaceNotFound(ApiError):
+class Unauthorized(ApiError):
+    """HTTP 401: the credentials were rejected."""
+
+
+class Forbidden(ApiError):
+    """HTTP 403: this identity may not do what was asked; the hint names what to grant."""
+
+
+class NotFound(ApiError):
+    """HTTP 404: the object (or, without a Status naming it, the path) does not exist."""
+
+
+class NamespaceNotFound(NotFound):
     """The API said, in a NotFound Status naming kind `namespaces`, that the namespace is absent."""
+
+
+class Conflict(ApiError):
+    """HTTP 409: the name is taken, or a precondition (uid, resourceVersion) no longer holds."""
 
 
 class InvalidObject(ApiError):
@@ -77,19 +97,14 @@ class Gone(ApiError):
     """HTTP 410: a resourceVersion or continue token expired; the caller relists."""
 
 
-class NameClash(ApiError):
+class NameClash(Conflict):
     """An object with our name exists and is not ours."""
 
 
 class Interrupted(AwaiterError):
-    """SIGINT or SIGTERM arrived; cleanup has run."""
-
-    exit_code = ExitCode.SIGINT
+    """SIGINT or SIGTERM arrived; cleanup has run. `exit_code` is 130 or 143 by the signal."""
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(f"interrupted by {signal_name}; the puller DaemonSet was cleaned up")
         self.signal_name = signal_name
-
-    @property
-    def code(self) -> ExitCode:
-        return ExitCode.SIGTERM if self.signal_name == "SIGTERM" else ExitCode.SIGINT
+        self.exit_code = ExitCode.SIGTERM if signal_name == "SIGTERM" else ExitCode.SIGINT

@@ -8,7 +8,6 @@ start-up inside puller pods. This subcommand is the same copy for scripts and de
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -19,10 +18,11 @@ IN_IMAGE = Path("/usr/local/bin/image-awaiter-noop")
 REPO_BUILD = Path(__file__).resolve().parent.parent / "build" / "helper"
 
 
-def find_helper() -> Path:
-    """The helper binary: $IMAGE_AWAITER_HELPER, the image's copy, or this checkout's build."""
+def find_helper(given: Path | None = None) -> Path:
+    """The helper binary: `given` (--helper, $IMAGE_AWAITER_HELPER), the image's copy, or this
+    checkout's build."""
     arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "")
-    candidates = [Path(p) for p in (os.environ.get("IMAGE_AWAITER_HELPER"),) if p]
+    candidates = [given] if given is not None else []
     candidates += [IN_IMAGE, REPO_BUILD / f"noop-{arch}", REPO_BUILD / "noop"]
     for candidate in candidates:
         if candidate.is_file():
@@ -34,9 +34,9 @@ def find_helper() -> Path:
     )
 
 
-def install_helper(dest: Path) -> None:
-    """Copy the helper to `dest` with mode 0755."""
-    source = find_helper()
+def install_helper(dest: Path, *, helper: Path | None = None) -> None:
+    """Copy the helper (`helper`, or the first one found) to `dest` with mode 0755."""
+    source = find_helper(helper)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)

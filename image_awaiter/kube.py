@@ -1,7 +1,8 @@
-"""Kubernetes access: configuration, raw JSON requests, the one retry policy, error translation.
+"""Kubernetes access, requests: raw JSON requests and watch streams, and the one retry policy.
 
-The only module that imports `kubernetes`, `urllib3` and `tenacity`. Responses are read raw
-(`_preload_content=False`) and parsed as plain JSON: the client's typed models cost seconds and
+With connecting.py and apierrors.py, the access layer: the only modules that import
+`kubernetes`, `urllib3` and `tenacity` (an import-linter contract checks it). Responses are read
+raw (`_preload_content=False`) and parsed as plain JSON: the client's typed models cost seconds and
 hundreds of MB per list on large clusters. Transient faults (connection errors, timeouts, 429
 with Retry-After, 500/502/503/504) are retried with exponential backoff and jitter, never past the
 caller's deadline nor past a per-request budget; everything else becomes an `ApiError`.
@@ -10,115 +11,31 @@ caller's deadline nor past a per-request budget; everything else becomes an `Api
 from __future__ import annotations
 
 import json
-import os
-import re
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-import tenacity
 import urllib3
-from kubernetes import config as kube_config
 from kubernetes.client.api_client import ApiClient
-from kubernetes.client.configuration import Configuration
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
-from image_awaiter.errors import (
-    ApiError,
-    DeadlineReached,
-    Gone,
-    InvalidObject,
-    NamespaceNotFound,
-    UsageError,
+from image_awaiter.apierrors import status_body, translate
+from image_awaiter.errors import Gone
+from image_awaiter.resources import Address
+from image_awaiter.retrying import (
+    RETRY_BUDGET,
+    TRANSIENT_STATUSES,
+    Limits,
+    TransientError,
+    parse_retry_after,
+    retrying,
+    timeout_for,
 )
 
 log = structlog.get_logger("image_awaiter.kube")
 T = TypeVar("T")
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 REQUEST_TIMEOUT = 30.0  # seconds for one ordinary request
-RETRY_BUDGET = 30.0  # seconds of consecutive transient failures before one request gives up
-MAX_BACKOFF = 5.0
-
-
-class TransientError(Exception):
-    """A failure worth retrying; `retry_after` is the server's hint in seconds."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    client: ApiClient
-    namespace: str
-    in_cluster: bool
-
-
-def connect(*, kubeconfig: str | None, context: str | None, namespace: str | None) -> Connection:
-    """Load configuration as kubectl does: --kubeconfig, KUBECONFIG, ~/.kube/config, or the
-    pod's service account when running in a cluster with neither given."""
-    configuration = Configuration()
-    in_cluster = (
-        kubeconfig is None
-        and context is None
-        and "KUBECONFIG" not in os.environ
-        and "KUBERNETES_SERVICE_HOST" in os.environ
-    )
-    if kubeconfig is not None and not Path(kubeconfig).is_file():
-        raise UsageError(f"kubeconfig file not found: {kubeconfig}")
-    try:
-        if in_cluster:
-            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            default_namespace = _in_cluster_namespace()
-        else:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-            default_namespace = _context_namespace(kubeconfig, context)
-    except (ConfigException, OSError, ValueError, TypeError) as error:
-        raise UsageError(
-            f"cannot load Kubernetes configuration: {_first_line(error)}",
-            hint="pass --kubeconfig/--context, set KUBECONFIG, or run inside a pod",
-        ) from None
-    configuration.retries = False  # one retry policy: ours
-    client = ApiClient(configuration=configuration)
-    client.user_agent = "image-awaiter"
-    return Connection(
-        client=client, namespace=namespace or default_namespace, in_cluster=in_cluster
-    )
-
-
-def _in_cluster_namespace() -> str:
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
-    try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-    except OSError:
-        return "default"
-
-
-def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
-    files = kubeconfig or os.environ.get("KUBECONFIG") or None
-    contexts, current = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-        config_file=files.split(os.pathsep)[0] if files else None
-    )
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
-    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 class Kube:
@@ -127,15 +44,11 @@ class Kube:
     def __init__(self, client: ApiClient, *, deadline: float | None = None) -> None:
         self.client = client
         self.deadline = deadline
-        self.requests = 0
-        self.bytes_received = 0
-
-    # ------------------------------------------------------------------ ordinary requests
 
     def request(
         self,
         method: str,
-        path: str,
+        address: Address,
         *,
         query: Mapping[str, str | int] | None = None,
         body: Any = None,
@@ -145,7 +58,7 @@ class Kube:
         """Send one request and return its JSON object, retrying transient failures."""
         return self.request_decoded(
             method,
-            path,
+            address,
             query=query,
             body=body,
             budget=budget,
@@ -156,7 +69,7 @@ class Kube:
     def request_decoded(
         self,
         method: str,
-        path: str,
+        address: Address,
         *,
         decode: Callable[[bytes], T],
         query: Mapping[str, str | int] | None = None,
@@ -166,58 +79,48 @@ class Kube:
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
-        limits = self._limits(budget=budget, deadline=deadline)
+        limits = Limits.of(budget=budget, deadlines=(deadline, self.deadline))
         try:
-            for attempt in self._retrying(limits):
+            for attempt in retrying(limits):
                 with attempt:
                     data = self._request_once(
-                        method, path, query=query, body=body, deadline=deadline
+                        method, address, query=query, body=body, deadline=deadline
                     )
                     try:
                         return decode(data)
                     except ValueError as error:
                         raise TransientError(
-                            f"{method} {path}: undecodable response: {_first_line(error)}"
+                            f"{method} {address}: undecodable response: {_first_line(error)}"
                         ) from None
         except TransientError as error:
-            raise self._gave_up(error, limits) from None
+            raise limits.gave_up(error, host=self.client.configuration.host) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _gave_up(self, error: TransientError, limits: _Limits) -> ApiError:
-        host = self.client.configuration.host
-        kind: type[ApiError] = DeadlineReached if limits.deadline_first else ApiError
-        until = " until the deadline" if limits.deadline_first else ""
-        return kind(
-            f"the Kubernetes API at {host} kept failing{until}: {error}",
-            hint="check that the API server is reachable and healthy, then rerun",
-        )
 
     def _request_once(
         self,
         method: str,
-        path: str,
+        address: Address,
         *,
         query: Mapping[str, str | int] | None,
         body: Any,
         deadline: float | None,
     ) -> bytes:
-        timeout = self._timeout(REQUEST_TIMEOUT, deadline)
-        response = self._send(method, path, query=query, body=body, timeout=(timeout, timeout))
+        timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
+        response = self._send(
+            method, address, query=query, body=body, timeout=(timeout, timeout)
+        )
         try:
             data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(f"{method} {path}: {_first_line(error)}") from None
+            raise TransientError(f"{method} {address}: {_first_line(error)}") from None
         finally:
             response.release_conn()
-        self.bytes_received += len(data)
         if response.status >= 400:
-            raise translate(method, path, response.status, data, response.headers, query)
+            raise translate(method, address, response.status, data, query)
         return data
 
-    # ------------------------------------------------------------------ watch streams
-
     def stream(
-        self, path: str, *, query: Mapping[str, str | int], read_timeout: float
+        self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
     ) -> Iterator[bytes]:
         """Open a watch (retrying the connection) and yield its event lines as they arrive.
 
@@ -225,49 +128,32 @@ class Kube:
         breaks or stays silent for `read_timeout` seconds.
         """
         response = None
-        limits = self._limits(budget=RETRY_BUDGET, deadline=None)
+        limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,))
         try:
-            for attempt in self._retrying(limits):
+            for attempt in retrying(limits):
                 with attempt:
                     response = self._send(
                         "GET",
-                        path,
+                        address,
                         query=query,
-                        timeout=(self._timeout(REQUEST_TIMEOUT, None), read_timeout),
+                        timeout=(timeout_for(REQUEST_TIMEOUT, (self.deadline,)), read_timeout),
                     )
         except TransientError as error:
-            raise self._gave_up(error, limits) from None
+            raise limits.gave_up(error, host=self.client.configuration.host) from None
         assert response is not None
         if response.status >= 400:
             data = response.data
             response.release_conn()
-            raise translate("WATCH", path, response.status, data, response.headers, query)
+            raise translate("WATCH", address, response.status, data, query)
         try:
-            yield from self._events(response)
+            yield from _event_lines(response)
         finally:
             response.release_conn()
-
-    def _events(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        pending = b""
-        try:
-            for chunk in response.stream(65536, decode_content=True):
-                self.bytes_received += len(chunk)
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield line
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(f"watch stream broke: {_first_line(error)}") from None
-        if pending.strip():
-            yield pending
-
-    # ------------------------------------------------------------------ plumbing
 
     def _send(
         self,
         method: str,
-        path: str,
+        address: Address,
         *,
         query: Mapping[str, str | int] | None,
         body: Any = None,
@@ -278,92 +164,42 @@ class Kube:
             headers["Content-Type"] = "application/json"
         serialized = self.client.param_serialize(
             method=method,
-            resource_path=path,
+            resource_path=address.path,
             query_params=[(k, str(v)) for k, v in (query or {}).items()],
             header_params=headers,
             body=body,
             auth_settings=["BearerToken"],
         )
-        self.requests += 1
         try:
             rest = self.client.call_api(*serialized, _request_timeout=timeout)
-        except ApiException as error:  # the REST layer's own wrapper of SSL and config errors
-            raise TransientError(f"{method} {path}: {_first_line(error)}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(f"{method} {path}: {_first_line(error)}") from None
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            # ApiException: the REST layer's own wrapper of SSL and config errors
+            raise TransientError(f"{method} {address}: {_first_line(error)}") from None
         response: urllib3.BaseHTTPResponse = rest.response
         if response.status in TRANSIENT_STATUSES:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            message = _status_message(response.data) or response.reason or ""
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            message = str(status_body(response.data).get("message") or response.reason or "")
             response.release_conn()
             raise TransientError(
-                f"{method} {path}: HTTP {response.status} {message}".strip(),
+                f"{method} {address}: HTTP {response.status} {message}".strip(),
                 retry_after=retry_after,
             )
         return response
 
-    def _timeout(self, wanted: float, deadline: float | None) -> float:
-        ends = [d for d in (deadline, self.deadline) if d is not None]
-        if not ends:
-            return wanted
-        return max(0.5, min(wanted, min(ends) - time.monotonic()))
-
-    def _limits(self, *, budget: float, deadline: float | None) -> _Limits:
-        budget_end = time.monotonic() + budget
-        ends = [d for d in (deadline, self.deadline) if d is not None]
-        if ends and min(ends) < budget_end:
-            return _Limits(give_up_at=min(ends), deadline_first=True)
-        return _Limits(give_up_at=budget_end, deadline_first=False)
-
-    def _retrying(self, limits: _Limits) -> tenacity.Retrying:
-        """Retry transient failures until `limits.give_up_at`: each wait is cut short so that
-        the last attempt happens at that moment, never after it."""
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            return min(_wait_retry_after(state), max(0.0, limits.give_up_at - time.monotonic()))
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            return time.monotonic() >= limits.give_up_at
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
-            wait=wait,
-            stop=stop,
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Limits:
-    """When one request's retries end, and whether that is the caller's deadline (the run's
-    time is up) rather than the per-request budget (the API is down for good)."""
-
-    give_up_at: float
-    deadline_first: bool
-
-
-_exponential = tenacity.wait_exponential_jitter(multiplier=0.2, max=MAX_BACKOFF, jitter=0.3)
-
-
-def _wait_retry_after(state: tenacity.RetryCallState) -> float:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    hint = error.retry_after if isinstance(error, TransientError) else None
-    if hint is not None:
-        return min(max(hint, 0.0), 60.0)
-    return float(_exponential(state))
-
-
-def _log_retry(state: tenacity.RetryCallState) -> None:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    log.info(
-        "api.retry",
-        attempt=state.attempt_number,
-        error=str(error),
-        wait=round(state.upcoming_sleep, 2),
-    )
+def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The non-empty lines of a watch stream as they arrive."""
+    pending = b""
+    try:
+        for chunk in response.stream(65536, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+    if pending.strip():
+        yield pending
 
 
 def json_object(data: bytes) -> dict[str, Any]:
@@ -372,99 +208,14 @@ def json_object(data: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+def watch_error(status: Mapping[str, Any]) -> Exception:
+    """The error an ERROR watch event carries: 410 Gone (the caller relists), else transient."""
+    message = str(status.get("message") or "")
+    if status.get("code") == 410:
+        return Gone(message or "watch expired", status=410)
+    return TransientError(f"watch error: {message or None}")
 
 
-def _status_message(data: bytes) -> str:
-    try:
-        status = json.loads(data)
-    except ValueError:
-        return ""
-    return str(status.get("message") or "") if isinstance(status, dict) else ""
-
-
-def _status(data: bytes) -> dict[str, Any]:
-    try:
-        status = json.loads(data)
-    except ValueError:
-        return {}
-    return status if isinstance(status, dict) else {}
-
-
-_PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)"
-    r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?"
-)
-
-
-def describe_request(
-    method: str, path: str, query: Mapping[str, str | int] | None = None
-) -> tuple[str, str, str | None]:
-    """(verb, resource with group, namespace) of an API request, for RBAC hints."""
-    match = _PATH.match(path)
-    if match is None:
-        return method.lower(), path, None
-    group, namespace, resource, name = match.group("group", "namespace", "resource", "name")
-    if namespace is None and resource == "namespaces" and name is not None:
-        resource, namespace = "namespaces", None
-    verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(method)
-    if verb is None:
-        verb = (
-            "watch"
-            if method == "WATCH" or (query or {}).get("watch") in ("true", "1", 1)
-            else ("get" if name else "list")
-        )
-    qualified = f"{resource}.{group}" if group else resource
-    return verb, qualified, namespace
-
-
-def translate(
-    method: str,
-    path: str,
-    status: int,
-    data: bytes,
-    headers: Mapping[str, str],
-    query: Mapping[str, str | int] | None = None,
-) -> ApiError:
-    """The one place HTTP failures become errors carrying exit codes."""
-    body = _status(data)
-    message = str(body.get("message") or "").strip() or f"HTTP {status}"
-    reason = str(body.get("reason") or "")
-    verb, resource, namespace = describe_request(method, path, query)
-    where = f" in namespace {namespace!r}" if namespace else " cluster-wide"
-    if status == 401:
-        return ApiError(
-            f"unauthorised (401): {message}",
-            status=status,
-            reason=reason,
-            hint="the credentials in the kubeconfig or service account token were rejected",
-        )
-    if status == 403:
-        return ApiError(
-            f"forbidden (403): {message}",
-            status=status,
-            reason=reason,
-            hint=f"grant verb {verb!r} on resource {resource!r}{where} to this identity",
-        )
-    if status == 404 and (body.get("details") or {}).get("kind") == "namespaces":
-        return NamespaceNotFound(
-            f"namespace {namespace or body['details'].get('name')!r} not found: {message}",
-            status=status,
-            reason=reason,
-            hint="create it or pass -n/--namespace",
-        )
-    if status == 410:
-        return Gone(message, status=status, reason=reason)
-    if status == 422:
-        return InvalidObject(
-            f"the API rejected the DaemonSet as invalid: {message}", status=status, reason=reason
-        )
-    return ApiError(
-        f"{method} {path} failed ({status} {reason}): {message}", status=status, reason=reason
-    )
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -8,8 +8,7 @@ that bad input is exit 2 with nothing created.
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,7 +16,10 @@ import yaml
 
 from image_awaiter import __version__
 from image_awaiter.errors import UsageError
+from image_awaiter.pods import images_of
+from image_awaiter.pods import pod_spec as as_pod_spec
 from image_awaiter.references import ImageRef, parse_image
+from image_awaiter.selectors import LABEL_OPERATORS, Requirement
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "image-awaiter"
@@ -153,13 +155,9 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
     for expression in selector.get("matchExpressions") or []:
         key, op = expression.get("key"), expression.get("operator")
         values = expression.get("values") or []
-        present = key in labels
-        ok = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(op)
+        ok = op in LABEL_OPERATORS and Requirement(
+            key=str(key), operator=op, values=tuple(str(v) for v in values)
+        ).matches(None if key not in labels else str(labels[key]))
         if not ok:
             raise UsageError(
                 f"{source}: spec.selector.matchExpressions {key} {op} {values} does not match "
@@ -169,14 +167,7 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
 
 def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
     """Every image the pod pulls, once each: init containers, containers, image volumes."""
-    refs = [c.get("image", "") for c in pod_spec.get("initContainers") or []]
-    refs += [c.get("image", "") for c in pod_spec.get("containers") or []]
-    refs += [
-        ref
-        for v in pod_spec.get("volumes") or []
-        if (ref := (v.get("image") or {}).get("reference"))
-    ]
-    return list(dict.fromkeys(refs))
+    return images_of(as_pod_spec(pod_spec))
 
 
 def unique_images(refs: Sequence[str]) -> list[ImageRef]:
@@ -217,9 +208,8 @@ def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> 
 
 
 def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """The pod: each image an init container running the copied no-op helper, or an image volume
-    on the pause container; restricted, with explicit requests and limits."""
-    pause: dict[str, Any] = _container("pause", settings.pause_image, None, settings)
+    """The pod: the pull method's containers and volumes (see `PULL_METHODS`), restricted, with
+    explicit requests and limits, placed by the settings."""
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -230,32 +220,8 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
             "runAsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        **PULL_METHODS[settings.method](images, settings),
     }
-    if settings.method == "initContainers":
-        install = _container(
-            "install-helper",
-            settings.helper_image,
-            [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
-            settings,
-        )
-        install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
-        pulls = []
-        for index, image in enumerate(images):
-            pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
-            pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
-            pulls.append(pull)
-        spec["initContainers"] = [install, *pulls]
-        spec["volumes"] = [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}]
-    else:
-        spec["volumes"] = [
-            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
-            for index, image in enumerate(images)
-        ]
-        pause["volumeMounts"] = [
-            {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
-            for index in range(len(images))
-        ]
-    spec["containers"] = [pause]
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:
@@ -267,6 +233,52 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     return spec
+
+
+def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """Each image an init container running the no-op helper, copied first from the helper
+    image into an emptyDir: nothing inside the pulled image runs."""
+    install = _container(
+        "install-helper",
+        settings.helper_image,
+        [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
+        settings,
+    )
+    install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
+    pulls = []
+    for index, image in enumerate(images):
+        pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
+        pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
+        pulls.append(pull)
+    return {
+        "initContainers": [install, *pulls],
+        "volumes": [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}],
+        "containers": [_container("pause", settings.pause_image, None, settings)],
+    }
+
+
+def _image_volumes(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """Each image an `image` volume mounted on the pause container (ImageVolume feature)."""
+    pause = _container("pause", settings.pause_image, None, settings)
+    pause["volumeMounts"] = [
+        {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
+        for index in range(len(images))
+    ]
+    return {
+        "volumes": [
+            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+            for index, image in enumerate(images)
+        ],
+        "containers": [pause],
+    }
+
+
+# How a puller pod pulls its images: one builder of pod spec parts per `--pull-method`, mirrored
+# in the chart by one named template per method. A new method is one function and one entry.
+PULL_METHODS: Mapping[str, Callable[[Sequence[str], PullerSettings], dict[str, Any]]] = {
+    "initContainers": _init_containers,
+    "imageVolumes": _image_volumes,
+}
 
 
 def _container(
@@ -356,5 +368,3 @@ def run_selector(run_id: str) -> str:
     return f"{RUN_ID_LABEL}={run_id}"
 
 
-def dump(manifest: Mapping[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from image_awaiter.references import ImageRef, parse_image
+from image_awaiter.references import ImageKey, ImageRef
 from image_awaiter.targeting import NodeState, Placement, split_targets
 
 # Reasons the kubelet gives that no retry will fix.
@@ -63,7 +62,7 @@ class PullerPod:
 
     name: str
     node: str | None
-    images: Mapping[str, ImagePull] = field(default_factory=dict)  # by image match key
+    images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
     unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
 
 
@@ -99,7 +98,7 @@ class NodeVerdict:
 class Evaluation:
     verdicts: tuple[NodeVerdict, ...]
     excluded: Mapping[str, str]
-    failing_since: Mapping[tuple[str, str], float]  # (node, image key) -> first seen failing
+    failing_since: Mapping[tuple[str, ImageKey], float]  # (node, image key) -> first seen failing
 
     @property
     def done(self) -> bool:
@@ -112,6 +111,50 @@ class Evaluation:
     def count(self, status: NodeStatus) -> int:
         return sum(1 for v in self.verdicts if v.status is status)
 
+    @property
+    def done_nodes(self) -> list[str]:
+        return [v.node for v in self.verdicts if v.status is NodeStatus.DONE]
+
+
+class Judge:
+    """`evaluate` across a run: remembers when each pull error was first seen (the grace
+    period counts from there) and the last evaluation. Pure: the time is passed in."""
+
+    def __init__(
+        self,
+        *,
+        images: Sequence[ImageRef],
+        placement: Placement,
+        include_cordoned: bool,
+        grace: float,
+    ) -> None:
+        self._images = images
+        self._placement = placement
+        self._include_cordoned = include_cordoned
+        self._grace = grace
+        self._failing_since: Mapping[tuple[str, ImageKey], float] = {}
+        self.last: Evaluation | None = None
+
+    def __call__(
+        self, nodes: Mapping[str, NodeState], pods: Iterable[PullerPod], *, now: float
+    ) -> Evaluation:
+        self.last = evaluate(
+            nodes=nodes,
+            pods=pods,
+            images=self._images,
+            placement=self._placement,
+            include_cordoned=self._include_cordoned,
+            now=now,
+            failing_since=self._failing_since,
+            grace=self._grace,
+        )
+        self._failing_since = self.last.failing_since
+        return self.last
+
+    @property
+    def done_nodes(self) -> list[str]:
+        return self.last.done_nodes if self.last is not None else []
+
 
 def evaluate(
     *,
@@ -121,14 +164,14 @@ def evaluate(
     placement: Placement,
     include_cordoned: bool,
     now: float,
-    failing_since: Mapping[tuple[str, str], float],
+    failing_since: Mapping[tuple[str, ImageKey], float],
     grace: float,
 ) -> Evaluation:
     """Judge every target node; `failing_since` carries pull-error first-seen times across calls."""
     targets, excluded = split_targets(nodes, placement, include_cordoned=include_cordoned)
     pods_by_node = merge_pods_by_node(pods)
     verdicts: list[NodeVerdict] = []
-    seen_failing: dict[tuple[str, str], float] = {}
+    seen_failing: dict[tuple[str, ImageKey], float] = {}
     for node in targets:
         verdict, failing = judge_node(
             node=node,
@@ -149,9 +192,9 @@ def judge_node(
     pod: PullerPod | None,
     images: Sequence[ImageRef],
     now: float,
-    failing_since: Mapping[tuple[str, str], float],
+    failing_since: Mapping[tuple[str, ImageKey], float],
     grace: float,
-) -> tuple[NodeVerdict, dict[tuple[str, str], float]]:
+) -> tuple[NodeVerdict, dict[tuple[str, ImageKey], float]]:
     """One node's verdict, and the (node, image) pairs now failing with their first-seen time."""
     pulls = pod.images if pod is not None else {}
 
@@ -177,7 +220,7 @@ def judge_node(
             missing=names,
             detail=f"puller pod cannot be scheduled: {pod.unschedulable}",
         ), {}
-    failing: dict[tuple[str, str], float] = {}
+    failing: dict[tuple[str, ImageKey], float] = {}
     final: list[PullFailure] = []
     pending: list[PullFailure] = []
     awaited = {image.key for image in images}
@@ -234,7 +277,7 @@ def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
             continue
         images = dict(previous.images)
         for key, pull in pod.images.items():
-            if key not in images or _rank(pull) > _rank(images[key]):
+            if key not in images or rank(pull) > rank(images[key]):
                 images[key] = pull
         unschedulable = previous.unschedulable if pod.unschedulable else None
         merged[pod.node] = PullerPod(
@@ -243,102 +286,5 @@ def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
     return merged
 
 
-def _rank(pull: ImagePull) -> int:
+def rank(pull: ImagePull) -> int:
     return {PullState.PULLED: 2, PullState.FAILING: 1, PullState.PULLING: 0}[pull.state]
-
-
-def puller_pod_from_json(raw: Mapping[str, Any]) -> PullerPod:
-    """Compact a pod object into the per-image pull states the verdict needs."""
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
-    images_by_container = {
-        c.get("name", ""): _key(c.get("image", ""))
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    }
-    volume_images = [
-        ref for v in spec.get("volumes") or [] if (ref := (v.get("image") or {}).get("reference"))
-    ]
-    pulls: dict[str, ImagePull] = {}
-    for key in images_by_container.values():
-        pulls.setdefault(key, ImagePull(PullState.PULLING))
-    for ref in volume_images:
-        pulls.setdefault(_key(ref), ImagePull(PullState.PULLING))
-    any_container_created = False
-    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    regular = {c.get("name") for c in spec.get("containers") or []}
-    for cs in statuses:
-        container_key = images_by_container.get(cs.get("name", ""))
-        if container_key is None:
-            continue
-        pull = _container_pull(cs)
-        if pull.state is PullState.PULLED and cs.get("name") in regular:
-            any_container_created = True
-        key = container_key
-        if pull.state is PullState.FAILING:
-            key = _failing_volume(pull.message, volume_images) or container_key
-        if _rank(pull) >= _rank(pulls[key]) and pulls[key].state is not PullState.PULLED:
-            pulls[key] = pull
-    if any_container_created:  # image volumes are mounted before any container is created
-        for ref in volume_images:
-            pulls[_key(ref)] = ImagePull(PullState.PULLED)
-    return PullerPod(
-        name=(raw.get("metadata") or {}).get("name", ""),
-        node=_pod_node(spec),
-        images=pulls,
-        unschedulable=_unschedulable_message(status),
-    )
-
-
-def _key(ref: str) -> str:
-    try:
-        return parse_image(ref).key
-    except Exception:  # an invalid reference is the kubelet's InvalidImageName to report
-        return ref
-
-
-def _container_pull(cs: Mapping[str, Any]) -> ImagePull:
-    state = cs.get("state") or {}
-    if cs.get("imageID") or "running" in state or "terminated" in state or cs.get("started"):
-        return ImagePull(PullState.PULLED)
-    if ((cs.get("lastState") or {}).get("terminated")) is not None:
-        return ImagePull(PullState.PULLED)
-    waiting = state.get("waiting") or {}
-    reason = waiting.get("reason") or ""
-    if reason in STUCK_AFTER_PULL_REASONS:
-        return ImagePull(PullState.PULLED, reason=reason, message=waiting.get("message") or "")
-    if reason in PULL_FAILURE_REASONS:
-        return ImagePull(PullState.FAILING, reason=reason, message=waiting.get("message") or "")
-    return ImagePull(PullState.PULLING, reason=reason)
-
-
-def _failing_volume(message: str, volume_images: Sequence[str]) -> str | None:
-    for ref in volume_images:
-        if ref in message:
-            return _key(ref)
-    return None
-
-
-def _pod_node(spec: Mapping[str, Any]) -> str | None:
-    if spec.get("nodeName"):
-        return str(spec["nodeName"])
-    # DaemonSet pods not yet bound carry their node as required affinity on metadata.name.
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    for term in required.get("nodeSelectorTerms") or []:
-        for field_req in term.get("matchFields") or []:
-            values = field_req.get("values") or []
-            if (
-                field_req.get("key") == "metadata.name"
-                and field_req.get("operator") == "In"
-                and len(values) == 1
-            ):
-                return str(values[0])
-    return None
-
-
-def _unschedulable_message(status: Mapping[str, Any]) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            return str(condition.get("message") or condition.get("reason") or "Unschedulable")
-    return None

@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NewType
 
 from docker_image import reference as _distribution
 
 from image_awaiter.errors import UsageError
 
 DEFAULT_TAG = "latest"
+
+# What presence is matched on: `name@digest` when pinned by digest, else `name:tag`. The one
+# form an image takes through NodeState, PullerPod and the verdicts.
+ImageKey = NewType("ImageKey", str)
 
 
 class InvalidImageReference(UsageError):
@@ -32,11 +37,11 @@ class ImageRef:
     digest: str | None
 
     @property
-    def key(self) -> str:
+    def key(self) -> ImageKey:
         """`name@digest` when pinned by digest, else `name:tag` (tag defaulting to latest)."""
         if self.digest:
-            return f"{self.name}@{self.digest}"
-        return f"{self.name}:{self.tag or DEFAULT_TAG}"
+            return ImageKey(f"{self.name}@{self.digest}")
+        return ImageKey(f"{self.name}:{self.tag or DEFAULT_TAG}")
 
     @property
     def canonical(self) -> str:
@@ -61,7 +66,7 @@ def parse_image(text: str) -> ImageRef:
     return parsed
 
 
-def node_image_key(name: str) -> str | None:
+def node_image_key(name: str) -> ImageKey | None:
     """The match key of one name from `node.status.images[].names`, or None when unparseable.
 
     Runtimes report `docker.io/library/nginx:1.7.9`, `nginx:1.7.9`, `nginx@sha256:...` and
@@ -72,8 +77,8 @@ def node_image_key(name: str) -> str | None:
 
 
 def node_image_keys(
-    names: Iterable[str], *, wanted: frozenset[str] | None = None
-) -> frozenset[str]:
+    names: Iterable[str], *, wanted: frozenset[ImageKey] | None = None
+) -> frozenset[ImageKey]:
     """Match keys of a node's reported names, optionally only those in `wanted`.
 
     With `wanted`, a name is fully parsed only when it contains the short repository name of a
@@ -103,7 +108,7 @@ def _tail(reference: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _tails(keys: frozenset[str]) -> frozenset[str]:
+def _tails(keys: frozenset[ImageKey]) -> frozenset[str]:
     return frozenset(_tail(key) for key in keys)
 
 

@@ -1,12 +1,23 @@
-"""The final JSON report and the progress lines: pure functions from an `Evaluation`."""
+"""The final JSON report and the progress lines: pure functions of an `Outcome` and an
+`Evaluation`, and `write_report`, the one place the report is written."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
+import structlog
+
+from image_awaiter.outcomes import Outcome, short_verdict
+from image_awaiter.readiness import Evaluation, NodeStatus
 from image_awaiter.references import ImageRef
+
+log = structlog.get_logger("image_awaiter")
 
 REPORT_VERSION = 1
 
@@ -29,38 +40,24 @@ def progress_fields(evaluation: Evaluation, *, limit: int = 3) -> dict[str, Any]
     if evaluation.excluded:
         fields["excluded"] = len(evaluation.excluded)
     if waiting:
-        fields["waiting_on"] = "; ".join(_short(v) for v in waiting[:limit]) + (
+        fields["waiting_on"] = "; ".join(short_verdict(v) for v in waiting[:limit]) + (
             f"; +{len(waiting) - limit} more" if len(waiting) > limit else ""
         )
     return fields
 
 
-def _short(verdict: NodeVerdict) -> str:
-    return f"{verdict.node}: {verdict.detail or verdict.status.value}"
-
-
-def not_done_lines(evaluation: Evaluation, *, limit: int = 3) -> str:
-    waiting = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
-    text = "; ".join(_short(v) for v in waiting[:limit])
-    return text + (f"; and {len(waiting) - limit} more" if len(waiting) > limit else "")
-
-
 def build_report(
+    outcome: Outcome,
     *,
     command: str,
-    result: str,
-    exit_code: int,
-    message: str,
     images: Sequence[ImageRef],
     namespace: str,
-    evaluation: Evaluation | None,
-    done_after: Mapping[str, float],
-    daemonset: Mapping[str, Any] | None,
-    started_at: str,
-    finished_at: str,
-    duration: float,
+    started: tuple[str, float],
 ) -> dict[str, Any]:
-    """The `--report` document (its fields are documented in README.md)."""
+    """The `--report` document (its fields are documented in README.md); `started` is the
+    wall-clock ISO time and the monotonic time the run began."""
+    started_at, started_monotonic = started
+    evaluation, done_after = outcome.evaluation, outcome.done_after
     nodes: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
     if evaluation is not None:
@@ -82,16 +79,33 @@ def build_report(
     return {
         "version": REPORT_VERSION,
         "command": command,
-        "result": result,
-        "exitCode": exit_code,
-        "message": message,
+        "result": outcome.result.value,
+        "exitCode": int(outcome.exit_code),
+        "message": outcome.message,
         "namespace": namespace,
         "images": [{"reference": i.original, "normalized": i.canonical} for i in images],
-        "daemonset": dict(daemonset) if daemonset else None,
+        "daemonset": dict(outcome.daemonset) if outcome.daemonset else None,
         "startedAt": started_at,
-        "finishedAt": finished_at,
-        "durationSeconds": round(duration, 3),
+        "finishedAt": now_iso(),
+        "durationSeconds": round(time.monotonic() - started_monotonic, 3),
         "summary": summary(evaluation) if evaluation is not None else None,
         "nodes": nodes,
         "excluded": excluded,
     }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_report(report: dict[str, Any], *, destination: str) -> None:
+    """Write the report to a file, or stdout for `-`; a failure is logged, never fatal."""
+    text = json.dumps(report, indent=2) + "\n"
+    try:
+        if destination == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            Path(destination).write_text(text, encoding="utf-8")
+    except OSError as error:
+        log.error("report.unwritable", path=destination, error=str(error))

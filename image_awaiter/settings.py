@@ -11,13 +11,14 @@ from typing import Any, Literal
 from image_awaiter.errors import UsageError
 from image_awaiter.logs import LogFormat
 from image_awaiter.pullers import (
+    Owner,
     PullerSettings,
     generate_daemonset,
     parse_manifest,
     pod_images,
     unique_images,
 )
-from image_awaiter.references import ImageRef
+from image_awaiter.references import ImageKey, ImageRef
 from image_awaiter.targeting import Placement, placement_from_pod_spec
 
 Command = Literal["await", "check"]
@@ -41,6 +42,24 @@ class Settings:
     log_format: LogFormat = "auto"
     verbosity: int = 0
     puller: PullerSettings = field(default_factory=PullerSettings)
+    termination_log: str | None = None  # where the final one-line message also goes
+    # Read once from the environment at the edge (cli.py): the downward API's pod identity,
+    # and the service account's namespace file when running in a pod.
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    pod_namespace: str | None = None
+    in_cluster_namespace: str | None = None
+
+    def owner(self, *, default_namespace: str) -> Owner | None:
+        """The awaiter's own pod, to own what it creates, when the downward API names it."""
+        if self.pod_name and self.pod_uid:
+            namespace = self.pod_namespace or default_namespace
+            return Owner(name=self.pod_name, uid=self.pod_uid, namespace=namespace)
+        return None
+
+    def own_namespace(self, *, in_cluster: bool) -> str | None:
+        """The namespace the awaiter's pod runs in, when it runs in one."""
+        return self.pod_namespace or (self.in_cluster_namespace if in_cluster else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,11 @@ class Job:
     # --image references whose repository the spec's pod never pulls: only the nodes' own
     # status.images can show them present.
     not_in_spec: tuple[ImageRef, ...] = ()
+
+    @property
+    def keys(self) -> frozenset[ImageKey]:
+        """What presence of the awaited images is matched on."""
+        return frozenset(image.key for image in self.images)
 
 
 def resolve_job(settings: Settings) -> Job:

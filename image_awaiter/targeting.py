@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from image_awaiter.errors import UsageError
-from image_awaiter.references import node_image_keys
+from image_awaiter.pods import NodeSelectorRequirement, NodeSelectorTerm, TolerationSpec, pod_spec
+from image_awaiter.references import ImageKey, node_image_keys
+from image_awaiter.selectors import NODE_OPERATORS, Requirement, requirement
 
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 CORDON_TAINT_KEY = "node.kubernetes.io/unschedulable"
@@ -39,7 +40,7 @@ class NodeState:
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    images: frozenset[str] = frozenset()  # match keys of awaited images the node reports
+    images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,31 +56,6 @@ class Toleration:
         if self.operator == "Exists":
             return not self.key or self.key == taint.key
         return self.key == taint.key and self.value == taint.value
-
-
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    key: str
-    operator: str  # In NotIn Exists DoesNotExist Gt Lt
-    values: tuple[str, ...] = ()
-
-    def matches(self, value: str | None) -> bool:
-        op = self.operator
-        if op == "Exists":
-            return value is not None
-        if op == "DoesNotExist":
-            return value is None
-        if op == "In":
-            return value is not None and value in self.values
-        if op == "NotIn":
-            return value is None or value not in self.values
-        if value is None:
-            return False
-        try:
-            number, bound = int(value), int(self.values[0])
-        except ValueError:
-            return False
-        return number > bound if op == "Gt" else number < bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,67 +129,39 @@ def split_targets(
     return targets, excluded
 
 
-def placement_from_pod_spec(pod_spec: Mapping[str, Any]) -> Placement:
+def placement_from_pod_spec(raw: Mapping[str, object]) -> Placement:
     """Read nodeSelector, required node affinity and tolerations; bad shapes are usage errors."""
     try:
-        selector = {str(k): str(v) for k, v in (pod_spec.get("nodeSelector") or {}).items()}
-        tolerations = tuple(_toleration(t) for t in pod_spec.get("tolerations") or ())
-        required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        )
-        terms = None
-        if required is not None:
-            terms = tuple(_term(t) for t in required.get("nodeSelectorTerms") or ())
-    except (AttributeError, TypeError, KeyError, IndexError) as error:
-        raise UsageError(f"invalid pod template placement: {error}") from None
-    return Placement(node_selector=selector, terms=terms, tolerations=tolerations)
+        spec = pod_spec(raw)
+    except UsageError as error:
+        raise UsageError(f"invalid pod template placement: {error.message}") from None
+    terms = spec.required_terms
+    return Placement(
+        node_selector={k: str(v) for k, v in (spec.nodeSelector or {}).items()},
+        terms=None if terms is None else tuple(_term(t) for t in terms),
+        tolerations=tuple(_toleration(t) for t in spec.tolerations or ()),
+    )
 
 
-def _toleration(raw: Mapping[str, Any]) -> Toleration:
+def _toleration(raw: TolerationSpec) -> Toleration:
     return Toleration(
-        key=raw.get("key") or "",
-        operator=raw.get("operator") or "Equal",
-        value=raw.get("value") or "",
-        effect=raw.get("effect") or "",
+        key=raw.key or "",
+        operator=raw.operator or "Equal",
+        value=str(raw.value) if raw.value is not None else "",
+        effect=raw.effect or "",
     )
 
 
-def _term(raw: Mapping[str, Any]) -> SelectorTerm:
+def _term(raw: NodeSelectorTerm) -> SelectorTerm:
     return SelectorTerm(
-        expressions=tuple(_requirement(r) for r in raw.get("matchExpressions") or ()),
-        fields=tuple(_requirement(r) for r in raw.get("matchFields") or ()),
+        expressions=tuple(_requirement(r) for r in raw.matchExpressions or ()),
+        fields=tuple(_requirement(r) for r in raw.matchFields or ()),
     )
 
 
-_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
-
-
-def _requirement(raw: Mapping[str, Any]) -> Requirement:
-    operator = raw["operator"]
-    if operator not in _OPERATORS:
-        raise UsageError(f"unknown node selector operator {operator!r}")
-    values = tuple(str(v) for v in raw.get("values") or ())
-    if operator in ("Gt", "Lt") and len(values) != 1:
-        raise UsageError(f"node selector operator {operator} needs exactly one value")
-    return Requirement(key=str(raw["key"]), operator=operator, values=values)
-
-
-def node_from_json(raw: Mapping[str, Any], *, wanted: frozenset[str]) -> NodeState:
-    """Compact a Node object (plain JSON) to what targeting and readiness need."""
-    metadata = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
-    return node_state(
-        name=str(metadata.get("name", "")),
-        labels=metadata.get("labels") or {},
-        unschedulable=bool(spec.get("unschedulable")),
-        taints=[
-            (t.get("key", ""), t.get("value") or "", t.get("effect") or "")
-            for t in spec.get("taints") or []
-        ],
-        conditions=[(c.get("type"), c.get("status")) for c in status.get("conditions") or []],
-        names=[n for image in status.get("images") or [] for n in image.get("names") or []],
-        wanted=wanted,
+def _requirement(raw: NodeSelectorRequirement) -> Requirement:
+    return requirement(
+        key=raw.key, operator=raw.operator, values=raw.values or (), allowed=NODE_OPERATORS
     )
 
 
@@ -223,9 +171,9 @@ def node_state(
     labels: Mapping[str, str],
     unschedulable: bool,
     taints: Iterable[tuple[str, str, str]],
-    conditions: Iterable[tuple[Any, Any]],
+    conditions: Iterable[tuple[str, str]],
     names: list[str],
-    wanted: frozenset[str],
+    wanted: frozenset[ImageKey],
 ) -> NodeState:
     """The compact node from its parts, however they were decoded; image names are kept only
     when they match an awaited image (`wanted` holds match keys)."""

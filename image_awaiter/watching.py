@@ -13,13 +13,16 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 
 from image_awaiter.decoding import Codec, Event
-from image_awaiter.errors import AwaiterError, Gone
-from image_awaiter.kube import Kube, TransientError
+from image_awaiter.errors import AwaiterError, DeadlineReached, Gone
+from image_awaiter.kube import Kube, watch_error
+from image_awaiter.resources import Address
+from image_awaiter.retrying import TransientError
+from image_awaiter.signals import Hold
 
 T = TypeVar("T")
 log = structlog.get_logger("image_awaiter.watching")
@@ -35,13 +38,13 @@ class WatchTiming:
 
 
 class Informer(Generic[T]):
-    """Keeps the codec's compact record of every object at `path` current."""
+    """Keeps the codec's compact record of every object at `address` current."""
 
     def __init__(
         self,
         *,
         kube: Kube,
-        path: str,
+        address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
         wake: threading.Event | None = None,
@@ -49,12 +52,12 @@ class Informer(Generic[T]):
         name: str = "",
     ) -> None:
         self._kube = kube
-        self._path = path
+        self._address = address
         self._codec = codec
         self._selector = label_selector
         self._wake = wake or threading.Event()
         self._timing = timing
-        self.name = name or path
+        self.name = name or address.resource.plural
         self._items: dict[str, T] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -118,7 +121,7 @@ class Informer(Generic[T]):
             if self._selector:
                 query["labelSelector"] = self._selector
             page = self._kube.request_decoded(
-                "GET", self._path, query=query, decode=self._codec.page
+                "GET", self._address, query=query, decode=self._codec.page
             )
             for key, record in page.items:
                 if record is not None:
@@ -162,7 +165,7 @@ class Informer(Generic[T]):
             query["labelSelector"] = self._selector
         self.watches += 1
         for line in self._kube.stream(
-            self._path, query=query, read_timeout=self._timing.read_timeout
+            self._address, query=query, read_timeout=self._timing.read_timeout
         ):
             if self._stop.is_set():
                 return
@@ -174,10 +177,7 @@ class Informer(Generic[T]):
 
     def _apply(self, event: Event[T]) -> None:
         if event.type == "ERROR":
-            status = event.status or {}
-            if status.get("code") == 410:
-                raise Gone(str(status.get("message") or "watch expired"), status=410)
-            raise TransientError(f"watch error: {status.get('message')}")
+            raise watch_error(event.status or {})
         if event.type == "BOOKMARK":
             self.resource_version = event.resource_version or self.resource_version
             return
@@ -189,3 +189,54 @@ class Informer(Generic[T]):
             self.resource_version = event.resource_version or self.resource_version
         self.events += 1
         self._wake.set()
+
+
+class Caches:
+    """The run's named informers: started with signals held, stopped together, their errors
+    raised in the loop's thread, and waited on until synced (never judge before that)."""
+
+    def __init__(self, *, kube: Kube, hold: Hold, timing: WatchTiming = WatchTiming()) -> None:
+        self._kube = kube
+        self._hold = hold
+        self._timing = timing
+        self._informers: list[Informer[Any]] = []
+        self.wake = threading.Event()  # set by every store change
+
+    def start(
+        self, *, name: str, address: Address, codec: Codec[T], label_selector: str | None = None
+    ) -> Informer[T]:
+        informer: Informer[T] = Informer(
+            kube=self._kube,
+            address=address,
+            codec=codec,
+            label_selector=label_selector,
+            wake=self.wake,
+            timing=self._timing,
+            name=name,
+        )
+        self._informers.append(informer)
+        with self._hold():
+            informer.start()
+        return informer
+
+    def raise_errors(self) -> None:
+        for informer in self._informers:
+            if informer.error is not None:
+                raise informer.error
+
+    def wait_synced(self, *, deadline: float | None) -> None:
+        """Until every informer has listed once; raises an informer's error, or
+        `DeadlineReached` when the API could not be read in time."""
+        for informer in self._informers:
+            while not informer.synced.is_set():
+                self.raise_errors()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineReached(
+                        f"{informer.name} could not be read from the API in time"
+                    )
+                self.wake.wait(0.5)
+                self.wake.clear()
+
+    def stop(self) -> None:
+        for informer in self._informers:
+            informer.stop()

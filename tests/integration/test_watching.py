@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.connecting import connect
 from image_awaiter.decoding import JsonCodec
-from image_awaiter.kube import Kube, connect
+from image_awaiter.kube import Kube
+from image_awaiter.resources import NODES
 from image_awaiter.watching import Informer, WatchTiming
 
 
@@ -28,7 +30,7 @@ def informer_factory(kube: Kube) -> Iterator[Any]:
     def make(timing: WatchTiming | None = None) -> Informer[str]:
         informer: Informer[str] = Informer(
             kube=kube,
-            path="/api/v1/nodes",
+            address=NODES.address(),
             name="nodes",
             codec=JsonCodec(lambda raw: raw["metadata"]["labels"].get("color", "")),
             timing=timing or WatchTiming(page_size=3, watch_seconds=30, read_timeout=10),
@@ -71,11 +73,11 @@ def test_a_paginated_list_reads_every_node(sim: Any, informer_factory: Any) -> N
 def test_pagination_is_consistent_when_nodes_change_between_pages(sim: Any, kube: Kube) -> None:
     for index in range(6):
         sim.add_node(f"n{index}")
-    first = kube.request("GET", "/api/v1/nodes", query={"limit": 3})
+    first = kube.request("GET", NODES.address(), query={"limit": 3})
     sim.remove_node("n5")
     sim.add_node("n9")
     rest = kube.request(
-        "GET", "/api/v1/nodes", query={"limit": 3, "continue": first["metadata"]["continue"]}
+        "GET", NODES.address(), query={"limit": 3, "continue": first["metadata"]["continue"]}
     )
     names = [n["metadata"]["name"] for n in first["items"] + rest["items"]]
     assert names == [f"n{i}" for i in range(6)]  # one consistent snapshot
@@ -87,13 +89,13 @@ def test_an_expired_continue_token_makes_the_informer_relist(
 ) -> None:
     for index in range(6):
         sim.add_node(f"n{index}", labels={"color": "blue"})
-    first = kube.request("GET", "/api/v1/nodes", query={"limit": 3})
+    first = kube.request("GET", NODES.address(), query={"limit": 3})
     sim.expire_continues()
     from image_awaiter.errors import Gone
 
     with pytest.raises(Gone):
         kube.request(
-            "GET", "/api/v1/nodes", query={"limit": 3, "continue": first["metadata"]["continue"]}
+            "GET", NODES.address(), query={"limit": 3, "continue": first["metadata"]["continue"]}
         )
 
 

@@ -1,4 +1,4 @@
-"""Codecs: the typed node decoder agrees with the plain-JSON path, and events decode."""
+"""Codecs: nodes and puller pods decode from list pages and watch events alike."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from image_awaiter.decoding import JsonCodec, NodeCodec
 from image_awaiter.references import parse_image
-from image_awaiter.targeting import node_from_json
+from image_awaiter.targeting import NodeState, Taint
 
 WANTED = frozenset({parse_image("nginx:1.7.9").key})
 NODE: dict[str, Any] = {
@@ -33,18 +33,33 @@ NODE: dict[str, Any] = {
 
 
 @pytest.mark.parametrize(
-    "node",
+    ("node", "expected"),
     [
-        NODE,
-        {"metadata": {"name": "bare"}},
-        {
-            "metadata": {"name": "nulls", "labels": None},
-            "spec": {"taints": None},
-            "status": {"images": None},
-        },
+        (
+            NODE,
+            NodeState(
+                name="n1",
+                ready=True,
+                unschedulable=True,
+                taints=(Taint(key="k", effect="NoSchedule"),),
+                labels={"zone": "a"},
+                images=frozenset({parse_image("nginx:1.7.9").key}),
+            ),
+        ),
+        ({"metadata": {"name": "bare"}}, NodeState(name="bare", ready=False)),
+        (
+            {
+                "metadata": {"name": "nulls", "labels": None},
+                "spec": {"taints": None},
+                "status": {"images": None},
+            },
+            NodeState(name="nulls", ready=False),
+        ),
     ],
 )
-def test_the_typed_node_decoder_agrees_with_the_plain_json_path(node: dict[str, Any]) -> None:
+def test_list_pages_and_watch_events_decode_nodes_alike(
+    node: dict[str, Any], expected: NodeState
+) -> None:
     page = json.dumps(
         {"kind": "NodeList", "metadata": {"resourceVersion": "7", "continue": "c"}, "items": [node]}
     ).encode()
@@ -52,7 +67,9 @@ def test_the_typed_node_decoder_agrees_with_the_plain_json_path(node: dict[str, 
     assert decoded.resource_version == "7" and decoded.continue_token == "c"
     [(key, state)] = decoded.items
     assert key == node["metadata"]["name"]
-    assert state == node_from_json(node, wanted=WANTED)
+    assert state == expected
+    event = NodeCodec(wanted=WANTED).event(json.dumps({"type": "ADDED", "object": node}).encode())
+    assert event.record == expected
 
 
 def test_node_events_decode_including_deletions_bookmarks_and_errors() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_awaiter.durations import format_duration, parse_duration
+from image_awaiter.durations import parse_duration
 from image_awaiter.errors import UsageError
 
 
@@ -34,10 +34,3 @@ def test_bad_durations_are_usage_errors_with_a_hint(text: str) -> None:
         parse_duration(text)
     assert "invalid duration" in caught.value.one_line()
     assert "1h30m" in caught.value.one_line()
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(2.5, "2.5s"), (30, "30s"), (90, "1m30s"), (3600, "1h"), (5400, "1h30m")]
-)
-def test_durations_format_shortly(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from image_awaiter.decoding import PodCodec
 from image_awaiter.readiness import (
     ImagePull,
     NodeStatus,
@@ -13,7 +15,6 @@ from image_awaiter.readiness import (
     PullState,
     evaluate,
     merge_pods_by_node,
-    puller_pod_from_json,
 )
 from image_awaiter.references import parse_image
 from image_awaiter.targeting import NodeState, Placement
@@ -23,6 +24,13 @@ HELPER = "ghcr.io/image-awaiter/image-awaiter:0.1.0"
 
 
 Statuses = list[tuple[str, dict[str, Any]]]
+
+
+def puller_pod_from_json(raw: dict[str, Any]) -> PullerPod:
+    """The pod as the pods cache keeps it: decoded from a watch event by the real codec."""
+    record = PodCodec().event(json.dumps({"type": "ADDED", "object": raw}).encode()).record
+    assert record is not None
+    return record
 
 
 def pod_json(

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from image_awaiter.awaiting import _Signals
 from image_awaiter.errors import ExitCode, Interrupted
+from image_awaiter.signals import SignalGuard
 
 
 def _busy() -> None:
@@ -20,18 +20,18 @@ def _busy() -> None:
 
 
 def test_a_signal_interrupts_the_run_at_once() -> None:
-    with _Signals(), pytest.raises(Interrupted) as caught:
+    with SignalGuard(), pytest.raises(Interrupted) as caught:
         os.kill(os.getpid(), signal.SIGINT)
         _busy()
         pytest.fail("the signal did not interrupt")
-    assert caught.value.code is ExitCode.SIGINT
+    assert caught.value.exit_code is ExitCode.SIGINT
 
 
 def test_a_signal_while_a_thread_starts_is_held_back_until_it_has_started() -> None:
     """Regression: SIGINT landing inside Thread.start left a half-started thread behind (a
     traceback from its bootstrap) and sometimes exit 1 instead of 130."""
     started = threading.Event()
-    with _Signals() as signals, pytest.raises(Interrupted) as caught:
+    with SignalGuard() as signals, pytest.raises(Interrupted) as caught:
         with signals.held():
             os.kill(os.getpid(), signal.SIGTERM)
             _busy()
@@ -39,11 +39,11 @@ def test_a_signal_while_a_thread_starts_is_held_back_until_it_has_started() -> N
             thread.start()
         pytest.fail("the held signal was not raised after the block")
     assert started.wait(5)
-    assert caught.value.code is ExitCode.SIGTERM
+    assert caught.value.exit_code is ExitCode.SIGTERM
 
 
 def test_a_signal_during_cleanup_is_only_recorded() -> None:
-    with _Signals() as signals:
+    with SignalGuard() as signals:
         signals.defer()
         os.kill(os.getpid(), signal.SIGTERM)
         _busy()

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from image_awaiter.decoding import NodeCodec
 from image_awaiter.errors import UsageError
-from image_awaiter.references import parse_image
+from image_awaiter.references import ImageKey, parse_image
 from image_awaiter.targeting import (
     NodeState,
     Placement,
     Taint,
     exclusion_reason,
-    node_from_json,
     placement_from_pod_spec,
     split_targets,
 )
+
+
+def node_from_json(raw: dict[str, Any], *, wanted: frozenset[ImageKey]) -> NodeState:
+    """A node as the nodes cache keeps it: decoded from a watch event by the real codec."""
+    event = NodeCodec(wanted=wanted).event(json.dumps({"type": "ADDED", "object": raw}).encode())
+    assert event.record is not None
+    return event.record
 
 
 def node(name: str = "n", **kwargs: Any) -> NodeState:

@@ -1,0 +1,113 @@
+"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen)
+and the wording of each ending as pure functions of the evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from image_awaiter.errors import AwaiterError, ExitCode, Interrupted
+from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
+
+
+class Result(StrEnum):
+    """The report's `result` field."""
+
+    SUCCESS = "success"
+    MISSING = "missing"  # check: images missing
+    TIMEOUT = "timeout"
+    PULL_FAILED = "pull-failed"
+    INTERRUPTED = "interrupted"
+    BAD_INPUT = "bad-input"
+    API_ERROR = "api-error"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_code: ExitCode
+    result: Result
+    message: str
+    evaluation: Evaluation | None = None
+    done_after: Mapping[str, float] = field(default_factory=dict)
+    daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
+
+
+def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
+    targets = len(evaluation.verdicts)
+    if targets == 0:
+        message = f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await"
+    else:
+        message = f"all {targets} target nodes have all {images} images"
+    return ExitCode.OK, Result.SUCCESS, message
+
+
+def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+    """`check` found images missing."""
+    count = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+    message = (
+        f"images missing on {count} of {len(evaluation.verdicts)} target nodes: "
+        f"{not_done_lines(evaluation)}"
+    )
+    return ExitCode.IMAGES_MISSING, Result.MISSING, message
+
+
+def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+    failures = evaluation.failures
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
+    message = (
+        f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
+        f"{first.message}{more}; fix the reference, registry access or pull secret"
+    )
+    return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
+
+
+def timed_out(
+    evaluation: Evaluation | None,
+    *,
+    timeout: float,
+    on_timeout: str,
+    cause: str | None = None,
+) -> tuple[ExitCode, Result, str]:
+    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing."""
+    if evaluation is None:
+        message = f"timed out after {timeout:g}s before any node was judged"
+    else:
+        waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+        message = (
+            f"timed out after {timeout:g}s with images missing on "
+            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+            f"{not_done_lines(evaluation)}"
+        )
+    if cause is not None:
+        message += f" ({cause})"
+    if on_timeout == "succeed":
+        return ExitCode.OK, Result.TIMEOUT, message + " (--on-timeout succeed)"
+    return (
+        ExitCode.IMAGES_MISSING,
+        Result.TIMEOUT,
+        message + "; raise --timeout or see the report for each node",
+    )
+
+
+def failed(error: AwaiterError) -> tuple[ExitCode, Result, str]:
+    """An error that ended the run: its own exit code and one line."""
+    if isinstance(error, Interrupted):
+        result = Result.INTERRUPTED
+    elif error.exit_code is ExitCode.USAGE:
+        result = Result.BAD_INPUT
+    else:
+        result = Result.API_ERROR
+    return error.exit_code, result, error.one_line()
+
+
+def short_verdict(verdict: NodeVerdict) -> str:
+    return f"{verdict.node}: {verdict.detail or verdict.status.value}"
+
+
+def not_done_lines(evaluation: Evaluation, *, limit: int = 3) -> str:
+    waiting = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
+    text = "; ".join(short_verdict(v) for v in waiting[:limit])
+    return text + (f"; and {len(waiting) - limit} more" if len(waiting) > limit else "")
