@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.chart.conftest import Render, one
 from tests.simcluster.kinds import SERVED
 
@@ -87,11 +85,6 @@ def test_the_charts_hook_job_runs_the_real_cli_under_its_rbac_and_completes(
     assert {("create", "daemonsets"), ("delete", "daemonsets"), ("list", "nodes")} <= verbs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 4: the CLI reads namespaces/<ns>, which the chart does not grant; "
-    "fixed on another branch (remove this mark when it lands)",
-)
 def test_the_charts_hook_job_makes_no_request_its_rbac_refuses(sim: Any, render: Render) -> None:
     user = run_hook(sim, render)
     refused = [(e.verb, e.resource, e.code) for e in sim.audit.by(user) if e.code >= 400]
