@@ -164,7 +164,11 @@ def start_cluster(home: Path) -> tuple[subprocess.Popen[str], str]:
     print(f"$ python {' '.join(args[1:])}", flush=True)
     server = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
-    ready = server.stdout.readline()  # one line when ready, naming the kubeconfig
+    ready = ""
+    for ready in server.stdout:  # it prints one line when ready, naming the kubeconfig
+        if "KUBECONFIG=" in ready:
+            break
+        print(ready.rstrip(), flush=True)
     if "KUBECONFIG=" not in ready:
         server.kill()
         raise SystemExit(f"demo-helm: the simulated cluster did not start: {ready!r}")
