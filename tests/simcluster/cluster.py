@@ -85,8 +85,11 @@ class SimCluster:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.start_on(0)
+
+    def start_on(self, port: int) -> None:
         loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
-        self._threads = [self._serve(port=0), loop]
+        self._threads = [self._serve(port=port), loop]
         for thread in self._threads:
             thread.start()
 
@@ -363,6 +366,17 @@ class SimCluster:
             )
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
+        if not self.registry.known(key):
+            # containerd's text for a missing tag, as kubelets report it (e.g. quoted in
+            # github.com/sympozium-ai/sympozium/issues/5)
+            return PullFailure(
+                key,
+                "ErrImagePull",
+                f'rpc error: code = NotFound desc = failed to pull and unpack image "{key}": '
+                f'failed to resolve reference "{key}": {key}: not found',
+                None,
+                None,
+            )
         for failure in self.pull_failures:
             if (
                 failure.image_key == key

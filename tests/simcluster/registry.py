@@ -66,6 +66,8 @@ class Registry:
     def __init__(self) -> None:
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
+        self._implicit: set[str] = set()  # keys nobody added: they exist only while lenient
+        self.unknown_images_exist = True  # False: pulling an image nobody added fails
 
     def add(
         self,
@@ -88,6 +90,7 @@ class Registry:
             pull_seconds,
         )
         with self._lock:
+            self._implicit.discard(parsed.key)
             self._images[parsed.key] = image
             self._images[f"{parsed.name}@{image.digest}"] = image
         return image
@@ -107,7 +110,19 @@ class Registry:
             found = self._images.get(parsed.key)
         if found is None:
             found = self.add(ref, pull_seconds=0.2)
+            with self._lock:
+                self._implicit.add(parsed.key)
         return found
+
+    def known(self, ref: str) -> bool:
+        """Whether `ref` was added (or unknown images are taken to exist)."""
+        parsed = parse(ref)
+        if parsed is None:
+            return False
+        with self._lock:
+            return self.unknown_images_exist or (
+                parsed.key in self._images and parsed.key not in self._implicit
+            )
 
 
 def _digest(key: str) -> str:
