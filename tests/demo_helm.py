@@ -137,7 +137,7 @@ def readable(line: str) -> str:
     except ValueError:
         return line
     event = record.pop("event", "")
-    for noise in ("timestamp", "level", "logger"):
+    for noise in ("timestamp", "level", "logger", "command", "run_id", "namespace", "source"):
         record.pop(noise, None)
     return " ".join([str(event), *(f"{k}={v}" for k, v in record.items())])
 
