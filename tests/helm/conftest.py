@@ -110,6 +110,14 @@ class Cluster:
                 keys.add((kind.resource, namespace, name, obj["metadata"]["uid"]))
         return keys
 
+    def hook_pods(self) -> list[dict[str, Any]]:
+        """The hook Job's pods (the puller pods of a deleted DaemonSet may still be going)."""
+        return [
+            pod
+            for pod in self.sim.objects("pods", NAMESPACE)
+            if (pod["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "hook"
+        ]
+
     def node_images(self) -> dict[str, set[str]]:
         return {
             node["metadata"]["name"]: {n for i in node["status"]["images"] for n in i["names"]}

@@ -27,6 +27,7 @@ from tests.helm.conftest import (
     app_chart,
     new_cluster,
 )
+from tests.simcluster import SimCluster
 from tests.simcluster.audit import Entry
 
 # Not in the registry: the simulated kubelet fails its pull on one node with containerd's own
@@ -123,10 +124,16 @@ def says_why(text: str) -> bool:
 
 
 def assert_no_hook_leftovers(release: Release) -> None:
+    """No DaemonSet, Job or pod is left in the namespace. Pods of a deleted Job or DaemonSet go
+    with the garbage collector, after their owner (as for real), so this awaits the store."""
+
+    def nothing_left(sim: SimCluster) -> bool:
+        return not any(sim.objects(kind, NAMESPACE) for kind in ("daemonsets", "jobs", "pods"))
+
     sim = release.cluster.sim
-    assert sim.objects("daemonsets", NAMESPACE) == []
-    assert sim.objects("jobs", NAMESPACE) == []
-    assert sim.objects("pods", NAMESPACE) == []
+    if not sim.wait_for(nothing_left, timeout=10):
+        left = {k: sim.objects(k, NAMESPACE) for k in ("daemonsets", "jobs", "pods")}
+        raise AssertionError({k: [o["metadata"]["name"] for o in v] for k, v in left.items()})
 
 
 # ---------------------------------------------------------------------------- the chapters
@@ -230,7 +237,7 @@ def test_an_upgrade_with_a_missing_image_fails_within_the_awaiters_timeout_and_s
     assert "pre-upgrade hooks failed" in output, output
     assert release.cluster.status(release.name)["info"]["status"] == "failed"
     sim = release.cluster.sim
-    [pod] = sim.objects("pods", NAMESPACE)  # kept: no hook-succeeded, and no hook-failed policy
+    [pod] = release.cluster.hook_pods()  # kept: no hook-succeeded, and no hook-failed policy
     [state] = [s["state"]["terminated"] for s in pod["status"]["containerStatuses"]]
     assert state["exitCode"] == 4  # a permanent image pull failure
     assert says_why(state["message"]), state["message"]
@@ -243,7 +250,7 @@ def test_kubectl_shows_why_the_hook_failed_in_describe_logs_and_events_of_its_po
     release: Release, failed_upgrade: Failed
 ) -> None:
     cluster = release.cluster
-    [pod] = cluster.sim.objects("pods", NAMESPACE)
+    [pod] = cluster.hook_pods()
     name = pod["metadata"]["name"]
     described = cluster.kubectl("describe", "pod", name)
     assert described.returncode == 0, described.stderr

@@ -66,7 +66,7 @@ def test_removing_any_one_rule_makes_the_first_install_fail_with_a_refusal(
         if e.user.startswith("system:serviceaccount:") and e.code == 403
     }
     assert (resource, 403) in refused, refused
-    [pod] = cluster.sim.objects("pods", NAMESPACE)
+    [pod] = cluster.hook_pods()
     [status] = pod["status"]["containerStatuses"]
     assert status["state"]["terminated"]["exitCode"] == 3  # forbidden: an API failure
     assert cluster.sim.objects("daemonsets", NAMESPACE) == []
