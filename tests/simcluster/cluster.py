@@ -477,8 +477,12 @@ class SimCluster:
         namespace: str | None,
         query: dict[str, str],
         cut: int | None,
+        render: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """Stream watch events; `render` turns each object's JSON into what the client asked
+        for (a Table for `kubectl get --watch`)."""
         store = self.store
+        shown: Callable[[bytes], bytes] = render or (lambda data: data)
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
         timeout = float(query.get("timeoutSeconds") or 1800)
@@ -511,7 +515,7 @@ class SimCluster:
                         visible.add(key)
                         pending.append(
                             b'{"type":"ADDED","object":'
-                            + json.dumps(obj, separators=(",", ":")).encode()
+                            + shown(json.dumps(obj, separators=(",", ":")).encode())
                             + b"}"
                         )
                 start = store.rv
@@ -575,11 +579,15 @@ class SimCluster:
                         kind_of = "ADDED" if key not in visible else event.type
                         visible.add(key)
                         lines.append(
-                            b'{"type":"' + kind_of.encode() + b'","object":' + event.data + b"}"
+                            b'{"type":"'
+                            + kind_of.encode()
+                            + b'","object":'
+                            + shown(event.data)
+                            + b"}"
                         )
                     elif key in visible or (event.type == "DELETED" and matches(event.obj)):
                         visible.discard(key)
-                        lines.append(b'{"type":"DELETED","object":' + event.data + b"}")
+                        lines.append(b'{"type":"DELETED","object":' + shown(event.data) + b"}")
                 for line in lines:
                     handler.write_chunk(record, line + b"\n")
                     sent += 1

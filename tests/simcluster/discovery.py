@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.simcluster.kinds import SERVED, Kind, group_versions
+from tests.simcluster.kinds import CREATE_ONLY, SERVED, Kind, group_versions
 
 OPENAPI_FILE = Path(__file__).parent / "data" / "openapi-v3.json.gz"
 VERSION = {
@@ -36,6 +36,8 @@ def _resource_entries(kind: Kind) -> list[dict[str, Any]]:
     verbs = ALL_VERBS
     if kind.resource == "namespaces":
         verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    if kind.resource in CREATE_ONLY:
+        verbs = ["create"]
     main: dict[str, Any] = {
         "name": kind.resource,
         "singularName": kind.singular,

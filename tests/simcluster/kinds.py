@@ -60,7 +60,16 @@ SERVED: tuple[Kind, ...] = (
         "path",
     ),
     Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", "v1", False, ("pc",)),
+    # create-only and never stored: `kubectl auth can-i` asks RBAC through it
+    Kind(
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        "authorization.k8s.io",
+        "v1",
+        False,
+    ),
 )
+CREATE_ONLY = frozenset({"selfsubjectaccessreviews"})
 BY_RESOURCE: dict[str, Kind] = {k.resource: k for k in SERVED}
 
 

@@ -29,6 +29,12 @@ UNOWNED_META = {
 }
 
 
+class ApplyConflict(StoreError):
+    def __init__(self, paths: set[Path], message: str, causes: list[Obj]) -> None:
+        super().__init__(409, "Conflict", message, causes=causes)
+        self.paths = paths
+
+
 def bad_request(message: str) -> StoreError:
     return StoreError(400, "BadRequest", message)
 
@@ -84,7 +90,8 @@ def json_patch(doc: Any, operations: Any) -> Any:
                 else:
                     if kind == "replace" and key not in parent:
                         raise bad_request(
-                            f"the server rejected our request due to an error in our request: replace operation does not apply: doc is missing key: {op.get('path')}"
+                            "replace operation does not apply: doc is missing key: "
+                            f"{op.get('path')}"
                         )
                     parent[key] = value
             elif kind == "remove":
@@ -196,7 +203,9 @@ def leaf_paths(obj: Any, schema: schemas.Node, prefix: Path = ()) -> Iterator[tu
         if not obj and prefix:
             yield prefix, obj
         for key, value in obj.items():
-            if (not prefix and key in UNOWNED) or (prefix == ("f:metadata",) and key in UNOWNED_META):
+            if (not prefix and key in UNOWNED) or (
+                prefix == ("f:metadata",) and key in UNOWNED_META
+            ):
                 continue
             yield from leaf_paths(value, schemas.field(schema, key), (*prefix, f"f:{key}"))
     elif isinstance(obj, list):
@@ -347,10 +356,8 @@ def apply(
     wanted = {p: v for p, v in leaf_paths(applied, schema)}
     conflicts: dict[str, list[Path]] = {}
     for path, value in wanted.items():
-        if (
-            (path[-1] != "."
-            and value_at(base, path) not in (None, value))
-            or (path[-1] != "." and value_at(base, path) is None and False)
+        if (path[-1] != "." and value_at(base, path) not in (None, value)) or (
+            path[-1] != "." and value_at(base, path) is None and False
         ):
             for key, paths in table.items():
                 if key != mine and path in paths:
@@ -369,7 +376,7 @@ def apply(
     return merged
 
 
-def _conflict(conflicts: dict[str, list[Path]], api_version: str) -> StoreError:
+def _conflict(conflicts: dict[str, list[Path]], api_version: str) -> ApplyConflict:
     count = sum(len(p) for p in conflicts.values())
     lines = []
     causes = []
@@ -388,12 +395,32 @@ def _conflict(conflicts: dict[str, list[Path]], api_version: str) -> StoreError:
                 }
             )
     plural = "" if count == 1 else "s"
-    return StoreError(
-        409,
-        "Conflict",
+    return ApplyConflict(
+        {p for paths in conflicts.values() for p in paths},
         f"Apply failed with {count} conflict{plural}: " + "\n".join(lines),
-        causes=causes,
+        causes,
     )
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def apply_as_kubectl(live: Obj, applied: Obj, *, schema: schemas.Node, **options: Any) -> Obj:
+    """The apiserver's lastAppliedManager: `kubectl apply --server-side` after client-side apply
+    takes over the fields its last-applied-configuration names instead of conflicting."""
+    try:
+        return apply(live, applied, schema=schema, **options)
+    except ApplyConflict as conflict:
+        text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+        if options.get("manager") != "kubectl" or not text:
+            raise
+        try:
+            allowed = {p for p, _ in leaf_paths(json.loads(text), schema)}
+        except ValueError:
+            raise conflict from None
+        if not conflict.paths <= allowed:
+            raise
+        return apply(live, applied, schema=schema, **{**options, "force": True})
 
 
 def track_update(
@@ -406,8 +433,9 @@ def track_update(
     api_version: str,
     now: str,
 ) -> None:
-    """Give `manager` the fields a PUT/PATCH changed, as operation Update."""
-    table = owners(old)
+    """Give `manager` the fields a PUT/PATCH changed, as operation Update (starting from the
+    managedFields the request carries: kubectl rewrites them when it moves to server-side)."""
+    table = owners(new)
     before = dict(leaf_paths(old, schema))
     changed = {p for p, v in leaf_paths(new, schema) if before.get(p, object()) != v}
     if not changed and not table:

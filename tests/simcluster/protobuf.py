@@ -128,6 +128,26 @@ def _delete_options(raw: bytes) -> dict[str, Any]:
     return out
 
 
+def _access_review(raw: bytes) -> dict[str, Any]:
+    """SelfSubjectAccessReview: spec=2 {resourceAttributes=1, nonResourceAttributes=2}."""
+    names = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
+    spec: dict[str, Any] = {}
+    for number, _, value in fields(raw):
+        if number != 2:
+            continue
+        for part, _, attributes in fields(value):
+            found = {n: _text(v) for n, _, v in fields(attributes)}
+            if part == 1:
+                spec["resourceAttributes"] = {
+                    names[n - 1]: text for n, text in found.items() if 1 <= n <= 7 and text
+                }
+            elif part == 2:
+                spec["nonResourceAttributes"] = {
+                    k: found[n] for n, k in ((1, "path"), (2, "verb")) if found.get(n)
+                }
+    return {"spec": spec}
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """A JSON-shaped object from a `k8s\\0` + runtime.Unknown protobuf envelope."""
     if not body.startswith(MAGIC):
@@ -137,6 +157,8 @@ def decode(body: bytes) -> dict[str, Any]:
     api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
     if kind == "DeleteOptions":
         obj = _delete_options(unknown.get(2, b""))
+    elif kind == "SelfSubjectAccessReview":
+        obj = _access_review(unknown.get(2, b""))
     else:
         obj = _decode_kind(kind, unknown.get(2, b""))
     return {"apiVersion": api_version, "kind": kind, **obj}

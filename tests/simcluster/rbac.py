@@ -93,18 +93,14 @@ def allowed(
             role = roles.get((namespace, ref.get("name", "")))
         return list((role or {}).get("rules") or [])
 
-    for (_, _), binding in cluster_role_bindings.items():
-        if any(_bound(s, user, "") for s in binding.get("subjects") or []):
-            if any(_allows(r, request) for r in rules(binding.get("roleRef") or {}, "")):
-                return True
+    bindings = [("", b) for b in cluster_role_bindings.values()]
     if request.namespace:
-        for (ns, _), binding in role_bindings.items():
-            if ns != request.namespace:
-                continue
-            if any(_bound(s, user, ns) for s in binding.get("subjects") or []):
-                if any(_allows(r, request) for r in rules(binding.get("roleRef") or {}, ns)):
-                    return True
-    return False
+        bindings += [(ns, b) for (ns, _), b in role_bindings.items() if ns == request.namespace]
+    return any(
+        any(_bound(s, user, ns) for s in binding.get("subjects") or [])
+        and any(_allows(r, request) for r in rules(binding.get("roleRef") or {}, ns))
+        for ns, binding in bindings
+    )
 
 
 def forbidden_message(user: User, request: Attributes) -> str:

@@ -95,12 +95,6 @@ class Registry:
             self._images[f"{parsed.name}@{image.digest}"] = image
         return image
 
-    def known(self, ref: str) -> bool:
-        """Whether the reference was added (lookup would invent any other valid one)."""
-        parsed = parse(ref)
-        with self._lock:
-            return parsed is not None and parsed.key in self._images
-
     def lookup(self, ref: str) -> Image | None:
         """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
         parsed = parse(ref)

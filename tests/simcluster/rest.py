@@ -87,10 +87,12 @@ def default(kind: Kind, obj: Obj) -> None:
             _default_pod_spec(template["spec"])
         if kind.resource == "daemonsets":
             spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault(
-                "updateStrategy",
-                {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
-            )
+            strategy = spec.setdefault("updateStrategy", {})
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                rolling = strategy.setdefault("rollingUpdate", {})
+                rolling.setdefault("maxUnavailable", 1)
+                rolling.setdefault("maxSurge", 0)
     elif kind.resource == "namespaces":
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
         obj["spec"] = {"finalizers": ["kubernetes"]}
@@ -334,7 +336,7 @@ def patch(
                 )
                 applied.setdefault("metadata", {})["name"] = name
                 return create(sim, kind, applied, namespace), True
-            new = patching.apply(
+            new = patching.apply_as_kubectl(
                 current,
                 body,
                 manager=manager,

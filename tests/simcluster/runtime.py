@@ -120,7 +120,13 @@ class Runtime:
             self._event(pod, run, "Pulling", f'Pulling image "{ref}"', node=node.name)
         pull(run.pull, ref, node, now, policy=container.get("imagePullPolicy") or "IfNotPresent")
         if run.pull.state == "failing":
-            self._event(pod, run, "Failed", run.pull.message, node=node.name, warning=True)
+            message = (
+                f'Back-off pulling image "{ref}"'
+                if run.pull.reason == "ImagePullBackOff"
+                else f'Failed to pull image "{ref}": {run.pull.message}'
+            )
+            reason = "BackOff" if run.pull.reason == "ImagePullBackOff" else "Failed"
+            self._event(pod, run, reason, message, node=node.name, warning=True)
             self._write_status(pod, _pending(container, run.pull.reason, run.pull.message))
             return
         if run.pull.state != "done":
@@ -151,6 +157,15 @@ class Runtime:
         except sandboxes.MountError as error:
             self._event(pod, run, "FailedMount", str(error), node=node.name, warning=True)
             self._write_status(pod, _pending(container, "ContainerCreating", ""))
+            return
+        except sandboxes.ConfigError as error:
+            self._event(pod, run, "Failed", f"Error: {error}", node=node.name, warning=True)
+            self._write_status(pod, _pending(container, "CreateContainerConfigError", str(error)))
+            return
+        except (KeyError, TypeError, ValueError, OSError) as error:  # never the controller loop
+            message = f"failed to create containerd task: {error!r}"
+            self._event(pod, run, "Failed", f"Error: {message}", node=node.name, warning=True)
+            self._write_status(pod, _pending(container, "RunContainerError", message))
             return
         name = container["name"]
         self._event(pod, run, "Created", f"Created container: {name}", node=node.name)

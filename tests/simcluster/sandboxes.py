@@ -41,6 +41,10 @@ class MountError(Exception):
     """A volume the container needs does not exist yet (the kubelet keeps retrying)."""
 
 
+class ConfigError(Exception):
+    """The container's env names something missing: CreateContainerConfigError (retried)."""
+
+
 @dataclass(frozen=True)
 class Sandbox:
     root: Path
@@ -101,28 +105,51 @@ def _environment(sim: SimCluster, pod: dict[str, Any], container: dict[str, Any]
 def _source_data(sim: SimCluster, ns: str, source: dict[str, Any]) -> dict[str, str]:
     if "configMapRef" in source:
         ref = source["configMapRef"]
-        obj = sim.store.get("configmaps", ref["name"], ns)
+        obj = _referenced(sim, "configmaps", ns, ref)
         return dict((obj or {}).get("data") or {})
     if "secretRef" in source:
         ref = source["secretRef"]
-        obj = sim.store.get("secrets", ref["name"], ns)
+        obj = _referenced(sim, "secrets", ns, ref)
         return {k: v.decode(errors="replace") for k, v in _secret_data(obj).items()}
     return {}
 
 
 def _value_from(sim: SimCluster, pod: dict[str, Any], source: dict[str, Any]) -> str | None:
+    """An env var's valueFrom; ConfigError with the kubelet's text when a reference dangles
+    (kubelet_pods.go, makeEnvironmentVariables)."""
     ns = pod["metadata"]["namespace"]
     if "fieldRef" in source:
         return _field(pod, source["fieldRef"]["fieldPath"])
-    if "configMapKeyRef" in source:
-        ref = source["configMapKeyRef"]
-        obj = sim.store.get("configmaps", ref["name"], ns)
-        return ((obj or {}).get("data") or {}).get(ref["key"])
-    if "secretKeyRef" in source:
-        ref = source["secretKeyRef"]
-        data = _secret_data(sim.store.get("secrets", ref["name"], ns))
-        return data[ref["key"]].decode(errors="replace") if ref["key"] in data else None
+    for field_name, resource, kind in (
+        ("configMapKeyRef", "configmaps", "ConfigMap"),
+        ("secretKeyRef", "secrets", "Secret"),
+    ):
+        if field_name not in source:
+            continue
+        ref = source[field_name]
+        obj = _referenced(sim, resource, ns, ref)
+        if obj is None:
+            return None
+        data = (
+            _secret_data(obj)
+            if resource == "secrets"
+            else {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+        )
+        if ref["key"] in data:
+            return data[ref["key"]].decode(errors="replace")
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f"couldn't find key {ref['key']} in {kind} {ns}/{ref['name']}")
     return None
+
+
+def _referenced(
+    sim: SimCluster, resource: str, ns: str, ref: dict[str, Any]
+) -> dict[str, Any] | None:
+    obj = sim.store.get(resource, ref.get("name", ""), ns)
+    if obj is None and not ref.get("optional"):
+        raise ConfigError(f'{resource.removesuffix("s")} "{ref.get("name", "")}" not found')
+    return obj
 
 
 def _service_account(sim: SimCluster, pod: dict[str, Any], root: Path) -> Path:

@@ -12,13 +12,14 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.simcluster import discovery, protobuf, rbac, rest, tables
-from tests.simcluster.kinds import Kind, group_versions, lookup
+from tests.simcluster.kinds import CREATE_ONLY, Kind, group_versions, lookup
 from tests.simcluster.store import (
     StoreError,
     parse_field_selector,
@@ -148,6 +149,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Server
     timeout = 120
+    _current_user: rbac.User | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -205,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
             if named:
                 target = Target(target.kind, target.namespace, named, "", target.watch_path)
         try:
-            user = self._authenticate(url.path)
+            user = self._current_user = self._authenticate(url.path)
             if target is None:
                 self._non_resource(record, method, url.path)
                 return
@@ -276,6 +278,8 @@ class Handler(BaseHTTPRequestHandler):
                 )
             ):
                 raise self._forbidden(user, request)
+        if user.is_admin or (kind.resource in CREATE_ONLY and user.name != "system:anonymous"):
+            return  # every authenticated user may review itself (ClusterRole system:basic-user)
         with sim.store.lock:
             ok = rbac.allowed(
                 user,
@@ -343,10 +347,22 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         sim = self.server.sim
         kind, ns, name, sub = target.kind, target.namespace, target.name, target.subresource
-        if verb == "watch":
+        if kind.resource in CREATE_ONLY:
+            if verb != "create" or name:
+                raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")
+            self._send(record, 201, self._review(self._body(body)))
+        elif verb == "watch":
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
-            sim.watch(self, record, resource=kind.resource, namespace=ns, query=query, cut=cut)
+            sim.watch(
+                self,
+                record,
+                resource=kind.resource,
+                namespace=ns,
+                query=query,
+                cut=cut,
+                render=self._table_renderer(kind, query) if self._wants_table() else None,
+            )
         elif verb == "list":
             self._list(record, kind, ns, query)
         elif verb == "get" and sub == "log":
@@ -402,6 +418,40 @@ class Handler(BaseHTTPRequestHandler):
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
+
+    def _review(self, review: dict[str, Any]) -> dict[str, Any]:
+        """A SelfSubjectAccessReview answered by the same RBAC decision requests get."""
+        attributes = (review.get("spec") or {}).get("resourceAttributes")
+        allowed = True
+        if attributes is not None:
+            resource = attributes.get("resource", "")
+            if attributes.get("subresource"):
+                resource += "/" + attributes["subresource"]
+            request = rbac.Attributes(
+                attributes.get("verb", ""),
+                attributes.get("group", ""),
+                resource,
+                attributes.get("namespace", ""),
+                attributes.get("name", ""),
+            )
+            user = self._current_user or rbac.User("system:anonymous", ())
+            sim = self.server.sim
+            with sim.store.lock:
+                allowed = rbac.allowed(
+                    user,
+                    request,
+                    roles=sim.store.peek("roles"),
+                    cluster_roles=sim.store.peek("clusterroles"),
+                    role_bindings=sim.store.peek("rolebindings"),
+                    cluster_role_bindings=sim.store.peek("clusterrolebindings"),
+                )
+        return {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": review.get("spec") or {},
+            "status": {"allowed": allowed},
+        }
 
     def _body(self, body: bytes) -> dict[str, Any]:
         if "protobuf" not in (self.headers.get("Content-Type") or ""):
@@ -517,8 +567,7 @@ class Handler(BaseHTTPRequestHandler):
                 with sim.store.lock:
                     sim.store.changed.wait_for(
                         lambda offset=sent: (
-                            len(sim.pod_logs.get(key, b"")) > offset
-                            or not sim.runtime.running(key)
+                            len(sim.pod_logs.get(key, b"")) > offset or not sim.runtime.running(key)
                         ),
                         timeout=1.0,
                     )
@@ -531,6 +580,20 @@ class Handler(BaseHTTPRequestHandler):
             self.end_stream()
         except OSError:
             self.close_connection = True
+
+    @staticmethod
+    def _table_renderer(kind: Kind, query: dict[str, str]) -> Callable[[bytes], bytes]:
+        def render(data: bytes) -> bytes:
+            obj = json.loads(data)
+            table = tables.table(
+                kind.resource,
+                [obj],
+                resource_version=obj["metadata"].get("resourceVersion", ""),
+                include_object=query.get("includeObject", "Metadata"),
+            )
+            return json.dumps(table, separators=(",", ":")).encode()
+
+        return render
 
     def _wants_table(self) -> bool:
         return "as=Table" in (self.headers.get("Accept") or "")
