@@ -347,6 +347,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         sim = self.server.sim
         kind, ns, name, sub = target.kind, target.namespace, target.name, target.subresource
+        if query.get("dryRun") and verb in ("create", "update", "patch", "delete"):
+            # refused rather than written: a dry run that persisted would be worse than none
+            raise StoreError(400, "BadRequest", "dryRun is not supported by the simulated cluster")
         if kind.resource in CREATE_ONLY:
             if verb != "create" or name:
                 raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")

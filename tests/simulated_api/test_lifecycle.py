@@ -117,3 +117,10 @@ def test_deletion_cascades_in_background_and_foreground_and_orphans_on_request(a
     assert names == {"child-orphan"}
     orphan = api.sim.store.get("configmaps", "child-orphan", "default")
     assert orphan is not None and orphan["metadata"]["ownerReferences"] == []
+
+
+def test_a_server_dry_run_is_refused_rather_than_written(api: Api) -> None:
+    result = api.kubectl("create", "namespace", "dry", "--dry-run=server")
+    assert result.returncode == 1
+    assert "dryRun is not supported by the simulated cluster" in result.stderr
+    assert api.sim.store.get("namespaces", "dry") is None
