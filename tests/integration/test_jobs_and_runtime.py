@@ -337,6 +337,8 @@ def test_what_the_process_writes_to_the_termination_message_path_becomes_the_mes
     sim: Any, api: client.ApiClient
 ) -> None:
     sim.add_node("a", images=[PRESENT])
+    # The CLI writes its final line to the termination log (IMAGE_AWAITER_TERMINATION_LOG, which
+    # the runtime points at the container's terminationMessagePath), last of all its writes.
     body = job_body(
         "message",
         ["check", "--image", PRESENT],
