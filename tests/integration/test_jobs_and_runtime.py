@@ -167,6 +167,7 @@ def test_a_job_running_check_completes_when_every_node_has_the_images(
         "Pulled",
         "Created",
         "Started",
+        "ImagesReady",  # the awaiter's own Event on its pod (issue 12)
     ]
 
 
