@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # the simulated cluster, so three workers keep a 2-core CI machine busy.
 PYTEST_WORKERS ?= 3
 
-.PHONY: sim install demo test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: sim install demo demo-helm test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ SIM_ARGS ?= --nodes 3 --image quay.io/example/model:1=20 --image registry.exampl
 sim: install
 	$(PY) -m tests.simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
 		--audit-log build/sim/audit.jsonl
+
+## demo-helm: the Helm hook as a user sees it: real helm and kubectl against the simulated cluster
+demo-helm: install helm
+	$(PY) -m tests.demo_helm
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper

@@ -167,6 +167,7 @@ def test_a_job_running_check_completes_when_every_node_has_the_images(
         "Pulled",
         "Created",
         "Started",
+        "ImagesReady",  # the awaiter's own Event on its pod (issue 12)
     ]
 
 
@@ -337,6 +338,8 @@ def test_what_the_process_writes_to_the_termination_message_path_becomes_the_mes
     sim: Any, api: client.ApiClient
 ) -> None:
     sim.add_node("a", images=[PRESENT])
+    # The CLI writes its final line to the termination log (IMAGE_AWAITER_TERMINATION_LOG, which
+    # the runtime points at the container's terminationMessagePath), last of all its writes.
     body = job_body(
         "message",
         ["check", "--image", PRESENT],

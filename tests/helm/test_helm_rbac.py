@@ -1,0 +1,72 @@
+"""The chart's RBAC is minimal: with any ONE of its rules removed, the first `helm install`
+fails in the hook, refused by the simulated API server's RBAC enforcement. (That the RBAC is
+sufficient, with no request refused, is test_helm_lifecycle's
+test_the_awaiters_service_account_makes_no_request_its_rbac_refuses.)
+
+The rules are read from the chart's templates, so a rule added later gets its own case."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helm.conftest import BASE, CHART, NAMESPACE, Cluster
+
+# A rule in role.yaml / clusterrole.yaml: `  - apiGroups: [...]` and its indented lines.
+RULE = re.compile(r"^  - apiGroups:.*\n(?:    .*\n)+", re.MULTILINE)
+RBAC_TEMPLATES = ("role.yaml", "clusterrole.yaml")
+
+
+def rules() -> list[tuple[str, str]]:
+    """(template, rule text) for every rule the chart grants the awaiter."""
+    found = []
+    for template in RBAC_TEMPLATES:
+        text = (CHART / "templates" / template).read_text()
+        found += [(template, match.group(0)) for match in RULE.finditer(text)]
+    return found
+
+
+def rule_id(case: tuple[str, str]) -> str:
+    resources = re.search(r"resources: \[(.*)\]", case[1])
+    assert resources is not None, case
+    names = resources.group(1).replace('"', "")
+    return f"{case[0]}:{names}"
+
+
+def test_the_chart_grants_three_rules_daemonsets_pods_and_nodes() -> None:
+    assert sorted(rule_id(case) for case in rules()) == [
+        "clusterrole.yaml:nodes",
+        "role.yaml:daemonsets",
+        "role.yaml:pods",
+    ]
+
+
+@pytest.mark.parametrize("case", rules(), ids=rule_id)
+def test_removing_any_one_rule_makes_the_first_install_fail_with_a_refusal(
+    case: tuple[str, str], cluster: Cluster, tmp_path: Path
+) -> None:
+    template, rule = case
+    chart = tmp_path / "image-awaiter"
+    shutil.copytree(CHART, chart)
+    path = chart / "templates" / template
+    path.write_text(path.read_text().replace(rule, "", 1))
+    assert rule not in path.read_text()
+    resource = rule_id(case).split(":")[1]
+
+    done = cluster.helm("install", "hub", str(chart), "--set", f"images={{{BASE}}}")
+
+    assert done.returncode != 0, done.stdout
+    assert cluster.status("hub")["info"]["status"] == "failed"
+    refused = {
+        (e.resource, e.code)
+        for e in cluster.audit_since()
+        if e.user.startswith("system:serviceaccount:") and e.code == 403
+    }
+    assert (resource, 403) in refused, refused
+    [pod] = cluster.hook_pods()
+    [status] = pod["status"]["containerStatuses"]
+    assert status["state"]["terminated"]["exitCode"] == 3  # forbidden: an API failure
+    assert cluster.sim.objects("daemonsets", NAMESPACE) == []
