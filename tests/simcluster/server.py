@@ -41,6 +41,7 @@ class RequestRecord:
     bytes_sent: int = 0
     watch: bool = False
     at: float = field(default_factory=time.monotonic)
+    audited: bool = False
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -150,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     timeout = 120
     _current_user: rbac.User | None = None
+    # who asked for the stream this request may start: (user, verb, target), for the audit log
+    _streaming: tuple[rbac.User | None, str, Target | None] = (None, "", None)
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -212,6 +215,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._non_resource(record, method, url.path)
                 return
             self._authorise(user, verb, target)
+            self._streaming = (user, verb, target)
             self._resource(
                 record,
                 method,
@@ -230,20 +234,31 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            sim.audit.add(
-                user=user.name if user else "system:anonymous",
-                verb=verb,
-                resource=(
-                    target.kind.resource + (f"/{target.subresource}" if target.subresource else "")
-                )
-                if target
-                else "",
-                namespace=(target.namespace or "") if target else "",
-                name=(target.name or "") if target else "",
-                code=record.status,
-                uri=self.path,
-                group=target.kind.group if target else "",
+            self._audit(record, user, verb, target)
+
+    def _audit(
+        self, record: RequestRecord, user: rbac.User | None, verb: str, target: Target | None
+    ) -> None:
+        """One audit entry per request: when its response completes, or, for a watch or a
+        streaming list, when its response starts (as kube-apiserver's ResponseStarted stage),
+        so that a stream still open says who is watching what."""
+        if record.audited:
+            return
+        record.audited = True
+        self.server.sim.audit.add(
+            user=user.name if user else "system:anonymous",
+            verb=verb,
+            resource=(
+                target.kind.resource + (f"/{target.subresource}" if target.subresource else "")
             )
+            if target
+            else "",
+            namespace=(target.namespace or "") if target else "",
+            name=(target.name or "") if target else "",
+            code=record.status,
+            uri=self.path,
+            group=target.kind.group if target else "",
+        )
 
     def _authenticate(self, path: str) -> rbac.User | None:
         sim = self.server.sim
@@ -696,6 +711,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self._audit(record, *self._streaming)
 
     def write_chunk(self, record: RequestRecord, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
