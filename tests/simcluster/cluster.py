@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
-from tests.simcluster.controllers import Controllers, NodeSim, PullFailure
-from tests.simcluster.factory import node_object, ready_condition, synthetic_images
+from tests.simcluster import failures
+from tests.simcluster.controllers import Controllers, NodeSim, PullFailure, PullRecord
+from tests.simcluster.factory import node_object, pool_labels, ready_condition, synthetic_images
 from tests.simcluster.faults import Faults
+from tests.simcluster.recording import EventRecorder
 from tests.simcluster.registry import Registry, parse
 from tests.simcluster.server import Handler, RequestRecord, Server
 from tests.simcluster.store import (
@@ -36,12 +38,24 @@ DEFAULT_TOKEN = "sim-token-s3cr3t"
 
 
 class SimCluster:
-    def __init__(self, *, seed: int = 0, time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        unknown_images: str = "present",
+        kubelet_events: bool = True,
+    ) -> None:
+        """`unknown_images`: whether an image the registry was never told about exists
+        ("present": any valid reference pulls, 10 MB in 0.2 s, as existing tests expect) or
+        not ("missing": pulls fail with the runtime's not-found message).
+        `kubelet_events`: whether kubelets record Events (Pulling, Pulled, Failed, ...)."""
         self.seed = seed
         self.time_scale = time_scale
+        self.kubelet_events = kubelet_events
         self.rng = random.Random(seed)
         self.store = Store(seed=seed)
-        self.registry = Registry()
+        self.registry = Registry(unknown=unknown_images)
         self.faults = Faults(seed=seed)
         self.tokens: set[str] = {DEFAULT_TOKEN}
         self.token_uses: collections.Counter[str] = collections.Counter()
@@ -178,13 +192,17 @@ class SimCluster:
         arch: str = "amd64",
         os: str = "linux",
         status_lag: float = 0.0,
+        serialize_pulls: bool = False,
     ) -> None:
+        """`serialize_pulls`: pull one image at a time, as the kubelet does by default; a
+        queued pull's Pulled event then says more time "including waiting" than pulling."""
         sim = NodeSim(
             name=name,
             runtime=runtime,
             max_images=max_images,
             max_pods=max_pods,
             status_lag=status_lag,
+            serialize_pulls=serialize_pulls,
         )
         now = time.monotonic() - status_lag
         for ref in images:
@@ -209,6 +227,46 @@ class SimCluster:
             self.node_sims[name] = sim
             self.store.create("nodes", obj)
             self._controllers.tick()
+
+    def add_node_pool(
+        self,
+        name_prefix: str,
+        count: int,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: Iterable[dict[str, Any]] = (),
+        arch: str = "amd64",
+        os: str = "linux",
+        instance_type: str | None = None,
+        zones: tuple[str, ...] = ("a", "b", "c"),
+        runtime: str = "containerd",
+        images: Iterable[str] = (),
+        **options: Any,
+    ) -> list[str]:
+        """`count` nodes named `<name_prefix>-<i>` as a cloud node pool makes them: arch and os
+        labels and nodeInfo, instance type, region and zone labels, the pool's name, plus
+        `labels` and `taints`. E.g. a GPU pool: labels={"nvidia.com/gpu.present": "true"},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]."""
+        names = []
+        for index in range(count):
+            name = f"{name_prefix}-{index}"
+            self.add_node(
+                name,
+                labels={
+                    **pool_labels(
+                        name_prefix, index, arch=arch, instance_type=instance_type, zones=zones
+                    ),
+                    **(labels or {}),
+                },
+                taints=[dict(t) for t in taints],
+                arch=arch,
+                os=os,
+                runtime=runtime,
+                images=images,
+                **options,
+            )
+            names.append(name)
+        return names
 
     def load_synthetic_nodes(
         self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
@@ -273,28 +331,90 @@ class SimCluster:
         self,
         image: str,
         *,
+        kind: str | None = None,
         reason: str = "ErrImagePull",
-        message: str = "rpc error: code = NotFound desc = failed to pull and unpack "
-        "image: not found",
+        message: str | None = None,
         nodes: Iterable[str] | None = None,
         times: int | None = None,
     ) -> None:
+        """Make pulls of `image` ("*": any image) fail on `nodes` (default all), `times` attempts
+        (default every one). `kind` (failures.KINDS: "tag-not-found", "unauthorized",
+        "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
+        "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
+        overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
+        if kind is not None and kind not in failures.KINDS:
+            raise ValueError(f"unknown pull failure kind {kind!r}; one of {sorted(failures.KINDS)}")
+        if kind == "invalid-reference":
+            reason = "InvalidImageName"
+        if message is None and kind is None and reason != "InvalidImageName":
+            kind = "tag-not-found"
         parsed = parse(image)
         key = parsed.key if parsed else image
         with self.store.lock:
             self.pull_failures.append(
-                PullFailure(key, reason, message, set(nodes) if nodes is not None else None, times)
+                PullFailure(
+                    key, reason, message, set(nodes) if nodes is not None else None, times, kind
+                )
             )
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
         for failure in self.pull_failures:
             if (
-                failure.image_key == key
+                failure.image_key in (key, "*")
                 and (failure.nodes is None or node in failure.nodes)
                 and (failure.times is None or failure.times > 0)
             ):
                 return failure
         return None
+
+    def registry_outage(
+        self, target: str, *, until: float | None = None, kind: str = "server-error"
+    ) -> None:
+        """Pulls from registry host `target` ("quay.io", "docker.io") or of image `target` fail
+        with a transient error (`kind`: "server-error" 503, "connection-refused", "timeout",
+        "tls", "rate-limited") for `until` seconds (scaled by time_scale) or until
+        `end_outage`; then the kubelet's next retry succeeds."""
+        if kind not in failures.TRANSIENT:
+            raise ValueError(
+                f"an outage is transient; {kind!r} is not one of {sorted(failures.TRANSIENT)}"
+            )
+        parsed = parse(target)
+        host_only = "/" not in target and ("." in target or ":" in target or target == "localhost")
+        key = target if host_only or parsed is None else parsed.key
+        ends = None if until is None else time.monotonic() + until * self.time_scale
+        self.registry.start_outage(key, kind=kind, until=ends)
+
+    def end_outage(self, target: str | None = None) -> None:
+        """End the outage of `target` (as given to registry_outage; None: every outage)."""
+        if target is not None and "/" in target and (parsed := parse(target)) is not None:
+            target = parsed.key
+        self.registry.end_outage(target)
+
+    def pull_history(
+        self, *, node: str | None = None, image: str | None = None
+    ) -> list[PullRecord]:
+        """What the kubelets did, in order: each pull attempt's outcome ("pulled" with the
+        figures its Pulled event gave, "failed" with the kind and runtime text) and each
+        "already present" container start; for checking an awaiter's report against."""
+        with self.store.lock:
+            return [
+                r
+                for r in self._controllers.pull_log
+                if (node is None or r.node == node) and (image is None or r.image == image)
+            ]
+
+    @property
+    def event_recorder(self) -> EventRecorder:
+        """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
+        return self._controllers.recorder
+
+    def expected_pull_seconds(self, image: str, node: str) -> float:
+        """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
+        event says), in real seconds: the registry's pull_seconds x per-node jitter x scale."""
+        found = self.registry.lookup(image)
+        if found is None:
+            raise ValueError(f"invalid image {image!r}")
+        return self._controllers.pull_seconds(found, node)
 
     # ------------------------------------------------------------------ objects for tests
 

@@ -1,5 +1,6 @@
 """Controllers of the simulated cluster, run by one background loop: the DaemonSet controller,
-the garbage collector (ownerReferences) and a kubelet per node (image pulls, pod statuses,
+the garbage collector (ownerReferences) and a kubelet per node (image pulls with the kubelet's
+back-off and the runtime's real error texts, pod statuses, Events through recording.py,
 node.status.images with the 50-image cap).
 
 Scheduling rules are implemented here independently of the product's own targeting code.
@@ -7,13 +8,17 @@ Scheduling rules are implemented here independently of the product's own targeti
 
 from __future__ import annotations
 
+import collections
 import random
 import time
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.simcluster.registry import Image, image_id, image_names, parse
+from tests.simcluster import failures, messages
+from tests.simcluster.recording import EventRecorder
+from tests.simcluster.registry import Image, Ref, image_id, image_names, parse
+from tests.simcluster.store import now_iso
 
 if TYPE_CHECKING:
     from tests.simcluster.cluster import SimCluster
@@ -28,15 +33,21 @@ DS_TOLERATIONS = [
 ]
 SHELL_WORDS = ("/bin/sh", "sh", "/bin/bash", "bash", "sleep", "echo", "true", "cp", "/bin/true")
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff")
+# The kubelet's image pull back-off (pkg/kubelet: backOffPeriod, MaxContainerBackOff) and how
+# soon its pod worker syncs a pod again after an error; all scaled by the cluster's time_scale.
+BACKOFF_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 300.0
+RESYNC_SECONDS = 10.0
 
 
 @dataclass
 class PullFailure:
-    image_key: str
+    image_key: str  # or "*": every image
     reason: str
-    message: str
+    message: str | None  # None: the node's runtime's real text for `kind`
     nodes: set[str] | None
     times: int | None
+    kind: str | None = None
 
 
 @dataclass
@@ -46,12 +57,28 @@ class NodeSim:
     max_images: int = 50
     max_pods: int = 110
     status_lag: float = 0.0
+    serialize_pulls: bool = False  # the kubelet's serializeImagePulls (its default is true)
+    queue_free_at: float = 0.0  # with serialize_pulls: when the node's pull queue is free
     images: dict[str, tuple[Image, float]] = field(default_factory=dict)  # key -> (image, at)
-    pulls: dict[str, float] = field(default_factory=dict)  # key -> done at (monotonic)
-    failing: dict[str, tuple[str, str, float, int]] = field(default_factory=dict)
+    pulls: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (start, end)
     rendered: list[Any] = field(default_factory=list)
     static_images: list[dict[str, Any]] = field(default_factory=list)  # as given, pre-rendered
     dirty: bool = True
+
+
+@dataclass(frozen=True)
+class PullRecord:
+    """One thing a simulated kubelet did about an image, for tests to check reports against."""
+
+    node: str
+    image: str  # as written in the pod spec
+    outcome: str  # "pulled", "present" or "failed"
+    seconds: float | None = None  # as the Pulled event says
+    seconds_including_waiting: float | None = None
+    size_bytes: int | None = None
+    kind: str | None = None  # failures.KINDS entry of a failure (None: a custom message)
+    message: str = ""  # the runtime's error text of a failure
+    at: float = 0.0  # monotonic
 
 
 @dataclass
@@ -61,6 +88,18 @@ class ContainerRun:
     message: str = ""
     image_id: str = ""
     restarts: int = 0
+    started_at: str = ""  # when the container started (RFC 3339)
+    # the pull in flight: when it started and ends (monotonic), the error it ends with
+    attempt_started: float = 0.0  # requested
+    attempt_began: float = 0.0  # the runtime started pulling (after the node's queue)
+    attempt_ends: float | None = None
+    attempt_error: str | None = None
+    pulls_failed: int = 0
+    last_error: str = ""
+    retry_at: float = 0.0  # the image back-off runs until
+    next_sync: float = 0.0  # the pod worker comes back to the pod at
+    attempt_kind: str | None = None
+    events: list[tuple[str, str, bool]] = field(default_factory=list)  # (reason, msg, warning)
 
 
 # ---------------------------------------------------------------------------- scheduling
@@ -131,6 +170,9 @@ class Controllers:
         self.runs: dict[str, dict[str, ContainerRun]] = {}  # pod uid -> container -> run
         self.volume_runs: dict[str, dict[str, ContainerRun]] = {}
         self.finished: set[str] = set()
+        self.started: dict[str, str] = {}  # pod uid -> status.startTime
+        self.recorder = EventRecorder(sim)
+        self.pull_log: collections.deque[PullRecord] = collections.deque(maxlen=100_000)
         # Per DaemonSet uid: (generation, nodes version) the set was computed at, the eligible
         # node names, and per node (resourceVersion, fits) so only changed nodes are re-judged.
         self.eligible: dict[str, tuple[tuple[int, int], set[str], dict[str, tuple[str, bool]]]] = {}
@@ -295,10 +337,13 @@ class Controllers:
                 self.finished.add(uid)
             if status != pod.get("status"):
                 store.mutate("pods", name, ns, lambda o, s=status: o.__setitem__("status", s))
-        for uid in list(self.runs):
-            if uid not in live:
-                self.runs.pop(uid, None)
-                self.volume_runs.pop(uid, None)
+        gone = [uid for uid in self.runs if uid not in live]
+        for uid in gone:
+            self.runs.pop(uid, None)
+            self.volume_runs.pop(uid, None)
+            self.started.pop(uid, None)
+        if gone:
+            self.recorder.forget(live)
         self.finished &= live
 
     def _owned_by_ds(self, pod: dict[str, Any]) -> bool:
@@ -324,6 +369,7 @@ class Controllers:
                     now,
                     policy=(volume["image"].get("pullPolicy") or "IfNotPresent"),
                 )
+                self._record(pod, node, run, field_path="")
                 if run.state != "done":
                     blocked = True
         init_statuses = []
@@ -331,6 +377,9 @@ class Controllers:
             run = runs.setdefault(container["name"], ContainerRun())
             if not blocked:
                 self._advance(run, container, node, now, filled, spec, final=True)
+                self._record(
+                    pod, node, run, field_path=f"spec.initContainers{{{container['name']}}}"
+                )
                 if run.state != "done":
                     blocked = True
             init_statuses.append(_status(container, run, init=True))
@@ -343,6 +392,7 @@ class Controllers:
             )
             if not blocked:
                 self._advance(run, container, node, now, filled, spec, final=False)
+                self._record(pod, node, run, field_path=f"spec.containers{{{container['name']}}}")
             elif volume_failure is not None and not init_statuses:
                 run.reason, run.message = volume_failure.reason, volume_failure.message
             statuses.append(_status(container, run, init=False))
@@ -358,6 +408,8 @@ class Controllers:
         status: dict[str, Any] = {
             "phase": "Running" if all_running else "Pending",
             "conditions": conditions,
+            "hostIP": "10.0.0.1",
+            "startTime": self.started.setdefault(uid, now_iso()),
             "containerStatuses": statuses,
         }
         if init_statuses:
@@ -394,6 +446,9 @@ class Controllers:
             run.message = f'exec: "{command[0]}": stat {command[0]}: no such file or directory'
             run.restarts += 1
             return
+        run.started_at = run.started_at or now_iso()
+        run.events.append(("Created", f"Created container: {container['name']}", False))
+        run.events.append(("Started", f"Started container {container['name']}", False))
         if final:
             self._note_fills(container, spec, filled)
 
@@ -407,55 +462,208 @@ class Controllers:
                 filled.add(mount["mountPath"])
 
     def _pull(self, run: ContainerRun, ref: str, node: NodeSim, now: float, *, policy: str) -> None:
+        """One kubelet sync of a container's image, as pkg/kubelet/images/image_manager.go does
+        it: present -> done; else Pulling, then Pulled or Failed; after a failure the pod is
+        synced again only every ~10 s (scaled), and while the per-image back-off (10 s doubling
+        to 300 s) runs, the sync says ImagePullBackOff. Events are queued on `run.events`."""
         if run.state == "done":
             return
-        image = self.sim.registry.lookup(ref)
-        if image is None:
-            run.state, run.reason = "failing", "InvalidImageName"
-            run.message = f'Failed to apply default image tag "{ref}": couldn\'t parse image name'
+        parsed = parse(ref)
+        failure = self.sim.pull_failure(parsed.key if parsed else ref, node.name)
+        if parsed is None or (failure is not None and failure.reason == "InvalidImageName"):
+            text = messages.INVALID_IMAGE_NAME.message.format(image=ref)
+            if failure is not None and failure.message:
+                text = failure.message
+            self._refuse(run, node, now, "InvalidImageName", text, event="InspectFailed")
             return
-        key = _key(ref)
-        if key in node.images:
+        present = parsed.key in node.images
+        if present and policy != "Always":
+            image = node.images[parsed.key][0]
+            if run.state != "done":
+                message = messages.ALREADY_PRESENT.message.format(image=ref)
+                run.events.append(("Pulled", message, False))
+                size = image.size_bytes
+                self.pull_log.append(PullRecord(node.name, ref, "present", size_bytes=size, at=now))
             run.state, run.image_id = "done", image_id(image, node.runtime)
             return
-        if policy == "Never":
-            run.state, run.reason = "failing", "ErrImageNeverPull"
-            run.message = f'Container image "{ref}" is not present with pull policy of Never'
+        if not present and policy == "Never":
+            text = messages.NEVER_PULL.message.format(image=ref)
+            self._refuse(run, node, now, "ErrImageNeverPull", text, event="ErrImageNeverPull")
             return
-        failure = self.sim.pull_failure(key, node.name)
-        if failure is not None and failure.reason == "InvalidImageName":
-            run.state, run.reason, run.message = "failing", failure.reason, failure.message
-            return
-        if key in node.failing:
-            reason, message, retry_at, count = node.failing[key]
-            if now < retry_at:
-                run.state, run.reason, run.message = "failing", reason, message
+        if run.attempt_ends is None:
+            if run.state == "failing" and now < run.next_sync:
+                return  # the pod worker has not come back to this pod yet
+            if now < run.retry_at:
+                self._back_off(run, node, ref, now)
                 return
-            node.failing.pop(key)
+            self._start_attempt(run, ref, parsed, node, now, failure)
+        assert run.attempt_ends is not None
+        if now < run.attempt_ends:
+            if run.state != "failing":
+                run.state, run.reason = "pulling", run.reason or "PodInitializing"
+            return
+        self._end_attempt(run, ref, parsed, node, now)
+
+    def _start_attempt(
+        self,
+        run: ContainerRun,
+        ref: str,
+        parsed: Ref,
+        node: NodeSim,
+        now: float,
+        failure: PullFailure | None,
+    ) -> None:
+        scale = self.sim.time_scale
+        run.events.append(("Pulling", messages.PULLING.message.format(image=ref), False))
+        kind, error = self._pull_error(ref, parsed, node, now, failure)
+        run.attempt_started = run.attempt_began = now
+        run.attempt_error, run.attempt_kind = error, kind
+        if error is not None:
+            run.attempt_ends = now + failures.fail_after(kind) * scale
+            return
+        image = self.sim.registry.lookup(ref)
+        assert image is not None
+        if parsed.key in node.images:  # imagePullPolicy Always: only the manifest is fetched
+            seconds = min(0.5, image.pull_seconds) * self.pull_jitter(node.name) * scale
+            run.attempt_ends = now + seconds
+            return
+        done_at = node.pulls.get(parsed.key, (now, 0.0))[1]
+        if node.serialize_pulls:
+            # One pull at a time (the kubelet's serializeImagePulls): this one waits for the
+            # queue; behind a pull of the same image only the manifest is left to fetch.
+            seconds = self.pull_seconds(image, node.name)
+            if done_at > now:
+                seconds = min(0.5 * self.pull_jitter(node.name) * scale, seconds)
+            began = max(now, node.queue_free_at, done_at if done_at > now else now)
+            done_at = node.queue_free_at = began + seconds
+            node.pulls[parsed.key] = (began, done_at)
+        elif done_at <= now:  # no pull of it under way on this node: this one starts it
+            began, done_at = now, now + self.pull_seconds(image, node.name)
+            node.pulls[parsed.key] = (began, done_at)
+        else:  # joins the pull under way: the runtime fetches the same layers once
+            began = now
+        run.attempt_began, run.attempt_ends = began, done_at
+
+    def _pull_error(
+        self, ref: str, parsed: Ref, node: NodeSim, now: float, failure: PullFailure | None
+    ) -> tuple[str | None, str | None]:
+        """(failure kind, runtime message) if this attempt is to fail, else (None, None)."""
+        platform = self._platform(node)
+
+        def said(kind: str) -> str:
+            return failures.runtime_message(
+                kind, runtime=node.runtime, image=ref, ref=parsed.key, platform=platform
+            )
+
         if failure is not None:
             if failure.times is not None:
                 failure.times -= 1
-            count = run.restarts + 1
-            run.restarts = count
-            reason = "ErrImagePull" if count % 2 == 1 else "ImagePullBackOff"
-            message = (
-                failure.message if reason == "ErrImagePull" else f'Back-off pulling image "{ref}"'
+            return failure.kind, failure.message or said(failure.kind or "tag-not-found")
+        outage = self.sim.registry.outage(parsed, now)
+        if outage is not None:
+            return outage.kind, said(outage.kind)
+        missing = self.sim.registry.missing_kind(parsed)
+        if missing is not None:
+            return missing, said(missing)
+        image = self.sim.registry.lookup(ref)
+        if image is not None and image.failure is not None:
+            return image.failure, said(image.failure)
+        if image is not None and not platform.supported_by(image.platforms):
+            return "no-platform-variant", said("no-platform-variant")
+        return None, None
+
+    def _end_attempt(
+        self, run: ContainerRun, ref: str, parsed: Ref, node: NodeSim, now: float
+    ) -> None:
+        assert run.attempt_ends is not None
+        took = run.attempt_ends - run.attempt_began
+        waited = run.attempt_ends - run.attempt_started
+        error, run.attempt_ends = run.attempt_error, None
+        if error is not None:
+            run.pulls_failed += 1
+            backoff = min(BACKOFF_SECONDS * 2 ** (run.pulls_failed - 1), MAX_BACKOFF_SECONDS)
+            run.retry_at = now + backoff * self.sim.time_scale
+            run.next_sync = now + self._resync(node)
+            run.last_error = error
+            run.state, run.reason, run.message = "failing", "ErrImagePull", error
+            self.pull_log.append(
+                PullRecord(node.name, ref, "failed", kind=run.attempt_kind, message=error, at=now)
             )
-            node.failing[key] = (reason, message, now + 1.0 * self.sim.time_scale * 4, count)
-            run.state, run.reason, run.message = "failing", reason, message
+            failed = messages.FAILED.message.format(image=ref, error=error)
+            run.events.append(("Failed", failed, True))
+            run.events.append(("Failed", "Error: ErrImagePull", True))
             return
-        jitter = 0.75 + (zlib.crc32(node.name.encode()) % 50) / 100  # per node, repeatable
-        done_at = node.pulls.setdefault(
-            key, now + image.pull_seconds * jitter * self.sim.time_scale
-        )
-        if now >= done_at:
-            node.pulls.pop(key, None)
-            node.images[key] = (image, now)
+        image = self.sim.registry.lookup(ref)
+        assert image is not None
+        if parsed.key not in node.images:
+            node.images[parsed.key] = (image, now)
             node.images[f"{image.name}@{image.digest}"] = (image, now)
             node.dirty = True
-            run.state, run.image_id = "done", image_id(image, node.runtime)
-        else:
-            run.state, run.reason, run.message = "pulling", run.reason or "PodInitializing", ""
+        if node.pulls.get(parsed.key, (0.0, now + 1))[1] <= now:
+            node.pulls.pop(parsed.key, None)
+        pulled = messages.pulled_event(
+            image=ref,
+            seconds=took,
+            seconds_including_waiting=waited,
+            size_bytes=image.size_bytes,
+        )
+        run.events.append((pulled.reason, pulled.message, False))
+        self.pull_log.append(
+            PullRecord(node.name, ref, "pulled", took, waited, image.size_bytes, at=now)
+        )
+        run.state, run.image_id = "done", image_id(image, node.runtime)
+
+    def _back_off(self, run: ContainerRun, node: NodeSim, ref: str, now: float) -> None:
+        run.state, run.reason = "failing", "ImagePullBackOff"
+        run.message = messages.WAITING_BACKOFF_1_32[1].format(
+            image=ref, reason="ErrImagePull", error=run.last_error
+        )
+        run.next_sync = now + self._resync(node)
+        run.events.append(("BackOff", messages.BACKOFF.message.format(image=ref), False))
+        run.events.append(("Failed", "Error: ImagePullBackOff", True))
+
+    def _refuse(
+        self, run: ContainerRun, node: NodeSim, now: float, reason: str, text: str, *, event: str
+    ) -> None:
+        """A pull the kubelet will not even try (bad reference, policy Never)."""
+        run.state, run.reason, run.message = "failing", reason, text
+        if now >= run.next_sync:
+            run.next_sync = now + self._resync(node)
+            run.events.append((event, text, True))
+            run.events.append(("Failed", f"Error: {reason}", True))
+
+    def _record(
+        self, pod: dict[str, Any], node: NodeSim, run: ContainerRun, *, field_path: str
+    ) -> None:
+        if self.sim.kubelet_events:
+            for reason, message, warning in run.events:
+                self.recorder.record(
+                    pod,
+                    host=node.name,
+                    reason=reason,
+                    message=message,
+                    warning=warning,
+                    field_path=field_path,
+                )
+        run.events.clear()
+
+    def _platform(self, node: NodeSim) -> failures.Platform:
+        obj = self.sim.store.peek("nodes").get(("", node.name)) or {}
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        info = (obj.get("status") or {}).get("nodeInfo") or {}
+        return failures.platform_of(labels, info)
+
+    def pull_jitter(self, node_name: str) -> float:
+        """Per node and repeatable: some nodes pull faster than others (0.75-1.24)."""
+        return 0.75 + (zlib.crc32(node_name.encode()) % 50) / 100
+
+    def pull_seconds(self, image: Image, node_name: str) -> float:
+        """How long a pull of `image` takes on the node, in (scaled) seconds."""
+        return image.pull_seconds * self.pull_jitter(node_name) * self.sim.time_scale
+
+    def _resync(self, node: NodeSim) -> float:
+        """When the pod worker syncs a pod again after an error: 10 s plus jitter, scaled."""
+        return RESYNC_SECONDS * (0.5 + self.pull_jitter(node.name) / 2) * self.sim.time_scale
 
     def _land_images(self, node: NodeSim, now: float) -> None:
         """Write node.status.images once pulls are older than the node's status lag."""
@@ -513,9 +721,16 @@ def _status(container: dict[str, Any], run: ContainerRun, *, init: bool) -> dict
         "started": False,
     }
     if run.state == "done" and init:
-        status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+        status["state"] = {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": run.started_at,
+                "finishedAt": run.started_at,
+            }
+        }
     elif run.state == "done":
-        status["state"] = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+        status["state"] = {"running": {"startedAt": run.started_at or now_iso()}}
         status["ready"] = status["started"] = True
     elif run.state == "crashed":
         status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": run.message}}

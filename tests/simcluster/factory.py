@@ -93,7 +93,7 @@ def node_object(
                 "machineID": hashlib.md5(name.encode()).hexdigest(),
                 "systemUUID": hashlib.sha1(name.encode()).hexdigest()[:36],
                 "bootID": hashlib.sha256(name.encode()).hexdigest()[:36],
-                "kernelVersion": "6.1.0-26-cloud-amd64",
+                "kernelVersion": f"6.1.0-26-cloud-{arch}",
                 "osImage": "Debian 12",
                 "containerRuntimeVersion": runtime_version,
                 "kubeletVersion": "v1.33.0",
@@ -103,6 +103,29 @@ def node_object(
             },
             "images": [],
         },
+    }
+
+
+# Instance types as the AWS cloud provider labels them; a pool names its own to override.
+INSTANCE_TYPES = {"amd64": "m6i.2xlarge", "arm64": "m7g.2xlarge"}
+REGION = "us-east-1"
+
+
+def pool_labels(
+    pool: str, index: int, *, arch: str, instance_type: str | None, zones: tuple[str, ...]
+) -> dict[str, str]:
+    """The labels a cloud node pool's kubelet and cloud provider put on its nodes (EKS-like):
+    instance type, region and zone (round-robin over `zones`), and the pool's name."""
+    kind = instance_type or INSTANCE_TYPES.get(arch, "m6i.2xlarge")
+    zone = f"{REGION}{zones[index % len(zones)]}"
+    return {
+        "node.kubernetes.io/instance-type": kind,
+        "beta.kubernetes.io/instance-type": kind,
+        "topology.kubernetes.io/region": REGION,
+        "topology.kubernetes.io/zone": zone,
+        "failure-domain.beta.kubernetes.io/region": REGION,
+        "failure-domain.beta.kubernetes.io/zone": zone,
+        "eks.amazonaws.com/nodegroup": pool,
     }
 
 

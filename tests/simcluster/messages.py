@@ -294,6 +294,15 @@ PULL_ERRORS: tuple[PullErrorText, ...] = (
     ),
     PullErrorText(
         "cri-o",
+        "transient",
+        "disk-pressure",
+        "rpc error: code = Unknown desc = Error writing blob: error storing blob to file"
+        ' "/var/tmp/storage178245615/2": write /var/tmp/storage178245615/2: no space left on'
+        " device",
+        "cri-o/cri-o#5187",
+    ),
+    PullErrorText(
+        "cri-o",
         "platform-mismatch",
         "no-platform-variant",
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"

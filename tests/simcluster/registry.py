@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+
+from tests.simcluster import failures
 
 _VALID = re.compile(
     r"^(?:(?P<domain>(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::\d+)?)/)?"
@@ -52,6 +55,10 @@ def parse(ref: str) -> Ref | None:
     return Ref(f"{domain}/{path}", match.group("tag"), match.group("digest"))
 
 
+DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+RUNTIME_KINDS = frozenset(failures.KINDS - {"invalid-reference"})
+
+
 @dataclass
 class Image:
     name: str
@@ -60,12 +67,34 @@ class Image:
     size_bytes: int
     has_shell: bool
     pull_seconds: float
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
+    failure: str | None = None  # a failures.KINDS entry every pull of it meets
+
+
+@dataclass
+class Outage:
+    """Pulls from a registry host (or of one image) fail with a transient error until `until`
+    (monotonic; None: until ended)."""
+
+    target: str  # registry host ('quay.io') or an image key
+    kind: str
+    until: float | None
+    started: float = field(default_factory=time.monotonic)
+
+    def covers(self, ref: Ref, now: float) -> bool:
+        if self.until is not None and now >= self.until:
+            return False
+        return self.target in (ref.name.split("/", 1)[0], ref.key)
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, *, unknown: str = "present") -> None:
+        if unknown not in ("present", "missing"):
+            raise ValueError(f"unknown_images must be 'present' or 'missing', not {unknown!r}")
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
+        self.unknown = unknown  # what a reference never added resolves to
+        self.outages: list[Outage] = []
 
     def add(
         self,
@@ -75,10 +104,22 @@ class Registry:
         digest: str | None = None,
         has_shell: bool = True,
         pull_seconds: float = 1.0,
+        platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
+        missing: bool = False,
+        denied: bool = False,
+        failure: str | None = None,
     ) -> Image:
+        """Push an image. `missing=True`: the tag does not exist (pulls fail 'not found');
+        `denied=True`: pulls are refused (401/403); `failure`: any failures.KINDS entry."""
         parsed = parse(ref)
         if parsed is None:
             raise ValueError(f"invalid reference {ref!r}")
+        if failure is not None and failure not in RUNTIME_KINDS:
+            raise ValueError(
+                f"a registry failure is one of {sorted(RUNTIME_KINDS)}, not {failure!r}"
+                " (an invalid reference is refused by the kubelet: use an unparseable reference"
+                ' or sim.fail_pull(ref, kind="invalid-reference"))'
+            )
         image = Image(
             parsed.name,
             parsed.tag or ("latest" if not parsed.digest else None),
@@ -86,11 +127,44 @@ class Registry:
             size_bytes,
             has_shell,
             pull_seconds,
+            tuple(platforms),
+            failure or ("tag-not-found" if missing else "unauthorized" if denied else None),
         )
         with self._lock:
             self._images[parsed.key] = image
             self._images[f"{parsed.name}@{image.digest}"] = image
         return image
+
+    def known(self, ref: str) -> bool:
+        """Whether the reference was added (lookup would invent any other valid one)."""
+        parsed = parse(ref)
+        with self._lock:
+            return parsed is not None and parsed.key in self._images
+
+    def missing_kind(self, ref: Ref) -> str | None:
+        """Why a pull of a reference never added fails, when unknown images are missing:
+        the repository exists with other tags, or not at all."""
+        if self.unknown == "present":
+            return None
+        with self._lock:
+            if ref.key in self._images:
+                return None
+            names = {image.name for image in self._images.values()}
+        return "tag-not-found" if ref.name in names else "repository-not-found"
+
+    def outage(self, ref: Ref, now: float) -> Outage | None:
+        with self._lock:
+            return next((o for o in self.outages if o.covers(ref, now)), None)
+
+    def start_outage(self, target: str, *, kind: str, until: float | None) -> Outage:
+        outage = Outage(target, kind, until)
+        with self._lock:
+            self.outages.append(outage)
+        return outage
+
+    def end_outage(self, target: str | None = None) -> None:
+        with self._lock:
+            self.outages = [o for o in self.outages if target is not None and o.target != target]
 
     def lookup(self, ref: str) -> Image | None:
         """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""

@@ -33,7 +33,11 @@ import re
 ROUTES = [
     re.compile(
         r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
-        r"(?P<res>nodes|pods|configmaps|namespaces)(?:/(?P<name>[^/]+))?/?$"
+        r"(?P<res>nodes|pods|configmaps|namespaces|secrets|events)(?:/(?P<name>[^/]+))?/?$"
+    ),
+    re.compile(
+        r"^/apis/batch/v1/(?:namespaces/(?P<ns>[^/]+)/)?"
+        r"(?P<res>jobs)(?:/(?P<name>[^/]+))?/?$"
     ),
     re.compile(
         r"^/apis/apps/v1/(?:namespaces/(?P<ns>[^/]+)/)?"

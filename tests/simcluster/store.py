@@ -25,6 +25,11 @@ KINDS = {
     "pods": ("Pod", "v1", ""),
     "configmaps": ("ConfigMap", "v1", ""),
     "daemonsets": ("DaemonSet", "apps/v1", "apps"),
+    # Minimal registrations for the Job controller and pod runtime (sim-runtime); the generic
+    # API (sim-api) supersedes them.
+    "jobs": ("Job", "batch/v1", "batch"),
+    "secrets": ("Secret", "v1", ""),
+    "events": ("Event", "v1", ""),
 }
 
 
@@ -263,6 +268,30 @@ FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
     "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
 }
+# Events' own field selectors (kubectl describe finds an object's events by involvedObject.*),
+# as pkg/apis/core/v1/conversion.go registers them.
+FIELDS.update(
+    {
+        f"involvedObject.{key}": lambda o, k=key: str((o.get("involvedObject") or {}).get(k, ""))
+        for key in (
+            "kind",
+            "namespace",
+            "name",
+            "uid",
+            "apiVersion",
+            "resourceVersion",
+            "fieldPath",
+        )
+    }
+)
+FIELDS.update(
+    {
+        "reason": lambda o: str(o.get("reason") or ""),
+        "type": lambda o: str(o.get("type") or ""),
+        "reportingComponent": lambda o: str(o.get("reportingComponent") or ""),
+        "source": lambda o: str((o.get("source") or {}).get("component") or ""),
+    }
+)
 
 
 def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
