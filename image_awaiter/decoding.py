@@ -20,6 +20,7 @@ import msgspec
 
 from image_awaiter.errors import UsageError
 from image_awaiter.pods import PodSpec, volume_images
+from image_awaiter.pullers import GROUP_LABEL
 from image_awaiter.readiness import (
     PULL_FAILURE_REASONS,
     STUCK_AFTER_PULL_REASONS,
@@ -235,6 +236,7 @@ class _PodMetadata(msgspec.Struct):
     namespace: str = ""
     resourceVersion: str = ""
     uid: str = ""
+    labels: dict[str, str] | None = None
 
 
 class _Object(msgspec.Struct):
@@ -333,6 +335,7 @@ def puller_pod(pod: _Pod) -> PullerPod:
         node=_pod_node(spec),
         images=pulls,
         unschedulable=_unschedulable_message(status),
+        group=(pod.metadata.labels or {}).get(GROUP_LABEL, ""),
     )
 
 

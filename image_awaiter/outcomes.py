@@ -10,6 +10,7 @@ from typing import Any
 
 from image_awaiter.errors import AwaiterError, ExitCode, Interrupted
 from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
+from image_awaiter.references import ImageRef
 
 
 class Result(StrEnum):
@@ -22,6 +23,7 @@ class Result(StrEnum):
     INTERRUPTED = "interrupted"
     BAD_INPUT = "bad-input"
     API_ERROR = "api-error"
+    PLANNED = "planned"  # await --dry-run: the plan, nothing created
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,18 @@ class Outcome:
     evaluation: Evaluation | None = None
     done_after: Mapping[str, float] = field(default_factory=dict)
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
+    groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """One pull group at the end of a run: the report's `groups[]` entry."""
+
+    name: str
+    images: tuple[ImageRef, ...]
+    workloads: tuple[str, ...]
+    evaluation: Evaluation | None
+    daemonset: Mapping[str, Any] | None
 
 
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
@@ -53,15 +67,35 @@ def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     return ExitCode.IMAGES_MISSING, Result.MISSING, message
 
 
-def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+def pull_failed(
+    evaluation: Evaluation, *, group: str | None = None
+) -> tuple[ExitCode, Result, str]:
+    """`group`: the pull group whose evaluation this is, named when a run has several."""
     failures = evaluation.failures
     first = failures[0]
     more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
+    in_group = f" (pull group {group})" if group else ""
     message = (
-        f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
+        f"image {first.image} cannot be pulled on node {first.node}{in_group}: {first.reason}: "
         f"{first.message}{more}; fix the reference, registry access or pull secret"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
+
+
+def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, str]:
+    """`await --dry-run`: exit 0 when nothing is missing, 1 otherwise (like `check`)."""
+    lacking = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+    if not lacking:
+        message = (
+            f"dry run: all {len(evaluation.verdicts)} target nodes have every image of "
+            f"{groups} pull groups; nothing would be created"
+        )
+        return ExitCode.OK, Result.PLANNED, message
+    message = (
+        f"dry run: images missing on {lacking} of {len(evaluation.verdicts)} target nodes "
+        f"({groups} pull groups); nothing was created: {not_done_lines(evaluation)}"
+    )
+    return ExitCode.IMAGES_MISSING, Result.PLANNED, message
 
 
 def timed_out(

@@ -64,6 +64,7 @@ class PullerPod:
     node: str | None
     images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
     unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    group: str = ""  # the pull group its DaemonSet belongs to (the group label)
 
 
 class NodeStatus(StrEnum):

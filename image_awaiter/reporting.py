@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from image_awaiter.outcomes import Outcome, short_verdict
+from image_awaiter.manifests import Skipped
+from image_awaiter.outcomes import GroupOutcome, Outcome, short_verdict
 from image_awaiter.readiness import Evaluation, NodeStatus
 from image_awaiter.references import ImageRef
 
@@ -53,29 +54,14 @@ def build_report(
     images: Sequence[ImageRef],
     namespace: str,
     started: tuple[str, float],
+    skipped: Sequence[Skipped] = (),
 ) -> dict[str, Any]:
     """The `--report` document (its fields are documented in README.md); `started` is the
-    wall-clock ISO time and the monotonic time the run began."""
+    wall-clock ISO time and the monotonic time the run began; `skipped`, the custom resources
+    whose images `--from-manifests` did not await."""
     started_at, started_monotonic = started
     evaluation, done_after = outcome.evaluation, outcome.done_after
-    nodes: list[dict[str, Any]] = []
-    excluded: list[dict[str, str]] = []
-    if evaluation is not None:
-        for verdict in evaluation.verdicts:
-            node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
-            if verdict.missing:
-                node["missing"] = list(verdict.missing)
-            if verdict.failures:
-                node["failures"] = [
-                    {"image": f.image, "reason": f.reason, "message": f.message}
-                    for f in verdict.failures
-                ]
-            if verdict.detail:
-                node["detail"] = verdict.detail
-            if verdict.node in done_after:
-                node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
-            nodes.append(node)
-        excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
+    nodes, excluded = _nodes(evaluation, done_after)
     return {
         "version": REPORT_VERSION,
         "command": command,
@@ -91,7 +77,50 @@ def build_report(
         "summary": summary(evaluation) if evaluation is not None else None,
         "nodes": nodes,
         "excluded": excluded,
+        "groups": [_group(group, done_after) for group in outcome.groups],
+        "skipped": [
+            {"kind": s.kind, "name": s.name, "images": list(s.images), "source": s.source}
+            for s in skipped
+        ],
     }
+
+
+def _group(group: GroupOutcome, done_after: Mapping[str, float]) -> dict[str, Any]:
+    """One pull group: its images, workloads, DaemonSet, target nodes and excluded nodes."""
+    nodes, excluded = _nodes(group.evaluation, done_after)
+    return {
+        "name": group.name,
+        "images": [{"reference": i.original, "normalized": i.canonical} for i in group.images],
+        "workloads": list(group.workloads),
+        "daemonset": dict(group.daemonset) if group.daemonset else None,
+        "summary": summary(group.evaluation) if group.evaluation is not None else None,
+        "nodes": nodes,
+        "excluded": excluded,
+    }
+
+
+def _nodes(
+    evaluation: Evaluation | None, done_after: Mapping[str, float]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    nodes: list[dict[str, Any]] = []
+    if evaluation is None:
+        return nodes, []
+    for verdict in evaluation.verdicts:
+        node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
+        if verdict.missing:
+            node["missing"] = list(verdict.missing)
+        if verdict.failures:
+            node["failures"] = [
+                {"image": f.image, "reason": f.reason, "message": f.message}
+                for f in verdict.failures
+            ]
+        if verdict.detail:
+            node["detail"] = verdict.detail
+        if verdict.node in done_after:
+            node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
+        nodes.append(node)
+    excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
+    return nodes, excluded
 
 
 def now_iso() -> str:

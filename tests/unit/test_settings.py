@@ -30,7 +30,7 @@ def _spec_file(tmp_path: Path, *images: str) -> str:
 
 def test_a_spec_file_alone_awaits_every_image_its_pod_pulls(tmp_path: Path) -> None:
     spec = _spec_file(tmp_path, "quay.io/x/a:1", "busybox")
-    job = resolve_job(Settings(command="await", daemonset_spec=spec))
+    job = resolve_job(Settings(command="await", daemonset_specs=(spec,)))
     assert [image.key for image in job.images] == [
         parse_image(DEFAULT_HELPER_IMAGE).key,
         "quay.io/x/a:1",
@@ -44,7 +44,9 @@ def test_a_spec_file_alone_awaits_every_image_its_pod_pulls(tmp_path: Path) -> N
 def test_images_given_with_a_spec_that_never_pulls_them_are_flagged(tmp_path: Path) -> None:
     spec = _spec_file(tmp_path, f"quay.io/x/a:1@{DIGEST}")
     job = resolve_job(
-        Settings(command="await", daemonset_spec=spec, images=("quay.io/x/a:1", "quay.io/x/b:1"))
+        Settings(
+            command="await", daemonset_specs=(spec,), images=("quay.io/x/a:1", "quay.io/x/b:1")
+        )
     )
     assert [image.key for image in job.images] == ["quay.io/x/a:1", "quay.io/x/b:1"]
     assert [image.original for image in job.not_in_spec] == ["quay.io/x/b:1"]
@@ -54,7 +56,7 @@ def test_images_alone_generate_the_puller(tmp_path: Path) -> None:
     job = resolve_job(Settings(command="await", images=("busybox:1.36", "busybox:1.36")))
     assert [image.key for image in job.images] == ["docker.io/library/busybox:1.36"]
     assert job.source == "generated"
-    assert job.manifest["kind"] == "DaemonSet"
+    assert job.groups[0].manifest["kind"] == "DaemonSet"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,7 @@ def test_images_alone_generate_the_puller(tmp_path: Path) -> None:
         (Settings(command="await"), "no images to await"),
         (Settings(command="await", images=("busybox",), interval=0), "--interval"),
         (Settings(command="await", images=("busybox",), timeout=-1), "--timeout"),
-        (Settings(command="await", daemonset_spec="/nonexistent.yaml"), "file not found"),
+        (Settings(command="await", daemonset_specs=("/nonexistent.yaml",)), "file not found"),
     ],
 )
 def test_unusable_settings_are_usage_errors(settings: Settings, complaint: str) -> None:
