@@ -19,6 +19,7 @@ from tests.chart.conftest import (
     Render,
     by_kind,
     hook_daemonset,
+    hook_daemonsets,
     one,
     parent_chart,
     pod_specs,
@@ -40,7 +41,7 @@ def test_helm_lint_strict_passes(helm: Path, values: str) -> None:
 def test_every_rendered_manifest_is_valid_kubernetes(render: Render, values: str) -> None:
     objects = render(values)
     if by_kind(objects, "ConfigMap"):
-        objects.append(hook_daemonset(objects))
+        objects += hook_daemonsets(objects)
     invalid = []
     for obj in objects:
         try:
