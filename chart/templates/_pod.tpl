@@ -126,12 +126,12 @@ containers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- /* The group's placement joins the puller's: nodeSelectors merged (the group's value wins),
-       tolerations of both, the group's affinity instead of the puller's when it has one. */}}
+       tolerations of both (once each), the group's affinity instead of the puller's when it has one. */}}
 {{- with merge (deepCopy ($placement.nodeSelector | default dict)) ($root.Values.puller.nodeSelector | default dict) }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with concat ($root.Values.puller.tolerations | default list) ($placement.tolerations | default list) }}
+{{- with concat ($root.Values.puller.tolerations | default list) ($placement.tolerations | default list) | uniq }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}

@@ -333,7 +333,7 @@ def test_image_entries_with_one_placement_share_a_pull_group_and_its_daemonsets(
     assert len(set(selectors)) == 3  # no DaemonSet selects another group's pods
     gpu = hook[1]["spec"]["template"]["spec"]
     assert gpu["nodeSelector"] == {"kubernetes.io/os": "linux", **GPU["nodeSelector"]}
-    assert gpu["tolerations"] == GPU["tolerations"]
+    assert gpu["tolerations"] == GPU["tolerations"]  # the puller's, once
 
 
 def test_the_configmaps_groups_load_as_the_awaiters_pull_groups(
