@@ -198,7 +198,7 @@ def _from_manifests(settings: Settings) -> Job:
     groups = []
     for pull_group in pull_groups:
         manifest = generate_daemonset(pull_group.images, settings.puller)
-        name = _generated_name(pull_group.name)
+        name = generated_name(pull_group.name)
         manifest["metadata"]["name"] = name
         template = manifest["spec"]["template"]
         template["spec"] = apply_placement(
@@ -220,7 +220,7 @@ def _from_manifests(settings: Settings) -> Job:
     )
 
 
-def _generated_name(group: str) -> str:
+def generated_name(group: str) -> str:
     """`image-awaiter-puller-<group>`, shortened with a hash of the group's name when it would
     not fit before the run id, so that two groups never share a DaemonSet name."""
     name = f"{DEFAULT_NAME}-{group}"
