@@ -17,6 +17,7 @@ import yaml
 from image_awaiter.pullers import GROUP_LABEL, PullerSettings, generate_daemonset, unique_images
 from tests.conftest import spawn_cli
 from tests.integration.helpers import our_daemonsets, writes
+from tests.simcluster import Fault
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "manifests" / "jupyterhub"
 CUDA = "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20"  # amd64 only, as CUDA images are
@@ -125,8 +126,14 @@ def test_three_groups_in_a_list_with_an_image_in_two_await_it_on_the_union_of_th
     assert our_daemonsets(sim) == []
 
 
-def test_the_daemonsets_of_one_run_carry_a_group_label_and_select_only_their_own_pods(
-    sim: Any, pools: dict[str, list[str]], kubeconfig: Path, tmp_path: Path
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_daemonsets_of_one_run_carry_a_group_label_and_a_signal_removes_them_all(
+    sim: Any,
+    pools: dict[str, list[str]],
+    kubeconfig: Path,
+    tmp_path: Path,
+    signum: signal.Signals,
+    code: int,
 ) -> None:
     sim.registry.add(CUDA, platforms=("linux/amd64",), pull_seconds=2000)  # still pulling
     spec = _spec_file(
@@ -143,12 +150,12 @@ def test_the_daemonsets_of_one_run_carry_a_group_label_and_select_only_their_own
             group = daemonset["metadata"]["labels"][GROUP_LABEL]
             assert daemonset["spec"]["selector"]["matchLabels"][GROUP_LABEL] == group
             assert daemonset["metadata"]["name"].startswith(f"{group}-")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == code, stderr
     assert our_daemonsets(sim) == []
 
 
@@ -220,6 +227,43 @@ def test_a_timeout_names_the_group_still_pulling_and_removes_every_groups_daemon
     assert "timed out" in result.last_line and "group gpu:" in result.last_line
     assert result.report["result"] == "timeout"
     assert our_daemonsets(sim) == []
+    progress = [json.loads(line) for line in result.stderr.splitlines() if '"progress"' in line]
+    assert progress and progress[0]["groups"] in ("gpu 0/2, arm 0/2", "gpu 0/2, arm 2/2")
+
+
+def test_an_api_error_after_every_group_was_created_removes_every_groups_daemonset(
+    sim: Any, pools: dict[str, list[str]], run_cli: Any, tmp_path: Path
+) -> None:
+    sim.faults.add(
+        Fault(method="GET", path=r"/api/v1/namespaces/default/pods", status=403, times=None)
+    )
+    spec = _spec_file(
+        tmp_path,
+        _daemonset("gpu", [CUDA], **GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+    )
+    result = run_cli("await", "--daemonset-spec", spec)
+    assert result.code == 3, result.output
+    assert [
+        (g["daemonset"]["created"], g["daemonset"]["deleted"]) for g in result.report["groups"]
+    ] == [
+        (True, True),
+        (True, True),
+    ]
+    assert our_daemonsets(sim) == []
+
+
+def test_check_judges_every_group_on_its_own_nodes_and_writes_nothing(
+    sim: Any, pools: dict[str, list[str]], run_cli: Any
+) -> None:
+    result = run_cli(
+        "check", "--from-manifests", str(FIXTURE), "--image", CUDA, "--image", ARM_TOOLS
+    )
+    assert result.code == 1, result.output
+    assert writes(sim) == []
+    groups = _groups(result)
+    assert {n["name"] for n in groups["gpu-placeholder"]["nodes"]} == set(pools["gpu"])
+    assert {n["name"] for n in groups["arm-tools"]["nodes"]} == set(pools["arm"])
 
 
 def test_nothing_is_created_when_every_group_is_already_satisfied(
