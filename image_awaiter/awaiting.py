@@ -117,7 +117,9 @@ class Run:
     """One check or await: its caches, one puller DaemonSet and one judge per pull group, and
     the last evaluation (the groups' combined)."""
 
-    def __init__(self, *, settings: Settings, job: Job, connection: Connection, hold: Hold) -> None:
+    def __init__(
+        self, *, settings: Settings, job: Job, connection: Connection, hold: Hold
+    ) -> None:
         self.settings = settings
         self.job = job
         self.namespace = connection.namespace
@@ -322,9 +324,9 @@ class Run:
                 )
         first = failing[0]
         assert first.judge.last is not None
-        return self.outcome(
-            *outcomes.pull_failed(first.judge.last, group=first.group.name if several else None)
-        )
+        code, result, message = outcomes.pull_failed(first.judge.last)
+        named = f"pull group {first.group.name}: {message}" if several else message
+        return self.outcome(code, result, named)
 
     def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:
         """The time is up; `cause` is an API that kept failing until the deadline."""

@@ -67,16 +67,12 @@ def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     return ExitCode.IMAGES_MISSING, Result.MISSING, message
 
 
-def pull_failed(
-    evaluation: Evaluation, *, group: str | None = None
-) -> tuple[ExitCode, Result, str]:
-    """`group`: the pull group whose evaluation this is, named when a run has several."""
+def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     failures = evaluation.failures
     first = failures[0]
     more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
-    in_group = f" (pull group {group})" if group else ""
     message = (
-        f"image {first.image} cannot be pulled on node {first.node}{in_group}: {first.reason}: "
+        f"image {first.image} cannot be pulled on node {first.node}: {first.reason}: "
         f"{first.message}{more}; fix the reference, registry access or pull secret"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message

@@ -411,3 +411,5 @@ def _avoid_nodes(pod_spec: dict[str, Any], names: list[str]) -> None:
 def run_selector(run_id: str) -> str:
     """The label selector of this run's puller pods."""
     return f"{RUN_ID_LABEL}={run_id}"
+
+

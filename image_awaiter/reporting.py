@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,24 @@ def build_report(
     whose images `--from-manifests` did not await."""
     started_at, started_monotonic = started
     evaluation, done_after = outcome.evaluation, outcome.done_after
-    nodes, excluded = _nodes(evaluation, done_after)
+    nodes: list[dict[str, Any]] = []
+    excluded: list[dict[str, str]] = []
+    if evaluation is not None:
+        for verdict in evaluation.verdicts:
+            node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
+            if verdict.missing:
+                node["missing"] = list(verdict.missing)
+            if verdict.failures:
+                node["failures"] = [
+                    {"image": f.image, "reason": f.reason, "message": f.message}
+                    for f in verdict.failures
+                ]
+            if verdict.detail:
+                node["detail"] = verdict.detail
+            if verdict.node in done_after:
+                node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
+            nodes.append(node)
+        excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
     return {
         "version": REPORT_VERSION,
         "command": command,
@@ -77,7 +95,10 @@ def build_report(
         "summary": summary(evaluation) if evaluation is not None else None,
         "nodes": nodes,
         "excluded": excluded,
-        "groups": [_group(group, done_after) for group in outcome.groups],
+        "groups": [
+            _group(group, outcome, command=command, namespace=namespace, started=started)
+            for group in outcome.groups
+        ],
         "skipped": [
             {"kind": s.kind, "name": s.name, "images": list(s.images), "source": s.source}
             for s in skipped
@@ -85,42 +106,27 @@ def build_report(
     }
 
 
-def _group(group: GroupOutcome, done_after: Mapping[str, float]) -> dict[str, Any]:
-    """One pull group: its images, workloads, DaemonSet, target nodes and excluded nodes."""
-    nodes, excluded = _nodes(group.evaluation, done_after)
+def _group(
+    group: GroupOutcome,
+    outcome: Outcome,
+    *,
+    command: str,
+    namespace: str,
+    started: tuple[str, float],
+) -> dict[str, Any]:
+    """One pull group: its images, workloads and DaemonSet, and its own `summary`, `nodes` and
+    `excluded`, built as the report's top-level ones are, from the group's evaluation."""
+    alone = dataclasses.replace(outcome, evaluation=group.evaluation, groups=())
+    own = build_report(
+        alone, command=command, images=group.images, namespace=namespace, started=started
+    )
     return {
         "name": group.name,
-        "images": [{"reference": i.original, "normalized": i.canonical} for i in group.images],
+        "images": own["images"],
         "workloads": list(group.workloads),
         "daemonset": dict(group.daemonset) if group.daemonset else None,
-        "summary": summary(group.evaluation) if group.evaluation is not None else None,
-        "nodes": nodes,
-        "excluded": excluded,
+        **{key: own[key] for key in ("summary", "nodes", "excluded")},
     }
-
-
-def _nodes(
-    evaluation: Evaluation | None, done_after: Mapping[str, float]
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    nodes: list[dict[str, Any]] = []
-    if evaluation is None:
-        return nodes, []
-    for verdict in evaluation.verdicts:
-        node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
-        if verdict.missing:
-            node["missing"] = list(verdict.missing)
-        if verdict.failures:
-            node["failures"] = [
-                {"image": f.image, "reason": f.reason, "message": f.message}
-                for f in verdict.failures
-            ]
-        if verdict.detail:
-            node["detail"] = verdict.detail
-        if verdict.node in done_after:
-            node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
-        nodes.append(node)
-    excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
-    return nodes, excluded
 
 
 def now_iso() -> str:

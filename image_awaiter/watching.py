@@ -231,7 +231,9 @@ class Caches:
             while not informer.synced.is_set():
                 self.raise_errors()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
+                    raise DeadlineReached(
+                        f"{informer.name} could not be read from the API in time"
+                    )
                 self.wake.wait(0.5)
                 self.wake.clear()
 

@@ -206,7 +206,7 @@ def test_a_pull_failure_names_the_group_and_removes_every_groups_daemonset(
     result = run_cli("await", "--daemonset-spec", spec, "--pull-failure-grace", "1s")
     assert result.code == 4, result.output
     assert "quay.io/org/gone:1" in result.last_line
-    assert "(pull group arm)" in result.last_line
+    assert "pull group arm: image quay.io/org/gone:1" in result.last_line
     assert "on node arm-" in result.last_line
     assert result.report["result"] == "pull-failed"
     assert all(g["daemonset"]["deleted"] for g in result.report["groups"])
