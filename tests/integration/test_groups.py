@@ -180,7 +180,17 @@ def test_one_group_for_every_image_fails_on_arm64_where_groups_from_manifests_su
     sim: Any, pools: dict[str, list[str]], run_cli: Any
 ) -> None:
     single = run_cli(
-        "await", "--image", CUDA, "--image", BASE, "--pull-failure-grace", "1s", "--timeout", "60s"
+        "await",
+        "--image",
+        CUDA,
+        "--image",
+        BASE,
+        "--pull-failure-grace",
+        "1s",
+        "--timeout",
+        "60s",
+        # Fail rather than exclude the node for the image (issue 12's option; ignored before it).
+        env={"IMAGE_AWAITER_ON_PLATFORM_MISMATCH": "fail"},
     )
     assert single.code == 4, single.output
     assert "no match for platform in manifest" in single.last_line
