@@ -5,8 +5,12 @@ group's DaemonSet must be gone on every exit path; `--dry-run` must write nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 import yaml
 
 from image_awaiter.pullers import GROUP_LABEL, PullerSettings, generate_daemonset, unique_images
-from tests.conftest import spawn_cli
+from tests.conftest import cli_command, cli_env, spawn_cli
 from tests.integration.helpers import our_daemonsets, writes
 from tests.simcluster import Fault
 
@@ -321,3 +325,44 @@ def test_a_dry_run_with_nothing_missing_exits_0_and_prints_the_plan_on_stdout(
     assert writes(sim) == []
     assert "group default: 1 images (busybox:1.36); 2 target nodes, 0 lacking" in result.stdout
     assert json.dumps(result.report["result"]) == '"planned"'
+
+
+def test_a_dry_run_on_a_terminal_prints_the_plan_as_an_aligned_table(
+    sim: Any, pools: dict[str, list[str]], kubeconfig: Path
+) -> None:
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            cli_command(
+                [
+                    "await",
+                    "--from-manifests",
+                    str(FIXTURE),
+                    "--dry-run",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                ]
+            ),
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=cli_env({"IMAGE_AWAITER_LOG_FORMAT": "json"}),
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's writer is gone
+            while chunk := os.read(leader, 65536):
+                output += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 1, proc.stderr
+    lines = output.decode().splitlines()
+    assert lines[0].split() == ["GROUP", "NODE", "ROLE", "LACKS", "/", "REASON"]
+    gpu_rows = [line.split() for line in lines if line.startswith("gpu-placeholder ")]
+    targets = {row[1] for row in gpu_rows if row[2] == "target"}
+    assert targets == set(pools["gpu"])
+    assert all(CUDA in row[3] for row in gpu_rows if row[2] == "target")
+    role = lines[0].index("ROLE")
+    assert all(line[role:].split()[0] in ("target", "excluded") for line in lines[1:] if line)
+    assert writes(sim) == []
