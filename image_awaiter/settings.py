@@ -127,6 +127,10 @@ def resolve_job(settings: Settings) -> Job:
         raise UsageError(
             "-o/--output prints the DaemonSets a --dry-run would create; add --dry-run"
         )
+    if settings.output is not None and settings.report == "-":
+        raise UsageError(
+            "-o yaml and --report - would both write to stdout", hint="write the report to a file"
+        )
     if settings.daemonset_specs and settings.manifests:
         raise UsageError(
             "--daemonset-spec and --from-manifests cannot be combined",

@@ -172,6 +172,10 @@ def test_long_group_names_keep_distinct_daemonset_names_within_44_characters() -
             "cannot be combined",
         ),
         (Settings(command="await", images=("busybox",), output="yaml"), "add --dry-run"),
+        (
+            Settings(command="await", images=("b",), dry_run=True, output="yaml", report="-"),
+            "both write to stdout",
+        ),
     ],
 )
 def test_inputs_that_cannot_go_together_are_usage_errors(
