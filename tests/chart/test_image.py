@@ -1,13 +1,15 @@
 """The distroless image without Docker: hadolint on the Dockerfile, the static helper built and
-run from an empty directory, and the application layer's size and health."""
+run from an empty directory, and the application layer's size, bytecode and health."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,22 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
 def test_the_dockerfile_builds_a_nonroot_distroless_final_stage() -> None:
     text = (ROOT / "Dockerfile.distroless").read_text()
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(stages) == 2
+    assert len(stages) == 3
     assert stages[-1].startswith("FROM gcr.io/distroless/python3") and "nonroot" in stages[-1]
+    assert stages[0] == f"{stages[-1]} AS distroless"  # its stdlib is the one compiled
     assert 'ENTRYPOINT ["python3", "-m", "image_awaiter"]' in text
     assert "/usr/local/bin/image-awaiter-noop" in text
     assert "scripts/prune_site.py" in text and "TARGETARCH" in text
+
+
+def test_the_dockerfile_compiles_reproducible_bytecode_after_pruning() -> None:
+    text = (ROOT / "Dockerfile.distroless").read_text()
+    pruned = text.index("python scripts/prune_site.py /out/site")
+    compiled = text.index("python -m compileall")
+    assert pruned < compiled
+    command = text[compiled : text.index("\n\n", compiled)]
+    assert "--invalidation-mode unchecked-hash" in command
+    assert "-p /app/site" in command and "/app/site" in text.split("COPY --from=build /out/site")[1]
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +138,117 @@ def layer(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return dict(numbers)
 
 
-def test_the_application_layer_is_within_budget(layer: dict[str, Any]) -> None:
+def test_the_application_layer_with_its_bytecode_is_within_budget(layer: dict[str, Any]) -> None:
     assert layer["returncode"] == 0
     assert layer["gzip_mb"] <= 10.0
+    assert layer["no_bytecode_gzip_mb"] < layer["gzip_mb"]
     site = Path(layer["site"])
     assert not (site / "kubernetes" / "aio").exists()
-    assert not list(site.rglob("__pycache__"))
+    assert not (site / "pydantic").exists()
+    assert list(site.rglob("__pycache__/*.cpython-*.pyc"))
+
+
+def _pyc_flags(pyc: Path) -> tuple[int, bytes]:
+    """A .pyc header (PEP 552): magic, flags (bit 0: hash-based, bit 1: check source), hash."""
+    header = pyc.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER, pyc
+    return int.from_bytes(header[4:8], "little"), header[8:16]
+
+
+def test_every_module_the_cli_imports_from_the_layer_ships_unchecked_hash_bytecode(
+    layer: dict[str, Any], sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    sim.add_node("a", images=("busybox:1.36",))
+    listing = tmp_path / "modules.json"
+    code = (
+        "import atexit, json, sys; sys.path.insert(0, sys.argv.pop(1)); out = sys.argv.pop(1); "
+        "atexit.register(lambda: open(out, 'w').write(json.dumps("
+        "[m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)]))); "
+        "from image_awaiter.cli import main; main()"
+    )
+    args = ["check", "--image", "busybox:1.36", "--kubeconfig", str(kubeconfig), "-q"]
+    result = subprocess.run(
+        [sys.executable, "-B", "-I", "-S", "-c", code, layer["site"], str(listing), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    site = Path(layer["site"])
+    sources = [
+        Path(f)
+        for f in json.loads(listing.read_text())
+        if f.endswith(".py") and site in Path(f).parents
+    ]
+    assert any(p.parent.name == "image_awaiter" and p.name == "kube.py" for p in sources)
+    assert any(p.parts[-3:] == ("kubernetes", "client", "api_client.py") for p in sources)
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        assert pyc.is_file(), f"no bytecode for {source}"
+        flags, source_hash = _pyc_flags(pyc)
+        assert flags == 0b01, f"{pyc} is not unchecked-hash (flags {flags:#b})"
+        assert source_hash == importlib.util.source_hash(source.read_bytes()), pyc
+
+
+def test_the_bytecode_is_the_same_whatever_directory_it_was_built_in(
+    layer: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("image_size", ROOT / "scripts" / "image_size.py")
+    assert spec is not None and spec.loader is not None
+    image_size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(image_size)
+    built = []
+    for name in ("one", "two"):
+        copy = tmp_path / name / "site" / "image_awaiter"
+        shutil.copytree(
+            Path(layer["site"]) / "image_awaiter",
+            copy,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        image_size.compile_bytecode(copy.parent)
+        built.append({p.name: p.read_bytes() for p in copy.glob("__pycache__/*.pyc")})
+    shipped = {
+        p.name: p.read_bytes()
+        for p in (Path(layer["site"]) / "image_awaiter").glob("__pycache__/*.pyc")
+    }
+    assert built[0] == built[1] == shipped
+    assert (
+        b"/app/site/image_awaiter/kube.py"
+        in shipped[next(n for n in shipped if n.startswith("kube."))]
+    )
+
+
+def test_stdlib_bytecode_covers_what_the_cli_imports_and_records_the_image_path(
+    layer: dict[str, Any], tmp_path: Path
+) -> None:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    out = tmp_path / "stdlib"
+    script = ROOT / "scripts" / "stdlib_bytecode.py"
+    result = subprocess.run(
+        [sys.executable, str(script), layer["site"], str(stdlib), str(out), "/usr/lib/python3.11"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shipped = {p.relative_to(out) for p in out.rglob("*.pyc")}
+    for module in ("http/client", "ssl", "json/decoder", "email/parser", "logging/__init__"):
+        relative = Path(module)
+        pyc = (
+            relative.parent / "__pycache__" / f"{relative.name}.{sys.implementation.cache_tag}.pyc"
+        )
+        assert pyc in shipped, module
+        flags, source_hash = _pyc_flags(out / pyc)
+        assert flags == 0b01
+        assert source_hash == importlib.util.source_hash((stdlib / f"{module}.py").read_bytes())
+    assert not any(p.parts[0] in ("tkinter", "idlelib", "test", "unittest") for p in shipped)
+    assert (
+        b"/usr/lib/python3.11/http/client.py"
+        in (
+            out / "http" / "__pycache__" / f"client.{sys.implementation.cache_tag}.pyc"
+        ).read_bytes()
+    )
 
 
 def test_the_pruned_layer_runs_a_real_check_against_the_simulated_cluster(
@@ -164,3 +282,22 @@ def test_the_pruned_layer_runs_a_real_check_against_the_simulated_cluster(
         env={"PATH": "/usr/bin"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_prune_site_refuses_a_client_whose_edited_lines_changed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    client = site / "kubernetes" / "client"
+    client.mkdir(parents=True)
+    (site / "kubernetes" / "__init__.py").write_text('__version__ = "99.0.0"\n')
+    (client / "api_client.py").write_text("from pydantic import SecretStr, BaseModel\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "prune_site.py"), str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "prune_site: kubernetes/client/api_client.py changed, expected once: "
+        "'from pydantic import SecretStr\\n'"
+    )

@@ -348,6 +348,32 @@ def test_an_invalid_reference_is_invalid_image_name_with_the_kubelets_text(
     assert pullerrors.classify_waiting("InvalidImageName", text) is not None
 
 
+def test_fail_pull_with_kind_invalid_reference_is_the_kubelets_refusal(
+    sim: SimCluster, api: client.CoreV1Api
+) -> None:
+    sim.add_node("n")
+    sim.fail_pull(APP, kind="invalid-reference")
+    pod = start_pod(api, "n", APP)
+    assert sim.wait_for(lambda s: has_event(s, pod, "Failed", "Error: InvalidImageName"), 10)
+    state = waiting(sim, pod)
+    assert state is not None and state[0] == "InvalidImageName"
+    assert state[1].endswith("invalid reference format")
+    assert "Pulling" not in [e.reason for e in pod_events(api, pod)]
+
+
+def test_a_cluster_without_kubelet_events_records_none(tmp_path: Path) -> None:
+    with SimCluster(seed=3, time_scale=0.05, kubelet_events=False) as sim:
+        sim.add_node("n")
+        api_client = config.new_client_from_config(
+            config_file=str(sim.write_kubeconfig(tmp_path / "kc"))
+        )
+        pod = start_pod(client.CoreV1Api(api_client), "n", APP)
+        assert sim.wait_for(lambda s: running(s, pod), 10)
+        assert sim.objects("events", "default") == []
+        assert [r.outcome for r in sim.pull_history(node="n")] == ["pulled", "pulled"]
+        api_client.close()
+
+
 def test_a_missing_image_with_pull_policy_never_is_err_image_never_pull(
     sim: SimCluster, api: client.CoreV1Api
 ) -> None:

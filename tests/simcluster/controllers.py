@@ -337,14 +337,15 @@ class Controllers:
                 self.finished.add(uid)
             if status != pod.get("status"):
                 store.mutate("pods", name, ns, lambda o, s=status: o.__setitem__("status", s))
-        gone = [uid for uid in self.runs if uid not in live]
-        for uid in gone:
-            self.runs.pop(uid, None)
-            self.volume_runs.pop(uid, None)
-            self.started.pop(uid, None)
-        if gone:
-            self.recorder.forget(live)
+        for uid in list(self.runs):
+            if uid not in live:
+                self.runs.pop(uid, None)
+                self.volume_runs.pop(uid, None)
         self.finished &= live
+
+        if any(uid not in live for uid in self.started):  # pods gone: drop what was theirs
+            self.started = {uid: at for uid, at in self.started.items() if uid in live}
+            self.recorder.forget(live)
 
     def _owned_by_ds(self, pod: dict[str, Any]) -> bool:
         return any(

@@ -93,7 +93,8 @@ class Registry:
             raise ValueError(f"unknown_images must be 'present' or 'missing', not {unknown!r}")
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
-        self.unknown = unknown  # what a reference never added resolves to
+        # False: pulling an image nobody added fails "not found" (sim-api's serve sets this)
+        self.unknown_images_exist = unknown == "present"
         self.outages: list[Outage] = []
 
     def add(
@@ -141,10 +142,21 @@ class Registry:
         with self._lock:
             return parsed is not None and parsed.key in self._images
 
+    def lookup(self, ref: str) -> Image | None:
+        """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
+        parsed = parse(ref)
+        if parsed is None:
+            return None
+        with self._lock:
+            found = self._images.get(parsed.key)
+        if found is None:
+            found = self.add(ref, pull_seconds=0.2)
+        return found
+
     def missing_kind(self, ref: Ref) -> str | None:
         """Why a pull of a reference never added fails, when unknown images are missing:
         the repository exists with other tags, or not at all."""
-        if self.unknown == "present":
+        if self.unknown_images_exist:
             return None
         with self._lock:
             if ref.key in self._images:
@@ -165,17 +177,6 @@ class Registry:
     def end_outage(self, target: str | None = None) -> None:
         with self._lock:
             self.outages = [o for o in self.outages if target is not None and o.target != target]
-
-    def lookup(self, ref: str) -> Image | None:
-        """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
-        parsed = parse(ref)
-        if parsed is None:
-            return None
-        with self._lock:
-            found = self._images.get(parsed.key)
-        if found is None:
-            found = self.add(ref, pull_seconds=0.2)
-        return found
 
 
 def _digest(key: str) -> str:
