@@ -155,6 +155,12 @@ def test_from_manifests_gives_one_generated_puller_per_placement(tmp_path: Path)
     pod = trainer.manifest["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "gpu": "true"}
     assert [c["image"] for c in pod["initContainers"][1:]] == ["quay.io/x/cuda:1"]
+    # Today's puller properties, kept: no shell, restricted, explicit requests and limits.
+    assert pod["initContainers"][1]["command"] == ["/helper/noop"]
+    assert pod["automountServiceAccountToken"] is False
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert set(container["resources"]) == {"requests", "limits"}
 
 
 def test_long_group_names_keep_distinct_daemonset_names_within_44_characters() -> None:
