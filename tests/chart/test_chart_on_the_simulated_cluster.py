@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.chart.conftest import Render, one
+from tests.simcluster.kinds import SERVED
+
+BY_KIND = {k.kind: k.resource for k in SERVED}
+IMAGE = "quay.io/jupyter/base-notebook:2025-06-02"
 
 
 def test_the_charts_daemonset_pulls_every_image_with_no_shell(
@@ -75,3 +79,47 @@ def test_the_charts_pull_groups_pull_gpu_images_only_on_the_gpu_pool_and_arm_too
     assert pulled(default) == set(cpu + gpu + arm)  # the puller tolerates the GPU taint
     assert len(result.report["groups"]) == 3
     assert not [d for d in sim.objects("daemonsets", "default")]
+
+
+def run_hook(sim: Any, render: Render) -> str:
+    """The rendered chart created as Helm would create it (without Helm), every hook resource
+    before the Job; returns the ServiceAccount user its pod acts as once the Job finished."""
+    sim.registry.add(IMAGE, pull_seconds=20)
+    sim.add_namespace("jhub")
+    for name in ("user-a", "user-b"):
+        sim.add_node(name)
+    objects = render(sets=(f"images[0]={IMAGE}",))
+    for obj in objects:  # what the hook needs exists first (its hook weights say so)
+        if obj["kind"] != "Job":
+            sim.create(BY_KIND[obj["kind"]], obj, namespace="jhub")
+    job = sim.create("jobs", one(objects, "Job"), namespace="jhub")
+
+    def finished(s: Any) -> bool:
+        status = (s.store.get("jobs", job["metadata"]["name"], "jhub") or {}).get("status") or {}
+        return any(c["type"] in ("Complete", "Failed") for c in status.get("conditions") or [])
+
+    assert sim.wait_for(finished, timeout=90)
+    return f"system:serviceaccount:jhub:{job['spec']['template']['spec']['serviceAccountName']}"
+
+
+def test_the_charts_hook_job_runs_the_real_cli_under_its_rbac_and_completes(
+    sim: Any, render: Render
+) -> None:
+    """The Job's pod runs the CLI with the chart's args, env, mounted spec and ServiceAccount."""
+    user = run_hook(sim, render)
+    [job] = sim.objects("jobs", "jhub")
+    [pod] = sim.objects("pods", "jhub")
+    log = sim.pod_logs[("jhub", pod["metadata"]["name"])].decode()
+    assert [c["type"] for c in job["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert "run.succeeded" in log
+    assert sim.objects("daemonsets", "jhub") == []
+    for node in sim.objects("nodes"):
+        assert any(IMAGE in i["names"] for i in node["status"]["images"]), node["metadata"]
+    verbs = {(e.verb, e.resource) for e in sim.audit.by(user) if e.code < 400}
+    assert {("create", "daemonsets"), ("delete", "daemonsets"), ("list", "nodes")} <= verbs
+
+
+def test_the_charts_hook_job_makes_no_request_its_rbac_refuses(sim: Any, render: Render) -> None:
+    user = run_hook(sim, render)
+    refused = [(e.verb, e.resource, e.code) for e in sim.audit.by(user) if e.code >= 400]
+    assert refused == []

@@ -5,10 +5,11 @@ pull errors, ownerReference garbage collection, node churn and injected faults."
 
 from __future__ import annotations
 
+import base64
 import collections
-import copy
 import json
 import random
+import subprocess
 import threading
 import time
 import uuid
@@ -18,12 +19,16 @@ from typing import Any
 
 import yaml
 
-from tests.simcluster import failures
+from tests.simcluster import failures, rest
+from tests.simcluster.audit import AuditLog
 from tests.simcluster.controllers import Controllers, NodeSim, PullFailure, PullRecord
 from tests.simcluster.factory import node_object, pool_labels, ready_condition, synthetic_images
 from tests.simcluster.faults import Faults
+from tests.simcluster.jobs import JobController
+from tests.simcluster.kinds import BY_RESOURCE
 from tests.simcluster.recording import EventRecorder
 from tests.simcluster.registry import Registry, parse
+from tests.simcluster.runtime import Runtime
 from tests.simcluster.server import Handler, RequestRecord, Server
 from tests.simcluster.store import (
     CLUSTER_SCOPED,
@@ -35,6 +40,7 @@ from tests.simcluster.store import (
 )
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
+DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 
 
 class SimCluster:
@@ -45,11 +51,15 @@ class SimCluster:
         time_scale: float = 1.0,
         unknown_images: str = "present",
         kubelet_events: bool = True,
+        audit_log: str | Path | None = None,
+        awaiter_image: str = DEFAULT_AWAITER_IMAGE,
     ) -> None:
         """`unknown_images`: whether an image the registry was never told about exists
         ("present": any valid reference pulls, 10 MB in 0.2 s, as existing tests expect) or
         not ("missing": pulls fail with the runtime's not-found message).
-        `kubelet_events`: whether kubelets record Events (Pulling, Pulled, Failed, ...)."""
+        `kubelet_events`: whether kubelets record Events (Pulling, Pulled, Failed, ...).
+        `audit_log`: a file to append one JSON line per request to.
+        `awaiter_image`: the repository whose pods run the real image-awaiter CLI."""
         self.seed = seed
         self.time_scale = time_scale
         self.kubelet_events = kubelet_events
@@ -59,6 +69,11 @@ class SimCluster:
         self.faults = Faults(seed=seed)
         self.tokens: set[str] = {DEFAULT_TOKEN}
         self.token_uses: collections.Counter[str] = collections.Counter()
+        # token -> (namespace, name) of the ServiceAccount it authenticates as
+        self.service_account_tokens: dict[str, tuple[str, str]] = {}
+        self.audit = AuditLog(audit_log)
+        self.awaiter_image = awaiter_image  # pods with this image (any tag) run the real CLI
+        self.pod_logs: dict[tuple[str, str], bytes] = {}  # (namespace, pod) -> log bytes
         self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
         self.forbidden: list[tuple[str, str, str | None]] = []
         self.requests: list[RequestRecord] = []
@@ -68,6 +83,8 @@ class SimCluster:
         self.bookmark_interval = 1.0
         self.continue_ttl = 300.0
         self._continues: dict[str, tuple[list[bytes], int, float]] = {}
+        self.runtime = Runtime(self)
+        self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -78,8 +95,11 @@ class SimCluster:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.start_on(0)
+
+    def start_on(self, port: int) -> None:
         loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
-        self._threads = [self._serve(port=0), loop]
+        self._threads = [self._serve(port=port), loop]
         for thread in self._threads:
             thread.start()
 
@@ -91,6 +111,43 @@ class SimCluster:
             name="sim-http",
             daemon=True,
         )
+
+    def use_self_signed_tls(self, directory: str | Path) -> None:
+        """Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (call before start()).
+        Real clients need it: kubectl and helm send bearer tokens only over TLS."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = folder / "apiserver.crt", folder / "apiserver.key"
+        made = subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "30",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-subj",
+                "/CN=sim-apiserver",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"openssl could not make a certificate: {made.stderr.strip()}")
+        self.tls = (str(cert), str(key))
 
     def take_offline(self) -> None:
         """Stop answering on the API port (connections are refused) until `bring_online`:
@@ -110,6 +167,10 @@ class SimCluster:
         self._stop.set()
         with self.store.lock:
             self.store.changed.notify_all()
+        for thread in self._threads:
+            if thread.name == "sim-controllers":
+                thread.join(timeout=5)
+        self.runtime.stop_all()  # while the API still answers, so their cleanup can run
         if self._server is not None:
             self._server.shutdown()
             self._server.close_all()
@@ -151,11 +212,15 @@ class SimCluster:
         namespace: str = "default",
         context: str = "sim",
     ) -> Path:
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.tls:
+            authority = Path(self.tls[0]).read_bytes()
+            cluster["certificate-authority-data"] = base64.b64encode(authority).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": context,
-            "clusters": [{"name": "sim", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "sim", "cluster": cluster}],
             "users": [{"name": "sim-user", "user": {"token": token}}],
             "contexts": [
                 {
@@ -168,6 +233,16 @@ class SimCluster:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(config))
         return target
+
+    def token_for_service_account(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as system:serviceaccount:<namespace>:<name> (while
+        that ServiceAccount exists); RBAC then decides what it may do."""
+        for token, account in self.service_account_tokens.items():
+            if account == (namespace, name):
+                return token
+        token = f"sa-{namespace}-{name}-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:16]}"
+        self.service_account_tokens[token] = (namespace, name)
+        return token
 
     def forbid(self, verb: str, resource: str, namespace: str | None = None) -> None:
         self.forbidden.append((verb, resource, namespace))
@@ -450,85 +525,21 @@ class SimCluster:
         obj: dict[str, Any],
         namespace: str | None,
     ) -> dict[str, Any]:
-        if resource == "daemonsets":
-            _validate_daemonset(obj)
-        obj = copy.deepcopy(obj)
-        obj.pop("status", None)
-        with self.store.lock:
-            created = self.store.create(resource, obj, namespace)
-            return created
+        return rest.create(self, BY_RESOURCE[resource], obj, namespace)
 
     def api_delete(
         self, resource: str, name: str, namespace: str | None, options: dict[str, Any]
     ) -> dict[str, Any]:
-        with self.store.lock:
-            current = self.store.get(resource, name, namespace)
-            if current is None:
-                raise StoreError(
-                    404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource
-                )
-            pre = options.get("preconditions") or {}
-            if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
-                raise StoreError(
-                    409,
-                    "Conflict",
-                    f"Precondition failed: UID in precondition: "
-                    f"{pre['uid']}, UID in object meta: "
-                    f"{current['metadata']['uid']}",
-                    name=name,
-                    kind=resource,
-                )
-            if (
-                pre.get("resourceVersion")
-                and pre["resourceVersion"] != current["metadata"]["resourceVersion"]
-            ):
-                raise StoreError(
-                    409,
-                    "Conflict",
-                    "Precondition failed: resourceVersion",
-                    name=name,
-                    kind=resource,
-                )
-            deleted = self.store.delete(resource, name, namespace)
-            if options.get("propagationPolicy") == "Orphan":
-                self._orphan(current["metadata"]["uid"])
-            return deleted or {}
-
-    def _orphan(self, uid: str) -> None:
-        for resource in ("pods", "daemonsets"):
-            for (ns, name), obj in list(self.store.peek(resource).items()):
-                owners = obj["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners):
-                    kept = [o for o in owners if o.get("uid") != uid]
-                    self.store.mutate(
-                        resource,
-                        name,
-                        ns,
-                        lambda o, k=kept: o["metadata"].__setitem__("ownerReferences", k),
-                    )
+        return rest.delete(self, BY_RESOURCE[resource], name, namespace, options)
 
     def api_update(
         self, resource: str, name: str, namespace: str | None, body: dict[str, Any], *, merge: bool
     ) -> dict[str, Any]:
-        def change(obj: dict[str, Any]) -> None:
-            if merge:
-                _merge(obj, body)
-            else:
-                meta = obj["metadata"]
-                obj.clear()
-                obj.update(copy.deepcopy(body))
-                obj["metadata"] = {
-                    **body.get("metadata", {}),
-                    "uid": meta["uid"],
-                    "creationTimestamp": meta["creationTimestamp"],
-                }
-
-        updated = self.store.mutate(resource, name, namespace, change)
-        if updated is None:
-            raise StoreError(
-                404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource
-            )
-        return updated
+        kind = BY_RESOURCE[resource]
+        if merge:
+            data = json.dumps(body).encode()
+            return rest.patch(self, kind, name, namespace, data, "application/merge-patch+json")[0]
+        return rest.update(self, kind, name, namespace, body)
 
     # ------------------------------------------------------------------ lists and watches
 
@@ -571,8 +582,12 @@ class SimCluster:
         namespace: str | None,
         query: dict[str, str],
         cut: int | None,
+        render: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """Stream watch events; `render` turns each object's JSON into what the client asked
+        for (a Table for `kubectl get --watch`)."""
         store = self.store
+        shown: Callable[[bytes], bytes] = render or (lambda data: data)
         labels = parse_label_selector(query.get("labelSelector", ""))
         fields = parse_field_selector(query.get("fieldSelector", ""))
         timeout = float(query.get("timeoutSeconds") or 1800)
@@ -596,18 +611,32 @@ class SimCluster:
         with store.lock:
             requested = query.get("resourceVersion") or "0"
             start = int(requested) if requested.isdigit() else 0
+            initial_events = query.get("sendInitialEvents") == "true"
             visible: set[tuple[str, str]] = set()
             pending: list[bytes] = []
-            if start == 0:
+            if start == 0 or initial_events:
                 for key, obj in sorted(store.peek(resource).items()):
                     if matches(obj):
                         visible.add(key)
                         pending.append(
                             b'{"type":"ADDED","object":'
-                            + json.dumps(obj, separators=(",", ":")).encode()
+                            + shown(json.dumps(obj, separators=(",", ":")).encode())
                             + b"}"
                         )
                 start = store.rv
+                if initial_events:  # a streaming list ends with this bookmark (KEP-3157)
+                    end = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {
+                                "resourceVersion": str(start),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                    pending.append(json.dumps(end).encode())
             elif start < store.floor[resource]:
                 status = {
                     "kind": "Status",
@@ -655,11 +684,15 @@ class SimCluster:
                         kind_of = "ADDED" if key not in visible else event.type
                         visible.add(key)
                         lines.append(
-                            b'{"type":"' + kind_of.encode() + b'","object":' + event.data + b"}"
+                            b'{"type":"'
+                            + kind_of.encode()
+                            + b'","object":'
+                            + shown(event.data)
+                            + b"}"
                         )
                     elif key in visible or (event.type == "DELETED" and matches(event.obj)):
                         visible.discard(key)
-                        lines.append(b'{"type":"DELETED","object":' + event.data + b"}")
+                        lines.append(b'{"type":"DELETED","object":' + shown(event.data) + b"}")
                 for line in lines:
                     handler.write_chunk(record, line + b"\n")
                     sent += 1
@@ -680,55 +713,3 @@ class SimCluster:
             handler.end_stream()
         except (BrokenPipeError, ConnectionResetError, OSError):
             handler.close_connection = True
-
-
-def _validate_daemonset(obj: dict[str, Any]) -> None:
-    causes = []
-    spec = obj.get("spec") or {}
-    template = spec.get("template") or {}
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    selector = (spec.get("selector") or {}).get("matchLabels")
-    if not selector:
-        causes.append(("spec.selector", "Required value"))
-    elif any(labels.get(k) != v for k, v in selector.items()):
-        causes.append(
-            (
-                "spec.template.metadata.labels",
-                "Invalid value: `selector` does not match template `labels`",
-            )
-        )
-    pod = template.get("spec") or {}
-    containers = pod.get("containers") or []
-    if not containers:
-        causes.append(("spec.template.spec.containers", "Required value"))
-    names = set()
-    for c in (pod.get("initContainers") or []) + containers:
-        if not c.get("name") or not c.get("image"):
-            causes.append(("spec.template.spec.containers", "name and image required"))
-        if c.get("name") in names:
-            causes.append(("spec.template.spec.containers", f"Duplicate value: {c['name']}"))
-        names.add(c.get("name"))
-    if causes:
-        name = (obj.get("metadata") or {}).get("name", "")
-        message = f'DaemonSet.apps "{name}" is invalid: ' + ", ".join(
-            f"{f}: {m}" for f, m in causes
-        )
-        raise StoreError(
-            422,
-            "Invalid",
-            message,
-            name=name,
-            group="apps",
-            kind="DaemonSet",
-            causes=[{"field": f, "message": m} for f, m in causes],
-        )
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)

@@ -181,6 +181,8 @@ class Controllers:
         store = self.sim.store
         with store.lock:
             self._daemonsets()
+            self.sim.jobs.tick()
+            self.sim.jobs.schedule_pending()
             self._collect_garbage()
             self._kubelets()
 
@@ -330,13 +332,21 @@ class Controllers:
             node_sim = self.sim.node_sims.get(node_name or "")
             if node_sim is None or not self.sim.node_ready(node_name or ""):
                 continue
-            if not self._owned_by_ds(pod) and not pod["metadata"].get("labels", {}).get("sim/run"):
+            if not self._owned_by_ds(pod) and self.sim.runtime.handles(pod):
+                self.sim.runtime.sync(pod, node_sim, now, pull=self._pull)
+                continue  # the real CLI runs in it (runtime.py)
+            if (
+                not self._owned_by_ds(pod)
+                and not owned_by("Job", pod)
+                and not pod["metadata"].get("labels", {}).get("sim/run")
+            ):
                 continue  # pods created by tests as plain objects are left alone
             status = self._run_pod(pod, node_sim, now)
             if status["phase"] == "Running":
                 self.finished.add(uid)
             if status != pod.get("status"):
                 store.mutate("pods", name, ns, lambda o, s=status: o.__setitem__("status", s))
+        self.sim.runtime.reap(live, now)
         for uid in list(self.runs):
             if uid not in live:
                 self.runs.pop(uid, None)
@@ -348,9 +358,7 @@ class Controllers:
             self.recorder.forget(live)
 
     def _owned_by_ds(self, pod: dict[str, Any]) -> bool:
-        return any(
-            o.get("kind") == "DaemonSet" for o in pod["metadata"].get("ownerReferences") or []
-        )
+        return owned_by("DaemonSet", pod)
 
     def _run_pod(self, pod: dict[str, Any], node: NodeSim, now: float) -> dict[str, Any]:
         uid = pod["metadata"]["uid"]
@@ -691,6 +699,10 @@ class Controllers:
                 obj.setdefault("status", {})["images"] = rendered
 
             self.sim.store.mutate("nodes", node.name, None, change)
+
+
+def owned_by(kind: str, obj: dict[str, Any]) -> bool:
+    return any(o.get("kind") == kind for o in obj["metadata"].get("ownerReferences") or [])
 
 
 def _key(ref: str) -> str:

@@ -35,9 +35,12 @@ def node_object(
         taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
     if not ready:
         taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+    # A node's own address and pod /24, derived from its name (kubectl get nodes -o wide).
+    slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:2], "big")  # 0..65535
+    cidr = f"10.{244 + slot // 256 % 12}.{slot % 256}.0/24"
     spec: dict[str, Any] = {
-        "podCIDR": "10.244.0.0/24",
-        "podCIDRs": ["10.244.0.0/24"],
+        "podCIDR": cidr,
+        "podCIDRs": [cidr],
         "providerID": f"sim:///{name}",
     }
     if unschedulable:
@@ -85,7 +88,7 @@ def node_object(
             },
             "conditions": conditions,
             "addresses": [
-                {"type": "InternalIP", "address": "10.0.0.1"},
+                {"type": "InternalIP", "address": f"10.0.{slot // 256}.{slot % 256 or 1}"},
                 {"type": "Hostname", "address": name},
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},

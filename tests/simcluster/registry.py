@@ -93,7 +93,8 @@ class Registry:
             raise ValueError(f"unknown_images must be 'present' or 'missing', not {unknown!r}")
         self._images: dict[str, Image] = {}
         self._lock = threading.Lock()
-        # False: pulling an image nobody added fails "not found" (sim-api's serve sets this)
+        self._implicit: set[str] = set()  # keys nobody added: they exist only while lenient
+        # False: pulling an image nobody added fails "not found" (`serve` sets this)
         self.unknown_images_exist = unknown == "present"
         self.outages: list[Outage] = []
 
@@ -132,15 +133,20 @@ class Registry:
             failure or ("tag-not-found" if missing else "unauthorized" if denied else None),
         )
         with self._lock:
+            self._implicit.discard(parsed.key)
             self._images[parsed.key] = image
             self._images[f"{parsed.name}@{image.digest}"] = image
         return image
 
     def known(self, ref: str) -> bool:
-        """Whether the reference was added (lookup would invent any other valid one)."""
+        """Whether the reference was added (lookup invents any other valid one, implicitly)."""
         parsed = parse(ref)
         with self._lock:
-            return parsed is not None and parsed.key in self._images
+            return (
+                parsed is not None
+                and parsed.key in self._images
+                and parsed.key not in self._implicit
+            )
 
     def lookup(self, ref: str) -> Image | None:
         """The image a reference resolves to; unknown valid references exist (10 MB, 0.2 s)."""
@@ -151,6 +157,8 @@ class Registry:
             found = self._images.get(parsed.key)
         if found is None:
             found = self.add(ref, pull_seconds=0.2)
+            with self._lock:
+                self._implicit.add(parsed.key)
         return found
 
     def missing_kind(self, ref: Ref) -> str | None:
@@ -159,9 +167,11 @@ class Registry:
         if self.unknown_images_exist:
             return None
         with self._lock:
-            if ref.key in self._images:
+            if ref.key in self._images and ref.key not in self._implicit:
                 return None
-            names = {image.name for image in self._images.values()}
+            names = {
+                image.name for key, image in self._images.items() if key not in self._implicit
+            }
         return "tag-not-found" if ref.name in names else "repository-not-found"
 
     def outage(self, ref: Ref, now: float) -> Outage | None:

@@ -18,19 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-CLUSTER_SCOPED = frozenset({"nodes", "namespaces"})
-KINDS = {
-    "nodes": ("Node", "v1", ""),
-    "namespaces": ("Namespace", "v1", ""),
-    "pods": ("Pod", "v1", ""),
-    "configmaps": ("ConfigMap", "v1", ""),
-    "daemonsets": ("DaemonSet", "apps/v1", "apps"),
-    # Minimal registrations for the Job controller and pod runtime (sim-runtime); the generic
-    # API (sim-api) supersedes them.
-    "jobs": ("Job", "batch/v1", "batch"),
-    "secrets": ("Secret", "v1", ""),
-    "events": ("Event", "v1", ""),
-}
+from tests.simcluster.kinds import SERVED
+
+CLUSTER_SCOPED = frozenset(k.resource for k in SERVED if not k.namespaced)
+# resource -> (kind, apiVersion, group): the shape older callers index by position
+KINDS = {k.resource: (k.kind, k.api_version, k.group) for k in SERVED}
 
 
 class StoreError(Exception):
