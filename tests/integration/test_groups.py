@@ -377,3 +377,54 @@ def test_manifests_piped_from_helm_template_on_stdin_are_read(
     assert writes(sim) == []
     assert {"gpu-placeholder", "arm-tools"} <= set(_groups(result))
     assert result.report["skipped"] == []  # the custom resource is in extras/, not piped
+
+
+def test_each_groups_pulls_are_in_the_report_with_the_kubelets_sizes_on_its_own_nodes(
+    sim: Any, pools: dict[str, list[str]], run_cli: Any, tmp_path: Path
+) -> None:
+    # Issue 11 and issue 12 together: one events watch covers every group's puller pods.
+    sim.registry.add(CUDA, platforms=("linux/amd64",), size_bytes=734_003_200)
+    sim.registry.add(ARM_TOOLS, platforms=("linux/arm64",), size_bytes=52_428_800)
+    spec = _spec_file(
+        tmp_path,
+        _daemonset("gpu", [CUDA], **GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+    )
+    result = run_cli("await", "--daemonset-spec", spec, "--interval", "200ms")
+    assert result.code == 0, result.output
+    pulls = {
+        node["name"]: {p["image"]: p for p in node.get("pulls", [])}
+        for node in result.report["nodes"]
+    }
+    for pool, image, other, size in (
+        ("gpu", CUDA, ARM_TOOLS, 734_003_200),
+        ("arm", ARM_TOOLS, CUDA, 52_428_800),
+    ):
+        for node in pools[pool]:
+            assert image in pulls[node] and other not in pulls[node], pulls[node]
+            assert pulls[node][image]["state"] == "pulled"
+            assert pulls[node][image]["sizeBytes"] == size, pulls[node]
+    summary = {entry["image"]: entry for entry in result.report["pulls"]["images"]}
+    assert summary[CUDA]["pulledOn"] == 2 and summary[ARM_TOOLS]["pulledOn"] == 2
+    assert our_daemonsets(sim) == []
+
+
+def test_a_missing_tag_in_one_group_fails_at_once_naming_group_class_node_and_advice(
+    sim: Any, pools: dict[str, list[str]], run_cli: Any, tmp_path: Path
+) -> None:
+    sim.registry.add("quay.io/org/gone:1", missing=True)
+    spec = _spec_file(
+        tmp_path,
+        _daemonset("gpu", [CUDA], **GPU_GROUP),
+        _daemonset("arm", ["quay.io/org/gone:1"], **ARM_GROUP),
+    )
+    # The default 90 s grace would outlast the timeout: only fast failure ends it with exit 4.
+    result = run_cli("await", "--daemonset-spec", spec, "--timeout", "60s")
+    assert result.code == 4, result.output
+    line = result.last_line
+    assert line.count("pull group arm: image quay.io/org/gone:1") == 1, line
+    assert "permanent not-found" in line and "on node arm-" in line, line
+    assert "fix the tag" in line, line
+    failures = [f for n in result.report["nodes"] for f in n.get("failures", [])]
+    assert failures and all(f["errorClass"] == "permanent" for f in failures)
+    assert our_daemonsets(sim) == []
