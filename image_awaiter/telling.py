@@ -180,7 +180,9 @@ class Teller:
             if view is not None
             else None
         )
-        owner = settings.owner(default_namespace=namespace) if settings.events else None
+        # Only `await` writes: `check` and `--dry-run` are read-only, Events on the pod too.
+        writes = settings.events and settings.command == "await" and not settings.dry_run
+        owner = settings.owner(default_namespace=namespace) if writes else None
         self._pod_events = PodEvents(kube=kube, pod=owner, run_id=run_id)
         self.facts = PullFactsWatch(job.images)
         self._platform_logged: set[tuple[str, ImageKey]] = set()
