@@ -73,10 +73,23 @@ def shared_options(function: F) -> F:
     decorators = [
         _option(
             "--daemonset-spec",
+            "daemonset_specs",
             env="DAEMONSET_SPEC",
+            multiple=True,
             metavar="PATH",
-            help="DaemonSet manifest (YAML or JSON, '-' for stdin); its pod template's "
-            "images are awaited unless --image is given.",
+            help="DaemonSet manifests (YAML or JSON, '-' for stdin; repeatable; several "
+            "documents or a List per file): each DaemonSet is one pull group, whose pod "
+            "template's images are awaited unless --image narrows them.",
+        ),
+        _option(
+            "--from-manifests",
+            "manifests",
+            env="FROM_MANIFESTS",
+            multiple=True,
+            metavar="PATH",
+            help="Workload manifests (files, directories, '-' for stdin; repeatable), e.g. "
+            "`helm template` output: every pod template's images are awaited where that "
+            "workload can run, one pull group per placement; --image narrows them.",
         ),
         _option(
             "--image",
@@ -273,8 +286,23 @@ def cli() -> None:
 
 @cli.command("await")
 @shared_options
+@click.option(
+    "--dry-run",
+    envvar=ENV + "DRY_RUN",
+    show_envvar=True,
+    is_flag=True,
+    help="Print the plan (groups, target nodes, what each lacks) and create nothing; exit 0 "
+    "if nothing is missing, 1 otherwise.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["yaml"]),
+    help="With --dry-run: print the DaemonSets it would create as YAML on stdout.",
+)
 def await_command(**options: Any) -> Ending:
-    """Wait until every target node has every image, pulling them with a transient DaemonSet."""
+    """Wait until every target node has every image, pulling them with transient DaemonSets
+    (one per pull group)."""
     return _run("await", options)
 
 
@@ -330,8 +358,11 @@ def _settings(
     POD_NAMESPACE, and the service account's namespace file."""
     return Settings(
         command="await" if command == "await" else "check",
-        daemonset_spec=options["daemonset_spec"],
+        daemonset_specs=tuple(options["daemonset_specs"]),
         images=tuple(options["images"]),
+        manifests=tuple(options["manifests"]),
+        dry_run=bool(options.get("dry_run")),
+        output=options.get("output"),
         namespace=options["namespace"],
         kubeconfig=options["kubeconfig"],
         context=options["context"],

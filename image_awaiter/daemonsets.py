@@ -198,8 +198,10 @@ class PullerDaemonSet:
         run_id: str,
         manifest: Mapping[str, Any],
         owner: Owner | None,
+        group: str | None = None,
     ) -> None:
         self._kube = kube
+        self._group = group
         self._namespace = namespace
         self._run_id = run_id
         self._manifest = manifest
@@ -216,6 +218,7 @@ class PullerDaemonSet:
             owner=self._owner,
             created_at=now_iso(),
             skip_nodes=skip_nodes,
+            group=self._group,
         )
         name = body["metadata"]["name"]
         self.record = DaemonSetRecord(name=name, namespace=self._namespace)
@@ -232,7 +235,7 @@ class PullerDaemonSet:
             raise
         uid = created["metadata"]["uid"]
         self.record = dataclasses.replace(self.record, uid=uid, created=True)
-        log.info("daemonset.created", name=name, namespace=self._namespace)
+        log.info("daemonset.created", name=name, namespace=self._namespace, group=self._group)
 
     def _adopt_own(self, name: str) -> dict[str, Any]:
         """A 409 after a retried create is our own first attempt; anything else is a clash."""

@@ -23,6 +23,7 @@ import msgspec
 
 from image_awaiter.errors import UsageError
 from image_awaiter.pods import PodSpec, volume_images
+from image_awaiter.pullers import GROUP_LABEL
 from image_awaiter.pullfacts import PULL_EVENT_REASONS, KubeletEvent
 from image_awaiter.readiness import (
     PULL_FAILURE_REASONS,
@@ -384,6 +385,7 @@ class _PodMetadata(msgspec.Struct):
     namespace: str = ""
     resourceVersion: str = ""
     uid: str = ""
+    labels: dict[str, str] | None = None
 
 
 class _Object(msgspec.Struct):
@@ -481,11 +483,11 @@ class _KubeEvent(_Object):
 
 
 class EventCodec(_TypedCodec[_KubeEvent, KubeletEvent | None]):
-    """Kubelet events about pods whose names start with `pod_prefix` (this run's puller
-    pods: `<daemonset>-<suffix>`) and that speak of pulls; every other event is dropped as it
-    is decoded, so the store holds only this run's."""
+    """Kubelet events about pods whose names start with `pod_prefix`, or one of them (this
+    run's puller pods: `<daemonset>-<suffix>`, one DaemonSet per pull group) and that speak of
+    pulls; every other event is dropped as it is decoded, so the store holds only this run's."""
 
-    def __init__(self, *, pod_prefix: str) -> None:
+    def __init__(self, *, pod_prefix: str | tuple[str, ...]) -> None:
         def compact(event: _KubeEvent) -> KubeletEvent | None:
             involved = event.involvedObject
             if (
@@ -536,6 +538,7 @@ def puller_pod(pod: _Pod) -> PullerPod:
         images=pulls,
         unschedulable=_unschedulable_message(status),
         pull_seconds=_pull_seconds(status, images_by_container),
+        group=(pod.metadata.labels or {}).get(GROUP_LABEL, ""),
     )
 
 

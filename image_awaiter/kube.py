@@ -106,9 +106,7 @@ class Kube:
         deadline: float | None,
     ) -> bytes:
         timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
-        response = self._send(
-            method, address, query=query, body=body, timeout=(timeout, timeout)
-        )
+        response = self._send(method, address, query=query, body=body, timeout=(timeout, timeout))
         try:
             data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -185,6 +183,7 @@ class Kube:
                 retry_after=retry_after,
             )
         return response
+
 
 def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     """The non-empty lines of a watch stream as they arrive."""

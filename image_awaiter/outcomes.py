@@ -11,6 +11,7 @@ from typing import Any
 from image_awaiter.errors import AwaiterError, ExitCode, Interrupted
 from image_awaiter.pullfacts import PullFacts
 from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict
+from image_awaiter.references import ImageRef
 
 
 class Result(StrEnum):
@@ -23,6 +24,7 @@ class Result(StrEnum):
     INTERRUPTED = "interrupted"
     BAD_INPUT = "bad-input"
     API_ERROR = "api-error"
+    PLANNED = "planned"  # await --dry-run: the plan, nothing created
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,18 @@ class Outcome:
     done_after: Mapping[str, float] = field(default_factory=dict)
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
     pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
+    groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """One pull group at the end of a run: the report's `groups[]` entry."""
+
+    name: str
+    images: tuple[ImageRef, ...]
+    workloads: tuple[str, ...]
+    evaluation: Evaluation | None
+    daemonset: Mapping[str, Any] | None
 
 
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
@@ -66,6 +80,22 @@ def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
         f"{first.message}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
+
+
+def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, str]:
+    """`await --dry-run`: exit 0 when nothing is missing, 1 otherwise (like `check`)."""
+    lacking = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+    if not lacking:
+        message = (
+            f"dry run: all {len(evaluation.verdicts)} target nodes have every image of "
+            f"{groups} pull groups; nothing would be created"
+        )
+        return ExitCode.OK, Result.PLANNED, message
+    message = (
+        f"dry run: images missing on {lacking} of {len(evaluation.verdicts)} target nodes "
+        f"({groups} pull groups); nothing was created: {not_done_lines(evaluation)}"
+    )
+    return ExitCode.IMAGES_MISSING, Result.PLANNED, message
 
 
 def timed_out(

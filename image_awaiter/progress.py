@@ -38,7 +38,8 @@ class Progress:
         """Seconds from the start until each node was first seen done."""
         return dict(self._done_after)
 
-    def observe(self, evaluation: Evaluation, *, now: float) -> None:
+    def observe(self, evaluation: Evaluation, *, now: float, groups: str | None = None) -> None:
+        """`groups`: each pull group's progress (`gpu 1/2, cpu 3/3`) when a run has several."""
         small = len(evaluation.verdicts) + len(evaluation.excluded) <= QUIET_ABOVE
         say = log.info if small else log.debug
         for name, reason in evaluation.excluded.items():
@@ -50,6 +51,8 @@ class Progress:
                 self._done_after[verdict.node] = now - self._started
                 say("node.done", node=verdict.node, after=round(now - self._started, 1))
         fields = progress_fields(evaluation)
+        if groups is not None:
+            fields["groups"] = groups
         key = tuple(sorted(fields.items()))
         since = now - self._last_at
         if (key != self._last and since >= self._interval) or since >= HEARTBEAT:

@@ -24,6 +24,7 @@ from image_awaiter.selectors import LABEL_OPERATORS, Requirement
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "image-awaiter"
 RUN_ID_LABEL = "image-awaiter.io/run-id"
+GROUP_LABEL = "image-awaiter.io/group"  # tells one run's pull groups (and their pods) apart
 CREATED_AT_ANNOTATION = "image-awaiter.io/created-at"
 DEFAULT_NAME = "image-awaiter-puller"
 HELPER_PATH = "/usr/local/bin/image-awaiter-noop"  # in the awaiter image
@@ -95,6 +96,44 @@ def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
     manifest = documents[0]
     validate_daemonset(manifest, source=source)
     return dict(manifest)
+
+
+def parse_daemonsets(text: str, *, source: str) -> list[dict[str, Any]]:
+    """Every DaemonSet in YAML or JSON text: one document, several (`---`), or a `List` of them,
+    each validated. Raises `UsageError` naming the document."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
+    manifests: list[tuple[str, Any]] = []
+    for index, document in enumerate(documents, start=1):
+        where = source if len(documents) == 1 else f"{source}: document {index}"
+        kind = document.get("kind") if isinstance(document, dict) else None
+        if (
+            isinstance(kind, str)
+            and kind.endswith("List")
+            and isinstance(document.get("items"), list)
+        ):
+            manifests += [
+                (f"{where}: items[{i}]", item) for i, item in enumerate(document["items"])
+            ]
+        else:
+            manifests.append((where, document))
+    if not manifests:
+        raise UsageError(f"{source}: no DaemonSet manifest found")
+    for where, manifest in manifests:
+        validate_daemonset(manifest, source=where)
+    return [dict(manifest) for _, manifest in manifests]
+
+
+def daemonset_base_name(manifest: Mapping[str, Any], *, run_id_chars: int = 8) -> str:
+    """The name part `prepare_for_run` keeps before the run id."""
+    metadata = manifest.get("metadata") or {}
+    base = str(metadata.get("name") or metadata.get("generateName") or DEFAULT_NAME).rstrip("-")
+    return base[: 52 - run_id_chars]
 
 
 def validate_daemonset(manifest: Any, *, source: str) -> None:
@@ -303,14 +342,16 @@ def prepare_for_run(
     owner: Owner | None,
     created_at: str,
     skip_nodes: Collection[str] = (),
+    group: str | None = None,
 ) -> dict[str, Any]:
     """A copy of `manifest` with a name, labels and selector unique to this run, so that runs
     never see each other's pods, an ownerReference to the awaiter's pod when it has one, and no
-    pods on `skip_nodes` (nodes already done)."""
+    pods on `skip_nodes` (nodes already done). `group` labels the DaemonSet and its pods, and
+    joins its selector, so that the DaemonSets of one run's groups never claim each other's pods."""
     daemonset = copy.deepcopy(dict(manifest))
     daemonset.pop("status", None)
     metadata = daemonset.setdefault("metadata", {})
-    base = (metadata.get("name") or metadata.get("generateName") or DEFAULT_NAME).rstrip("-")
+    base = daemonset_base_name(daemonset, run_id_chars=len(run_id))
     for transient in (
         "generateName",
         "uid",
@@ -322,9 +363,11 @@ def prepare_for_run(
         "ownerReferences",
     ):
         metadata.pop(transient, None)
-    metadata["name"] = f"{base[: 52 - len(run_id)]}-{run_id}"
+    metadata["name"] = f"{base}-{run_id}"
     metadata["namespace"] = namespace
     run_labels = {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id}
+    if group is not None:
+        run_labels[GROUP_LABEL] = group
     metadata["labels"] = {**(metadata.get("labels") or {}), **run_labels}
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),
@@ -344,6 +387,8 @@ def prepare_for_run(
     spec = daemonset["spec"]
     selector = spec.setdefault("selector", {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}
+    if group is not None:
+        selector["matchLabels"][GROUP_LABEL] = group
     template_meta = spec["template"].setdefault("metadata", {})
     template_meta["labels"] = {**(template_meta.get("labels") or {}), **run_labels}
     if 0 < len(skip_nodes) <= MAX_SKIPPED_NODES:
@@ -372,5 +417,3 @@ def _avoid_nodes(pod_spec: dict[str, Any], names: list[str]) -> None:
 def run_selector(run_id: str) -> str:
     """The label selector of this run's puller pods."""
     return f"{RUN_ID_LABEL}={run_id}"
-
-

@@ -67,6 +67,7 @@ class PullerPod:
     unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
     # Upper bounds of pull times from container state timestamps (decoding._pull_seconds).
     pull_seconds: Mapping[ImageKey, float] = field(default_factory=dict)
+    group: str = ""  # the pull group its DaemonSet belongs to (the group label)
 
 
 class NodeStatus(StrEnum):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -13,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from image_awaiter.outcomes import Outcome, short_verdict
+from image_awaiter.manifests import Skipped
+from image_awaiter.outcomes import GroupOutcome, Outcome, short_verdict
 from image_awaiter.pullfacts import NodeImageFact, PullFacts, summarise
 from image_awaiter.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.references import ImageRef
@@ -54,9 +56,11 @@ def build_report(
     images: Sequence[ImageRef],
     namespace: str,
     started: tuple[str, float],
+    skipped: Sequence[Skipped] = (),
 ) -> dict[str, Any]:
     """The `--report` document (its fields are documented in README.md); `started` is the
-    wall-clock ISO time and the monotonic time the run began."""
+    wall-clock ISO time and the monotonic time the run began; `skipped`, the custom resources
+    whose images `--from-manifests` did not await."""
     started_at, started_monotonic = started
     evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
     nodes: list[dict[str, Any]] = []
@@ -99,6 +103,37 @@ def build_report(
         "excluded": excluded,
         "platformExcluded": platform,
         "pulls": _pulls(facts, images, evaluation),
+        "groups": [
+            _group(group, outcome, command=command, namespace=namespace, started=started)
+            for group in outcome.groups
+        ],
+        "skipped": [
+            {"kind": s.kind, "name": s.name, "images": list(s.images), "source": s.source}
+            for s in skipped
+        ],
+    }
+
+
+def _group(
+    group: GroupOutcome,
+    outcome: Outcome,
+    *,
+    command: str,
+    namespace: str,
+    started: tuple[str, float],
+) -> dict[str, Any]:
+    """One pull group: its images, workloads and DaemonSet, and its own `summary`, `nodes` and
+    `excluded`, built as the report's top-level ones are, from the group's evaluation."""
+    alone = dataclasses.replace(outcome, evaluation=group.evaluation, groups=())
+    own = build_report(
+        alone, command=command, images=group.images, namespace=namespace, started=started
+    )
+    return {
+        "name": group.name,
+        "images": own["images"],
+        "workloads": list(group.workloads),
+        "daemonset": dict(group.daemonset) if group.daemonset else None,
+        **{key: own[key] for key in ("summary", "nodes", "excluded", "platformExcluded")},
     }
 
 

@@ -73,12 +73,19 @@ Job (the Job controller names its pods `<job>-<5 random>` and labels them with t
 {{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "continuous-puller" "max" 63) }}
 {{- end }}
 
-{{/* A puller variant's DaemonSet name (dict "root" "component"). */}}
+{{/* A puller variant's DaemonSet name (dict "root" "component" "group"). The default group keeps
+     the names above; another group's adds its suffix, within 44 characters for the hook's (the
+     awaiter keeps that much of a name before its run id, so the groups' names stay distinct). */}}
 {{- define "image-awaiter.pullerName" -}}
-{{- if eq .component "hook-puller" }}
+{{- $suffix := (.group | default dict).suffix | default "" }}
+{{- if and (eq .component "hook-puller") (not $suffix) }}
 {{- include "image-awaiter.hookPullerName" .root }}
-{{- else }}
+{{- else if eq .component "hook-puller" }}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .root) "suffix" (printf "hook-puller-%s" $suffix) "max" 44) }}
+{{- else if not $suffix }}
 {{- include "image-awaiter.continuousName" .root }}
+{{- else }}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .root) "suffix" (printf "continuous-puller-%s" $suffix) "max" 63) }}
 {{- end }}
 {{- end }}
 
@@ -98,12 +105,17 @@ Job (the Job controller names its pods `<job>-<5 random>` and labels them with t
 {{- end }}
 {{- end }}
 
-{{/* Labels that select one component's pods (dict "root" "component"); also in `labels`. */}}
+{{/* Labels that select one component's pods (dict "root" "component" "group"); also in
+     `labels`. A pull group other than the default adds its suffix, so that the DaemonSets of
+     two groups never select each other's pods. */}}
 {{- define "image-awaiter.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "image-awaiter.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- with .component }}
 app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- with (.group | default dict).suffix }}
+image-awaiter.io/pull-group: {{ . | quote }}
 {{- end }}
 {{- end }}
 

@@ -1,9 +1,47 @@
 {{/*
-The puller pod, defined once: used by the hook's DaemonSet manifest (configmap.yaml) and by the
-continuous DaemonSet, called with (dict "root" $ "component" "hook-puller" or "continuous-puller").
-It mirrors image_awaiter.pullers.puller_pod_spec exactly (a test compares
-them): nothing runs inside the pulled images; restricted; explicit requests and limits.
+The puller pod, defined once: used by the hook's DaemonSet manifests (configmap.yaml) and by the
+continuous DaemonSets, called with (dict "root" $ "component" "hook-puller" or "continuous-puller"
+"group" <one entry of image-awaiter.pullGroups>). It mirrors image_awaiter.pullers.puller_pod_spec
+with groups.apply_placement exactly (a test compares them): nothing runs inside the pulled
+images; restricted; explicit requests and limits.
 */}}
+
+{{/* Pull groups from `images`: a string entry, or an object without placement, joins the default
+     group; objects with the same {nodeSelector, tolerations, affinity} share one group, in order
+     of first appearance. Gives `groups: [{suffix, images, placement}]` as YAML; the default
+     group's suffix is "" (today's names), another's is 6 characters of its placement's hash. */}}
+{{- define "image-awaiter.pullGroups" -}}
+{{- $order := list -}}
+{{- $byKey := dict -}}
+{{- range $entry := .Values.images -}}
+{{- $image := $entry -}}
+{{- $placement := dict -}}
+{{- if kindIs "map" $entry -}}
+{{- $image = $entry.image -}}
+{{- range $part := list "nodeSelector" "tolerations" "affinity" -}}
+{{- with get $entry $part -}}
+{{- $_ := set $placement $part . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $key := toJson $placement -}}
+{{- if not (hasKey $byKey $key) -}}
+{{- $order = append $order $key -}}
+{{- $_ := set $byKey $key (dict "placement" $placement "images" (list)) -}}
+{{- end -}}
+{{- $group := get $byKey $key -}}
+{{- if not (has $image $group.images) -}}
+{{- $_ := set $group "images" (append $group.images $image) -}}
+{{- end -}}
+{{- end -}}
+groups:
+{{- range $key := $order }}
+{{- $group := get $byKey $key }}
+  - suffix: {{ ternary "" (sha256sum $key | trunc 6) (eq $key "{}") | quote }}
+    images: {{ toJson $group.images }}
+    placement: {{ toJson $group.placement }}
+{{- end }}
+{{- end }}
 
 {{/* One puller container (dict "root" "name" "image" "command"): the template twin of
      image_awaiter.pullers._container. Volume mounts are added by the caller. */}}
@@ -27,12 +65,12 @@ them): nothing runs inside the pulled images; restricted; explicit requests and 
      first, so nothing inside the image runs (shell-less images work). */}}
 {{- define "image-awaiter.pullerMethod.initContainers" -}}
 initContainers:
-  {{- include "image-awaiter.pullerContainer" (dict "root" . "name" "install-helper" "image" (include "image-awaiter.helperImage" .) "command" (list "/usr/local/bin/image-awaiter-noop" "install" "/helper/noop")) | nindent 2 }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" .root "name" "install-helper" "image" (include "image-awaiter.helperImage" .root) "command" (list "/usr/local/bin/image-awaiter-noop" "install" "/helper/noop")) | nindent 2 }}
     volumeMounts:
       - name: helper
         mountPath: /helper
-  {{- range $index, $image := .Values.images }}
-  {{- include "image-awaiter.pullerContainer" (dict "root" $ "name" (printf "pull-%d" $index) "image" $image "command" (list "/helper/noop")) | nindent 2 }}
+  {{- range $index, $image := .images }}
+  {{- include "image-awaiter.pullerContainer" (dict "root" $.root "name" (printf "pull-%d" $index) "image" $image "command" (list "/helper/noop")) | nindent 2 }}
     volumeMounts:
       - name: helper
         mountPath: /helper
@@ -48,14 +86,14 @@ volumes:
      feature); the kubelet pulls it, nothing runs from it. */}}
 {{- define "image-awaiter.pullerMethod.imageVolumes" -}}
 volumes:
-  {{- range $index, $image := .Values.images }}
+  {{- range $index, $image := .images }}
   - name: image-{{ $index }}
     image:
       reference: {{ $image }}
       pullPolicy: IfNotPresent
   {{- end }}
 pauseVolumeMounts:
-  {{- range $index, $image := .Values.images }}
+  {{- range $index, $image := .images }}
   - name: image-{{ $index }}
     mountPath: /images/{{ $index }}
     readOnly: true
@@ -73,7 +111,8 @@ securityContext:
   runAsGroup: 65534
   seccompProfile:
     type: RuntimeDefault
-{{- $method := include (printf "image-awaiter.pullerMethod.%s" $root.Values.puller.method) $root | fromYaml }}
+{{- $placement := .group.placement }}
+{{- $method := include (printf "image-awaiter.pullerMethod.%s" $root.Values.puller.method) (dict "root" $root "images" .group.images) | fromYaml }}
 {{- with $method.initContainers }}
 initContainers:
   {{- toYaml . | nindent 2 }}
@@ -86,15 +125,17 @@ containers:
     volumeMounts:
       {{- toYaml . | nindent 6 }}
     {{- end }}
-{{- with $root.Values.puller.nodeSelector }}
+{{- /* The group's placement joins the puller's: nodeSelectors merged (the group's value wins),
+       tolerations of both (once each), the group's affinity instead of the puller's when it has one. */}}
+{{- with merge (deepCopy ($placement.nodeSelector | default dict)) ($root.Values.puller.nodeSelector | default dict) }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $root.Values.puller.tolerations }}
+{{- with concat ($root.Values.puller.tolerations | default list) ($placement.tolerations | default list) | uniq }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $root.Values.puller.affinity }}
+{{- with $placement.affinity | default $root.Values.puller.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -113,8 +154,8 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* A puller DaemonSet around the shared pod (dict "root" "component"); `component` tells the
-     variants apart (name, labels, selector). */}}
+{{/* A puller DaemonSet around the shared pod (dict "root" "component" "group"); `component`
+     and the group's suffix tell the variants apart (name, labels, selector). */}}
 {{- define "image-awaiter.pullerDaemonSet" -}}
 apiVersion: apps/v1
 kind: DaemonSet
@@ -132,7 +173,7 @@ spec:
       maxUnavailable: 100%
   template:
     metadata:
-      {{- include "image-awaiter.podMetadata" (dict "root" .root "component" .component "labels" .root.Values.puller.podLabels "annotations" .root.Values.puller.podAnnotations) | nindent 6 }}
+      {{- include "image-awaiter.podMetadata" (dict "root" .root "component" .component "group" .group "labels" .root.Values.puller.podLabels "annotations" .root.Values.puller.podAnnotations) | nindent 6 }}
     spec:
       {{- include "image-awaiter.pullerPodSpec" . | nindent 6 }}
 {{- end }}

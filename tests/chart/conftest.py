@@ -72,17 +72,23 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found
 
 
-def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The puller DaemonSet in the chart's spec ConfigMap (a parent chart may render others)."""
+def hook_daemonsets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The puller DaemonSets in the chart's spec ConfigMap, one per pull group (a parent chart
+    may render other ConfigMaps)."""
     [configmap] = [o for o in by_kind(objects, "ConfigMap") if "daemonset.yaml" in o["data"]]
-    return dict(yaml.safe_load(configmap["data"]["daemonset.yaml"]))
+    return [dict(d) for d in yaml.safe_load_all(configmap["data"]["daemonset.yaml"])]
+
+
+def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first (the default group's) puller DaemonSet in the chart's spec ConfigMap."""
+    return hook_daemonsets(objects)[0]
 
 
 def pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pod the chart can start: the Job's, the hook DaemonSet's, the continuous one's."""
     specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Job", "DaemonSet")]
     if by_kind(objects, "ConfigMap"):
-        specs.append(hook_daemonset(objects)["spec"]["template"]["spec"])
+        specs += [d["spec"]["template"]["spec"] for d in hook_daemonsets(objects)]
     return specs
 
 

@@ -13,12 +13,17 @@ import pytest
 import yaml
 
 from image_awaiter.durations import parse_duration
+from image_awaiter.groups import apply_placement
+from image_awaiter.manifests import pod_placement
 from image_awaiter.pullers import PullerSettings, parse_manifest, puller_pod_spec
+from image_awaiter.references import parse_image
+from image_awaiter.settings import Settings, resolve_job
 from tests.chart.conftest import (
     CHART,
     Render,
     by_kind,
     hook_daemonset,
+    hook_daemonsets,
     one,
     parent_chart,
     pod_specs,
@@ -40,7 +45,7 @@ def test_helm_lint_strict_passes(helm: Path, values: str) -> None:
 def test_every_rendered_manifest_is_valid_kubernetes(render: Render, values: str) -> None:
     objects = render(values)
     if by_kind(objects, "ConfigMap"):
-        objects.append(hook_daemonset(objects))
+        objects += hook_daemonsets(objects)
     invalid = []
     for obj in objects:
         try:
@@ -304,6 +309,85 @@ def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> N
     assert manifest["kind"] == "DaemonSet"
 
 
+GPU = {
+    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def test_image_entries_with_one_placement_share_a_pull_group_and_its_daemonsets(
+    render: Render,
+) -> None:
+    objects = render("groups-values.yaml")
+    hook = hook_daemonsets(objects)
+    images = [
+        [c["image"] for c in d["spec"]["template"]["spec"]["initContainers"][1:]] for d in hook
+    ]
+    assert images == [
+        ["quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"],
+        [
+            "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20",
+            "quay.io/jupyter/tensorflow-notebook:cuda-2025-01-20",
+        ],
+        ["ghcr.io/example-org/arm-tools:1.2.0"],
+    ]
+    assert hook[0]["metadata"]["name"] == "hub-image-awaiter-hook-puller"  # as without groups
+    assert len({d["metadata"]["name"] for d in hook}) == 3
+    assert all(len(d["metadata"]["name"]) <= 44 for d in hook[1:])
+    continuous = by_kind(objects, "DaemonSet")
+    assert [d["spec"]["template"]["spec"] for d in continuous] == [
+        d["spec"]["template"]["spec"] for d in hook
+    ]
+    selectors = [json.dumps(d["spec"]["selector"], sort_keys=True) for d in continuous]
+    assert len(set(selectors)) == 3  # no DaemonSet selects another group's pods
+    gpu = hook[1]["spec"]["template"]["spec"]
+    assert gpu["nodeSelector"] == {"kubernetes.io/os": "linux", **GPU["nodeSelector"]}
+    assert gpu["tolerations"] == GPU["tolerations"]  # the puller's, once
+
+
+def test_the_configmaps_groups_load_as_the_awaiters_pull_groups(
+    render: Render, tmp_path: Path
+) -> None:
+    configmap = one(render("groups-values.yaml"), "ConfigMap")
+    spec = tmp_path / "daemonset.yaml"
+    spec.write_text(configmap["data"]["daemonset.yaml"])
+    job = resolve_job(Settings(command="await", daemonset_specs=(str(spec),)))
+    assert [g.name for g in job.groups] == [
+        d["metadata"]["name"] for d in hook_daemonsets([configmap])
+    ]
+    cuda = parse_image("quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20").key
+    assert [cuda in g.keys for g in job.groups] == [False, True, False]
+
+
+@pytest.mark.parametrize("method", ["initContainers", "imageVolumes"])
+def test_a_groups_puller_pod_is_exactly_the_one_the_cli_derives_from_a_workload(
+    render: Render, method: str, tmp_path: Path
+) -> None:
+    image = "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20"
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}
+                ]
+            }
+        }
+    }
+    values = {"images": [{"image": image, **GPU, "affinity": affinity}]}
+    values["puller"] = {"method": method, "tolerations": [{"key": "spot", "operator": "Exists"}]}
+    (tmp_path / "values.yaml").write_text(json.dumps(values))
+    chart_pod = hook_daemonset(render(str(tmp_path / "values.yaml")))["spec"]["template"]["spec"]
+    workload = {**GPU, "affinity": affinity}
+    settings = PullerSettings(
+        method=method,  # type: ignore[arg-type]
+        tolerations=({"key": "spot", "operator": "Exists"},),
+    )
+    cli_pod = apply_placement(
+        puller_pod_spec([image], settings), pod_placement(workload, label="gpu"), group="gpu"
+    )
+    assert chart_pod == cli_pod
+
+
 @pytest.mark.parametrize(
     ("sets", "complaint"),
     [
@@ -320,6 +404,8 @@ def test_the_configmap_daemonset_passes_the_clis_own_loader(render: Render) -> N
         (("images[0]=busybox", "puller.imagePullSecret.create=true"), "registry"),
         (("images[0]=busybox", "puller.imagePullSecret.user=x"), "user"),
         ((), "images"),
+        (("images[0].nodeSelector.a=b",), "image"),
+        (("images[0].image=busybox", "images[0].nodeSelectr.a=b"), "nodeSelectr"),
     ],
 )
 def test_the_values_schema_rejects_typos_and_wrong_types(

@@ -12,7 +12,15 @@ import kubernetes_validate
 import pytest
 
 from image_awaiter.pullers import prepare_for_run
-from tests.chart.conftest import CHART, Render, by_kind, hook_daemonset, one, parent_chart
+from tests.chart.conftest import (
+    CHART,
+    Render,
+    by_kind,
+    hook_daemonset,
+    hook_daemonsets,
+    one,
+    parent_chart,
+)
 
 KUBERNETES_VERSION = "1.33"
 # k8s.io/apimachinery/pkg/util/validation: IsDNS1123Subdomain, IsQualifiedName, IsValidLabelValue.
@@ -70,7 +78,7 @@ def referenced_names(objects: list[dict[str, Any]]) -> set[str]:
 
 
 def with_hook_daemonset(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [*objects, hook_daemonset(objects)] if by_kind(objects, "ConfigMap") else objects
+    return [*objects, *hook_daemonsets(objects)] if by_kind(objects, "ConfigMap") else objects
 
 
 def test_a_mixed_case_alias_and_the_longest_release_name_give_valid_names(

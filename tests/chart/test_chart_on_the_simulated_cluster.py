@@ -47,6 +47,40 @@ def test_the_charts_daemonset_pulls_every_image_with_no_shell(
             } <= names
 
 
+def test_the_charts_pull_groups_pull_gpu_images_only_on_the_gpu_pool_and_arm_tools_on_arm(
+    sim: Any, run_cli: Any, render: Render, tmp_path: Path
+) -> None:
+    """The README's JupyterHub recipe (chart/ci/groups-values.yaml): the default image
+    everywhere, the CUDA profile images on the GPU pool, an arm64-only image on the arm pool."""
+    cuda = "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20"
+    arm_tools = "ghcr.io/example-org/arm-tools:1.2.0"
+    default = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"
+    sim.registry.add(cuda, platforms=("linux/amd64",))
+    sim.registry.add(arm_tools, platforms=("linux/arm64",))
+    cpu = sim.add_node_pool("cpu", 1)
+    gpu = sim.add_node_pool(
+        "gpu",
+        2,
+        labels={"nvidia.com/gpu.present": "true"},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+    )
+    arm = sim.add_node_pool("arm", 1, arch="arm64")
+    configmap = one(render("groups-values.yaml"), "ConfigMap")
+    spec = tmp_path / "daemonset.yaml"
+    spec.write_text(configmap["data"]["daemonset.yaml"])
+    result = run_cli("await", "--daemonset-spec", str(spec), "--interval", "200ms")
+    assert result.code == 0, result.output
+
+    def pulled(image: str) -> set[str]:
+        return {r.node for r in sim.pull_history(image=image) if r.outcome != "failed"}
+
+    assert pulled(cuda) == set(gpu)
+    assert pulled(arm_tools) == set(arm)
+    assert pulled(default) == set(cpu + gpu + arm)  # the puller tolerates the GPU taint
+    assert len(result.report["groups"]) == 3
+    assert not [d for d in sim.objects("daemonsets", "default")]
+
+
 def run_hook(sim: Any, render: Render) -> str:
     """The rendered chart created as Helm would create it (without Helm), every hook resource
     before the Job; returns the ServiceAccount user its pod acts as once the Job finished."""

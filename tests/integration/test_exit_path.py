@@ -84,9 +84,7 @@ def test_an_await_in_its_own_pod_namespace_never_reads_the_namespace(
     assert _namespace_reads(sim) == []
 
 
-def test_an_await_elsewhere_still_checks_that_the_namespace_exists(
-    sim: Any, run_cli: Any
-) -> None:
+def test_an_await_elsewhere_still_checks_that_the_namespace_exists(sim: Any, run_cli: Any) -> None:
     sim.add_node("a")
     result = run_cli(
         "await", "--image", BUSYBOX, "--interval", "200ms", env={"POD_NAMESPACE": "hub"}

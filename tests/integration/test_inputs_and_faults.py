@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import TOKEN, spawn_await, spawn_cli
 from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
@@ -77,6 +78,60 @@ BAD_INPUTS = [
     ("unknown namespace", ["--image", BUSYBOX, "-n", "nope"], None, 3, "not found"),
     ("bad toleration", ["--image", BUSYBOX, "--toleration", "a:Sometimes"], None, 2, "toleration"),
     ("unknown option", ["--image", BUSYBOX, "--frobnicate"], None, 2, "frobnicate"),
+    # --from-manifests (issue 11)
+    ("manifests: missing path", ["--from-manifests", "/nonexistent/app/"], None, 2, "not found"),
+    (
+        "manifests: directory without manifests",
+        ["--from-manifests", "{empty}"],
+        None,
+        2,
+        "no *.yaml, *.yml, *.json files under",
+    ),
+    (
+        "manifests: invalid yaml",
+        ["--from-manifests", "{spec}"],
+        "kind: [Deployment\n",
+        2,
+        "document 1: not valid YAML at line 2",
+    ),
+    (
+        "manifests: no pod templates",
+        ["--from-manifests", "{spec}"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+        2,
+        "no pod templates found",
+    ),
+    (
+        "manifests: workload without a pod template",
+        ["--from-manifests", "{spec}"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}\n",
+        2,
+        'Deployment "web"): no spec.template',
+    ),
+    (
+        "manifests: --image not in them",
+        ["--from-manifests", "{spec}", "--image", "nginx:1.27"],
+        yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Pod", **_with("kind", "x")["spec"]["template"]}
+        ),
+        2,
+        "--image nginx:1.27: not in any manifest; found busybox:1.36",
+    ),
+    (
+        "manifests and specs together",
+        ["--from-manifests", "{spec}", "--daemonset-spec", "{spec}"],
+        None,
+        2,
+        "cannot be combined",
+    ),
+    (
+        "two daemonsets with one name",
+        ["--daemonset-spec", "{spec}"],
+        json.dumps(GOOD_SPEC) + "\n---\n" + json.dumps(GOOD_SPEC),
+        2,
+        "two pull groups share the DaemonSet name 'p'",
+    ),
+    ("output without dry run", ["--image", BUSYBOX, "-o", "yaml"], None, 2, "add --dry-run"),
 ]
 
 
@@ -96,7 +151,11 @@ def test_bad_input_exits_with_one_clear_line_and_writes_nothing(
     sim.add_node("a")
     if spec is not None:
         (tmp_path / "spec.yaml").write_text(spec)
-    args = [a.replace("{spec}", str(tmp_path / "spec.yaml")) for a in args]
+    (tmp_path / "empty").mkdir()
+    args = [
+        a.replace("{spec}", str(tmp_path / "spec.yaml")).replace("{empty}", str(tmp_path / "empty"))
+        for a in args
+    ]
     result = run_cli("await", *args)
     assert result.code == code, result.output
     assert_clean_failure(result)

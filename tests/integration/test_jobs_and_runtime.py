@@ -167,8 +167,7 @@ def test_a_job_running_check_completes_when_every_node_has_the_images(
         "Pulled",
         "Created",
         "Started",
-        "ImagesReady",  # the awaiter's own Event on its pod (issue 12)
-    ]
+    ]  # and none from the awaiter itself: `check` is read-only, so it records no Events
 
 
 def test_a_job_running_check_fails_with_backoff_limit_exceeded_when_an_image_is_missing(

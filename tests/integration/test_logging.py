@@ -7,9 +7,7 @@ import json
 from typing import Any
 
 
-def test_every_event_of_a_run_carries_run_id_command_and_namespace(
-    sim: Any, run_cli: Any
-) -> None:
+def test_every_event_of_a_run_carries_run_id_command_and_namespace(sim: Any, run_cli: Any) -> None:
     sim.add_node("a")
     result = run_cli("await", "--image", "busybox:1.36", "--interval", "200ms")
     assert result.code == 0, result.output

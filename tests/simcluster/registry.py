@@ -169,9 +169,7 @@ class Registry:
         with self._lock:
             if ref.key in self._images and ref.key not in self._implicit:
                 return None
-            names = {
-                image.name for key, image in self._images.items() if key not in self._implicit
-            }
+            names = {image.name for key, image in self._images.items() if key not in self._implicit}
         return "tag-not-found" if ref.name in names else "repository-not-found"
 
     def outage(self, ref: Ref, now: float) -> Outage | None:
