@@ -14,6 +14,7 @@ from typing import Any
 
 from image_awaiter.errors import (
     ApiError,
+    BadRequest,
     Conflict,
     Forbidden,
     Gone,
@@ -36,6 +37,10 @@ class Failure:
     reason: str
     details: Mapping[str, Any]
     query: Mapping[str, str | int] | None
+
+
+def _bad_request(f: Failure) -> ApiError:
+    return BadRequest(_generic(f), status=f.status, reason=f.reason)
 
 
 def _unauthorized(f: Failure) -> ApiError:
@@ -90,6 +95,7 @@ def _generic(f: Failure) -> str:
 
 
 ERRORS_BY_STATUS: Mapping[int, Callable[[Failure], ApiError]] = {
+    400: _bad_request,
     401: _unauthorized,
     403: _forbidden,
     404: _not_found,

@@ -87,6 +87,10 @@ class Conflict(ApiError):
     """HTTP 409: the name is taken, or a precondition (uid, resourceVersion) no longer holds."""
 
 
+class BadRequest(ApiError):
+    """HTTP 400: the server refused the request as malformed (e.g. a parameter it does not know)."""
+
+
 class InvalidObject(ApiError):
     """The API rejected an object we sent as invalid (HTTP 422): bad input, not a cluster fault."""
 

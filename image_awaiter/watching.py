@@ -20,14 +20,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
 
 from image_awaiter.decoding import Codec, Event
-from image_awaiter.errors import ApiError, AwaiterError, DeadlineReached, Gone
+from image_awaiter.errors import AwaiterError, BadRequest, DeadlineReached, Gone, InvalidObject
 from image_awaiter.kube import Kube, watch_error
 from image_awaiter.resources import Address
 from image_awaiter.retrying import TransientError
@@ -39,7 +39,7 @@ log = structlog.get_logger("image_awaiter.watching")
 # How servers refuse a streaming list: 422 `sendInitialEvents is forbidden for watch unless the
 # WatchList feature gate is enabled` (1.27+ with the gate off) or `resourceVersionMatch is
 # forbidden for watch` (1.19-1.26); 400 from some aggregated API servers.
-WATCH_LIST_REFUSALS = frozenset({400, 422})
+WATCH_LIST_REFUSALS = (BadRequest, InvalidObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,110 @@ class WatchTiming:
     read_timeout: float = 90.0  # no byte for this long: the watch silently died
     resync_seconds: float = 600.0  # full relist, far rarer than the evaluation tick
     reconnect_delay: float = 0.5
+
+
+class Store(Generic[T]):
+    """One informer's records keyed by namespace/name, the last resourceVersion and the
+    `synced` signal. One thread writes; readers get a consistent copy. Every change sets `wake`."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self._wake = wake
+        self._items: dict[str, T] = {}
+        self._lock = threading.Lock()
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self.lists = 0
+        self.events = 0
+
+    def snapshot(self) -> dict[str, T]:
+        with self._lock:
+            return dict(self._items)
+
+    def replace(self, items: dict[str, T], resource_version: str) -> None:
+        """Swap the records whole, so readers never see half a list."""
+        with self._lock:
+            self._items = items
+            self.resource_version = resource_version
+        self.lists += 1
+        self.synced.set()
+        self._wake.set()
+
+    def apply(self, event: Event[T]) -> None:
+        if event.type == "ERROR":
+            raise watch_error(event.status or {})
+        if event.type == "BOOKMARK":
+            self.resource_version = event.resource_version or self.resource_version
+            return
+        with self._lock:
+            if event.record is None:
+                self._items.pop(event.key, None)
+            else:
+                self._items[event.key] = event.record
+            self.resource_version = event.resource_version or self.resource_version
+        self.events += 1
+        self._wake.set()
+
+
+def decode_event(codec: Codec[T], line: bytes) -> Event[T]:
+    try:
+        return codec.event(line)
+    except ValueError as error:
+        raise TransientError(f"undecodable watch event: {error}") from None
+
+
+def read_initial_events(
+    lines: Iterator[bytes], codec: Codec[T], *, name: str
+) -> tuple[dict[str, T], str]:
+    """The initial events of a watch with `sendInitialEvents=true`: objects arrive as ADDED
+    events until the bookmark that ends them; returns the items and that bookmark's
+    resourceVersion, leaving the stream open so the same stream can go on as the watch.
+    `resourceVersion` is unset in the request: the server serves a state at least as new as a
+    quorum read would, from its watch cache."""
+    items: dict[str, T] = {}
+    for line in lines:
+        event = decode_event(codec, line)
+        if event.type == "ERROR":
+            raise watch_error(event.status or {})
+        if event.initial_events_end:
+            return items, event.resource_version
+        if event.type == "BOOKMARK":
+            continue
+        if event.record is None:
+            items.pop(event.key, None)
+        else:
+            items[event.key] = event.record
+    raise TransientError(f"{name} watch ended before its initial events did")
+
+
+def read_pages(
+    kube: Kube,
+    address: Address,
+    codec: Codec[T],
+    *,
+    page_size: int,
+    select: Callable[[dict[str, str | int]], None],
+) -> tuple[dict[str, T], str]:
+    """Read every page until no continue token; returns the items and the resourceVersion, for
+    the caller to swap the store whole so readers never see half a list.
+
+    No `resourceVersion`: each page is a quorum read from etcd. `resourceVersion=0` would be
+    served from the watch cache, but the cache ignores `limit` (before Kubernetes 1.33's
+    ListFromCacheSnapshot) and returns the whole list in one response: on 65,000 nodes
+    about 1 GB that both sides would hold at once."""
+    items: dict[str, T] = {}
+    token = ""
+    while True:
+        query: dict[str, str | int] = {"limit": page_size}
+        if token:
+            query["continue"] = token
+        select(query)
+        page = kube.request_decoded("GET", address, query=query, decode=codec.page)
+        for key, record in page.items:
+            if record is not None:
+                items[key] = record
+        token = page.continue_token
+        if not token:
+            return items, page.resource_version
 
 
 class Informer(Generic[T]):
@@ -76,23 +180,33 @@ class Informer(Generic[T]):
         self._wake = wake or threading.Event()
         self._timing = timing
         self.name = name or address.resource.plural
-        self._items: dict[str, T] = {}
-        self._lock = threading.Lock()
+        self.store: Store[T] = Store(self._wake)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.resource_version = ""
-        self.synced = threading.Event()
         self.error: AwaiterError | None = None
-        self.lists = 0
         self.watches = 0
-        self.events = 0
         self.streaming: bool | None = None  # None until the server accepted or refused it
 
     # ------------------------------------------------------------------ readers
 
     def snapshot(self) -> dict[str, T]:
-        with self._lock:
-            return dict(self._items)
+        return self.store.snapshot()
+
+    @property
+    def resource_version(self) -> str:
+        return self.store.resource_version
+
+    @property
+    def synced(self) -> threading.Event:
+        return self.store.synced
+
+    @property
+    def lists(self) -> int:
+        return self.store.lists
+
+    @property
+    def events(self) -> int:
+        return self.store.events
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,79 +254,37 @@ class Informer(Generic[T]):
                 self._stream_list(then_watch=then_watch)
                 self.streaming = True
                 return
-            except ApiError as error:
-                if self.streaming or error.status not in WATCH_LIST_REFUSALS:
+            except WATCH_LIST_REFUSALS as error:
+                if self.streaming:
                     raise
                 log.info("watch.list_refused", resource=self.name, error=str(error))
                 self.streaming = False
-        self._paged_list()
+        items, resource_version = read_pages(
+            self._kube,
+            self._address,
+            self._codec,
+            page_size=self._timing.page_size,
+            select=self._select,
+        )
+        self.store.replace(items, resource_version)
 
     def _stream_list(self, *, then_watch: bool) -> None:
-        """A watch with `sendInitialEvents=true`: objects arrive as ADDED events until the
-        bookmark that ends them; then the store is swapped whole and, with `then_watch`, the
-        same stream goes on as the watch. `resourceVersion` is unset: the server serves a
-        state at least as new as a quorum read would, from its watch cache."""
+        """A streaming list (see `read_initial_events`); the store is swapped whole and, with
+        `then_watch`, the same stream goes on as the watch."""
         query = self._watch_query()
         query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
         del query["resourceVersion"]
         self.watches += 1
-        items: dict[str, T] = {}
         lines = self._kube.stream(
             self._address, query=query, read_timeout=self._timing.read_timeout
         )
         try:
-            for line in lines:
-                event = self._decode(line)
-                if event.type == "ERROR":
-                    raise watch_error(event.status or {})
-                if event.initial_events_end:
-                    self._replace(items, event.resource_version)
-                    break
-                if event.type == "BOOKMARK":
-                    continue
-                if event.record is None:
-                    items.pop(event.key, None)
-                else:
-                    items[event.key] = event.record
-            else:
-                raise TransientError(f"{self.name} watch ended before its initial events did")
+            items, resource_version = read_initial_events(lines, self._codec, name=self.name)
+            self.store.replace(items, resource_version)
             if then_watch:
                 self._follow_resumably(lines)
         finally:
             lines.close()
-
-    def _paged_list(self) -> None:
-        """Read every page, then swap the store whole so readers never see half a list.
-
-        No `resourceVersion`: each page is a quorum read from etcd. `resourceVersion=0` would be
-        served from the watch cache, but the cache ignores `limit` (before Kubernetes 1.33's
-        ListFromCacheSnapshot) and returns the whole list in one response: on 65,000 nodes
-        about 1 GB that both sides would hold at once."""
-        items: dict[str, T] = {}
-        token = ""
-        while True:
-            query: dict[str, str | int] = {"limit": self._timing.page_size}
-            if token:
-                query["continue"] = token
-            self._select(query)
-            page = self._kube.request_decoded(
-                "GET", self._address, query=query, decode=self._codec.page
-            )
-            for key, record in page.items:
-                if record is not None:
-                    items[key] = record
-            token = page.continue_token
-            if not token:
-                break
-        self._replace(items, page.resource_version)
-
-    def _replace(self, items: dict[str, T], resource_version: str) -> None:
-        with self._lock:
-            self._items = items
-            self.resource_version = resource_version
-        self.lists += 1
-        self.synced.set()
-        self._wake.set()
 
     def _watch_until_resync(self) -> None:
         """Watch from the last resourceVersion until the resync period is over; a broken or
@@ -257,7 +329,7 @@ class Informer(Generic[T]):
         for line in lines:
             if self._stop.is_set():
                 return
-            self._apply(self._decode(line))
+            self.store.apply(decode_event(self._codec, line))
 
     def _follow_resumably(self, lines: Iterator[bytes]) -> None:
         """`_follow`, where a broken stream only ends this request: the caller resumes from
@@ -267,32 +339,11 @@ class Informer(Generic[T]):
         except TransientError as error:
             log.info("watch.restarted", resource=self.name, error=str(error))
 
-    def _decode(self, line: bytes) -> Event[T]:
-        try:
-            return self._codec.event(line)
-        except ValueError as error:
-            raise TransientError(f"undecodable watch event: {error}") from None
-
     def _select(self, query: dict[str, str | int]) -> None:
         if self._selector:
             query["labelSelector"] = self._selector
         if self._fields:
             query["fieldSelector"] = self._fields
-
-    def _apply(self, event: Event[T]) -> None:
-        if event.type == "ERROR":
-            raise watch_error(event.status or {})
-        if event.type == "BOOKMARK":
-            self.resource_version = event.resource_version or self.resource_version
-            return
-        with self._lock:
-            if event.record is None:
-                self._items.pop(event.key, None)
-            else:
-                self._items[event.key] = event.record
-            self.resource_version = event.resource_version or self.resource_version
-        self.events += 1
-        self._wake.set()
 
 
 class Caches:

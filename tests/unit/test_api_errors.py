@@ -10,6 +10,7 @@ import pytest
 from image_awaiter.apierrors import translate
 from image_awaiter.errors import (
     ApiError,
+    BadRequest,
     Conflict,
     ExitCode,
     Forbidden,
@@ -40,7 +41,7 @@ def status(code: int, message: str, **details: Any) -> bytes:
         (409, Conflict, ExitCode.API),
         (410, Gone, ExitCode.API),
         (422, InvalidObject, ExitCode.USAGE),
-        (400, ApiError, ExitCode.API),
+        (400, BadRequest, ExitCode.API),
     ],
 )
 def test_each_failure_status_becomes_its_own_error_class(
