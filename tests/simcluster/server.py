@@ -260,6 +260,19 @@ class Handler(BaseHTTPRequestHandler):
             group=target.kind.group if target else "",
         )
 
+    def _granted(self, user: rbac.User, request: rbac.Attributes) -> bool:
+        """What the stored Roles, ClusterRoles and their bindings grant `user`."""
+        store = self.server.sim.store
+        with store.lock:
+            return rbac.allowed(
+                user,
+                request,
+                roles=store.peek("roles"),
+                cluster_roles=store.peek("clusterroles"),
+                role_bindings=store.peek("rolebindings"),
+                cluster_role_bindings=store.peek("clusterrolebindings"),
+            )
+
     def _authenticate(self, path: str) -> rbac.User | None:
         sim = self.server.sim
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
@@ -295,15 +308,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise self._forbidden(user, request)
         if user.is_admin or (kind.resource in CREATE_ONLY and user.name != "system:anonymous"):
             return  # every authenticated user may review itself (ClusterRole system:basic-user)
-        with sim.store.lock:
-            ok = rbac.allowed(
-                user,
-                request,
-                roles=sim.store.peek("roles"),
-                cluster_roles=sim.store.peek("clusterroles"),
-                role_bindings=sim.store.peek("rolebindings"),
-                cluster_role_bindings=sim.store.peek("clusterrolebindings"),
-            )
+        ok = self._granted(user, request)
         if not ok:
             raise self._forbidden(user, request)
 
@@ -454,16 +459,7 @@ class Handler(BaseHTTPRequestHandler):
                 attributes.get("name", ""),
             )
             user = self._current_user or rbac.User("system:anonymous", ())
-            sim = self.server.sim
-            with sim.store.lock:
-                allowed = rbac.allowed(
-                    user,
-                    request,
-                    roles=sim.store.peek("roles"),
-                    cluster_roles=sim.store.peek("clusterroles"),
-                    role_bindings=sim.store.peek("rolebindings"),
-                    cluster_role_bindings=sim.store.peek("clusterrolebindings"),
-                )
+            allowed = self._granted(user, request)
         return {
             "kind": "SelfSubjectAccessReview",
             "apiVersion": "authorization.k8s.io/v1",
