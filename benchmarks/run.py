@@ -16,6 +16,7 @@ The machine's load average is recorded with every figure. Prints a table and wri
 benchmarks/results/latest.json.
 
 Usage: python benchmarks/run.py [--sizes 5000,20000,65000] [--idle-seconds 60] [--naive-max 20000]
+                                [--only check]
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def main() -> int:
     parser.add_argument("--latency-max", type=int, default=5000, help="largest size timed")
     parser.add_argument("--check-runs", type=int, default=3)
     parser.add_argument("--naive-max", type=int, default=20000, help="largest naive size")
+    parser.add_argument("--only", choices=["check"], help="measure check alone (no await runs)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -244,6 +246,10 @@ def main() -> int:
                 )
             }
             print(f"[{size} nodes] check: {row['check']}", flush=True)
+            if args.only == "check":
+                results["sizes"][str(size)] = row
+                save(results, Path(args.out))
+                continue
             row["idle_await"] = bench_idle_await(
                 sim, kubeconfig, seconds=args.idle_seconds, one_list=one_list
             )
@@ -277,7 +283,10 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for size, row in results["sizes"].items():
-        c, i = row["check"], row["idle_await"]
+        c, i = row["check"], row.get("idle_await")
+        if i is None:
+            i = {k: "-" for k in ("cpu_s", "peak_rss_mb", "load", "bytes_received_mb")}
+            i.update(ratio_to_one_list="-", one_full_list_mb="-", requests={})
         e = row.get("exit_latency")
         naive = (
             f"{c['naive_wall_s']} s / {c['naive_cpu_s']} s / {c['naive_peak_rss_mb']} MB"

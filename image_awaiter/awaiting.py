@@ -48,14 +48,18 @@ def execute(settings: Settings) -> Outcome:
     view = start_live_view(settings)
     with SignalGuard() as signals:
         try:
-            job = resolve_job(settings)
-            run = Run(settings, job, _connect(settings), hold=signals.held, view=view)
             try:
-                outcome = run.check() if settings.command == "check" else run.await_images()
-            except DeadlineReached as error:  # the API failed until the time was up
-                outcome = run.timed_out(cause=error)
-        except AwaiterError as error:
-            outcome = _failed(error, run)
+                job = resolve_job(settings)
+                run = Run(settings, job, _connect(settings), hold=signals.held, view=view)
+                try:
+                    outcome = run.check() if settings.command == "check" else run.await_images()
+                except DeadlineReached as error:  # the API failed until the time was up
+                    outcome = run.timed_out(cause=error)
+            except AwaiterError as error:
+                outcome = _failed(error, run)
+            signals.defer()  # the outcome is known: a signal from now on is only recorded
+        except Interrupted as interruption:  # raised wherever the main thread was, even above
+            outcome = _failed(interruption, run)  # (the handler deferred further signals)
         finally:
             signals.defer()  # a signal now must not cut the cleanup short
             if run is not None:
@@ -89,7 +93,7 @@ def _connect(settings: Settings) -> Connection:
     )
 
 
-def _failed(error: AwaiterError, run: Run | None) -> Outcome:
+def _failed(error: AwaiterError | Interrupted, run: Run | None) -> Outcome:
     code, result, message = outcomes.failed(error)
     return run.outcome(code, result, message) if run else Outcome(code, result, message)
 

@@ -1,13 +1,18 @@
 """Kubernetes access, configuration: load a kubeconfig or the in-cluster service account as
-kubectl does, and make the one API client a run uses (its own retries off: ours apply)."""
+kubectl does, and make the one API client a run uses (its own retries off: ours apply).
+
+The client's modules are imported by their own names, never through `kubernetes` or
+`kubernetes.config` (lean.py keeps those packages' `__init__` from running): in a pod only the
+in-cluster loader, elsewhere only the kubeconfig loader (and YAML with it).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kubernetes import config as kube_config
 from kubernetes.client.api_client import ApiClient
 from kubernetes.client.configuration import Configuration
 from kubernetes.config.config_exception import ConfigException
@@ -44,16 +49,27 @@ def connect(
         raise UsageError(f"kubeconfig file not found: {kubeconfig}")
     try:
         if in_cluster:
-            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            from kubernetes.config.incluster_config import load_incluster_config
+
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             default_namespace = in_cluster_namespace or "default"
         else:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
+            from kubernetes.config.kube_config import (
+                KUBE_CONFIG_DEFAULT_LOCATION,
+                _get_kube_config_loader,
             )
-            default_namespace = _context_namespace(kubeconfig, context)
+
+            # load_kube_config(persist_config=False)'s own two steps, keeping its loader: the
+            # active context names the namespace without reading the file a second time.
+            files = kubeconfig if kubeconfig is not None else KUBE_CONFIG_DEFAULT_LOCATION
+            loader = _get_kube_config_loader(  # type: ignore[no-untyped-call]
+                filename=files, active_context=context, persist_config=False
+            )
+            loader.load_and_set(configuration)
+            if os.pathsep in files:  # several files merged: the first one's context, as before
+                default_namespace = _first_file_namespace(files, context)
+            else:
+                default_namespace = _namespace(loader.current_context)
     except (ConfigException, OSError, ValueError, TypeError) as error:
         raise UsageError(
             f"cannot load Kubernetes configuration: {_first_line(error)}",
@@ -67,13 +83,18 @@ def connect(
     )
 
 
-def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
-    files = kubeconfig or os.environ.get("KUBECONFIG") or None
-    contexts, current = kube_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-        config_file=files.split(os.pathsep)[0] if files else None
+def _first_file_namespace(files: str, context: str | None) -> str:
+    from kubernetes.config.kube_config import list_kube_config_contexts
+
+    contexts, current = list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=files.split(os.pathsep)[0]
     )
     chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
-    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+    return _namespace(chosen)
+
+
+def _namespace(context: dict[str, Any] | None) -> str:
+    return str(((context or {}).get("context") or {}).get("namespace") or "default")
 
 
 def _first_line(error: BaseException) -> str:

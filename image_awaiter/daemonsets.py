@@ -43,7 +43,9 @@ from image_awaiter.resources import DAEMONSETS, NAMESPACES, PODS
 
 log = structlog.get_logger("image_awaiter.daemonsets")
 
-CLEANUP_BUDGET = 20.0  # seconds the DaemonSet deletion may take, even after the deadline
+# Seconds that deleting every DaemonSet of a run may take together, even after the deadline:
+# after SIGTERM the kubelet waits terminationGracePeriodSeconds (30 s by default) before SIGKILL.
+CLEANUP_BUDGET = 20.0
 MAX_RECREATIONS = 3  # times a DaemonSet deleted by someone else is recreated
 CONFIRM_GAP = 1.0  # seconds between reads confirming that our DaemonSet is gone
 STALE_AFTER = 24 * 3600.0  # an unowned puller DaemonSet older than this is a leftover
@@ -283,13 +285,16 @@ class PullerDaemonSet:
             return False
         return bool((existing.get("metadata") or {}).get("uid") == self.record.uid)
 
-    def delete(self) -> None:
-        """Delete the DaemonSet this run created, within its own budget even after the
-        deadline; a failure is logged with the command to finish the job by hand."""
+    def delete(self, *, deadline: float) -> None:
+        """Delete the DaemonSet this run created, until the cleanup's own `deadline` (monotonic;
+        after the run's deadline is fine); a failure, or no time left to try, is logged with
+        the command to finish the job by hand."""
         if self.record is None:
             return
         try:
-            self._delete(Kube(self._kube.client, deadline=time.monotonic() + CLEANUP_BUDGET))
+            if time.monotonic() >= deadline:
+                raise DeadlineReached(f"no time was left to delete it ({CLEANUP_BUDGET:g} s)")
+            self._delete(Kube(self._kube.client, deadline=deadline))
         except AwaiterError as error:
             log.error(
                 "daemonset.cleanup_failed",

@@ -1,5 +1,8 @@
 """The console entry point: signal handlers first, then the (heavier) CLI, then a fast exit.
 
+Before the CLI is imported, lean.py trims the third-party imports a run never uses (issue 13:
+start-up is what every `helm upgrade` pays when nothing needs pulling).
+
 Until the await loop installs its own handlers, SIGINT and SIGTERM exit at once with 130 and
 143: nothing has been created yet, and a KeyboardInterrupt traceback would help nobody. At the
 end, atexit handlers run (the client removes its temporary certificate files) and the process
@@ -24,6 +27,9 @@ def _exit_early(signum: int, _: FrameType | None) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, _exit_early)
     signal.signal(signal.SIGTERM, _exit_early)
+    from image_awaiter import lean
+
+    lean.install()
     from image_awaiter.cli import main as cli_main
 
     try:

@@ -1,7 +1,8 @@
 """Exit codes and the one error hierarchy that carries them.
 
 Every failure the program can report is an `AwaiterError` whose class says which exit code it
-maps to; the CLI is the only place that turns one into `sys.exit`.
+maps to; the CLI is the only place that turns one into `sys.exit`. A signal is the exception:
+`Interrupted` stands beside the hierarchy, out of reach of `except Exception`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ExitCode(IntEnum):
 class AwaiterError(Exception):
     """A failure with a one-line message and, optionally, what to do about it."""
 
-    exit_code: ExitCode = ExitCode.API  # per class; `Interrupted` sets its own per signal
+    exit_code: ExitCode = ExitCode.API  # per class
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -105,10 +106,22 @@ class NameClash(Conflict):
     """An object with our name exists and is not ours."""
 
 
-class Interrupted(AwaiterError):
-    """SIGINT or SIGTERM arrived; cleanup has run. `exit_code` is 130 or 143 by the signal."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; cleanup has run. `exit_code` is 130 or 143 by the signal.
+
+    A `BaseException`, as `KeyboardInterrupt` is, not an `AwaiterError`: the signal handler
+    raises it wherever the main thread happens to be, and an `except AwaiterError` or `except
+    Exception` there (recording an Event on the awaiter's own pod drops any `AwaiterError`;
+    parsing an image reference catches `Exception`) would swallow the signal, and the run would
+    go on until the kubelet's SIGKILL. Only `awaiting.execute` catches it; it reads like an
+    `AwaiterError` (`exit_code`, `message`, `one_line`)."""
 
     def __init__(self, signal_name: str) -> None:
-        super().__init__(f"interrupted by {signal_name}; the puller DaemonSet was cleaned up")
+        message = f"interrupted by {signal_name}; the puller DaemonSet was cleaned up"
+        super().__init__(message)
+        self.message = message
         self.signal_name = signal_name
         self.exit_code = ExitCode.SIGTERM if signal_name == "SIGTERM" else ExitCode.SIGINT
+
+    def one_line(self) -> str:
+        return self.message

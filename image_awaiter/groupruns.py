@@ -5,15 +5,20 @@ created, kept alive, judged and deleted together. The run sees them as one evalu
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import yaml
 
 from image_awaiter.combined import GroupEvaluation, combine, plan_text
-from image_awaiter.daemonsets import PullerDaemonSet, check_namespace, sweep_stale
+from image_awaiter.daemonsets import (
+    CLEANUP_BUDGET,
+    PullerDaemonSet,
+    check_namespace,
+    sweep_stale,
+)
 from image_awaiter.decoding import PodCodec, UidCodec
 from image_awaiter.kube import Kube
 from image_awaiter.outcomes import GroupOutcome
@@ -167,13 +172,15 @@ class GroupRuns:
         )
 
     def delete(self, *, keep: bool) -> None:
-        """Delete every DaemonSet this run created, unless asked to keep them."""
+        """Delete every DaemonSet this run created, unless asked to keep them, all within one
+        cleanup budget: a stalling API costs it once, not once per group."""
+        deadline = time.monotonic() + CLEANUP_BUDGET
         for g in self.each:
             record = g.daemonset.record
             if record is not None and keep:
                 log.info("daemonset.kept", name=record.name, group=g.group.name)
                 continue
-            g.daemonset.delete()
+            g.daemonset.delete(deadline=deadline)
 
 
 def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
@@ -199,5 +206,7 @@ def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
         )
         for g in groups.each
     ]
+    import yaml  # `-o yaml` only
+
     sys.stdout.write(yaml.safe_dump_all(bodies, sort_keys=False))
     sys.stdout.flush()

@@ -10,8 +10,9 @@ caller's deadline nor past a per-request budget; everything else becomes an `Api
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import structlog
@@ -20,6 +21,7 @@ from kubernetes.client.api_client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from image_awaiter.apierrors import status_body, translate
+from image_awaiter.chunked import ChunkError, Line, chunked_lines, reader
 from image_awaiter.errors import Gone
 from image_awaiter.resources import Address
 from image_awaiter.retrying import (
@@ -119,8 +121,9 @@ class Kube:
 
     def stream(
         self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
-    ) -> Generator[bytes, None, None]:
-        """Open a watch (retrying the connection) and yield its event lines as they arrive.
+    ) -> Generator[Line, None, None]:
+        """Open a watch (retrying the connection) and yield its event lines as they arrive
+        (each valid until the next is asked for: `chunked_lines`).
 
         Ends when the server closes the stream; raises `TransientError` when the connection
         breaks or stays silent for `read_timeout` seconds.
@@ -185,18 +188,57 @@ class Kube:
         return response
 
 
-def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The non-empty lines of a watch stream as they arrive."""
-    pending = b""
+def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[Line]:
+    """The non-empty lines of a watch stream as they arrive (see `chunked_lines` for how long
+    each stays valid)."""
+    raw = _unread_chunked(response)
+    if raw is None:
+        try:
+            yield from _lines(response.stream(65536, decode_content=True))
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+        return
+    complete = False
     try:
-        for chunk in response.stream(65536, decode_content=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield line
-    except (urllib3.exceptions.HTTPError, OSError) as error:
+        yield from chunked_lines(reader(raw.fp))
+        complete = True
+    except (OSError, ChunkError) as error:
         raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+    finally:
+        # As urllib3 does: a body read to its end is closed and its connection reused; one
+        # left half-read (the caller stopped early, or it broke) closes its connection.
+        if complete:
+            raw.close()
+        else:
+            response.close()
+
+
+def _unread_chunked(response: urllib3.BaseHTTPResponse) -> Any:
+    """The http.client response under a chunked, unencoded response whose body nothing has read
+    yet: its buffered socket file (`fp`, just past the headers) is read in large blocks
+    (`chunked.py`). None for any other response, which urllib3 reads."""
+    raw = getattr(response, "_fp", None)
+    body = getattr(raw, "fp", None)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if (
+        not getattr(response, "chunked", False)
+        or encoding not in ("", "identity")
+        or getattr(raw, "chunk_left", None) is not None
+        or getattr(response, "chunk_left", None) is not None
+        or not isinstance(body, io.BufferedReader)
+    ):
+        return None
+    return raw
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
     if pending.strip():
         yield pending
 

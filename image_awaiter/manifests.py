@@ -19,9 +19,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import yaml
+from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.errors import UsageError
 from image_awaiter.references import parse_image
@@ -29,9 +27,9 @@ from image_awaiter.references import parse_image
 OS_LABEL = "kubernetes.io/os"
 ARCH_LABEL = "kubernetes.io/arch"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-# libyaml's safe loader when PyYAML was built with it: 7x faster on a 41,000-line rendering
-# (1.6 s against 10.9 s, measured on the shared CI machine); the pure-Python one otherwise.
-SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+if TYPE_CHECKING:  # yaml is imported where manifests are read: a `check` of --image never does
+    import yaml
 
 # Where the pod template lives in each built-in workload kind.
 TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
@@ -233,9 +231,14 @@ def _documents(text: str, *, source: str) -> Iterator[tuple[int, Any]]:
             return
         except json.JSONDecodeError:
             pass  # YAML flow style also starts so; let the YAML parser judge
+    import yaml
+
+    # libyaml's safe loader when PyYAML was built with it: 7x faster on a 41,000-line rendering
+    # (1.6 s against 10.9 s, measured on the shared CI machine); the pure-Python one otherwise.
+    safe_loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     index = 0
     try:
-        for document in yaml.load_all(text, Loader=SAFE_LOADER):
+        for document in yaml.load_all(text, Loader=safe_loader):
             index += 1
             if document is not None:
                 yield index, document

@@ -126,8 +126,8 @@ def timed_out(
     )
 
 
-def failed(error: AwaiterError) -> tuple[ExitCode, Result, str]:
-    """An error that ended the run: its own exit code and one line."""
+def failed(error: AwaiterError | Interrupted) -> tuple[ExitCode, Result, str]:
+    """An error or a signal that ended the run: its own exit code and one line."""
     if isinstance(error, Interrupted):
         result = Result.INTERRUPTED
     elif error.exit_code is ExitCode.USAGE:

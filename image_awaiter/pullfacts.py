@@ -11,14 +11,12 @@ of the run. Pure: no client, no clock.
 from __future__ import annotations
 
 import functools
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from image_awaiter.errors import UsageError
 from image_awaiter.pullerrors import PullError, classify_event
-from image_awaiter.pullevents import AlreadyPresent, Pulled, Pulling, parse_event
 from image_awaiter.references import ImageKey, ImageRef, parse_image
 
 FactState = Literal["present", "pulled", "failed", "pulling"]
@@ -178,6 +176,9 @@ class Folder:
         return PullFacts(facts)
 
     def _apply(self, node: str, event: KubeletEvent, *, counted: int) -> None:
+        # Imported here, with the first event: start-up time a check never uses.
+        from image_awaiter.pullevents import AlreadyPresent, Pulled, Pulling, parse_event
+
         fact = parse_event(event.reason, event.message)
         image_text = getattr(fact, "image", None)
         if image_text is None and event.reason in ("ErrImageNeverPull", "InspectFailed"):
@@ -236,6 +237,8 @@ def summarise(facts: PullFacts, images: Sequence[ImageRef]) -> dict[str, Any]:
             "totalBytes": sum(f.size_bytes or 0 for f in pulled),
         }
         if times:
+            import statistics  # here: it imports fractions, decimal, random at every start
+
             entry["medianPullSeconds"] = round(statistics.median(times), 3)
         if slowest is not None and slowest.seconds is not None:
             entry["slowestPull"] = {"node": slowest.node, "seconds": round(slowest.seconds, 3)}

@@ -271,6 +271,10 @@ def judge_node(
     pulls = pod.images if pod is not None else {}
     hints = event_errors or {}
     excluded_here = platform_excluded if platform_excluded is not None else {}
+    if all(image.key in node.images for image in images) and not (
+        excluded_here and any((node.name, image.key) in excluded_here for image in images)
+    ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
+        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
 
     def present(image: ImageRef) -> bool:
         pull = pulls.get(image.key)

@@ -2,7 +2,8 @@
 
 `busybox` is `docker.io/library/busybox:latest`; `quay.io/x/y:1` stays as it is; a reference with
 a digest (`repo@sha256:...` or `repo:tag@sha256:...`) is matched by repository and digest. Parsing
-is done by `docker-image-py`, a port of distribution's own reference package.
+is done by `docker-image-py`, a port of distribution's own reference package, except for the
+common forms, which refsplit.py splits without importing it (start-up).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NewType
 
-from docker_image import reference as _distribution
-
 from image_awaiter.errors import UsageError
+from image_awaiter.refsplit import split_common
 
 DEFAULT_TAG = "latest"
 
@@ -93,6 +93,9 @@ def node_image_keys(
         candidates = [name for name in names if tail in name]  # a C-speed substring test
     else:
         candidates = [name for name in names if any(tail in name for tail in tails)]
+    needles = _needles(wanted)
+    if needles is not None:  # other tags and digests of the same repository: never parsed
+        candidates = [name for name in candidates if any(n in name for n in needles)]
     keys = {
         key
         for name in candidates
@@ -108,6 +111,22 @@ def _tail(reference: str) -> str:
 
 
 @lru_cache(maxsize=64)
+def _needles(keys: frozenset[ImageKey]) -> tuple[str, ...] | None:
+    """Text every name matching one of `keys` contains: `@digest` for a key pinned by digest,
+    else `:tag` (a name's key takes its tag from the name); None when some key's tag is
+    `latest`, which a name may leave out. Parsing a name costs ~20-50 us; nodes report many
+    tags of one repository (build tags, older releases) and each would be parsed."""
+    needles = []
+    for key in keys:
+        _, at, digest = key.partition("@")
+        tag = key.rsplit(":", 1)[-1]
+        if not at and tag == DEFAULT_TAG:
+            return None
+        needles.append(f"@{digest}" if at else f":{tag}")
+    return tuple(needles)
+
+
+@lru_cache(maxsize=64)
 def repository_tails(keys: frozenset[ImageKey]) -> frozenset[str]:
     """The short repository names of `keys`: every name that can match one contains one."""
     return frozenset(_tail(key) for key in keys)
@@ -117,6 +136,11 @@ def repository_tails(keys: frozenset[ImageKey]) -> frozenset[str]:
 def _parse_cached(text: str) -> ImageRef | None:
     if not text or text != text.strip():
         return None
+    common = split_common(text)
+    if common is not None:
+        return ImageRef(original=text, name=common[0], tag=common[1], digest=common[2])
+    from docker_image import reference as _distribution
+
     try:
         parsed = _distribution.Reference.parse_normalized_named(text)
     except Exception:  # the library raises a zoo of its own exception types

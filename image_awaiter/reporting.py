@@ -10,15 +10,17 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from image_awaiter.manifests import Skipped
 from image_awaiter.outcomes import GroupOutcome, Outcome, short_verdict
 from image_awaiter.pullfacts import NodeImageFact, PullFacts, summarise
 from image_awaiter.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.references import ImageRef
+
+if TYPE_CHECKING:  # a type only: manifests are imported to read --from-manifests
+    from image_awaiter.manifests import Skipped
 
 log = structlog.get_logger("image_awaiter")
 

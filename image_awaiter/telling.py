@@ -103,7 +103,10 @@ class PullFactsWatch:
         if self._events is None or self._pods is None:
             return self.facts
         now = time.monotonic()
-        seen = (self._events.events + self._pods.events, self._events.lists + self._pods.lists)
+        seen = (
+            self._events.store.events + self._pods.store.events,
+            self._events.store.lists + self._pods.store.lists,
+        )
         if seen == self._seen[:2] or (not force and now - self._seen[2] < FACTS_GAP):
             return self.facts
         self._seen = (*seen, now)

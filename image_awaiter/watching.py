@@ -1,5 +1,5 @@
-"""Informer-style caches: one streaming (or paginated) list, then a watch, keeping compact
-records current.
+"""Informer-style caches: one streaming (or paginated) list (`listing`), then a watch, keeping
+compact records current.
 
 The initial state comes from a streaming list (KEP-3157 "WatchList": a watch with
 `sendInitialEvents=true`, which the API server answers from its watch cache with one ADDED
@@ -20,26 +20,28 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import structlog
 
+from image_awaiter.chunked import Line
 from image_awaiter.decoding import Codec, Event
-from image_awaiter.errors import AwaiterError, BadRequest, DeadlineReached, Gone, InvalidObject
+from image_awaiter.errors import AwaiterError, DeadlineReached, Gone
 from image_awaiter.kube import Kube, watch_error
+from image_awaiter.listing import (
+    WATCH_LIST_REFUSALS,
+    decode_event,
+    read_initial_events,
+    read_pages,
+)
 from image_awaiter.resources import Address
 from image_awaiter.retrying import TransientError
 from image_awaiter.signals import Hold
 
 T = TypeVar("T")
 log = structlog.get_logger("image_awaiter.watching")
-
-# How servers refuse a streaming list: 422 `sendInitialEvents is forbidden for watch unless the
-# WatchList feature gate is enabled` (1.27+ with the gate off) or `resourceVersionMatch is
-# forbidden for watch` (1.19-1.26); 400 from some aggregated API servers.
-WATCH_LIST_REFUSALS = (BadRequest, InvalidObject)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,70 +95,94 @@ class Store(Generic[T]):
         self._wake.set()
 
 
-def decode_event(codec: Codec[T], line: bytes) -> Event[T]:
-    try:
-        return codec.event(line)
-    except ValueError as error:
-        raise TransientError(f"undecodable watch event: {error}") from None
+class Watcher(Generic[T]):
+    """The watch requests of one informer: each from the store's last resourceVersion, its
+    events applied to the store, bounded on the server (`watch_seconds`) and by a read timeout;
+    a broken or silent stream resumes from where it was, only 410 Gone (raised) forces a relist."""
 
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        address: Address,
+        codec: Codec[T],
+        store: Store[T],
+        stop: threading.Event,
+        timing: WatchTiming,
+        select: Callable[[dict[str, str | int]], None],
+        name: str,
+    ) -> None:
+        self._kube = kube
+        self._address = address
+        self._codec = codec
+        self._store = store
+        self._stop = stop
+        self._timing = timing
+        self._select = select
+        self._name = name
+        self.requests = 0
 
-def read_initial_events(
-    lines: Iterator[bytes], codec: Codec[T], *, name: str
-) -> tuple[dict[str, T], str]:
-    """The initial events of a watch with `sendInitialEvents=true`: objects arrive as ADDED
-    events until the bookmark that ends them; returns the items and that bookmark's
-    resourceVersion, leaving the stream open so the same stream can go on as the watch.
-    `resourceVersion` is unset in the request: the server serves a state at least as new as a
-    quorum read would, from its watch cache."""
-    items: dict[str, T] = {}
-    for line in lines:
-        event = decode_event(codec, line)
-        if event.type == "ERROR":
-            raise watch_error(event.status or {})
-        if event.initial_events_end:
-            return items, event.resource_version
-        if event.type == "BOOKMARK":
-            continue
-        if event.record is None:
-            items.pop(event.key, None)
+    def open(self, *, initial_events: bool = False) -> Generator[Line, None, None]:
+        """A watch request; with `initial_events`, a streaming list (no resourceVersion: the
+        server's watch cache answers with a state at least as new as a quorum read)."""
+        seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
+        query: dict[str, str | int] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": seconds,
+        }
+        if initial_events:
+            query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
         else:
-            items[event.key] = event.record
-    raise TransientError(f"{name} watch ended before its initial events did")
+            query["resourceVersion"] = self._store.resource_version
+        self._select(query)
+        self.requests += 1
+        return self._kube.stream(self._address, query=query, read_timeout=self._timing.read_timeout)
 
+    def until_resync(self) -> None:
+        """Watch until the resync period is over (or we stop)."""
+        resync_at = time.monotonic() + self._timing.resync_seconds
+        while not self._stop.is_set() and time.monotonic() < resync_at:
+            try:
+                self._once()
+            except TransientError as error:
+                self._restarted(error)
+                self._stop.wait(self._timing.reconnect_delay)
 
-def read_pages(
-    kube: Kube,
-    address: Address,
-    codec: Codec[T],
-    *,
-    page_size: int,
-    select: Callable[[dict[str, str | int]], None],
-) -> tuple[dict[str, T], str]:
-    """Read every page until no continue token; returns the items and the resourceVersion, for
-    the caller to swap the store whole so readers never see half a list.
+    def _once(self) -> None:
+        lines = self.open()
+        try:
+            self.follow(lines)
+        finally:
+            lines.close()
 
-    No `resourceVersion`: each page is a quorum read from etcd. `resourceVersion=0` would be
-    served from the watch cache, but the cache ignores `limit` (before Kubernetes 1.33's
-    ListFromCacheSnapshot) and returns the whole list in one response: on 65,000 nodes
-    about 1 GB that both sides would hold at once."""
-    items: dict[str, T] = {}
-    token = ""
-    while True:
-        query: dict[str, str | int] = {"limit": page_size}
-        if token:
-            query["continue"] = token
-        select(query)
-        page = kube.request_decoded("GET", address, query=query, decode=codec.page)
-        for key, record in page.items:
-            if record is not None:
-                items[key] = record
-        token = page.continue_token
-        if not token:
-            return items, page.resource_version
+    def follow(self, lines: Iterator[Line]) -> None:
+        """Apply a watch stream's events until the server ends it (or we stop)."""
+        for line in lines:
+            if self._stop.is_set():
+                return
+            self._store.apply(decode_event(self._codec, line))
+
+    def follow_resumably(self, lines: Iterator[Line]) -> None:
+        """`follow`, where a broken stream only ends this request: the caller resumes from
+        the last resourceVersion."""
+        try:
+            self.follow(lines)
+        except TransientError as error:
+            self._restarted(error)
+
+    def _restarted(self, error: TransientError) -> None:
+        log.info(
+            "watch.restarted",
+            resource=self._name,
+            error=str(error),
+            resource_version=self._store.resource_version,
+        )
 
 
 class Informer(Generic[T]):
-    """Keeps the codec's compact record of every object at `address` current."""
+    """Keeps the codec's compact record of every object at `address` current: lists (streaming
+    when the server allows it, else page by page), then watches, in its own thread."""
 
     def __init__(
         self,
@@ -183,8 +209,17 @@ class Informer(Generic[T]):
         self.store: Store[T] = Store(self._wake)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watcher = Watcher(
+            kube=kube,
+            address=address,
+            codec=codec,
+            store=self.store,
+            stop=self._stop,
+            timing=timing,
+            select=self._select,
+            name=self.name,
+        )
         self.error: AwaiterError | None = None
-        self.watches = 0
         self.streaming: bool | None = None  # None until the server accepted or refused it
 
     # ------------------------------------------------------------------ readers
@@ -193,20 +228,12 @@ class Informer(Generic[T]):
         return self.store.snapshot()
 
     @property
-    def resource_version(self) -> str:
-        return self.store.resource_version
-
-    @property
     def synced(self) -> threading.Event:
         return self.store.synced
 
     @property
-    def lists(self) -> int:
-        return self.store.lists
-
-    @property
-    def events(self) -> int:
-        return self.store.events
+    def watches(self) -> int:
+        return self._watcher.requests
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -228,7 +255,7 @@ class Informer(Generic[T]):
         while not self._stop.is_set():
             try:
                 self._relist(then_watch=True)
-                self._watch_until_resync()
+                self._watcher.until_resync()
             except Gone:
                 log.info("watch.expired", resource=self.name)
             except TransientError as error:
@@ -271,73 +298,14 @@ class Informer(Generic[T]):
     def _stream_list(self, *, then_watch: bool) -> None:
         """A streaming list (see `read_initial_events`); the store is swapped whole and, with
         `then_watch`, the same stream goes on as the watch."""
-        query = self._watch_query()
-        query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
-        del query["resourceVersion"]
-        self.watches += 1
-        lines = self._kube.stream(
-            self._address, query=query, read_timeout=self._timing.read_timeout
-        )
+        lines = self._watcher.open(initial_events=True)
         try:
             items, resource_version = read_initial_events(lines, self._codec, name=self.name)
             self.store.replace(items, resource_version)
             if then_watch:
-                self._follow_resumably(lines)
+                self._watcher.follow_resumably(lines)
         finally:
             lines.close()
-
-    def _watch_until_resync(self) -> None:
-        """Watch from the last resourceVersion until the resync period is over; a broken or
-        silent stream resumes from where it was, only 410 Gone (raised) forces a relist."""
-        resync_at = time.monotonic() + self._timing.resync_seconds
-        while not self._stop.is_set() and time.monotonic() < resync_at:
-            try:
-                self._watch_once()
-            except TransientError as error:
-                log.info(
-                    "watch.restarted",
-                    resource=self.name,
-                    error=str(error),
-                    resource_version=self.resource_version,
-                )
-                self._stop.wait(self._timing.reconnect_delay)
-
-    def _watch_once(self) -> None:
-        """One watch request from the last resourceVersion; returns when the server ends it."""
-        self.watches += 1
-        lines = self._kube.stream(
-            self._address, query=self._watch_query(), read_timeout=self._timing.read_timeout
-        )
-        try:
-            self._follow(lines)
-        finally:
-            lines.close()
-
-    def _watch_query(self) -> dict[str, str | int]:
-        seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
-        query: dict[str, str | int] = {
-            "watch": "true",
-            "allowWatchBookmarks": "true",
-            "resourceVersion": self.resource_version,
-            "timeoutSeconds": seconds,
-        }
-        self._select(query)
-        return query
-
-    def _follow(self, lines: Iterator[bytes]) -> None:
-        """Apply a watch stream's events until the server ends it (or we stop)."""
-        for line in lines:
-            if self._stop.is_set():
-                return
-            self.store.apply(decode_event(self._codec, line))
-
-    def _follow_resumably(self, lines: Iterator[bytes]) -> None:
-        """`_follow`, where a broken stream only ends this request: the caller resumes from
-        the last resourceVersion."""
-        try:
-            self._follow(lines)
-        except TransientError as error:
-            log.info("watch.restarted", resource=self.name, error=str(error))
 
     def _select(self, query: dict[str, str | int]) -> None:
         if self._selector:

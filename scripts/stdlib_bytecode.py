@@ -27,13 +27,17 @@ import sysconfig
 from pathlib import Path
 
 # What the fast path imports, and the modules a real `check` loads after importing them
-# (found by listing sys.modules at exit of a run against the simulated cluster).
+# (found by listing sys.modules at exit of a run against the simulated cluster): the entry
+# point's trimmed imports (lean.py first, as the entry point does), and both configuration
+# loaders, which connecting.py imports only when it uses one.
 IMPORTS = (
     "image_awaiter.entry",
     "image_awaiter.cli",
     "image_awaiter.awaiting",
     "image_awaiter.logs",
     "image_awaiter.settings",
+    "kubernetes.config.kube_config",
+    "kubernetes.config.incluster_config",
     "encodings.idna",
     "difflib",
 )
@@ -44,6 +48,8 @@ def stdlib_modules(site: Path) -> list[str]:
     here = sysconfig.get_paths()["stdlib"]
     code = (
         "import importlib, json, sys\n"
+        "from image_awaiter import lean\n"
+        "lean.install()\n"
         f"for name in {IMPORTS!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted({getattr(m, '__file__', None) or '' "
         "for m in list(sys.modules.values())})))\n"

@@ -118,11 +118,15 @@ def spawn_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
 
 
 def spawn_await(
-    kubeconfig: Path, image: str, *extra: str, interval: str | None = "100ms"
+    kubeconfig: Path,
+    image: str,
+    *extra: str,
+    interval: str | None = "100ms",
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """Start `image-awaiter await --image IMAGE` in the background against the simulated
     cluster, logging JSON lines, re-evaluating every `interval` (None: the default)."""
     args = ["await", "--image", image, "--kubeconfig", str(kubeconfig), "--log-format", "json"]
     if interval is not None:
         args += ["--interval", interval]
-    return spawn_cli(*args, *extra)
+    return spawn_cli(*args, *extra, env=env)

@@ -163,6 +163,41 @@ def test_the_daemonsets_of_one_run_carry_a_group_label_and_a_signal_removes_them
     assert our_daemonsets(sim) == []
 
 
+def test_after_sigterm_a_stalling_api_costs_one_cleanup_budget_not_one_per_group(
+    sim: Any, pools: dict[str, list[str]], kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Every DELETE stalls past the 20 s cleanup budget: the awaiter must still be gone before
+    the kubelet's SIGKILL (30 s after SIGTERM), however many groups it has to clean up. Each
+    group used to get its own 20 s: 40 s for two."""
+    sim.registry.add(CUDA, platforms=("linux/amd64",), pull_seconds=2000)  # still pulling
+    sim.registry.add(ARM_TOOLS, platforms=("linux/arm64",), pull_seconds=2000)
+    spec = _spec_file(
+        tmp_path,
+        _daemonset("gpu", [CUDA], **GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+    )
+    sim.faults.add(Fault(method="DELETE", path="/daemonsets/", status=0, delay=24.0, times=None))
+    proc = spawn_cli(
+        "await", "--daemonset-spec", spec, "--kubeconfig", str(kubeconfig), "--log-format", "json"
+    )
+    try:
+        assert sim.wait_for(lambda s: len(our_daemonsets(s)) == 2, 30)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert 19 <= took <= 26, stderr[-2000:]  # the budget, then at once
+    failed = [
+        json.loads(line) for line in stderr.splitlines() if "daemonset.cleanup_failed" in line
+    ]
+    assert sorted(f["name"].split("-")[0] for f in failed) == ["arm", "gpu"]
+    assert all(f["hint"].startswith("delete it by hand: kubectl delete daemonset") for f in failed)
+
+
 def test_from_manifests_of_a_rendered_chart_pulls_each_workloads_images_where_it_lands(
     sim: Any, pools: dict[str, list[str]], run_cli: Any
 ) -> None:

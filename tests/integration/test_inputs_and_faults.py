@@ -425,6 +425,38 @@ def test_sigterm_during_cleanup_still_deletes_the_daemonset_and_exits_143(
     assert our_daemonsets(sim) == []
 
 
+def test_sigterm_while_the_awaiter_records_an_event_on_its_own_pod_still_ends_the_run(
+    sim: Any, kubeconfig: Path
+) -> None:
+    """Regression (the activeDeadline Job test's exit 137): SIGTERM landing inside the POST of
+    the ImagesPulling Event on the awaiter's own pod was dropped with that Event, and the run
+    went on until the kubelet's SIGKILL."""
+    sim.registry.add("quay.io/org/slow:1", pull_seconds=6000)
+    sim.add_node("a")
+    pod = sim.create(
+        "pods",
+        {"metadata": {"name": "hook"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
+        namespace="default",
+    )
+    # The Event's POST is held long enough that SIGTERM lands inside it even on a loaded machine.
+    sim.faults.add(Fault(method="POST", path="/events", status=0, delay=6.0, times=1))
+    env = {"POD_NAME": "hook", "POD_UID": pod["metadata"]["uid"], "POD_NAMESPACE": "default"}
+    proc = spawn_await(kubeconfig, "quay.io/org/slow:1", env=env)
+    try:
+        assert sim.wait_for(
+            lambda s: any(r.method == "POST" and r.path.endswith("/events") for r in s.requests),
+            timeout=30,
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=25)  # the kubelet's SIGKILL comes after 30 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert our_daemonsets(sim) == []
+
+
 def test_a_signal_before_anything_was_created_exits_130_without_a_traceback(
     sim: Any, kubeconfig: Path
 ) -> None:

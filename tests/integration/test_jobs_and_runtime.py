@@ -228,12 +228,6 @@ def test_a_job_running_await_owns_its_daemonset_through_the_downward_api_and_com
         assert f"{SLOW.rsplit(':', 1)[0]}:2.1" in names, node.metadata.name
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent bug, about 1 run in 3 on a busy 2-core machine: the awaiter has "
-    "not exited 30 s after SIGTERM and the kubelet's SIGKILL gives 137; under investigation "
-    "(closing note of this stop), kept running so that it is seen",
-)
 def test_active_deadline_sends_sigterm_so_the_awaiter_cleans_up_and_the_job_fails(
     sim: Any, api: client.ApiClient
 ) -> None:

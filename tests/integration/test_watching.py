@@ -144,7 +144,7 @@ def test_watch_events_keep_the_cache_current_including_deletions(
     sim.add_node("b", labels={"color": "green"})
     sim.remove_node("a")
     assert wait_until(informer, lambda s: s == {"b": "green"})
-    assert informer.lists == 1 and informer.events >= 2
+    assert informer.store.lists == 1 and informer.store.events >= 2
 
 
 def test_410_gone_on_a_watch_makes_the_informer_relist(sim: Any, informer_factory: Any) -> None:
@@ -157,7 +157,7 @@ def test_410_gone_on_a_watch_makes_the_informer_relist(sim: Any, informer_factor
     sim.faults.add(Fault(path="/api/v1/nodes", watch=True, status=0, cut_after_events=0, times=1))
     sim.add_node("b", labels={"color": "x"})
     sim.compact()  # the next watch resumes from a resourceVersion the server no longer has
-    assert wait_until(informer, lambda s: s == {"a": "red", "b": "x"} and informer.lists >= 2)
+    assert wait_until(informer, lambda s: s == {"a": "red", "b": "x"} and informer.store.lists >= 2)
 
 
 def test_a_watch_cut_mid_stream_resumes_without_losing_events(
@@ -173,7 +173,7 @@ def test_a_watch_cut_mid_stream_resumes_without_losing_events(
         sim.add_node(f"n{index}", labels={"color": str(index)})
         assert wait_until(informer, lambda s, n=index: len(s) == n + 1)
     assert informer.watches >= 4
-    assert informer.lists == 1  # resumed from the last resourceVersion, no relist
+    assert informer.store.lists == 1  # resumed from the last resourceVersion, no relist
     assert sim.faults.injected == 3
 
 

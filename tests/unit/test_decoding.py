@@ -134,3 +134,29 @@ def test_puller_pods_with_equal_pull_states_share_one_map() -> None:
     assert (a.node, b.node) == ("a", "b")
     assert a.images[parse_image("nginx:1.7.9").key].state.value == "pulled"
     assert a.images is b.images
+
+
+@pytest.mark.parametrize("codec_name", ["node", "pod", "uid", "json"])
+def test_events_decoded_from_a_view_of_a_reused_buffer_keep_nothing_of_it(codec_name: str) -> None:
+    """Watch lines are views of the read buffer (chunked.py), rewritten by the next read: a
+    record, key or resourceVersion that referred to it would change under the store."""
+    from image_awaiter.decoding import PodCodec, UidCodec
+
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "7", "uid": "u1"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx:1.7.9"}]},
+        "status": {"containerStatuses": [{"name": "c", "imageID": "sha256:1"}]},
+    }
+    codec: Any = {
+        "node": NodeCodec(wanted=WANTED),
+        "pod": PodCodec(),
+        "uid": UidCodec(),
+        "json": JsonCodec(lambda raw: raw["metadata"]),
+    }[codec_name]
+    line = json.dumps({"type": "ADDED", "object": NODE if codec_name == "node" else pod}).encode()
+    buffer = bytearray(line)
+    from_view = codec.event(memoryview(buffer))
+    buffer[:] = b" " * len(buffer)  # the next read
+    from_bytes = codec.event(line)
+    assert from_view == from_bytes
+    assert from_view.record is not None

@@ -15,6 +15,7 @@ from image_awaiter.pullers import (
     Owner,
     PullerSettings,
     generate_daemonset,
+    parse_daemonsets,
     parse_manifest,
     pod_images,
     prepare_for_run,
@@ -271,3 +272,21 @@ def test_a_daemonset_skips_no_node_when_too_many_are_done_to_name() -> None:
         GOOD, run_id="r", namespace="ns", owner=None, created_at="t", skip_nodes=done[:-1]
     )
     assert "affinity" in named["spec"]["template"]["spec"]
+
+
+def test_a_spec_reads_the_same_with_libyaml_as_with_the_pure_python_loader() -> None:
+    import yaml
+
+    text = yaml.safe_dump(GOOD) + "---\n" + json.dumps(GOOD) + "\n---\n# only a comment\n"
+    pure = [d for d in yaml.safe_load_all(text) if d is not None]
+    assert parse_daemonsets(text, source="spec.yaml") == pure
+    assert len(pure) == 2
+
+
+def test_invalid_yaml_in_a_spec_is_worded_as_the_pure_python_loader_words_it() -> None:
+    # libyaml would say: at line 2: did not find expected ',' or ']'
+    with pytest.raises(UsageError) as caught:
+        parse_daemonsets("kind: [DaemonSet", source="spec.yaml")
+    assert caught.value.one_line() == (
+        "spec.yaml: not valid YAML or JSON at line 1: expected ',' or ']', but got '<stream end>'"
+    )

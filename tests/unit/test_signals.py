@@ -50,3 +50,19 @@ def test_a_signal_during_cleanup_is_only_recorded() -> None:
         with signals.held():
             _busy()
     assert signals.deferred == "SIGTERM"
+
+
+def test_no_except_exception_on_the_way_can_swallow_a_signal() -> None:
+    """Regression: SIGTERM landing inside the POST of an Event on the awaiter's own pod was
+    caught by that request's `except AwaiterError` and dropped; the run went on until the
+    kubelet's SIGKILL (exit 137). A library's `except Exception` is the same trap."""
+    swallowed = []
+    with SignalGuard(), pytest.raises(Interrupted) as caught:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _busy()
+        except Exception as error:  # what the awaiter and its libraries do
+            swallowed.append(error)
+        pytest.fail("the signal did not get past `except Exception`")
+    assert swallowed == []
+    assert caught.value.exit_code is ExitCode.SIGTERM
