@@ -4,6 +4,9 @@ tests/simcluster/messages.py and against the product's own classifier and event 
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from image_awaiter import pullerrors, pullevents
-from tests.simcluster import SimCluster, messages
+from tests.simcluster import Fault, SimCluster, messages
 from tests.simcluster.recording import SPAM_BURST
 
 APP = "quay.io/org/app:1"
@@ -631,3 +634,23 @@ def test_unknown_failure_kinds_are_refused_with_the_kinds_that_exist(sim: SimClu
         sim.registry_outage("quay.io", kind="unauthorized")
     with pytest.raises(ValueError, match="refused by the kubelet"):
         sim.registry.add(APP, failure="invalid-reference")
+
+
+def test_wait_for_sees_a_request_while_a_fault_still_holds_it(
+    sim: SimCluster, api: client.CoreV1Api
+) -> None:
+    """Regression (a racy SIGTERM test): a request held by a delay fault changes nothing in the
+    store, so `wait_for` on the request log only woke at the next store change, after the hold.
+    Recording a request must wake the waiters itself."""
+    sim.faults.add(Fault(method="GET", path="/api/v1/nodes", status=0, delay=20.0, times=1))
+    caller = threading.Thread(target=_list_nodes_ignoring_errors, args=(api,), daemon=True)
+    started = time.monotonic()
+    caller.start()
+    assert sim.wait_for(lambda s: any(r.path == "/api/v1/nodes" for r in s.requests), timeout=15)
+    assert time.monotonic() - started < 10  # `wait_for` re-checks once at its timeout, too
+    assert caller.is_alive()  # seen while the request is still held
+
+
+def _list_nodes_ignoring_errors(api: client.CoreV1Api) -> None:
+    with contextlib.suppress(Exception):  # the server stops before the hold ends
+        api.list_node(_request_timeout=30)

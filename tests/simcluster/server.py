@@ -184,6 +184,8 @@ class Handler(BaseHTTPRequestHandler):
         record = RequestRecord(method, url.path, query, watch=watch)
         with sim.requests_lock:
             sim.requests.append(record)
+        with sim.store.lock:  # `wait_for` predicates read the request log too
+            sim.store.changed.notify_all()
         fault = sim.faults.pick(method, url.path, watch)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
