@@ -691,9 +691,9 @@ class SimCluster:
                     if not events:
                         store.changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
                         events = store.events_since(resource, position)
-                    floor = store.floor[resource]
-                if position < floor and not events:
-                    break
+                    floor, dropped = store.floor[resource], store.dropped[resource]
+                if position < dropped or (position < floor and not events):
+                    break  # events this watch had not sent are gone: the client must relist
                 lines = []
                 for event in events:
                     position = event.rv

@@ -60,6 +60,9 @@ class Store:
         self._bytes: dict[str, dict[tuple[str, str], bytes]] = {r: {} for r in KINDS}
         self.history: dict[str, deque[Event]] = {r: deque() for r in KINDS}
         self.floor: dict[str, int] = dict.fromkeys(KINDS, 0)
+        # The newest event dropped from each history: a watch that had not sent it yet must end
+        # rather than go on with the next one (an established watch never skips an event).
+        self.dropped: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.history_limit = history_limit
         self.uids: set[str] = set()
         self.generation = 0  # bumps on every write; cheap change detection for controllers
@@ -185,6 +188,8 @@ class Store:
     def compact(self) -> None:
         with self.lock:
             for resource in KINDS:
+                if self.history[resource]:
+                    self.dropped[resource] = self.history[resource][-1].rv
                 self.history[resource].clear()
                 self.floor[resource] = self.rv
 
@@ -204,7 +209,7 @@ class Store:
         history = self.history[resource]
         history.append(Event(self.rv, kind, resource, namespace, obj, data or b"{}"))
         while len(history) > self.history_limit:
-            self.floor[resource] = history.popleft().rv
+            self.floor[resource] = self.dropped[resource] = history.popleft().rv
         self.generation += 1
         self.versions[resource] += 1
         self.changed.notify_all()
