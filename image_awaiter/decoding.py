@@ -212,7 +212,11 @@ class NodeCodec:
             node = typed.object
             record = self._state(node) if kind == "ADDED" or kind == "MODIFIED" else None
         except msgspec.DecodeError as error:
-            raise ValueError(str(error)) from None
+            # An ERROR event's object is a Status, whose `status` is a string ("Failure"): the
+            # one-pass node decoder refuses it before reading the type.
+            if _event_type(line) != "ERROR":
+                raise ValueError(str(error)) from None
+            return generic_event(line)
         metadata = node.metadata
         return Event(kind, metadata.name, record, metadata.resourceVersion)
 
@@ -285,6 +289,13 @@ class _Labels:
             pairs = values if keys is None else zip(keys, values, strict=True)
             shared = self._shared[values] = {k: v for k, v in pairs if v is not msgspec.UNSET}
         return shared
+
+
+def _event_type(line: Line) -> str:
+    try:
+        return _event_decoder.decode(line).type
+    except msgspec.DecodeError:
+        return ""
 
 
 def generic_event(line: Line) -> Event[Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from image_awaiter.connecting import connect
-from image_awaiter.decoding import JsonCodec
+from image_awaiter.decoding import JsonCodec, NodeCodec
 from image_awaiter.kube import Kube
 from image_awaiter.resources import NODES
 from image_awaiter.watching import Informer, WatchTiming
@@ -185,3 +185,46 @@ def test_a_silent_watch_is_abandoned_and_restarted(sim: Any, informer_factory: A
     assert wait_until(informer, lambda s: informer.watches >= 3)
     sim.add_node("late", labels={"color": "red"})
     assert wait_until(informer, lambda s: s == {"late": "red"})
+
+
+def test_an_event_compacted_before_a_watch_sent_it_is_never_skipped(
+    sim: Any, informer_factory: Any
+) -> None:
+    """Regression (chaos seed 2033): the simulated server's watch went on with the events after
+    a compaction and silently skipped the ones compacted before it had sent them, so a cache
+    never saw a puller pod. A real watch never skips: the stream ends, the client relists."""
+    sim.add_node("a", labels={"color": "red"})
+    informer = informer_factory()
+    informer.start()
+    assert wait_until(informer, lambda s: s == {"a": "red"})
+    with sim.store.lock:  # the watch cannot send "b" before it is compacted away
+        sim.add_node("b", labels={"color": "green"})
+        sim.compact()
+        sim.add_node("c", labels={"color": "blue"})
+    assert wait_until(informer, lambda s: s == {"a": "red", "b": "green", "c": "blue"})
+    assert informer.store.lists >= 2
+
+
+def test_the_typed_nodes_cache_relists_after_a_410_on_its_watch(sim: Any, kube: Kube) -> None:
+    """Regression (chaos seed 2033): the typed node decoder refused the 410 Status (its
+    `status` is a string), so the nodes watch restarted from the expired resourceVersion
+    forever: a node removed around an etcd compaction stayed in the cache, and the run waited
+    on it until its timeout."""
+    sim.add_node("a")
+    sim.add_node("b")
+    informer = Informer(
+        kube=kube,
+        address=NODES.address(),
+        name="nodes",
+        codec=NodeCodec(wanted=frozenset()),
+        timing=WatchTiming(page_size=10, watch_seconds=30, read_timeout=10),
+    )
+    informer.start()
+    try:
+        assert informer.synced.wait(10)
+        with sim.store.lock:  # the watch cannot send the deletion before it is compacted away
+            sim.remove_node("b")
+            sim.compact()
+        assert wait_until(informer, lambda s: set(s) == {"a"} and informer.store.lists >= 2)
+    finally:
+        informer.stop()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.decoding import JsonCodec, NodeCodec
+from image_awaiter.decoding import JsonCodec, NodeCodec, PodCodec
 from image_awaiter.references import parse_image
 from image_awaiter.targeting import NodeState, Taint
 
@@ -88,6 +88,33 @@ def test_node_events_decode_including_deletions_bookmarks_and_errors() -> None:
         b'"message":"too old resource version"}}'
     )
     assert error.type == "ERROR" and error.status is not None and error.status["code"] == 410
+
+
+# What an API server sends when a watch's resourceVersion was compacted away: a Status whose
+# `status` is the string "Failure" (seen in jaegertracing/jaeger-operator#103: "map[code:410
+# kind:Status apiVersion:v1 metadata:map[] status:Failure message:... reason:Expired]").
+EXPIRED = (
+    b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},'
+    b'"status":"Failure","message":"too old resource version: 227 (231)",'
+    b'"reason":"Expired","code":410}}'
+)
+
+
+@pytest.mark.parametrize("codec", [NodeCodec(wanted=WANTED), PodCodec()], ids=["nodes", "pods"])
+def test_a_real_410_status_decodes_as_an_error_event(codec: Any) -> None:
+    """Regression (chaos seed 2033): the node decoder read the Status as a node, refused its
+    string `status`, and the nodes watch restarted from the expired version forever instead
+    of relisting."""
+    error = codec.event(EXPIRED)
+    assert error.type == "ERROR" and error.status["code"] == 410
+    assert error.status["reason"] == "Expired"
+
+
+def test_a_node_event_that_is_not_an_error_still_fails_to_decode() -> None:
+    with pytest.raises(ValueError):
+        NodeCodec(wanted=WANTED).event(b'{"type":"ADDED","object":{"status":"Failure"}}')
+    with pytest.raises(ValueError):
+        NodeCodec(wanted=WANTED).event(b'{"type":"ADDED",')
 
 
 @pytest.mark.parametrize("garbage", [b"{not json", b'{"items": 5}', b'{"items": [{"spec": 1}]}'])
