@@ -129,7 +129,7 @@ class GroupRuns:
         check_namespace(self._kube, self.namespace, required=True, own=own_namespace)
         sweep_stale(self._kube, self.namespace)
         for g in self.each:
-            g.daemonset.create(skip_nodes=g.judge.done_nodes)
+            g.daemonset.create(skip_nodes=g.judge.listed_nodes)
 
     def watch(self, caches: Caches) -> tuple[Informer[PullerPod], Informer[str]]:
         """Caches of this run's puller pods (of every group) and DaemonSets' uids."""
@@ -150,7 +150,7 @@ class GroupRuns:
 
     def keep_alive(self, cached_uids: set[str]) -> None:
         for g in self.each:
-            g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.done_nodes)
+            g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.listed_nodes)
 
     def names(self) -> tuple[str, ...]:
         return tuple(g.daemonset.record.name for g in self.each if g.daemonset.record is not None)
@@ -201,7 +201,7 @@ def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
             namespace=namespace,
             owner=owner,
             created_at=created_at,
-            skip_nodes=g.judge.done_nodes,
+            skip_nodes=g.judge.listed_nodes,
             group=g.group.name,
         )
         for g in groups.each

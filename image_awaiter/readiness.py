@@ -111,6 +111,9 @@ class NodeVerdict:
     missing: tuple[str, ...] = ()
     failures: tuple[PullFailure, ...] = ()
     detail: str = ""
+    # Done because the node's own status lists every image (not only a puller pod's word): the
+    # only nodes a recreated DaemonSet may skip, since a pod's word goes when the pod does.
+    listed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,11 @@ class Evaluation:
     @property
     def done_nodes(self) -> list[str]:
         return [v.node for v in self.verdicts if v.status is NodeStatus.DONE]
+
+    @property
+    def listed_nodes(self) -> list[str]:
+        """Done nodes whose own status lists every image: a DaemonSet may skip these."""
+        return [v.node for v in self.verdicts if v.listed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +208,10 @@ class Judge:
     @property
     def done_nodes(self) -> list[str]:
         return self.last.done_nodes if self.last is not None else []
+
+    @property
+    def listed_nodes(self) -> list[str]:
+        return self.last.listed_nodes if self.last is not None else []
 
 
 def evaluate(
@@ -274,7 +286,7 @@ def judge_node(
     if all(image.key in node.images for image in images) and not (
         excluded_here and any((node.name, image.key) in excluded_here for image in images)
     ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
+        return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
 
     def present(image: ImageRef) -> bool:
         pull = pulls.get(image.key)

@@ -414,3 +414,41 @@ def _spec(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def test_a_recreated_daemonset_still_reaches_nodes_done_only_on_a_puller_pods_word(
+    sim: Any, tmp_path: Any
+) -> None:
+    """Regression (chaos seed 2033): a node whose image is past the 50-image status cap is done
+    only while its puller pod says so. When someone deleted the DaemonSet, the recreated one
+    skipped that node by name, its old pod went with the old DaemonSet, and the run waited on
+    it until the timeout. Now only nodes whose own status lists every image are skipped."""
+    big = [f"registry.example.com/big/image-{i}:1" for i in range(50)]
+    for ref in big:
+        sim.registry.add(ref, size_bytes=5 * 1024**3, pull_seconds=0.01)
+    small = "registry.example.com/small:1"
+    sim.registry.add(small, size_bytes=1024, pull_seconds=0.2)
+    sim.add_node("full", images=tuple(big))  # the small image never shows in its status
+    sim.add_node("stuck")
+    sim.fail_pull(small, kind="rate-limited", nodes=["stuck"])  # keeps the run waiting
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kc")
+    proc = spawn_await(kubeconfig, small, "--pull-failure-grace", "10m", "--timeout", "60s")
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the awaiter has judged "full" done (on its pod's word)
+        if '"node.done"' in line and '"full"' in line:
+            break
+    first = our_daemonsets(sim)
+    assert len(first) == 1
+    sim.delete("daemonsets", first[0]["metadata"]["name"], "default")
+    assert sim.wait_for(
+        lambda s: (
+            [d["metadata"]["uid"] for d in our_daemonsets(s)]
+            not in ([], [first[0]["metadata"]["uid"]])
+        ),
+        timeout=20,
+    )
+    recreated = json.dumps(our_daemonsets(sim)[0]["spec"]["template"]["spec"].get("affinity"))
+    assert '"full"' not in recreated, recreated
+    sim.pull_failures.clear()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

@@ -92,6 +92,18 @@ def test_a_node_listing_the_image_is_done_without_any_pod() -> None:
     assert result.done and result.verdicts[0].status is NodeStatus.DONE
 
 
+def test_only_nodes_whose_status_lists_every_image_may_be_skipped_by_a_daemonset() -> None:
+    """Regression (chaos seed 2033): a node done on its puller pod's word alone (its status not
+    yet updated, or the image past the kubelet's 50-image cap) was put in a recreated
+    DaemonSet's `NotIn` list; its old pod went with the old DaemonSet and the node waited for
+    a puller that could never come."""
+    pulled = {"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+    by_pod = judge(N, [puller_pod_from_json(pod_json(init=[(NOTEBOOK.original, pulled)]))])
+    assert by_pod.done_nodes == ["n"] and by_pod.listed_nodes == []
+    listed = judge(NodeState(name="n", ready=True, images=frozenset({NOTEBOOK.key})), [])
+    assert listed.done_nodes == ["n"] and listed.listed_nodes == ["n"]
+
+
 def test_a_node_without_the_image_and_without_a_pod_is_missing() -> None:
     verdict = judge(N, []).verdicts[0]
     assert verdict.status is NodeStatus.MISSING
