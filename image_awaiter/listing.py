@@ -27,11 +27,16 @@ T = TypeVar("T")
 WATCH_LIST_REFUSALS = (BadRequest, InvalidObject)
 
 
+class Undecodable(TransientError):
+    """A watch event the codec cannot read. Resuming from the last resourceVersion would
+    replay the same event forever: the informer relists instead."""
+
+
 def decode_event(codec: Codec[T], line: Line) -> Event[T]:
     try:
         return codec.event(line)
     except ValueError as error:
-        raise TransientError(f"undecodable watch event: {error}") from None
+        raise Undecodable(f"undecodable watch event: {error}") from None
 
 
 def read_initial_events(

@@ -32,6 +32,7 @@ from image_awaiter.errors import AwaiterError, DeadlineReached, Gone
 from image_awaiter.kube import Kube, watch_error
 from image_awaiter.listing import (
     WATCH_LIST_REFUSALS,
+    Undecodable,
     decode_event,
     read_initial_events,
     read_pages,
@@ -98,7 +99,8 @@ class Store(Generic[T]):
 class Watcher(Generic[T]):
     """The watch requests of one informer: each from the store's last resourceVersion, its
     events applied to the store, bounded on the server (`watch_seconds`) and by a read timeout;
-    a broken or silent stream resumes from where it was, only 410 Gone (raised) forces a relist."""
+    a broken or silent stream resumes from where it was; 410 Gone and an undecodable event
+    (raised) force a relist."""
 
     def __init__(
         self,
@@ -145,6 +147,8 @@ class Watcher(Generic[T]):
         while not self._stop.is_set() and time.monotonic() < resync_at:
             try:
                 self._once()
+            except Undecodable:
+                raise  # the same event would come again: relist
             except TransientError as error:
                 self._restarted(error)
                 self._stop.wait(self._timing.reconnect_delay)
@@ -168,6 +172,8 @@ class Watcher(Generic[T]):
         the last resourceVersion."""
         try:
             self.follow(lines)
+        except Undecodable:
+            raise  # the same event would come again: relist
         except TransientError as error:
             self._restarted(error)
 

@@ -27,9 +27,7 @@ def kube(sim: Any, kubeconfig: Path) -> Kube:
     return Kube(connect(kubeconfig=str(kubeconfig), context=None, namespace=None).client)
 
 
-def test_synthetic_nodes_are_served_page_by_page_with_the_stored_ones(
-    sim: Any, kube: Kube
-) -> None:
+def test_synthetic_nodes_are_served_page_by_page_with_the_stored_ones(sim: Any, kube: Kube) -> None:
     sim.serve_synthetic_nodes(7)
     sim.add_node("stored")
     first = kube.request("GET", NODES.address(), query={"limit": 5})
@@ -58,9 +56,7 @@ def test_a_list_at_resource_version_0_ignores_limit_like_the_watch_cache(
     }
 
 
-def test_a_server_without_watch_list_refuses_it_with_the_real_status(
-    sim: Any, kube: Kube
-) -> None:
+def test_a_server_without_watch_list_refuses_it_with_the_real_status(sim: Any, kube: Kube) -> None:
     sim.watch_list = False
     query = {"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
     with pytest.raises(InvalidObject) as refused:

@@ -228,3 +228,34 @@ def test_the_typed_nodes_cache_relists_after_a_410_on_its_watch(sim: Any, kube: 
         assert wait_until(informer, lambda s: set(s) == {"a"} and informer.store.lists >= 2)
     finally:
         informer.stop()
+
+
+def test_an_undecodable_watch_event_makes_the_informer_relist(sim: Any, kube: Kube) -> None:
+    """Resuming from the last resourceVersion would replay the same unreadable event forever
+    (what the 410 decoding bug above did); the informer relists instead, and the list reads
+    the object."""
+    seen: list[str] = []
+
+    def compact(raw: dict[str, Any]) -> str:
+        name = str(raw["metadata"]["name"])
+        seen.append(name)
+        if name == "b" and seen.count("b") == 1:  # the watch event, not the relist
+            raise ValueError("unreadable")
+        return name
+
+    sim.add_node("a")
+    informer: Informer[str] = Informer(
+        kube=kube,
+        address=NODES.address(),
+        name="nodes",
+        codec=JsonCodec(compact),
+        timing=WatchTiming(page_size=10, watch_seconds=30, read_timeout=10),
+    )
+    informer.start()
+    try:
+        assert informer.synced.wait(10)
+        sim.add_node("b")
+        assert wait_until(informer, lambda s: set(s) == {"a", "b"})
+        assert informer.store.lists == 2
+    finally:
+        informer.stop()
