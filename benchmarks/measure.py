@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
                 "exit_code": os.waitstatus_to_exitcode(status),
                 "wall_s": round(wall, 3),
                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                "user_s": round(usage.ru_utime, 3),
+                "system_s": round(usage.ru_stime, 3),
                 "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
                 "stderr_tail": stderr.decode(errors="replace")[-400:],
             }
