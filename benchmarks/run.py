@@ -116,7 +116,8 @@ def bench_check(
     }
     result["ours_requests"] = ours[-1]["requests"]
     result["ours_runs"] = [
-        {k: r[k] for k in ("wall_s", "cpu_s", "user_s", "system_s", "peak_rss_mb", "load")} for r in ours
+        {k: r[k] for k in ("wall_s", "cpu_s", "user_s", "system_s", "peak_rss_mb", "load")}
+        for r in ours
     ]
     if naive:
         result["naive_requests"] = naive[-1]["requests"]
