@@ -61,7 +61,8 @@ def combine(groups: Sequence[GroupEvaluation]) -> Evaluation:
 def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
     worst = max((v for _, v in named), key=lambda v: SEVERITY[v.status])
     if worst.status is NodeStatus.DONE:
-        return NodeVerdict(node=node, status=NodeStatus.DONE)
+        listed = all(v.listed for _, v in named)
+        return NodeVerdict(node=node, status=NodeStatus.DONE, listed=listed)
     missing = tuple(dict.fromkeys(m for _, v in named for m in v.missing))
     failures = tuple(f for _, v in named for f in v.failures)
     detail = "; ".join(

@@ -89,3 +89,11 @@ def test_the_terminal_plan_is_an_aligned_table_with_targets_and_exclusions() -> 
     assert lines[1].split() == ["gpu", "gpu-1", "target", CUDA.original]
     assert lines[2].split()[:3] == ["gpu", "cpu-0", "excluded"]
     assert lines[1].index("target") == lines[2].index("excluded") == lines[0].index("ROLE")
+
+
+def test_a_node_is_listed_in_the_combination_only_when_every_group_found_it_listed() -> None:
+    listed = NodeVerdict(node="a", status=NodeStatus.DONE, listed=True)
+    both = combine([_group("cpu", listed), _group("gpu", listed)])
+    assert both.listed_nodes == ["a"]
+    one = combine([_group("cpu", listed), _group("gpu", _done("a"))])
+    assert one.done_nodes == ["a"] and one.listed_nodes == []
