@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.decoding import JsonCodec, NodeCodec, PodCodec
+from image_awaiter.decoding import EventCodec, JsonCodec, NodeCodec, PodCodec, UidCodec
 from image_awaiter.references import parse_image
 from image_awaiter.targeting import NodeState, Taint
 
@@ -100,7 +100,11 @@ EXPIRED = (
 )
 
 
-@pytest.mark.parametrize("codec", [NodeCodec(wanted=WANTED), PodCodec()], ids=["nodes", "pods"])
+@pytest.mark.parametrize(
+    "codec",
+    [NodeCodec(wanted=WANTED), PodCodec(), UidCodec(), EventCodec(pod_prefix="puller-")],
+    ids=["nodes", "pods", "daemonsets", "events"],
+)
 def test_a_real_410_status_decodes_as_an_error_event(codec: Any) -> None:
     """Regression (chaos seed 2033): the node decoder read the Status as a node, refused its
     string `status`, and the nodes watch restarted from the expired version forever instead
