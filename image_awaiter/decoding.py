@@ -214,9 +214,10 @@ class NodeCodec:
         except msgspec.DecodeError as error:
             # An ERROR event's object is a Status, whose `status` is a string ("Failure"): the
             # one-pass node decoder refuses it before reading the type.
-            if _event_type(line) != "ERROR":
+            envelope = _envelope(line)
+            if envelope is None or envelope.type != "ERROR":
                 raise ValueError(str(error)) from None
-            return generic_event(line)
+            return _error_event(envelope)
         metadata = node.metadata
         return Event(kind, metadata.name, record, metadata.resourceVersion)
 
@@ -291,11 +292,15 @@ class _Labels:
         return shared
 
 
-def _event_type(line: Line) -> str:
+def _envelope(line: Line) -> _Event | None:
     try:
-        return _event_decoder.decode(line).type
+        return _event_decoder.decode(line)
     except msgspec.DecodeError:
-        return ""
+        return None
+
+
+def _error_event(envelope: _Event) -> Event[Any]:
+    return Event("ERROR", "", None, "", json.loads(bytes(envelope.object)))
 
 
 def generic_event(line: Line) -> Event[Any]:
@@ -303,7 +308,7 @@ def generic_event(line: Line) -> Event[Any]:
     streaming list's initial events), for any kind of object."""
     envelope = _event_decoder.decode(line)
     if envelope.type == "ERROR":
-        return Event("ERROR", "", None, "", json.loads(bytes(envelope.object)))
+        return _error_event(envelope)
     mark = _bookmark_decoder.decode(envelope.object)
     annotations = mark.metadata.annotations or {}
     end = annotations.get(INITIAL_EVENTS_END) == "true"
