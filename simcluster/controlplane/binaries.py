@@ -111,7 +111,7 @@ def missing(where: Path | None = None) -> list[str]:
 
 
 def require() -> dict[str, Path]:
-    """Every binary's path; `MissingBinaries` (naming `make control-plane`) when one is not built."""
+    """Every binary's path; `MissingBinaries`, naming `make control-plane`, if one is not built."""
     where = bin_dir()
     absent = missing(where)
     if absent:

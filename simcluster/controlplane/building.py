@@ -21,9 +21,7 @@ from simcluster.controlplane import binaries
 def _go() -> str:
     go = shutil.which("go")
     if go is None:
-        raise SystemExit(
-            "control-plane: `go` (1.26 or newer) is needed to build the control plane"
-        )
+        raise SystemExit("control-plane: `go` (1.26 or newer) is needed to build the control plane")
     return go
 
 
@@ -38,8 +36,16 @@ def build(*, into: Path) -> None:
     go = _go()
     commands = [f"k8s.io/kubernetes/cmd/{name}" for name in binaries.KUBERNETES_COMMANDS]
     _run(
-        [go, "build", *binaries.GO_FLAGS, "-ldflags", binaries.kubernetes_ldflags(),
-         "-o", f"{into}/", *commands],
+        [
+            go,
+            "build",
+            *binaries.GO_FLAGS,
+            "-ldflags",
+            binaries.kubernetes_ldflags(),
+            "-o",
+            f"{into}/",
+            *commands,
+        ],
         cwd=binaries.KUBERNETES_MODULE,
     )
     _run(

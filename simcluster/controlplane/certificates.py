@@ -65,7 +65,9 @@ def _openssl(*args: str) -> None:
 
 
 def _ec_key(path: Path) -> None:
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+    _openssl(
+        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)
+    )
 
 
 def _signed(*, ca: KeyPair, pair: KeyPair, subject: str, extensions: list[str]) -> None:
@@ -87,23 +89,15 @@ def make(directory: Path, *, identities: tuple[Identity, ...]) -> Certificates:
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
-    server = KeyPair(directory / "apiserver.crt", directory / "apiserver.key")
-    _signed(
-        ca=ca,
-        pair=server,
-        subject="/CN=kube-apiserver",
-        extensions=[
-            "subjectAltName=" + ",".join(SERVER_NAMES),
-            "extendedKeyUsage=serverAuth",
-            "basicConstraints=critical,CA:FALSE",
-        ],
-    )
+    server = serving(ca=ca, directory=directory, name="kube-apiserver")
     clients = {
         identity.user: issue(ca=ca, directory=directory, identity=identity)
         for identity in identities
     }
     sa_key, sa_public = directory / "sa.key", directory / "sa.pub"
-    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(sa_key))
+    _openssl(
+        "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(sa_key)
+    )
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_public))
     return Certificates(ca, server, clients, sa_key, sa_public)
 
@@ -118,5 +112,22 @@ def issue(*, ca: KeyPair, directory: Path, identity: Identity) -> KeyPair:
         pair=pair,
         subject=identity.subject,
         extensions=["extendedKeyUsage=clientAuth", "basicConstraints=critical,CA:FALSE"],
+    )
+    return pair
+
+
+def serving(*, ca: KeyPair, directory: Path, name: str) -> KeyPair:
+    """A serving certificate for loopback and the API server's in-cluster names, signed by the
+    cluster CA: the API server's own, or a proxy's in front of it (clients verify both)."""
+    pair = KeyPair(directory / f"{name}.crt", directory / f"{name}.key")
+    _signed(
+        ca=ca,
+        pair=pair,
+        subject=f"/CN={name}",
+        extensions=[
+            "subjectAltName=" + ",".join(SERVER_NAMES),
+            "extendedKeyUsage=serverAuth",
+            "basicConstraints=critical,CA:FALSE",
+        ],
     )
     return pair

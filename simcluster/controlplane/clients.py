@@ -56,7 +56,9 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.server + path, data, headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context()) as r:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self._context()
+            ) as r:
                 return r.status, _decode(r.read())
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())

@@ -41,6 +41,13 @@ class Endpoint:
         directory.mkdir(parents=True, exist_ok=True)
         return certificates.issue(ca=ca, directory=directory, identity=identity)
 
+    def serving_certificate(self, *, directory: Path, name: str = "fault-proxy") -> KeyPair:
+        """A serving certificate from the cluster CA, for a proxy in front of the API server."""
+        directory.mkdir(parents=True, exist_ok=True)
+        return certificates.serving(
+            ca=KeyPair(self.ca_cert, self.ca_key), directory=directory, name=name
+        )
+
     def write_kubeconfig(
         self,
         path: Path,
@@ -63,10 +70,21 @@ class Endpoint:
         )
 
     def to_json(self) -> str:
-        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()})
+        return json.dumps(
+            {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Endpoint:
         raw: dict[str, Any] = json.loads(text)
-        paths = {"kubeconfig", "ca_cert", "ca_key", "admin_cert", "admin_key", "audit_log", "workdir"}
-        return cls(**{k: Path(v) if k in paths else v for k, v in raw.items()})
+        paths = {
+            "kubeconfig",
+            "ca_cert",
+            "ca_key",
+            "admin_cert",
+            "admin_key",
+            "audit_log",
+            "workdir",
+        }
+        fields: dict[str, Any] = {k: Path(v) if k in paths else v for k, v in raw.items()}
+        return cls(**fields)

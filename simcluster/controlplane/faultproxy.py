@@ -22,6 +22,7 @@ certificate cannot pass a TLS proxy, so a request without a token goes upstream 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -130,7 +131,9 @@ class FaultProxy:
         self._anonymous = ssl.create_default_context(cafile=str(upstream_ca))
         self._identified = ssl.create_default_context(cafile=str(upstream_ca))
         if upstream_identity is not None:
-            self._identified.load_cert_chain(str(upstream_identity.cert), str(upstream_identity.key))
+            self._identified.load_cert_chain(
+                str(upstream_identity.cert), str(upstream_identity.key)
+            )
         serving_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         serving_context.load_cert_chain(str(serving.cert), str(serving.key))
         serving_context.set_alpn_protocols(["http/1.1"])
@@ -154,10 +157,8 @@ class FaultProxy:
             open_now = list(self._open)
         for connection in open_now:  # ends the watches still streaming
             if connection.sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     connection.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
         self._server.server_close()
         self._thread.join(timeout=5)
 
@@ -221,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
-            self.connection.do_handshake()  # type: ignore[attr-defined]
+            self.connection.do_handshake()
         except (OSError, ssl.SSLError):
             return
         super().handle()
@@ -270,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -298,7 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            raw = socket.socket(fileno=self.connection.detach())  # type: ignore[attr-defined]
+            raw = socket.socket(fileno=self.connection.detach())
             raw.close()  # close the TCP socket itself, with no TLS goodbye: a reset
         except OSError:
             pass

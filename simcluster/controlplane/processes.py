@@ -4,6 +4,7 @@ stopped with SIGTERM, then SIGKILL after a grace period."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -73,14 +74,14 @@ class Process:
                 self.popen.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 continue
-        try:  # anything the process left in its group
+        with contextlib.suppress(ProcessLookupError):  # anything left in its group
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait()
 
 
-def spawn(*, name: str, argv: Sequence[str], logs: Path, env: dict[str, str] | None = None) -> Process:
+def spawn(
+    *, name: str, argv: Sequence[str], logs: Path, env: dict[str, str] | None = None
+) -> Process:
     log = logs / f"{name}.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(

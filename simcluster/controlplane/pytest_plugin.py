@@ -10,6 +10,7 @@ that use it fail, naming `make control-plane`: they never skip."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     broker = config.stash.get(_broker_key, None)
     if broker is not None:
         broker.close()
+        shutil.rmtree(broker.socket_path.parent, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

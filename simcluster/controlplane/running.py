@@ -110,14 +110,20 @@ class ControlPlane:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.certs = certificates.make(
             self.workdir / "pki",
-            identities=(certificates.ADMIN, certificates.CONTROLLER_MANAGER, certificates.SCHEDULER),
+            identities=(
+                certificates.ADMIN,
+                certificates.CONTROLLER_MANAGER,
+                certificates.SCHEDULER,
+            ),
         )
         self._write_kubeconfigs()
         self._spawn_etcd()
         self._wait(self._etcd_healthy, timeout=timeout, what="etcd /health", started=started)
         self.timings["etcd"] = time.monotonic() - started
         self._spawn_apiserver()
-        self._wait(self._apiserver_ready, timeout=timeout, what="kube-apiserver /readyz", started=started)
+        self._wait(
+            self._apiserver_ready, timeout=timeout, what="kube-apiserver /readyz", started=started
+        )
         self.timings["readyz"] = time.monotonic() - started
         self._spawn_controller_manager()
         self._spawn_scheduler()
@@ -125,7 +131,12 @@ class ControlPlane:
             ("kube-controller-manager", self.ports.controller_manager),
             ("kube-scheduler", self.ports.scheduler),
         ):
-            self._wait(lambda p=port: _healthz(p), timeout=timeout, what=f"{name} /healthz", started=started)
+            self._wait(
+                lambda p=port: _healthz(p),
+                timeout=timeout,
+                what=f"{name} /healthz",
+                started=started,
+            )
         self.timings["components"] = time.monotonic() - started
         self._wait(
             self._default_namespace_ready,
@@ -200,7 +211,9 @@ class ControlPlane:
             )  # fmt: skip
 
     def _spawn(self, name: str, *argv: str) -> None:
-        self.processes.append(spawn(name=name, argv=[str(self.binaries[name]), *argv], logs=self.logs))
+        self.processes.append(
+            spawn(name=name, argv=[str(self.binaries[name]), *argv], logs=self.logs)
+        )
 
     def _spawn_etcd(self) -> None:
         client = f"http://127.0.0.1:{self.ports.etcd_client}"

@@ -10,6 +10,7 @@ none behind either."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -43,10 +44,8 @@ class Broker:
                 break
             with connection:
                 answer = self._start_once()
-                try:
+                with contextlib.suppress(OSError):
                     connection.sendall(json.dumps(answer).encode() + b"\n")
-                except OSError:
-                    pass
         self._stop()  # the processes must not outlive this thread's knowledge of them
 
     def _start_once(self) -> dict[str, str]:
@@ -67,16 +66,12 @@ class Broker:
 
     def close(self) -> None:
         self._closing.set()
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         self._thread.join(timeout=60)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
-        except OSError:
-            pass
 
 
 class Unavailable(RuntimeError):
