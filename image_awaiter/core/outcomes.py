@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from image_awaiter.core.creation import CreationRefused
 from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted
 from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
@@ -21,6 +22,7 @@ class Result(StrEnum):
     MISSING = "missing"  # check: images missing
     TIMEOUT = "timeout"
     PULL_FAILED = "pull-failed"
+    PODS_REFUSED = "pods-refused"  # the cluster will not create the puller pods
     INTERRUPTED = "interrupted"
     BAD_INPUT = "bad-input"
     API_ERROR = "api-error"
@@ -80,6 +82,16 @@ def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
         f"{first.message}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
+
+
+def pods_refused(refused: CreationRefused) -> tuple[ExitCode, Result, str]:
+    """The DaemonSet controller cannot create the pullers (admission refused them): exit 3 at
+    once with its words, not a wait until the timeout."""
+    message = (
+        f"the DaemonSet controller cannot create the puller pods of DaemonSet "
+        f"{refused.daemonset} ({refused.refusal}): {refused.message}; {refused.advice}"
+    )
+    return ExitCode.API, Result.PODS_REFUSED, message
 
 
 def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, str]:

@@ -18,6 +18,7 @@ import structlog
 
 from image_awaiter.cluster.daemonsets import check_namespace
 from image_awaiter.core import outcomes
+from image_awaiter.core.creation import CreationRefused
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.readiness import Evaluation, PullerPod
@@ -193,6 +194,9 @@ class Run:
             self.groups.keep_alive(cached_uids=set(daemonsets.snapshot().values()))
             self.tell.facts.fold()
             evaluation = self._evaluate(nodes.snapshot(), pods.snapshot().values())
+            refused = self.groups.refused(now=time.monotonic())
+            if refused is not None and not evaluation.done:
+                return self._refused(refused)
             if evaluation.failures:
                 return self._pull_failed()
             if evaluation.done:
@@ -227,6 +231,11 @@ class Run:
             message = f"pull group {failing[0].name}: {message}"
         outcome = self.outcome(code, result, message)
         self.tell.pull_failed(failing, outcome.message)
+        return outcome
+
+    def _refused(self, refused: CreationRefused) -> Outcome:
+        outcome = self.outcome(*outcomes.pods_refused(refused))
+        self.tell.pods_refused(refused, outcome.message)
         return outcome
 
     def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:

@@ -19,14 +19,16 @@ from image_awaiter.cluster.daemonsets import (
     sweep_stale,
 )
 from image_awaiter.core.combined import GroupEvaluation, combine, plan_text
+from image_awaiter.core.creation import CreationRefused, FailedCreate, Refusals
 from image_awaiter.core.outcomes import GroupOutcome
 from image_awaiter.core.pullerrors import PullError
 from image_awaiter.core.readiness import Evaluation, FailureRules, Judge, PullerPod
 from image_awaiter.core.references import ImageKey
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.client import Kube
+from image_awaiter.kube.controllerevents import FAILED_CREATE_EVENTS, FailedCreateCodec
 from image_awaiter.kube.decoding import PodCodec, UidCodec
-from image_awaiter.kube.resources import DAEMONSETS, PODS
+from image_awaiter.kube.resources import DAEMONSETS, EVENTS, PODS
 from image_awaiter.kube.watching import Caches, Informer
 from image_awaiter.output.reporting import now_iso
 from image_awaiter.spec.pullers import prepare_for_run, run_selector
@@ -82,6 +84,8 @@ class GroupRuns:
             )
             for group in job.groups
         )
+        self._failed_creates: Informer[FailedCreate | None] | None = None
+        self._refusals = Refusals()
 
     @property
     def several(self) -> bool:
@@ -146,7 +150,22 @@ class GroupRuns:
             codec=UidCodec(),
             label_selector=ours,
         )
+        self._failed_creates = caches.start(
+            name="daemonset-events",
+            address=EVENTS.address(namespace=namespace),
+            codec=FailedCreateCodec(daemonsets=self.names()),
+            field_selector=FAILED_CREATE_EVENTS,
+            optional=True,  # without it a refused puller is seen only at the timeout
+        )
         return pods, daemonsets
+
+    def refused(self, *, now: float) -> CreationRefused | None:
+        """A puller pod that the cluster will never create (the DaemonSet controller's
+        `FailedCreate` with an admission refusal), if any: the run cannot succeed."""
+        if self._failed_creates is None:
+            return None
+        events = [e for e in self._failed_creates.snapshot().values() if e is not None]
+        return self._refusals.judge(events, daemonsets=self.names(), now=now)
 
     def keep_alive(self, cached_uids: set[str]) -> None:
         for g in self.each:

@@ -15,6 +15,7 @@ import structlog
 
 from image_awaiter.cluster.podevents import PodEvents
 from image_awaiter.core.combined import GroupEvaluation, group_progress
+from image_awaiter.core.creation import CreationRefused
 from image_awaiter.core.errors import ExitCode
 from image_awaiter.core.outcomes import Outcome
 from image_awaiter.core.pullfacts import Folder, KubeletEvent, PullFacts
@@ -259,6 +260,15 @@ class Teller:
         self._pod_events.record(
             "ImagePullFailed", f"{first.kind or first.reason}: {message}", warning=True
         )
+
+    def pods_refused(self, refused: CreationRefused, message: str) -> None:
+        log.error(
+            "daemonset.pods_refused",
+            daemonset=refused.daemonset,
+            refusal=str(refused.refusal),
+            message=refused.message,
+        )
+        self._pod_events.record("PullerPodsRefused", message, warning=True)
 
     def timed_out(self, outcome: Outcome) -> None:
         ignored = outcome.exit_code is ExitCode.OK  # --on-timeout succeed

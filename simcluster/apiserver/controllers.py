@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from simcluster.apiserver import events
 from simcluster.apiserver.store import now_iso
 from simcluster.nodes import failures, messages
 from simcluster.nodes.recording import EventRecorder
@@ -176,6 +177,7 @@ class Controllers:
         # Per DaemonSet uid: (generation, nodes version) the set was computed at, the eligible
         # node names, and per node (resourceVersion, fits) so only changed nodes are re-judged.
         self.eligible: dict[str, tuple[tuple[int, int], set[str], dict[str, tuple[str, bool]]]] = {}
+        self.refused: set[str] = set()  # DaemonSet uids whose FailedCreate is recorded
 
     def tick(self) -> None:
         store = self.sim.store
@@ -205,7 +207,10 @@ class Controllers:
                 if target:
                     by_node[target] = pod
             eligible = self._eligible(ds, nodes)
-            for node_name in sorted(eligible - set(by_node)):
+            to_create = sorted(eligible - set(by_node))
+            if to_create and self._refused(ds):
+                to_create = []
+            for node_name in to_create:
                 self._create_pod(ds, node_name)
             for node_name, pod in by_node.items():
                 if node_name not in eligible and "deletionTimestamp" not in pod["metadata"]:
@@ -246,6 +251,31 @@ class Controllers:
                 eligible.add(name)
         self.eligible[uid] = (version, eligible, seen)
         return eligible
+
+    def _refused(self, ds: dict[str, Any]) -> bool:
+        """ServiceAccount admission refuses pods naming an absent ServiceAccount: the real
+        controller creates nothing and records `FailedCreate` with the API server's text
+        (recorded here once per DaemonSet; the real one repeats it with back-off)."""
+        spec = ds["spec"]["template"].get("spec") or {}
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or ""
+        ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+        if account in ("", "default") or self.sim.store.get("serviceaccounts", account, ns):
+            return False
+        if ds["metadata"]["uid"] not in self.refused:
+            self.refused.add(ds["metadata"]["uid"])
+            message = (
+                f'Error creating: pods "{name}-" is forbidden: error looking up service account '
+                f'{ns}/{account}: serviceaccount "{account}" not found'
+            )
+            events.record(
+                self.sim,
+                {"kind": "DaemonSet", "apiVersion": "apps/v1", **ds},
+                reason="FailedCreate",
+                message=message,
+                component="daemonset-controller",
+                warning=True,
+            )
+        return True
 
     def _create_pod(self, ds: dict[str, Any], node_name: str) -> None:
         store = self.sim.store
