@@ -489,7 +489,7 @@ class SimCluster:
         with self.store.lock:
             return [
                 r
-                for r in self._controllers.pull_log
+                for r in self._controllers.worker.pull_log
                 if (node is None or r.node == node) and (image is None or r.image == image)
             ]
 
