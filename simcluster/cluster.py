@@ -38,6 +38,7 @@ from simcluster.apiserver.store import (
 )
 from simcluster.nodes import failures
 from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
+from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
 from simcluster.nodes.runtime import Runtime
@@ -432,30 +433,19 @@ class SimCluster:
         "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
         "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
         overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
-        if kind is not None and kind not in failures.KINDS:
-            raise ValueError(f"unknown pull failure kind {kind!r}; one of {sorted(failures.KINDS)}")
-        if kind == "invalid-reference":
-            reason = "InvalidImageName"
-        if message is None and kind is None and reason != "InvalidImageName":
-            kind = "tag-not-found"
-        parsed = parse(image)
-        key = parsed.key if parsed else image
+        failure = make_pull_failure(
+            image,
+            kind=kind,
+            reason=reason,
+            message=message,
+            nodes=set(nodes) if nodes is not None else None,
+            times=times,
+        )
         with self.store.lock:
-            self.pull_failures.append(
-                PullFailure(
-                    key, reason, message, set(nodes) if nodes is not None else None, times, kind
-                )
-            )
+            self.pull_failures.append(failure)
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
-        for failure in self.pull_failures:
-            if (
-                failure.image_key in (key, "*")
-                and (failure.nodes is None or node in failure.nodes)
-                and (failure.times is None or failure.times > 0)
-            ):
-                return failure
-        return None
+        return find_pull_failure(self.pull_failures, key, node)
 
     def registry_outage(
         self, target: str, *, until: float | None = None, kind: str = "server-error"

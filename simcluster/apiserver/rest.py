@@ -13,7 +13,7 @@ import yaml
 
 from simcluster.apiserver import patching, schemas, validation
 from simcluster.apiserver.kinds import BY_RESOURCE, Kind
-from simcluster.apiserver.store import StoreError, now_iso
+from simcluster.apiserver.store import DRY_RUN, StoreError, now_iso
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -410,6 +410,8 @@ def delete(sim: SimCluster, kind: Kind, name: str, namespace: str | None, option
                 name=name,
                 kind=kind.resource,
             )
+        if DRY_RUN.get():
+            return current  # checked as a delete would be; nothing happens
         if kind.resource == "pods":
             terminating = sim.runtime.graceful_delete(current, options)
             if terminating is not None:  # its process gets SIGTERM; the pod goes after it exits

@@ -110,6 +110,37 @@ class ContainerRun:
     events: list[tuple[str, str, bool]] = field(default_factory=list)  # (reason, msg, warning)
 
 
+def make_pull_failure(
+    image: str,
+    *,
+    kind: str | None,
+    reason: str,
+    message: str | None,
+    nodes: set[str] | None,
+    times: int | None,
+) -> PullFailure:
+    """A pull failure as `SimCluster.fail_pull` and `NodeWorld.fail_pull` document it."""
+    if kind is not None and kind not in failures.KINDS:
+        raise ValueError(f"unknown pull failure kind {kind!r}; one of {sorted(failures.KINDS)}")
+    if kind == "invalid-reference":
+        reason = "InvalidImageName"
+    if message is None and kind is None and reason != "InvalidImageName":
+        kind = "tag-not-found"
+    parsed = parse(image)
+    return PullFailure(parsed.key if parsed else image, reason, message, nodes, times, kind)
+
+
+def find_pull_failure(failures_: list[PullFailure], key: str, node: str) -> PullFailure | None:
+    for failure in failures_:
+        if (
+            failure.image_key in (key, "*")
+            and (failure.nodes is None or node in failure.nodes)
+            and (failure.times is None or failure.times > 0)
+        ):
+            return failure
+    return None
+
+
 class PodWorker:
     """The kubelet's pod sync for any number of nodes: `run_pod` advances one pod by what has
     happened since its last call and returns the pod status to report."""
