@@ -96,7 +96,9 @@ class SimCluster:
         self._threads: list[threading.Thread] = []
         self._server: Server | None = None
         self._offline_port = 0
-        self.store.create("namespaces", {"metadata": {"name": "default"}})
+        # the namespaces a real control plane starts with, each with its `default` account
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.add_namespace(name)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,7 +256,9 @@ class SimCluster:
         self.forbidden.append((verb, resource, namespace))
 
     def add_namespace(self, name: str) -> None:
-        self.store.create("namespaces", {"metadata": {"name": name}})
+        with self.store.lock:
+            self.store.create("namespaces", {"metadata": {"name": name}})
+            rest.give_default_service_account(self, name)
 
     # ------------------------------------------------------------------ nodes
 

@@ -13,6 +13,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from simcluster.apiserver import events
 from simcluster.nodes import failures
 from simcluster.nodes.pulling import (
     ContainerRun,
@@ -104,6 +105,7 @@ class Controllers:
         self.sim = sim
         self.rng = random.Random(sim.seed + 1)
         self.finished: set[str] = set()
+        self.failed_creates: set[tuple[str, str]] = set()  # (DaemonSet uid, message) recorded
         self.recorder = EventRecorder(sim)
         self.worker = PodWorker(world=sim, platform=self._platform, events=self._event)
         # Per DaemonSet uid: (generation, nodes version) the set was computed at, the eligible
@@ -138,7 +140,10 @@ class Controllers:
                 if target:
                     by_node[target] = pod
             eligible = self._eligible(ds, nodes)
-            for node_name in sorted(eligible - set(by_node)):
+            wanted = sorted(eligible - set(by_node))
+            if wanted and self._refused_by_admission(ds):
+                wanted = []
+            for node_name in wanted:
                 self._create_pod(ds, node_name)
             for node_name, pod in by_node.items():
                 if node_name not in eligible and "deletionTimestamp" not in pod["metadata"]:
@@ -155,6 +160,26 @@ class Controllers:
             }
             if ds.get("status") != status:
                 store.mutate("daemonsets", name, ns, lambda o, s=status: o.__setitem__("status", s))
+
+    def _refused_by_admission(self, ds: dict[str, Any]) -> bool:
+        """ServiceAccount admission refuses a pod whose account does not exist; the DaemonSet
+        controller then records `FailedCreate` with the API's refusal and creates no pod (one
+        event per DaemonSet and message here; the real one's repeats are aggregated)."""
+        meta, spec = ds["metadata"], ds["spec"]["template"]["spec"]
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        if self.sim.store.get("serviceaccounts", account, meta["namespace"]) is not None:
+            return False
+        message = (
+            f'Error creating: pods "{meta["name"]}-" is forbidden: error looking up service '
+            f'account {meta["namespace"]}/{account}: serviceaccount "{account}" not found'
+        )
+        if (meta["uid"], message) not in self.failed_creates:
+            self.failed_creates.add((meta["uid"], message))
+            events.record(
+                self.sim, ds, reason="FailedCreate", message=message,
+                component="daemonset-controller", warning=True,
+            )  # fmt: skip
+        return True
 
     def _eligible(self, ds: dict[str, Any], nodes: list[dict[str, Any]]) -> set[str]:
         """Nodes the DaemonSet's pods fit on. When a node changes only that node is judged

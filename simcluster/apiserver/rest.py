@@ -182,6 +182,8 @@ def create(
                 now=now_iso(),
             )
         created = sim.store.create(kind.resource, obj, namespace)
+        if kind.resource == "namespaces":
+            give_default_service_account(sim, created["metadata"]["name"])
         if kind.resource == "jobs":
 
             def job_defaults(o: Obj) -> None:
@@ -192,6 +194,13 @@ def create(
                 or created
             )
         return created
+
+
+def give_default_service_account(sim: SimCluster, namespace: str) -> None:
+    """What the ServiceAccount controller does for every new namespace (pods that name no
+    account run as `default`, and ServiceAccount admission refuses pods whose account is
+    missing)."""
+    sim.store.create("serviceaccounts", {"metadata": {"name": "default"}}, namespace)
 
 
 def _commit(

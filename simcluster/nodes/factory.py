@@ -108,6 +108,9 @@ def node_object(
                 "osImage": "Debian 12",
                 "containerRuntimeVersion": runtime_version,
                 "kubeletVersion": KUBERNETES_RELEASE,
+                # deprecated; kubelets no longer set it (DisableNodeKubeProxyVersion) and the
+                # API serialises the empty string (the field has no omitempty)
+                "kubeProxyVersion": "",
                 "operatingSystem": os,
                 "architecture": arch,
             },
