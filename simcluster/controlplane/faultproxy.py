@@ -8,7 +8,7 @@ What a matching rule does:
 - `reset`: the connection is reset (RST), no answer;
 - `status` (with no `cut_after_events`): answered by the proxy with a `Status` of that code
   (`Retry-After` from `retry_after`; 410 is the real `Expired` "too old resource version");
-- `cut_after_events=N` on a watch: N events pass, then the connection is reset mid-stream;
+- `cut_after_events=N` on a watch: N events pass, then the connection drops mid-stream;
   with `status=410` the stream instead ends cleanly with the ERROR event the real server sends
   when a watch's resourceVersion is too old. The API server's watch cache can hide an etcd
   compaction, so this is the dependable way to see a 410 from the real control plane.
@@ -304,6 +304,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _cut(self) -> None:
+        """End a stream mid-way: TCP FIN with no TLS close_notify and no last chunk, as a
+        dropped connection looks to the client (a reset here would make the kernel discard
+        the events it has not read yet)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     # ------------------------------------------------------------------ forwarding
 
     def _forward(
@@ -343,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if gone:
                     self._end_gone(query)
                 else:
-                    self._reset()
+                    self._cut()
                 return
             done(f"forwarded {response.status}")
             self._write_chunk(b"")
