@@ -38,6 +38,7 @@ from simcluster.apiserver.store import (
 )
 from simcluster.nodes import failures
 from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
+from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
 from simcluster.nodes.runtime import Runtime
@@ -95,7 +96,9 @@ class SimCluster:
         self._threads: list[threading.Thread] = []
         self._server: Server | None = None
         self._offline_port = 0
-        self.store.create("namespaces", {"metadata": {"name": "default"}})
+        # the namespaces a real control plane starts with, each with its `default` account
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.add_namespace(name)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -253,7 +256,9 @@ class SimCluster:
         self.forbidden.append((verb, resource, namespace))
 
     def add_namespace(self, name: str) -> None:
-        self.store.create("namespaces", {"metadata": {"name": name}})
+        with self.store.lock:
+            self.store.create("namespaces", {"metadata": {"name": name}})
+            rest.give_default_service_account(self, name)
 
     # ------------------------------------------------------------------ nodes
 
@@ -432,30 +437,19 @@ class SimCluster:
         "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
         "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
         overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
-        if kind is not None and kind not in failures.KINDS:
-            raise ValueError(f"unknown pull failure kind {kind!r}; one of {sorted(failures.KINDS)}")
-        if kind == "invalid-reference":
-            reason = "InvalidImageName"
-        if message is None and kind is None and reason != "InvalidImageName":
-            kind = "tag-not-found"
-        parsed = parse(image)
-        key = parsed.key if parsed else image
+        failure = make_pull_failure(
+            image,
+            kind=kind,
+            reason=reason,
+            message=message,
+            nodes=set(nodes) if nodes is not None else None,
+            times=times,
+        )
         with self.store.lock:
-            self.pull_failures.append(
-                PullFailure(
-                    key, reason, message, set(nodes) if nodes is not None else None, times, kind
-                )
-            )
+            self.pull_failures.append(failure)
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
-        for failure in self.pull_failures:
-            if (
-                failure.image_key in (key, "*")
-                and (failure.nodes is None or node in failure.nodes)
-                and (failure.times is None or failure.times > 0)
-            ):
-                return failure
-        return None
+        return find_pull_failure(self.pull_failures, key, node)
 
     def registry_outage(
         self, target: str, *, until: float | None = None, kind: str = "server-error"
@@ -489,7 +483,7 @@ class SimCluster:
         with self.store.lock:
             return [
                 r
-                for r in self._controllers.pull_log
+                for r in self._controllers.worker.pull_log
                 if (node is None or r.node == node) and (image is None or r.image == image)
             ]
 

@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from simcluster.apiserver.kinds import CREATE_ONLY, SERVED, Kind, group_versions
+from simcluster.nodes.factory import KUBERNETES_RELEASE
 
 OPENAPI_FILE = Path(__file__).parent / "data" / "openapi-v3.json.gz"
 VERSION = {
     "major": "1",
-    "minor": "33",
-    "gitVersion": "v1.33.0-sim",
+    "minor": KUBERNETES_RELEASE.split(".")[1],
+    "gitVersion": KUBERNETES_RELEASE,
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.24.0",
+    "goVersion": "go1.26.0",
     "compiler": "gc",
     "platform": "linux/amd64",
 }

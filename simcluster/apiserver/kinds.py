@@ -59,6 +59,8 @@ SERVED: tuple[Kind, ...] = (
         (),
         "path",
     ),
+    # the kubelets' heartbeats (kube-node-lease), as the node lifecycle controller reads them
+    Kind("leases", "Lease", "coordination.k8s.io", "v1", True),
     Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", "v1", False, ("pc",)),
     # create-only and never stored: `kubectl auth can-i` asks RBAC through it
     Kind(

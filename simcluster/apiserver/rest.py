@@ -13,7 +13,7 @@ import yaml
 
 from simcluster.apiserver import patching, schemas, validation
 from simcluster.apiserver.kinds import BY_RESOURCE, Kind
-from simcluster.apiserver.store import StoreError, now_iso
+from simcluster.apiserver.store import DRY_RUN, StoreError, now_iso
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -182,6 +182,8 @@ def create(
                 now=now_iso(),
             )
         created = sim.store.create(kind.resource, obj, namespace)
+        if kind.resource == "namespaces":
+            give_default_service_account(sim, created["metadata"]["name"])
         if kind.resource == "jobs":
 
             def job_defaults(o: Obj) -> None:
@@ -192,6 +194,13 @@ def create(
                 or created
             )
         return created
+
+
+def give_default_service_account(sim: SimCluster, namespace: str) -> None:
+    """What the ServiceAccount controller does for every new namespace (pods that name no
+    account run as `default`, and ServiceAccount admission refuses pods whose account is
+    missing)."""
+    sim.store.create("serviceaccounts", {"metadata": {"name": "default"}}, namespace)
 
 
 def _commit(
@@ -410,6 +419,8 @@ def delete(sim: SimCluster, kind: Kind, name: str, namespace: str | None, option
                 name=name,
                 kind=kind.resource,
             )
+        if DRY_RUN.get():
+            return current  # checked as a delete would be; nothing happens
         if kind.resource == "pods":
             terminating = sim.runtime.graceful_delete(current, options)
             if terminating is not None:  # its process gets SIGTERM; the pod goes after it exits

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from simcluster.apiserver import discovery, listing, protobuf, rbac, rest, tables
 from simcluster.apiserver.kinds import CREATE_ONLY, Kind, group_versions, lookup
 from simcluster.apiserver.store import (
+    DRY_RUN,
     StoreError,
     parse_field_selector,
     parse_label_selector,
@@ -369,9 +370,25 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         sim = self.server.sim
         kind, ns, name, sub = target.kind, target.namespace, target.name, target.subresource
-        if query.get("dryRun") and verb in ("create", "update", "patch", "delete"):
-            # refused rather than written: a dry run that persisted would be worse than none
-            raise StoreError(400, "BadRequest", "dryRun is not supported by the simulated cluster")
+        if verb == "delete" and body and (options := self._body(body)).get("dryRun"):
+            query = {**query, "dryRun": ",".join(options.pop("dryRun"))}
+            body = json.dumps(options).encode()  # kubectl delete says dryRun in DeleteOptions
+        if "dryRun" in query and verb in ("create", "update", "patch", "delete"):
+            if query["dryRun"] != "All":
+                raise StoreError(
+                    400,
+                    "BadRequest",
+                    f'dryRun: Unsupported value: "{query["dryRun"]}": supported values: "All"',
+                )
+            token = DRY_RUN.set(True)  # answered as if written; the store keeps nothing
+            try:
+                self._resource(
+                    record, method, verb, target, {k: v for k, v in query.items() if k != "dryRun"},
+                    body, cut,
+                )  # fmt: skip
+            finally:
+                DRY_RUN.reset(token)
+            return
         if kind.resource in CREATE_ONLY:
             if verb != "create" or name:
                 raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")

@@ -7,6 +7,7 @@ Objects are plain dicts; every write bumps the resourceVersion, caches the objec
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import random
@@ -19,6 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simcluster.apiserver.kinds import SERVED
+
+# Server-side dry run (`?dryRun=All`): set for one request's thread, every write of the store
+# is checked and answered as if made, and nothing is stored, as the real API server's dry run.
+DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
 
 CLUSTER_SCOPED = frozenset(k.resource for k in SERVED if not k.namespaced)
 # resource -> (kind, apiVersion, group): the shape older callers index by position
@@ -141,6 +146,8 @@ class Store:
                 meta["generation"] = 1
             kind, api_version, _ = KINDS[resource]
             obj["kind"], obj["apiVersion"] = kind, api_version
+            if DRY_RUN.get():
+                return obj
             self.uids.add(meta["uid"])
             self._write(resource, (ns, name), obj, "ADDED")
             return copy.deepcopy(obj)
@@ -163,6 +170,8 @@ class Store:
                 return current
             if resource == "daemonsets" and updated.get("spec") != current.get("spec"):
                 updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+            if DRY_RUN.get():
+                return updated
             self._write(resource, key, updated, "MODIFIED")
             return copy.deepcopy(updated)
 
@@ -174,6 +183,9 @@ class Store:
     ) -> dict[str, Any] | None:
         with self.lock:
             key = ("" if resource in CLUSTER_SCOPED else namespace or "", name)
+            if DRY_RUN.get():
+                found = self._objects[resource].get(key)
+                return copy.deepcopy(found) if found is not None else None
             obj = self._objects[resource].pop(key, None)
             if obj is None:
                 return None

@@ -8,6 +8,16 @@ from typing import Any
 
 CONDITION_TYPES = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
 COMMON_IMAGE = "quay.io/jupyter/base-notebook:2025-01-01"
+# The release the real control plane is built at (controlplane/kubernetes/go.mod); the simulated
+# API server's /version and every simulated kubelet report it too.
+KUBERNETES_RELEASE = "v1.36.3"
+# What `containerd --version` etc. report in status.nodeInfo.containerRuntimeVersion, at
+# releases that support image volumes (containerd >= 2.0, CRI-O >= 1.30).
+RUNTIME_VERSIONS = {
+    "containerd": "containerd://2.1.4",
+    "cri-o": "cri-o://1.34.1",
+    "docker": "docker://28.3.3",
+}
 
 
 def node_object(
@@ -60,9 +70,7 @@ def node_object(
         for t in CONDITION_TYPES
     ]
     conditions.append(ready_condition(ready))
-    runtime_version = {"docker": "docker://24.0.7", "cri-o": "cri-o://1.30.0"}.get(
-        runtime, "containerd://1.7.22"
-    )
+    runtime_version = RUNTIME_VERSIONS.get(runtime, RUNTIME_VERSIONS["containerd"])
     return {
         "metadata": {
             "name": name,
@@ -99,8 +107,10 @@ def node_object(
                 "kernelVersion": f"6.1.0-26-cloud-{arch}",
                 "osImage": "Debian 12",
                 "containerRuntimeVersion": runtime_version,
-                "kubeletVersion": "v1.33.0",
-                "kubeProxyVersion": "v1.33.0",
+                "kubeletVersion": KUBERNETES_RELEASE,
+                # deprecated; kubelets no longer set it (DisableNodeKubeProxyVersion) and the
+                # API serialises the empty string (the field has no omitempty)
+                "kubeProxyVersion": "",
                 "operatingSystem": os,
                 "architecture": arch,
             },

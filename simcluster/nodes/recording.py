@@ -8,6 +8,9 @@ and EventCorrelator write them.
   defaultSpamBurst / defaultSpamQPS) drops the rest, count bumps included, as the real spam
   filter does. Time is scaled like every other delay of the simulation.
 - Names are `<pod>.<hex unix nanos>`, as the kubelet's recorder makes them.
+
+`Recorder` holds that logic; where the events go is its subclass's: `EventRecorder` writes the
+simulated API server's store (the in-process kubelet), `kubelet.ApiEventRecorder` the API.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simcluster.apiserver.store import now_iso
+from simcluster.nodes.pulling import now_iso
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -31,9 +34,9 @@ class _Bucket:
     at: float
 
 
-class EventRecorder:
-    def __init__(self, sim: SimCluster) -> None:
-        self.sim = sim
+class Recorder:
+    def __init__(self, *, time_scale: float) -> None:
+        self.time_scale = time_scale
         self._seen: dict[tuple[str, ...], tuple[str, str]] = {}  # identity -> (ns, name) key
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self.dropped = 0
@@ -49,7 +52,7 @@ class EventRecorder:
         warning: bool = False,
         field_path: str = "",
     ) -> None:
-        """Record (or bump) one kubelet event about `pod`; the caller holds the store lock."""
+        """Record (or bump) one kubelet event about `pod`."""
         meta = pod["metadata"]
         namespace, uid = meta.get("namespace") or "default", meta["uid"]
         kind = "Warning" if warning else "Normal"
@@ -59,13 +62,7 @@ class EventRecorder:
         identity = (host, uid, field_path, kind, reason, message)
         seen = self._seen.get(identity)
         stamp = now_iso()
-        if seen is not None and seen in self.sim.store.peek("events"):
-
-            def bump(event: dict[str, Any]) -> None:
-                event["count"] = int(event.get("count") or 1) + 1
-                event["lastTimestamp"] = stamp
-
-            self.sim.store.mutate("events", seen[1], seen[0], bump)
+        if seen is not None and self._bump(seen, stamp):
             return
         involved = {
             "kind": "Pod",
@@ -93,8 +90,15 @@ class EventRecorder:
             "reportingComponent": "kubelet",
             "reportingInstance": host,
         }
-        self.sim.store.create("events", event, namespace)
+        self._create(namespace, event)
         self._seen[identity] = (namespace, name)
+
+    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
+        """Count one more of the event at (namespace, name); False if it is gone."""
+        raise NotImplementedError
+
+    def _create(self, namespace: str, event: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def forget(self, live_uids: set[str]) -> None:
         """Drop bookkeeping for pods that are gone (their events stay, as in a real cluster)."""
@@ -103,7 +107,7 @@ class EventRecorder:
 
     def _allow(self, host: str, uid: str) -> bool:
         now = time.monotonic()
-        refill = SPAM_REFILL_SECONDS * self.sim.time_scale
+        refill = SPAM_REFILL_SECONDS * self.time_scale
         bucket = self._buckets.setdefault((host, uid), _Bucket(float(SPAM_BURST), now))
         bucket.tokens = min(float(SPAM_BURST), bucket.tokens + (now - bucket.at) / refill)
         bucket.at = now
@@ -111,3 +115,25 @@ class EventRecorder:
             return False
         bucket.tokens -= 1.0
         return True
+
+
+class EventRecorder(Recorder):
+    """Into the simulated API server's store; the caller holds the store lock."""
+
+    def __init__(self, sim: SimCluster) -> None:
+        super().__init__(time_scale=sim.time_scale)
+        self.sim = sim
+
+    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
+        if key not in self.sim.store.peek("events"):
+            return False
+
+        def bump(event: dict[str, Any]) -> None:
+            event["count"] = int(event.get("count") or 1) + 1
+            event["lastTimestamp"] = stamp
+
+        self.sim.store.mutate("events", key[1], key[0], bump)
+        return True
+
+    def _create(self, namespace: str, event: dict[str, Any]) -> None:
+        self.sim.store.create("events", event, namespace)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from simcluster.apiserver import events
-from simcluster.apiserver.controllers import ContainerRun, NodeSim
 from simcluster.apiserver.store import now_iso
 from simcluster.nodes import sandboxes
+from simcluster.nodes.pulling import ContainerRun, NodeSim
 from simcluster.nodes.registry import parse
 
 if TYPE_CHECKING:

@@ -119,8 +119,13 @@ def test_deletion_cascades_in_background_and_foreground_and_orphans_on_request(a
     assert orphan is not None and orphan["metadata"]["ownerReferences"] == []
 
 
-def test_a_server_dry_run_is_refused_rather_than_written(api: Api) -> None:
-    result = api.kubectl("create", "namespace", "dry", "--dry-run=server")
-    assert result.returncode == 1
-    assert "dryRun is not supported by the simulated cluster" in result.stderr
+def test_a_server_dry_run_answers_as_if_written_and_writes_nothing(api: Api) -> None:
+    """Issue 17: `kubectl delete node --dry-run=server` really deleted the node."""
+    api.sim.add_node("dry-node")
+    created = api.kubectl("create", "namespace", "dry", "--dry-run=server")
+    deleted = api.kubectl("delete", "node", "dry-node", "--dry-run=server")
+    assert (created.returncode, deleted.returncode) == (0, 0), created.stderr + deleted.stderr
+    assert created.stdout.strip() == "namespace/dry created (server dry run)"
+    assert deleted.stdout.strip() == 'node "dry-node" deleted (server dry run)'
     assert api.sim.store.get("namespaces", "dry") is None
+    assert api.sim.store.get("nodes", "dry-node") is not None

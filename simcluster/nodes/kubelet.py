@@ -1,0 +1,478 @@
+"""`Kubelets`: simulated nodes that are clients of an API server, as real kubelets are. They
+speak only HTTP, with a kubeconfig's credentials, to whichever API server runs (the real
+kube-apiserver or the simulated one):
+
+- register each Node (labels, capacity, nodeInfo, addresses) and write its status through the
+  `status` subresource (conditions, then node.status.images with the 50-image cap);
+- hold each node's Lease in `kube-node-lease` (40 s, renewed every 10 s, as the kubelet), so
+  the node lifecycle controller keeps the nodes Ready;
+- watch the pods bound to any of their nodes with ONE watch (`spec.nodeName!=`, filtered here),
+  sync each through `pulling.PodWorker` (volumes, init containers one at a time, containers;
+  the real runtime texts, back-off) and write the status through `pods/<name>/status`;
+- record kubelet Events (`recording.Recorder`: count and lastTimestamp aggregation);
+- finish graceful deletion: a pod with a deletionTimestamp has its containers stopped, then is
+  deleted with gracePeriodSeconds=0 and a uid precondition.
+
+They use whatever credentials the kubeconfig holds (the admin's, in the tests and `serve`): a
+real kubelet has a `system:node:<name>` identity for each node, which one process serving
+hundreds of nodes cannot hold at once. Pods of the awaiter image are synced like any other pod
+here (their image pulled, their container "running"); running them as real processes is the
+in-process runtime's (runtime.py), against the simulated API server only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+
+from simcluster.nodes import failures
+from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
+from simcluster.nodes.factory import node_object, pool_labels
+from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
+from simcluster.nodes.recording import Recorder
+from simcluster.nodes.registry import parse
+from simcluster.nodes.world import NodeWorld
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
+RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
+STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
+POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+
+
+def _micro_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class SimNode:
+    sim: NodeSim
+    labels: dict[str, str]
+    node_info: dict[str, str]
+    address: str
+    conditions: list[Json]
+    pod_cidr: str
+    uid: str = ""
+
+    @property
+    def platform(self) -> failures.Platform:
+        return failures.platform_of(self.labels, self.node_info)
+
+
+class ApiEventRecorder(Recorder):
+    """Kubelet events through the API: POST a new one, PATCH count and lastTimestamp."""
+
+    def __init__(self, api: Api, *, time_scale: float) -> None:
+        super().__init__(time_scale=time_scale)
+        self.api = api
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
+        count = self.counts.get(key, 1) + 1
+        status, _ = self.api.request(
+            "PATCH",
+            f"/api/v1/namespaces/{key[0]}/events/{key[1]}",
+            {"count": count, "lastTimestamp": stamp},
+            content_type=MERGE_PATCH,
+        )
+        if status >= 400:
+            return False
+        self.counts[key] = count
+        return True
+
+    def _create(self, namespace: str, event: dict[str, Any]) -> None:
+        event = {k: v for k, v in event.items() if v is not None}
+        status, _ = self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", event)
+        if status < 400:
+            self.counts[(namespace, event["metadata"]["name"])] = 1
+
+
+class Kubelets:
+    """Any number of simulated nodes in one process: `add_node`/`add_pool` register them (at
+    once, also before `start`), `start` runs the lease, pod-watch and sync threads, `stop`
+    ends them (nodes stay registered unless `remove_nodes`)."""
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        world: NodeWorld | None = None,
+        kubelet_events: bool = True,
+        tick: float = 0.05,
+    ) -> None:
+        self.api = api
+        self.world = world or NodeWorld()
+        self.tick = tick
+        self.recorder = ApiEventRecorder(api, time_scale=self.world.time_scale)
+        self.worker = PodWorker(
+            world=self.world,
+            platform=self._platform,
+            events=self._event if kubelet_events else None,
+        )
+        self.nodes: dict[str, SimNode] = {}
+        self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
+        self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
+        self.finished: set[str] = set()  # running: nothing more to sync until deleted
+        self.deleting: set[str] = set()
+        self.changed = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stream: Stream | None = None
+        self.errors: list[str] = []  # API failures the threads met (for tests to show)
+
+    # ------------------------------------------------------------------ nodes
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: Iterable[dict[str, Any]] = (),
+        unschedulable: bool = False,
+        runtime: str = "containerd",
+        arch: str = "amd64",
+        os: str = "linux",
+        max_pods: int = 110,
+        max_images: int = 50,
+        status_lag: float = 0.0,
+        serialize_pulls: bool = True,
+        images: Iterable[str] = (),
+    ) -> None:
+        """Register a Ready node with its Lease; `images` are already on it."""
+        sim = NodeSim(
+            name=name,
+            runtime=runtime,
+            max_images=max_images,
+            max_pods=max_pods,
+            status_lag=status_lag,
+            serialize_pulls=serialize_pulls,
+        )
+        landed = time.monotonic() - status_lag
+        for ref in images:
+            image, parsed = self.world.registry.lookup(ref), parse(ref)
+            if image is None or parsed is None:
+                raise ValueError(f"invalid image {ref!r}")
+            sim.images[parsed.key] = (image, landed)
+            sim.images[f"{image.name}@{image.digest}"] = (image, landed)
+        body = node_object(
+            name,
+            ready=True,
+            unschedulable=unschedulable,
+            taints=list(taints),
+            labels=labels or {},
+            max_pods=max_pods,
+            arch=arch,
+            os=os,
+            runtime=runtime,
+        )
+        status = body.pop("status")
+        now = now_iso()
+        for condition in status["conditions"]:
+            condition["lastHeartbeatTime"] = condition["lastTransitionTime"] = now
+        node = SimNode(
+            sim=sim,
+            labels=body["metadata"]["labels"],
+            node_info=status["nodeInfo"],
+            address=status["addresses"][0]["address"],
+            conditions=status["conditions"],
+            pod_cidr=body["spec"]["podCIDR"],
+        )
+        status["images"] = self.worker.render_images(sim, time.monotonic()) or []
+        created = self._create_or_get("/api/v1/nodes", body, name=name)
+        node.uid = created["metadata"]["uid"]
+        self.api.call("PATCH", f"/api/v1/nodes/{name}/status", {"status": status},
+                      content_type=MERGE_PATCH)  # fmt: skip
+        self._create_lease(node)
+        with self.changed:
+            self.nodes[name] = node
+            self.changed.notify_all()
+
+    def add_pool(self, prefix: str, count: int, **options: Any) -> list[str]:
+        """`count` nodes `<prefix>-<i>` with a cloud pool's labels (instance type, zone)."""
+        names = []
+        arch = options.get("arch", "amd64")
+        extra = options.pop("labels", None) or {}
+        for index in range(count):
+            name = f"{prefix}-{index}"
+            labels = {
+                **pool_labels(prefix, index, arch=arch, instance_type=None, zones=("a", "b", "c")),
+                **extra,
+            }
+            self.add_node(name, labels=labels, **options)
+            names.append(name)
+        return names
+
+    def remove_nodes(self) -> None:
+        for name in list(self.nodes):
+            self.api.request("DELETE", f"{LEASES}/{name}")
+            self.api.request("DELETE", f"/api/v1/nodes/{name}")
+        with self.changed:
+            self.nodes.clear()
+
+    def _create_or_get(self, path: str, body: Json, *, name: str) -> Json:
+        status, answer = self.api.request("POST", path, body)
+        if status == 409:
+            return self.api.call("GET", f"{path}/{name}")
+        if status >= 400:
+            raise ApiError(status=status, method="POST", path=path, body=answer)
+        return answer
+
+    def _create_lease(self, node: SimNode) -> None:
+        name = node.sim.name
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": name,
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.uid}
+                ],
+            },
+            "spec": {
+                "holderIdentity": name,
+                "leaseDurationSeconds": LEASE_SECONDS,
+                "renewTime": _micro_now(),
+            },
+        }
+        status, answer = self.api.request("POST", LEASES, lease)
+        if status == 409:
+            self._renew(name)
+        elif status >= 400:
+            raise ApiError(status=status, method="POST", path=LEASES, body=answer)
+
+    def _renew(self, name: str) -> None:
+        status, answer = self.api.request(
+            "PATCH",
+            f"{LEASES}/{name}",
+            {"spec": {"holderIdentity": name, "renewTime": _micro_now()}},
+            content_type=MERGE_PATCH,
+        )
+        if status >= 400:
+            self.errors.append(f"lease {name}: {status} {answer.get('message')}")
+
+    def _platform(self, sim: NodeSim) -> failures.Platform:
+        return self.nodes[sim.name].platform
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        for target, name in (
+            (self._lease_loop, "kubelets-leases"),
+            (self._watch_loop, "kubelets-pod-watch"),
+            (self._sync_loop, "kubelets-sync"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.changed:
+            self.changed.notify_all()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def __enter__(self) -> Kubelets:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _lease_loop(self) -> None:
+        reported = time.monotonic()
+        while not self._stop.wait(RENEW_SECONDS):
+            for name in list(self.nodes):
+                self._guarded(self._renew, name)
+            if time.monotonic() - reported >= STATUS_REPORT_SECONDS:
+                reported = time.monotonic()
+                for node in list(self.nodes.values()):
+                    self._guarded(self._report_conditions, node)
+
+    def _report_conditions(self, node: SimNode) -> None:
+        now = now_iso()
+        for condition in node.conditions:
+            condition["lastHeartbeatTime"] = now
+        self._patch_node_status(node.sim.name, {"conditions": node.conditions})
+
+    def _guarded(self, action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+        except (urllib3.exceptions.HTTPError, OSError, ApiError) as error:
+            self.errors.append(f"{getattr(action, '__name__', action)}: {error}")
+
+    # ------------------------------------------------------------------ the pod watch
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch()
+            except (urllib3.exceptions.HTTPError, OSError, ApiError, ValueError) as error:
+                if not self._stop.is_set():
+                    self.errors.append(f"pod watch: {error}")
+                    self._stop.wait(0.5)
+
+    def _list_and_watch(self) -> None:
+        selector = {"fieldSelector": "spec.nodeName!="}
+        listing = self.api.call("GET", "/api/v1/pods", query=selector)
+        with self.changed:
+            self.pods = {
+                pod["metadata"]["uid"]: pod for pod in listing.get("items") or [] if self._ours(pod)
+            }
+            self.changed.notify_all()
+        version = listing["metadata"]["resourceVersion"]
+        while not self._stop.is_set():
+            query = {
+                **selector,
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(POD_WATCH_SECONDS),
+            }
+            self._stream = self.api.watch("/api/v1/pods", query)
+            for event in self._stream:
+                kind, pod = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    return  # 410 Gone and the like: list again
+                version = pod.get("metadata", {}).get("resourceVersion") or version
+                if kind != "BOOKMARK":
+                    self._apply(kind, pod)
+
+    def _ours(self, pod: Json) -> bool:
+        return (pod.get("spec") or {}).get("nodeName") in self.nodes
+
+    def _apply(self, kind: str | None, pod: Json) -> None:
+        uid = pod["metadata"]["uid"]
+        with self.changed:
+            if kind == "DELETED" or not self._ours(pod):
+                self.pods.pop(uid, None)
+            else:
+                self.pods[uid] = pod
+            self.changed.notify_all()
+
+    # ------------------------------------------------------------------ syncing
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            with self.changed:
+                self.changed.wait(self.tick)
+                pods = list(self.pods.values())
+            try:
+                self._sync(pods)
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                self.errors.append(f"sync: {error}")
+                self._stop.wait(0.2)
+
+    def _sync(self, pods: list[Json]) -> None:
+        now = time.monotonic()
+        for node in list(self.nodes.values()):
+            images = self.worker.render_images(node.sim, now)
+            if images is not None:
+                self._patch_node_status(node.sim.name, {"images": images})
+        live = set()
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            live.add(uid)
+            node = self.nodes.get(pod["spec"]["nodeName"])
+            if node is None:
+                continue
+            if pod["metadata"].get("deletionTimestamp"):
+                self._finish_deletion(pod, node)
+            elif uid not in self.finished:
+                self._sync_pod(pod, node, now)
+        self.finished &= live
+        self.deleting &= live
+        self.reported = {uid: s for uid, s in self.reported.items() if uid in live}
+        if len(self.worker.runs) > len(live):
+            self.worker.forget(live)
+            self.recorder.forget(live)
+
+    def _sync_pod(self, pod: Json, node: SimNode, now: float) -> None:
+        uid = pod["metadata"]["uid"]
+        status = self.worker.run_pod(pod, node.sim, now)
+        status["hostIP"] = node.address
+        status["hostIPs"] = [{"ip": node.address}]
+        if status["phase"] == "Running":
+            status["podIP"] = _pod_ip(node, uid)
+            status["podIPs"] = [{"ip": status["podIP"]}]
+        if status == self.reported.get(uid):
+            return
+        meta = pod["metadata"]
+        answer, _ = self.api.request(
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+            {"metadata": {"uid": uid}, "status": status},
+            content_type=MERGE_PATCH,
+        )
+        if answer < 400:
+            self.reported[uid] = status
+            if status["phase"] == "Running":
+                self.finished.add(uid)
+
+    def _finish_deletion(self, pod: Json, node: SimNode) -> None:
+        """The containers stop (a Killing event for each running one), then the pod goes."""
+        uid, meta = pod["metadata"]["uid"], pod["metadata"]
+        if uid in self.deleting:
+            return
+        self.deleting.add(uid)
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            if "running" in (container.get("state") or {}):
+                self._event(
+                    pod, node.sim.name, "Killing",
+                    f"Stopping container {container['name']}", False,
+                    f"spec.containers{{{container['name']}}}",
+                )  # fmt: skip
+        status, answer = self.api.request(
+            "DELETE",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+            {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid},
+            },
+        )
+        if status >= 400 and status not in (404, 409):
+            self.deleting.discard(uid)
+            self.errors.append(f"delete pod {meta['name']}: {status} {answer.get('message')}")
+
+    def _patch_node_status(self, name: str, status: Json) -> None:
+        self.api.call(
+            "PATCH", f"/api/v1/nodes/{name}/status", {"status": status}, content_type=MERGE_PATCH
+        )
+
+    def _event(
+        self, pod: Json, host: str, reason: str, message: str, warning: bool, path: str
+    ) -> None:
+        self.recorder.record(
+            pod, host=host, reason=reason, message=message, warning=warning, field_path=path
+        )
+
+    # ------------------------------------------------------------------ for tests
+
+    def wait_until(self, condition: Any, *, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not condition():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(min(left, 0.1))
+        return True
+
+
+def _pod_ip(node: SimNode, uid: str) -> str:
+    """An address in the node's pod /24, from the pod's uid."""
+    host = 2 + hashlib.sha256(uid.encode()).digest()[0] % 250
+    return node.pod_cidr.rsplit(".", 1)[0] + f".{host}"
