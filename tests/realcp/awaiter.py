@@ -36,24 +36,32 @@ def awaiter_args(kubeconfig: Path, report: Path, *args: str) -> list[str]:
     return [*args, "--kubeconfig", str(kubeconfig), "--report", str(report), "--log-format", "json"]
 
 
-def run_awaiter(kubeconfig: Path, tmp_path: Path, *args: str, timeout: float = 120) -> Ran:
+def run_awaiter(
+    kubeconfig: Path,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Ran:
     """`image-awaiter ARGS` to its end, as an operator runs it; the report parsed."""
     report = tmp_path / f"report-{os.urandom(3).hex()}.json"
     started = time.monotonic()
     done = subprocess.run(
         cli_command(awaiter_args(kubeconfig, report, *args)),
-        capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=timeout, check=False,
+        capture_output=True, text=True, env=cli_env(env), cwd=ROOT, timeout=timeout, check=False,
     )  # fmt: skip
     seconds = time.monotonic() - started
     parsed = json.loads(report.read_text()) if report.exists() else None
     return Ran(done.returncode, done.stderr, parsed, seconds)
 
 
-def start_awaiter(kubeconfig: Path, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+def start_awaiter(
+    kubeconfig: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     report = tmp_path / f"report-{os.urandom(3).hex()}.json"
     return subprocess.Popen(
         cli_command(awaiter_args(kubeconfig, report, *args)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env), cwd=ROOT,
     )  # fmt: skip
 
 
@@ -89,3 +97,23 @@ def failed_creates(admin: Client, namespace: str) -> list[str]:
         "?fieldSelector=involvedObject.kind%3DDaemonSet,reason%3DFailedCreate"
     )["items"]
     return [str(e["message"]) for e in events]
+
+
+def stand_in_pod(admin: Client, namespace: str, *, account: str = "default") -> dict[str, str]:
+    """A Pod object standing for the awaiter's own pod (no kubelet runs it; it is never bound),
+    and the downward-API environment the chart's Job gives the awaiter: with it the awaiter
+    owns its DaemonSets by this pod (ownerReference) and records Events on it, as the hook."""
+    pod = admin.create(
+        f"/api/v1/namespaces/{namespace}/pods",
+        {
+            "metadata": {"generateName": "hook-"},
+            "spec": {
+                "serviceAccountName": account,
+                "automountServiceAccountToken": False,
+                "nodeSelector": {"image-awaiter.test/nowhere": "true"},  # never scheduled
+                "containers": [{"name": "awaiter", "image": "ghcr.io/image-awaiter/image-awaiter"}],
+            },
+        },
+    )
+    meta = pod["metadata"]
+    return {"POD_NAME": meta["name"], "POD_UID": meta["uid"], "POD_NAMESPACE": namespace}
