@@ -21,18 +21,18 @@ $(VENV)/.installed: pyproject.toml
 
 ## demo: run `image-awaiter await` end to end against the simulated cluster
 demo: install
-	$(PY) -m tests.demo
+	$(PY) -m simcluster.demo
 
 ## sim: a simulated cluster for real kubectl/helm (kubeconfig and audit log under build/sim)
 SIM_ARGS ?= --nodes 3 --image quay.io/example/model:1=20 --image registry.example.com/app:1=3 \
 	--present registry.k8s.io/pause:3.10
 sim: install
-	$(PY) -m tests.simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
+	$(PY) -m simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
 		--audit-log build/sim/audit.jsonl
 
 ## demo-helm: the Helm hook as a user sees it: real helm and kubectl against the simulated cluster
 demo-helm: install helm
-	$(PY) -m tests.demo_helm
+	$(PY) -m simcluster.demo_helm
 
 ## test: the whole suite (unit, integration against the simulated cluster, chart, image)
 test: install helm helper control-plane

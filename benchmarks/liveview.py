@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from image_awaiter.liveview import LiveView, render_once
-from image_awaiter.overview import NodeRecord, build_snapshot
-from image_awaiter.progress import LivePicture
-from image_awaiter.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
+from image_awaiter.core.overview import NodeRecord, build_snapshot
+from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
+from image_awaiter.output.liveview import LiveView, render_once
+from image_awaiter.output.progress import LivePicture
 
 IMAGES = (
     "quay.io/jupyter/scipy-notebook:2024-05-01",

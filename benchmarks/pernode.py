@@ -1,6 +1,6 @@
 """Per-node CPU of `check`'s streaming list, in process, on recorded lines (no socket).
 
-Renders N synthetic nodes (tests/simcluster/listing.py) as one chunked watch body, one HTTP
+Renders N synthetic nodes (simcluster/apiserver/listing.py) as one chunked watch body, one HTTP
 chunk per event as kube-apiserver writes them, then times (best of --repeat, us per node):
   - read: `chunked_lines` over the body, fed from memory in blocks;
   - decode: `NodeCodec.event` on every line;
@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from image_awaiter.chunked import chunked_lines  # noqa: E402
-from image_awaiter.decoding import NodeCodec  # noqa: E402
-from image_awaiter.references import parse_image  # noqa: E402
-from tests.simcluster.factory import COMMON_IMAGE  # noqa: E402
-from tests.simcluster.listing import SyntheticNodes  # noqa: E402
+from image_awaiter.core.references import parse_image  # noqa: E402
+from image_awaiter.kube.chunked import chunked_lines  # noqa: E402
+from image_awaiter.kube.decoding import NodeCodec  # noqa: E402
+from simcluster.apiserver.listing import SyntheticNodes  # noqa: E402
+from simcluster.nodes.factory import COMMON_IMAGE  # noqa: E402
 
 
 def body(count: int) -> bytes:

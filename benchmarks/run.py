@@ -1,7 +1,7 @@
 """`make bench`: image-awaiter at scale against the simulated cluster, side by side with the
 naive official-client path, in one run.
 
-The cluster is synthetic and rendered page by page (tests/simcluster/listing.py): realistic
+The cluster is synthetic and rendered page by page (simcluster/apiserver/listing.py): realistic
 nodes with 13 labels, a NoSchedule taint and 50 images of 2-5 names each (~16 KB of JSON per
 node), and a completed puller pod on every node for each DaemonSet. For each size:
   - `check`: wall, CPU and peak RSS of the CLI (each through benchmarks/measure.py), the API
@@ -38,9 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.simcluster import SimCluster  # noqa: E402
-from tests.simcluster.factory import COMMON_IMAGE  # noqa: E402
-from tests.simcluster.listing import SyntheticNodes, request_counts  # noqa: E402
+from simcluster import SimCluster  # noqa: E402
+from simcluster.apiserver.listing import SyntheticNodes, request_counts  # noqa: E402
+from simcluster.nodes.factory import COMMON_IMAGE  # noqa: E402
 
 MEASURE = ROOT / "benchmarks" / "measure.py"
 NAIVE = ROOT / "benchmarks" / "naive_check.py"

@@ -18,7 +18,7 @@ that variant's image would have, which hides this interpreter's own stdlib .pyc:
 
 Per variant: process time (user+sys of the child alone, from os.wait4) and wall, median of N
 runs, plus `python -X importtime` for the same fast path: the ten modules costing the most time
-of their own, the sum over all modules, and the whole import of image_awaiter.cli. Prints
+of their own, the sum over all modules, and the whole import of image_awaiter.cli.commands. Prints
 whether the target (0.5 s of process time with bytecode) is met; it does not fail on it.
 
 Usage: python benchmarks/startup.py [--nodes 1000] [--runs 7] [--json PATH]
@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import image_size  # noqa: E402
 import stdlib_bytecode  # noqa: E402
 
-from tests.simcluster import SimCluster  # noqa: E402
-from tests.simcluster.factory import COMMON_IMAGE  # noqa: E402
+from simcluster import SimCluster  # noqa: E402
+from simcluster.nodes.factory import COMMON_IMAGE  # noqa: E402
 
 TARGET_CPU_S = 0.5
 
@@ -113,7 +113,7 @@ def import_profile(
 ) -> dict[str, Any]:
     """`-X importtime` of the fast path, each module's least time over REPEATS runs (the
     machine is shared; the least is the least disturbed): top 10 by own time, the sum over
-    every module, and the cumulative import of image_awaiter.cli."""
+    every module, and the cumulative import of image_awaiter.cli.commands."""
     own: dict[str, int] = {}
     cumulative: dict[str, int] = {}
     for _ in range(repeats):
@@ -137,7 +137,7 @@ def import_profile(
         "repeats": repeats,
         "modules": len(own),
         "all_imports_ms": round(sum(own.values()) / 1000, 1),
-        "cli_import_ms": round(cumulative.get("image_awaiter.cli", 0) / 1000, 1),
+        "cli_import_ms": round(cumulative.get("image_awaiter.cli.commands", 0) / 1000, 1),
         "top10_self_ms": [[name, round(us / 1000, 1)] for name, us in top],
     }
 

@@ -30,7 +30,7 @@ def main() -> None:
     from image_awaiter import lean
 
     lean.install()
-    from image_awaiter.cli import main as cli_main
+    from image_awaiter.cli.commands import main as cli_main
 
     try:
         cli_main()

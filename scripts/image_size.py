@@ -112,7 +112,7 @@ def prove_it_runs(layer: Path) -> None:
                 "-S",
                 "-c",
                 "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-                "from image_awaiter.cli import main; main()",
+                "from image_awaiter.cli.commands import main; main()",
                 str(layer / "site"),
                 *args,
             ],
@@ -125,7 +125,8 @@ def prove_it_runs(layer: Path) -> None:
             raise SystemExit(f"pruned tree is broken ({args}): {result.stderr[-2000:]}")
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from image_awaiter import kube, awaiting, cli; "
+        "from image_awaiter.kube import client; from image_awaiter.run import awaiting; "
+        "from image_awaiter.cli import commands; "
         "from kubernetes import config; config.load_incluster_config; "
         "config.load_kube_config; "
         # What prune_site.py defers must still import when first used.

@@ -6,7 +6,7 @@ upstream apiserver's /openapi/v2 for release-1.36, Apache-2.0), commit 024658493
 The conversion is the one kube-openapi does for /openapi/v3/<group-version>: definitions become
 components.schemas, body parameters become requestBody, a $ref with siblings becomes allOf.
 
-Usage: python scripts/make_sim_openapi.py SWAGGER_JSON tests/simcluster/data/openapi-v3.json.gz
+Usage: python scripts/make_sim_openapi.py SWAGGER_JSON simcluster/data/openapi-v3.json.gz
 """
 
 from __future__ import annotations

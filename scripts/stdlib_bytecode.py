@@ -32,10 +32,10 @@ from pathlib import Path
 # loaders, which connecting.py imports only when it uses one.
 IMPORTS = (
     "image_awaiter.entry",
-    "image_awaiter.cli",
-    "image_awaiter.awaiting",
-    "image_awaiter.logs",
-    "image_awaiter.settings",
+    "image_awaiter.cli.commands",
+    "image_awaiter.run.awaiting",
+    "image_awaiter.output.logs",
+    "image_awaiter.spec.settings",
     "kubernetes.config.kube_config",
     "kubernetes.config.incluster_config",
     "encodings.idna",

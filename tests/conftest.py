@@ -55,7 +55,7 @@ def cli_command(args: Sequence[str]) -> list[str]:
 
 @pytest.fixture
 def sim() -> Iterator[Any]:
-    from tests.simcluster import SimCluster
+    from simcluster import SimCluster
 
     cluster = SimCluster(seed=1, time_scale=0.05)
     cluster.start()

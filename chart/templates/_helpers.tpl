@@ -148,7 +148,7 @@ annotations:
 {{- end }}
 
 {{/* Seconds in a duration as the awaiter reads it (`90`, `90s`, `500ms`, `4m`, `1h30m`, `1.5h`),
-     rounded up: the template twin of image_awaiter.durations.parse_duration. */}}
+     rounded up: the template twin of image_awaiter.core.durations.parse_duration. */}}
 {{- define "image-awaiter.durationSeconds" -}}
 {{- $text := . | toString | lower | trim }}
 {{- $total := 0.0 }}

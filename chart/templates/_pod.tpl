@@ -1,7 +1,7 @@
 {{/*
 The puller pod, defined once: used by the hook's DaemonSet manifests (configmap.yaml) and by the
 continuous DaemonSets, called with (dict "root" $ "component" "hook-puller" or "continuous-puller"
-"group" <one entry of image-awaiter.pullGroups>). It mirrors image_awaiter.pullers.puller_pod_spec
+"group" <one entry of image-awaiter.pullGroups>). It mirrors image_awaiter.spec.pullers.puller_pod_spec
 with groups.apply_placement exactly (a test compares them): nothing runs inside the pulled
 images; restricted; explicit requests and limits.
 */}}
@@ -44,7 +44,7 @@ groups:
 {{- end }}
 
 {{/* One puller container (dict "root" "name" "image" "command"): the template twin of
-     image_awaiter.pullers._container. Volume mounts are added by the caller. */}}
+     image_awaiter.spec.pullers._container. Volume mounts are added by the caller. */}}
 {{- define "image-awaiter.pullerContainer" -}}
 - name: {{ .name }}
   image: {{ .image }}

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simcluster import Fault, SimCluster
+from simcluster.nodes.registry import parse
 from tests.conftest import TOKEN, cli_command, cli_env
-from tests.simcluster import Fault, SimCluster
-from tests.simcluster.registry import parse
 
 MANAGED = "app.kubernetes.io/managed-by"
 OUTCOMES = ["success"] * 6 + ["flaky-pull", "permanent-failure", "timeout", "signal"]

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from simcluster import Fault
 from tests.conftest import cli_command, cli_env
 from tests.integration.helpers import our_daemonsets
-from tests.simcluster import Fault
 
 IMAGE = "quay.io/org/slow:1"
 

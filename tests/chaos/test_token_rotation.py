@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from simcluster import SimCluster
 from tests.conftest import cli_command, cli_env
 from tests.integration.helpers import our_daemonsets
-from tests.simcluster import SimCluster
 
 SITECUSTOMIZE = """
 import datetime

@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from image_awaiter.pullers import prepare_for_run
+from image_awaiter.spec.pullers import prepare_for_run
 from tests.chart.conftest import (
     CHART,
     Render,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from simcluster.apiserver.kinds import SERVED
 from tests.chart.conftest import Render, one
-from tests.simcluster.kinds import SERVED
 
 BY_KIND = {k.kind: k.resource for k in SERVED}
 IMAGE = "quay.io/jupyter/base-notebook:2025-06-02"

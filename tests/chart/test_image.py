@@ -164,7 +164,7 @@ def test_every_module_the_cli_imports_from_the_layer_ships_unchecked_hash_byteco
         "import atexit, json, sys; sys.path.insert(0, sys.argv.pop(1)); out = sys.argv.pop(1); "
         "atexit.register(lambda: open(out, 'w').write(json.dumps("
         "[m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)]))); "
-        "from image_awaiter.cli import main; main()"
+        "from image_awaiter.cli.commands import main; main()"
     )
     args = ["check", "--image", "busybox:1.36", "--kubeconfig", str(kubeconfig), "-q"]
     result = subprocess.run(
@@ -181,7 +181,7 @@ def test_every_module_the_cli_imports_from_the_layer_ships_unchecked_hash_byteco
         for f in json.loads(listing.read_text())
         if f.endswith(".py") and site in Path(f).parents
     ]
-    assert any(p.parent.name == "image_awaiter" and p.name == "kube.py" for p in sources)
+    assert any(p.parent.name == "kube" and p.name == "client.py" for p in sources)
     assert any(p.parts[-3:] == ("kubernetes", "client", "api_client.py") for p in sources)
     for source in sources:
         pyc = Path(importlib.util.cache_from_source(str(source)))
@@ -207,15 +207,15 @@ def test_the_bytecode_is_the_same_whatever_directory_it_was_built_in(
             ignore=shutil.ignore_patterns("__pycache__"),
         )
         image_size.compile_bytecode(copy.parent)
-        built.append({p.name: p.read_bytes() for p in copy.glob("__pycache__/*.pyc")})
-    shipped = {
-        p.name: p.read_bytes()
-        for p in (Path(layer["site"]) / "image_awaiter").glob("__pycache__/*.pyc")
-    }
+        built.append(
+            {str(p.relative_to(copy)): p.read_bytes() for p in copy.glob("**/__pycache__/*.pyc")}
+        )
+    site = Path(layer["site"]) / "image_awaiter"
+    shipped = {str(p.relative_to(site)): p.read_bytes() for p in site.glob("**/__pycache__/*.pyc")}
     assert built[0] == built[1] == shipped
     assert (
-        b"/app/site/image_awaiter/kube.py"
-        in shipped[next(n for n in shipped if n.startswith("kube."))]
+        b"/app/site/image_awaiter/kube/client.py"
+        in shipped[next(n for n in shipped if n.startswith("kube/__pycache__/client."))]
     )
 
 
@@ -257,7 +257,7 @@ def test_the_pruned_layer_runs_a_real_check_against_the_simulated_cluster(
     sim.add_node("a", images=("busybox:1.36",))
     code = (
         "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-        "from image_awaiter.cli import main; main()"
+        "from image_awaiter.cli.commands import main; main()"
     )
     result = subprocess.run(
         [

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.tools import find
-from tests.simcluster import SimCluster
-from tests.simcluster.audit import Entry
-from tests.simcluster.kinds import SERVED
+from simcluster import SimCluster
+from simcluster.apiserver.audit import Entry
+from simcluster.apiserver.kinds import SERVED
+from simcluster.tools import find
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from simcluster import SimCluster
+from simcluster.apiserver.audit import Entry
 from tests.helm.conftest import (
     BASE,
     CHART,
@@ -27,8 +29,6 @@ from tests.helm.conftest import (
     app_chart,
     new_cluster,
 )
-from tests.simcluster import SimCluster
-from tests.simcluster.audit import Entry
 
 # Not in the registry: the simulated kubelet fails its pull on one node with containerd's own
 # words for a missing tag, e.g. sympozium-ai/sympozium#5 and cloudnative-pg/cloudnative-pg#2265:

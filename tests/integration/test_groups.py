@@ -18,10 +18,15 @@ from typing import Any
 import pytest
 import yaml
 
-from image_awaiter.pullers import GROUP_LABEL, PullerSettings, generate_daemonset, unique_images
+from image_awaiter.spec.pullers import (
+    GROUP_LABEL,
+    PullerSettings,
+    generate_daemonset,
+    unique_images,
+)
+from simcluster import Fault
 from tests.conftest import cli_command, cli_env, spawn_cli
 from tests.integration.helpers import our_daemonsets, writes
-from tests.simcluster import Fault
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "manifests" / "jupyterhub"
 CUDA = "quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20"  # amd64 only, as CUDA images are

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from simcluster import Fault
 from tests.conftest import TOKEN, spawn_await, spawn_cli
 from tests.integration.helpers import assert_clean_failure, our_daemonsets, writes
-from tests.simcluster import Fault
 
 BUSYBOX = "busybox:1.36"
 GOOD_SPEC = {
@@ -231,7 +231,7 @@ def test_unreachable_api_server_exits_3_promptly(tmp_path: Path, run_cli: Any, s
 
 
 def test_transient_5xx_429_and_resets_are_retried_to_success(sim: Any, run_cli: Any) -> None:
-    from tests.simcluster import Fault
+    from simcluster import Fault
 
     sim.add_node("a")
     sim.add_node("b")

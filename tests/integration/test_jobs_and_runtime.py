@@ -1,6 +1,6 @@
 """Jobs whose pod runs the real image-awaiter CLI inside the simulated cluster, driven and read
 with the real kubernetes client: the Helm hook's shape without Helm. The Job controller and pod
-runtime live in tests/simcluster/jobs.py and runtime.py."""
+runtime live in simcluster/apiserver/jobs.py and runtime.py."""
 
 from __future__ import annotations
 
@@ -304,7 +304,7 @@ def test_an_empty_termination_file_falls_back_to_the_log_tail_on_error(
 
 
 def test_stopping_the_cluster_stops_the_processes_its_pods_run(tmp_path: Path) -> None:
-    from tests.simcluster import SimCluster
+    from simcluster import SimCluster
 
     cluster = SimCluster(seed=2, time_scale=0.05)
     cluster.start()
@@ -375,7 +375,7 @@ def test_deleting_the_jobs_pod_sends_sigterm_so_the_awaiter_removes_its_daemonse
 
 
 def test_pods_reach_a_tls_api_server_with_its_certificate(tmp_path: Path) -> None:
-    from tests.simcluster import SimCluster
+    from simcluster import SimCluster
 
     cluster = SimCluster(seed=3, time_scale=0.05)
     cluster.use_self_signed_tls(tmp_path / "tls")
@@ -546,7 +546,7 @@ def test_env_from_a_missing_secret_is_a_config_error_until_the_secret_exists(
 def test_the_awaiter_image_pulls_even_where_unknown_images_do_not_exist(
     sim: Any, api: client.ApiClient
 ) -> None:
-    sim.registry.unknown_images_exist = False  # as `python -m tests.simcluster serve` runs
+    sim.registry.unknown_images_exist = False  # as `python -m simcluster serve` runs
     sim.add_node("a", images=[PRESENT])
     job = run_job(sim, api, job_body("strict-registry", ["check", "--image", PRESENT]))
     assert condition(job, "Complete").status == "True"

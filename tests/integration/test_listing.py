@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.connecting import connect
-from image_awaiter.decoding import NodeCodec, PodCodec
-from image_awaiter.errors import InvalidObject
-from image_awaiter.kube import Kube
-from image_awaiter.references import parse_image
-from image_awaiter.resources import NODES, PODS
-from image_awaiter.watching import Informer, WatchTiming
-from tests.simcluster.factory import COMMON_IMAGE
-from tests.simcluster.listing import request_counts
+from image_awaiter.core.errors import InvalidObject
+from image_awaiter.core.references import parse_image
+from image_awaiter.kube.client import Kube
+from image_awaiter.kube.connecting import connect
+from image_awaiter.kube.decoding import NodeCodec, PodCodec
+from image_awaiter.kube.resources import NODES, PODS
+from image_awaiter.kube.watching import Informer, WatchTiming
+from simcluster.apiserver.listing import request_counts
+from simcluster.nodes.factory import COMMON_IMAGE
 
 WANTED = frozenset({parse_image(COMMON_IMAGE).key})
 

@@ -1,7 +1,7 @@
 """Issue 12 end to end: classified pull failures end a run at once or get their grace, platform
 mismatches exclude nodes, the report's per-node pull facts match what the simulated kubelets
 did, and the awaiter records Events on its own pod. The real CLI against the simulated cluster,
-whose kubelets say what real ones say (tests/simcluster/messages.py)."""
+whose kubelets say what real ones say (simcluster/nodes/messages.py)."""
 
 from __future__ import annotations
 

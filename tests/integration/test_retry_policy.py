@@ -16,9 +16,9 @@ import pytest
 from kubernetes.client.api_client import ApiClient
 from kubernetes.client.configuration import Configuration
 
-from image_awaiter.errors import ApiError, DeadlineReached, Forbidden, NotFound
-from image_awaiter.kube import Kube
-from image_awaiter.resources import NODES
+from image_awaiter.core.errors import ApiError, DeadlineReached, Forbidden, NotFound
+from image_awaiter.kube.client import Kube
+from image_awaiter.kube.resources import NODES
 
 OK = (200, {}, {"kind": "NodeList", "metadata": {"resourceVersion": "1"}, "items": []})
 Response = tuple[int, dict[str, str], dict[str, Any]]

@@ -1,6 +1,6 @@
 """The simulated kubelets and registry tell what real ones tell: pod statuses and core/v1 Events
 read with the real kubernetes client, checked against the real runtime and kubelet texts in
-tests/simcluster/messages.py and against the product's own classifier and event parser."""
+simcluster/nodes/messages.py and against the product's own classifier and event parser."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config, watch
 
-from image_awaiter import pullerrors, pullevents
-from tests.simcluster import Fault, SimCluster, messages
-from tests.simcluster.recording import SPAM_BURST
+from image_awaiter.core import pullerrors, pullevents
+from simcluster import Fault, SimCluster
+from simcluster.nodes import messages
+from simcluster.nodes.recording import SPAM_BURST
 
 APP = "quay.io/org/app:1"
 RUNTIMES = ("containerd", "cri-o", "docker")

@@ -50,9 +50,9 @@ NEVER_IMPORTED = {
     "jsonschema": "kubernetes.dynamic",
     "websocket": "kubernetes.stream",
     "docker_image": "references.py, for the common forms refsplit.py splits",
-    "image_awaiter.manifests": "settings.py, for --from-manifests only",
-    "image_awaiter.groups": "settings.py, for --from-manifests only",
-    "image_awaiter.pullevents": "pullerrors.py and pullfacts.py, for kubelet events only",
+    "image_awaiter.spec.manifests": "settings.py, for --from-manifests only",
+    "image_awaiter.spec.groups": "settings.py, for --from-manifests only",
+    "image_awaiter.core.pullevents": "pullerrors.py and pullfacts.py, for kubelet events only",
     "statistics": "pullfacts.py, for a pull report's median only",
     "regex": "docker_image",
 }

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.connecting import connect
-from image_awaiter.decoding import JsonCodec, NodeCodec
-from image_awaiter.kube import Kube
-from image_awaiter.resources import NODES
-from image_awaiter.watching import Informer, WatchTiming
-from tests.simcluster.listing import request_counts
+from image_awaiter.kube.client import Kube
+from image_awaiter.kube.connecting import connect
+from image_awaiter.kube.decoding import JsonCodec, NodeCodec
+from image_awaiter.kube.resources import NODES
+from image_awaiter.kube.watching import Informer, WatchTiming
+from simcluster.apiserver.listing import request_counts
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_an_expired_continue_token_makes_the_informer_relist(
         sim.add_node(f"n{index}", labels={"color": "blue"})
     first = kube.request("GET", NODES.address(), query={"limit": 3})
     sim.expire_continues()
-    from image_awaiter.errors import Gone
+    from image_awaiter.core.errors import Gone
 
     with pytest.raises(Gone):
         kube.request(
@@ -148,7 +148,7 @@ def test_watch_events_keep_the_cache_current_including_deletions(
 
 
 def test_410_gone_on_a_watch_makes_the_informer_relist(sim: Any, informer_factory: Any) -> None:
-    from tests.simcluster import Fault
+    from simcluster import Fault
 
     sim.add_node("a", labels={"color": "red"})
     informer = informer_factory(WatchTiming(page_size=10, watch_seconds=1, read_timeout=10))
@@ -163,7 +163,7 @@ def test_410_gone_on_a_watch_makes_the_informer_relist(sim: Any, informer_factor
 def test_a_watch_cut_mid_stream_resumes_without_losing_events(
     sim: Any, informer_factory: Any
 ) -> None:
-    from tests.simcluster import Fault
+    from simcluster import Fault
 
     sim.faults.add(Fault(path="/api/v1/nodes", watch=True, status=0, cut_after_events=1, times=3))
     informer = informer_factory()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.simcluster import SimCluster
+from simcluster import SimCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.simcluster import patching, rbac, schemas, validation
-from tests.simcluster.kinds import BY_RESOURCE
-from tests.simcluster.store import StoreError
+from simcluster.apiserver import patching, rbac, schemas, validation
+from simcluster.apiserver.kinds import BY_RESOURCE
+from simcluster.apiserver.store import StoreError
 
 SUBDOMAIN = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "

@@ -1,4 +1,4 @@
-"""`python -m tests.simcluster serve` from the outside: one line naming the kubeconfig, real kubectl
+"""`python -m simcluster serve` from the outside: one line naming the kubeconfig, real kubectl
 works against it, images nobody added fail to pull with containerd's text, SIGTERM exits 0."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
         [
             sys.executable,
             "-m",
-            "tests.simcluster",
+            "simcluster",
             "serve",
             "--nodes=2",
             "--image=quay.io/org/app:1=0.1",
@@ -79,7 +79,7 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
             message = " ".join(w.get("message", "") for w in waiting)
             time.sleep(0.2)  # polling a separate process: there is no event to await from here
         # A repository the registry never heard of: containerd's text for it (the simulated
-        # kubelets' table in tests/simcluster/messages.py cites its source).
+        # kubelets' table in simcluster/nodes/messages.py cites its source).
         assert (
             'failed to pull and unpack image "quay.io/org/missing:1": failed to resolve reference '
             '"quay.io/org/missing:1": pull access denied, repository does not exist or may '

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from image_awaiter.liveview import LiveView, live_view_wanted
-from image_awaiter.overview import NodeRecord, build_snapshot
+from image_awaiter.core.overview import NodeRecord, build_snapshot
+from image_awaiter.output.liveview import LiveView, live_view_wanted
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 NOTEBOOK = "quay.io/jupyter/scipy-notebook:2024-05-01"

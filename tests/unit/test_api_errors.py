@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.apierrors import translate
-from image_awaiter.errors import (
+from image_awaiter.core.errors import (
     ApiError,
     BadRequest,
     Conflict,
@@ -20,7 +19,8 @@ from image_awaiter.errors import (
     NotFound,
     Unauthorized,
 )
-from image_awaiter.resources import DAEMONSETS, NAMESPACES, NODES, PODS, Address, Resource
+from image_awaiter.kube.apierrors import translate
+from image_awaiter.kube.resources import DAEMONSETS, NAMESPACES, NODES, PODS, Address, Resource
 
 DS_COLLECTION = DAEMONSETS.address(namespace="jhub")
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from image_awaiter.chunked import ChunkError, EndedEarly, chunked_lines, reader
+from image_awaiter.kube.chunked import ChunkError, EndedEarly, chunked_lines, reader
 
 
 def chunked(*chunks: bytes, trailer: bytes = b"\r\n") -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from image_awaiter.cli import Ending, cli, default_termination_log, finish, main
+from image_awaiter.cli.commands import Ending, cli, default_termination_log, finish, main
 
 
 def run_main(*argv: str) -> tuple[int, str]:

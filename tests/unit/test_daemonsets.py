@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from image_awaiter.daemonsets import STALE_AFTER, DaemonSetRecord, Listed, stale_reason
-from image_awaiter.pullers import CREATED_AT_ANNOTATION, RUN_ID_LABEL, Owner
+from image_awaiter.cluster.daemonsets import STALE_AFTER, DaemonSetRecord, Listed, stale_reason
+from image_awaiter.spec.pullers import CREATED_AT_ANNOTATION, RUN_ID_LABEL, Owner
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
 HOOK = Owner(name="hook-abc", uid="uid-1", namespace="hub")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from image_awaiter.durations import parse_duration
-from image_awaiter.errors import UsageError
+from image_awaiter.core.durations import parse_duration
+from image_awaiter.core.errors import UsageError
 
 
 @pytest.mark.parametrize(

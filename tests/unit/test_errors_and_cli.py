@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from image_awaiter.cli import parse_node_selectors, parse_toleration
-from image_awaiter.errors import ExitCode, Interrupted, UsageError
-from image_awaiter.logs import redact
+from image_awaiter.cli.commands import parse_node_selectors, parse_toleration
+from image_awaiter.core.errors import ExitCode, Interrupted, UsageError
+from image_awaiter.output.logs import redact
 
 
 def test_exit_codes_are_the_documented_ones() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from image_awaiter.errors import ExitCode, UsageError
-from image_awaiter.groups import (
+from image_awaiter.core.errors import ExitCode, UsageError
+from image_awaiter.core.references import parse_image
+from image_awaiter.spec.groups import (
     MAX_NAME,
     PullGroup,
     apply_placement,
@@ -20,8 +21,7 @@ from image_awaiter.groups import (
     narrow,
     placement_hash,
 )
-from image_awaiter.manifests import Workload, parse_manifests, read_manifests
-from image_awaiter.references import parse_image
+from image_awaiter.spec.manifests import Workload, parse_manifests, read_manifests
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "manifests" / "jupyterhub"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -185,8 +185,8 @@ def test_the_jupyterhub_rendering_groups_by_where_each_workload_can_land() -> No
 def test_group_names_are_the_same_in_another_process() -> None:
     # Python salts str hashes per process; names must not depend on that.
     code = (
-        "from image_awaiter.groups import group_workloads;"
-        "from image_awaiter.manifests import read_manifests;"
+        "from image_awaiter.spec.groups import group_workloads;"
+        "from image_awaiter.spec.manifests import read_manifests;"
         f"print(*[g.name for g in group_workloads(read_manifests([{str(FIXTURES)!r}]).workloads)])"
     )
     other = subprocess.run(

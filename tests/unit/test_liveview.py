@@ -10,8 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from image_awaiter.liveview import LiveView, live_view_wanted, render_once
-from image_awaiter.overview import (
+from image_awaiter.core.overview import (
     ImageLine,
     NodeRecord,
     Sample,
@@ -23,6 +22,7 @@ from image_awaiter.overview import (
     eta,
     fit,
 )
+from image_awaiter.output.liveview import LiveView, live_view_wanted, render_once
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 NOTEBOOK = "quay.io/jupyter/scipy-notebook:2024-05-01"
@@ -222,7 +222,7 @@ def test_a_closed_stream_gets_no_view() -> None:
 def test_importing_the_view_does_not_import_rich() -> None:
     code = (
         "import sys, io\n"
-        "from image_awaiter.liveview import LiveView, live_view_wanted\n"
+        "from image_awaiter.output.liveview import LiveView, live_view_wanted\n"
         "live_view_wanted(sys.stderr, 'auto', True)\n"
         "LiveView(stream=io.StringIO())\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'pygments')))\n"
@@ -237,7 +237,7 @@ def test_without_rich_installed_the_view_is_not_wanted_and_logs_still_work() -> 
         "import os, sys\n"
         "sys.modules['rich'] = None  # as if not installed\n"
         "import structlog\n"
-        "from image_awaiter.liveview import live_view_wanted\n"
+        "from image_awaiter.output.liveview import live_view_wanted\n"
         "_, replica = os.openpty()\n"
         "print(live_view_wanted(open(replica, 'w'), 'auto', True))\n"
     )

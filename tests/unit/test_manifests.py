@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from image_awaiter.errors import ExitCode, UsageError
-from image_awaiter.manifests import (
+from image_awaiter.core.errors import ExitCode, UsageError
+from image_awaiter.spec.manifests import (
     Expression,
     PodPlacement,
     Term,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.decoding import NodeCodec
-from image_awaiter.nodeimages import NodeImages
-from image_awaiter.references import ImageKey, node_image_keys, parse_image
+from image_awaiter.core.nodeimages import NodeImages
+from image_awaiter.core.references import ImageKey, node_image_keys, parse_image
+from image_awaiter.kube.decoding import NodeCodec
 
 DIGEST = "sha256:" + "3f" * 32
 OTHER_DIGEST = "sha256:" + "a1" * 32

@@ -12,7 +12,7 @@ from typing import get_args
 
 import pytest
 
-from image_awaiter.pullerrors import (
+from image_awaiter.core.pullerrors import (
     Platform,
     PullError,
     PullErrorKind,
@@ -22,8 +22,8 @@ from image_awaiter.pullerrors import (
     most_informative,
     platform_reason,
 )
-from image_awaiter.pullevents import BackingOff, parse_event
-from tests.simcluster import messages
+from image_awaiter.core.pullevents import BackingOff, parse_event
+from simcluster.nodes import messages
 
 P = "permanent"
 T = "transient"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.errors import UsageError
-from image_awaiter.pullers import (
+from image_awaiter.core.errors import UsageError
+from image_awaiter.core.references import parse_image
+from image_awaiter.spec.pullers import (
     MANAGED_BY_LABEL,
     RUN_ID_LABEL,
     Owner,
@@ -21,7 +22,6 @@ from image_awaiter.pullers import (
     prepare_for_run,
     validate_daemonset,
 )
-from image_awaiter.references import parse_image
 
 GOOD: dict[str, Any] = {
     "apiVersion": "apps/v1",
@@ -260,7 +260,7 @@ def test_nodes_already_done_get_no_puller_pod_and_existing_affinity_is_kept() ->
 
 
 def test_a_daemonset_skips_no_node_when_too_many_are_done_to_name() -> None:
-    from image_awaiter.pullers import MAX_SKIPPED_NODES
+    from image_awaiter.spec.pullers import MAX_SKIPPED_NODES
 
     done = [f"gke-prod-user-pool-1a2b3c4d-{i:05d}" for i in range(MAX_SKIPPED_NODES + 1)]
     prepared = prepare_for_run(

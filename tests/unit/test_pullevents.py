@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from image_awaiter.pullevents import (
+from image_awaiter.core.pullevents import (
     AlreadyPresent,
     BackingOff,
     Pulled,
@@ -23,7 +23,7 @@ from image_awaiter.pullevents import (
     parse_event,
     parse_go_duration,
 )
-from tests.simcluster import messages
+from simcluster.nodes import messages
 
 REAL_EVENTS = [
     # ------------------------------------------------- Pulled, 1.30+ (with image size)

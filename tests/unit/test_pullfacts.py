@@ -1,14 +1,14 @@
 """Pull facts from kubelet events: the events codec keeps only this run's pods' pull events,
 `collect` folds them per node and image, `summarise` per image and for the run. Messages are
-the kubelet's own formats (see image_awaiter/pullevents.py for their sources)."""
+the kubelet's own formats (see image_awaiter/core/pullevents.py for their sources)."""
 
 from __future__ import annotations
 
 import json
 
-from image_awaiter.decoding import EventCodec
-from image_awaiter.pullfacts import KubeletEvent, collect, summarise
-from image_awaiter.references import parse_image
+from image_awaiter.core.pullfacts import KubeletEvent, collect, summarise
+from image_awaiter.core.references import parse_image
+from image_awaiter.kube.decoding import EventCodec
 
 APP = parse_image("quay.io/org/app:1")
 BASE = parse_image("docker.io/library/busybox:1.36")
@@ -128,7 +128,7 @@ def test_container_state_timestamps_stand_in_where_no_pulled_event_came() -> Non
 
 
 def test_pull_bounds_come_from_init_container_start_and_finish_times() -> None:
-    from image_awaiter.decoding import PodCodec
+    from image_awaiter.kube.decoding import PodCodec
 
     pod = {
         "metadata": {"name": "puller-abc-x1"},
@@ -163,7 +163,7 @@ def test_pull_bounds_come_from_init_container_start_and_finish_times() -> None:
 
 
 def test_a_repeated_failure_counts_its_attempts_once_across_folds() -> None:
-    from image_awaiter.pullfacts import Folder
+    from image_awaiter.core.pullfacts import Folder
 
     folder = Folder((APP,))
     store = {"e1": failed("puller-abc-x1", "quay.io/org/app:1", NOT_FOUND, "t1", count=1)}
@@ -174,7 +174,7 @@ def test_a_repeated_failure_counts_its_attempts_once_across_folds() -> None:
 
 
 def test_an_event_of_a_pod_whose_node_is_not_known_yet_is_folded_later() -> None:
-    from image_awaiter.pullfacts import Folder
+    from image_awaiter.core.pullfacts import Folder
 
     folder = Folder((APP,))
     store = {"e1": pulled("puller-abc-x9", "quay.io/org/app:1", "1s", "1s", 10, "t1")}

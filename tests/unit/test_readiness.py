@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.decoding import PodCodec
-from image_awaiter.pullerrors import classify_message
-from image_awaiter.readiness import (
+from image_awaiter.core.pullerrors import classify_message
+from image_awaiter.core.readiness import (
     FailureRules,
     ImagePull,
     NodeStatus,
@@ -18,8 +17,9 @@ from image_awaiter.readiness import (
     evaluate,
     merge_pods_by_node,
 )
-from image_awaiter.references import parse_image
-from image_awaiter.targeting import NodeState, Placement
+from image_awaiter.core.references import parse_image
+from image_awaiter.core.targeting import NodeState, Placement
+from image_awaiter.kube.decoding import PodCodec
 
 NOTEBOOK = parse_image("quay.io/jupyter/base-notebook:1")
 HELPER = "ghcr.io/image-awaiter/image-awaiter:0.1.0"
@@ -453,7 +453,7 @@ def test_on_platform_mismatch_fail_fails_the_node_at_once() -> None:
 
 
 def test_the_final_line_names_class_kind_node_image_message_and_advice() -> None:
-    from image_awaiter.outcomes import pull_failed
+    from image_awaiter.core.outcomes import pull_failed
 
     code, _, line = pull_failed(judged(N, failing_pod(NOT_FOUND), FailureRules()))
     assert int(code) == 4

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from image_awaiter.errors import ExitCode
-from image_awaiter.references import (
+from image_awaiter.core.errors import ExitCode
+from image_awaiter.core.references import (
     InvalidImageReference,
     node_image_key,
     node_image_keys,

@@ -10,7 +10,7 @@ import string
 import pytest
 from docker_image.reference import Reference
 
-from image_awaiter.refsplit import split_common
+from image_awaiter.core.refsplit import split_common
 from tests.unit.test_references import DIGEST
 
 COMMON = [

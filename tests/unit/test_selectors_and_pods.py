@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.errors import UsageError
-from image_awaiter.pods import images_of, pod_spec
-from image_awaiter.selectors import LABEL_OPERATORS, NODE_OPERATORS, Requirement, requirement
+from image_awaiter.core.errors import UsageError
+from image_awaiter.core.pods import images_of, pod_spec
+from image_awaiter.core.selectors import LABEL_OPERATORS, NODE_OPERATORS, Requirement, requirement
 
 
 @pytest.mark.parametrize(

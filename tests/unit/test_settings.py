@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from image_awaiter.errors import UsageError
-from image_awaiter.pullers import (
+from image_awaiter.core.errors import UsageError
+from image_awaiter.core.references import parse_image
+from image_awaiter.spec.pullers import (
     DEFAULT_HELPER_IMAGE,
     DEFAULT_PAUSE_IMAGE,
     PullerSettings,
     generate_daemonset,
     unique_images,
 )
-from image_awaiter.references import parse_image
-from image_awaiter.settings import Settings, generated_name, resolve_job
+from image_awaiter.spec.settings import Settings, generated_name, resolve_job
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from image_awaiter.errors import ExitCode, Interrupted
-from image_awaiter.signals import SignalGuard
+from image_awaiter.core.errors import ExitCode, Interrupted
+from image_awaiter.run.signals import SignalGuard
 
 
 def _busy() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_awaiter import pullerrors
-from tests.simcluster import failures
-from tests.simcluster.failures import Platform
+from image_awaiter.core import pullerrors
+from simcluster.nodes import failures
+from simcluster.nodes.failures import Platform
 
 ARM = Platform("linux", "arm64", "v8")
 AMD = Platform("linux", "amd64")

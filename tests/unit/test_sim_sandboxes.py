@@ -1,4 +1,4 @@
-"""The simulated pod sandbox's pure rules (tests/simcluster/sandboxes.py), as literal tables:
+"""The simulated pod sandbox's pure rules (simcluster/nodes/sandboxes.py), as literal tables:
 Kubernetes' `$(VAR)` expansion and the mapping of mount paths under a pod's temporary root."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.simcluster.sandboxes import _argv, _expand, _map_paths
+from simcluster.nodes.sandboxes import _argv, _expand, _map_paths
 
 MOUNTS = [("/etc/image-awaiter", Path("/tmp/root/etc/image-awaiter")), ("/", Path("/tmp/root"))]
 

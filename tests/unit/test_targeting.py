@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from image_awaiter.decoding import NodeCodec
-from image_awaiter.errors import UsageError
-from image_awaiter.references import ImageKey, parse_image
-from image_awaiter.targeting import (
+from image_awaiter.core.errors import UsageError
+from image_awaiter.core.references import ImageKey, parse_image
+from image_awaiter.core.targeting import (
     NodeState,
     Placement,
     Taint,
@@ -19,6 +18,7 @@ from image_awaiter.targeting import (
     placement_from_pod_spec,
     split_targets,
 )
+from image_awaiter.kube.decoding import NodeCodec
 
 
 def node_from_json(raw: dict[str, Any], *, wanted: frozenset[ImageKey]) -> NodeState:

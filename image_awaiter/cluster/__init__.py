@@ -1,0 +1,1 @@
+"""What a run creates and writes in the cluster: puller DaemonSets and Events."""

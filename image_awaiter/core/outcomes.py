@@ -1,0 +1,147 @@
+"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen)
+and the wording of each ending as pure functions of the evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted
+from image_awaiter.core.pullfacts import PullFacts
+from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
+from image_awaiter.core.references import ImageRef
+
+
+class Result(StrEnum):
+    """The report's `result` field."""
+
+    SUCCESS = "success"
+    MISSING = "missing"  # check: images missing
+    TIMEOUT = "timeout"
+    PULL_FAILED = "pull-failed"
+    INTERRUPTED = "interrupted"
+    BAD_INPUT = "bad-input"
+    API_ERROR = "api-error"
+    PLANNED = "planned"  # await --dry-run: the plan, nothing created
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_code: ExitCode
+    result: Result
+    message: str
+    evaluation: Evaluation | None = None
+    done_after: Mapping[str, float] = field(default_factory=dict)
+    daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
+    pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
+    groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """One pull group at the end of a run: the report's `groups[]` entry."""
+
+    name: str
+    images: tuple[ImageRef, ...]
+    workloads: tuple[str, ...]
+    evaluation: Evaluation | None
+    daemonset: Mapping[str, Any] | None
+
+
+def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
+    targets = len(evaluation.verdicts)
+    if targets == 0:
+        message = f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await"
+    else:
+        message = f"all {targets} target nodes have all {images} images"
+    return ExitCode.OK, Result.SUCCESS, message
+
+
+def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+    """`check` found images missing."""
+    count = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+    message = (
+        f"images missing on {count} of {len(evaluation.verdicts)} target nodes: "
+        f"{not_done_lines(evaluation)}"
+    )
+    return ExitCode.IMAGES_MISSING, Result.MISSING, message
+
+
+def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+    failures = evaluation.failures
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
+    kind = f" ({first.error_class} {first.kind})" if first.kind else ""
+    advice = first.advice or "fix the reference, registry access or pull secret"
+    message = (
+        f"image {first.image} cannot be pulled on node {first.node}{kind}: {first.reason}: "
+        f"{first.message}{more}; {advice}"
+    )
+    return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
+
+
+def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, str]:
+    """`await --dry-run`: exit 0 when nothing is missing, 1 otherwise (like `check`)."""
+    lacking = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+    if not lacking:
+        message = (
+            f"dry run: all {len(evaluation.verdicts)} target nodes have every image of "
+            f"{groups} pull groups; nothing would be created"
+        )
+        return ExitCode.OK, Result.PLANNED, message
+    message = (
+        f"dry run: images missing on {lacking} of {len(evaluation.verdicts)} target nodes "
+        f"({groups} pull groups); nothing was created: {not_done_lines(evaluation)}"
+    )
+    return ExitCode.IMAGES_MISSING, Result.PLANNED, message
+
+
+def timed_out(
+    evaluation: Evaluation | None,
+    *,
+    timeout: float,
+    on_timeout: str,
+    cause: str | None = None,
+) -> tuple[ExitCode, Result, str]:
+    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing."""
+    if evaluation is None:
+        message = f"timed out after {timeout:g}s before any node was judged"
+    else:
+        waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
+        message = (
+            f"timed out after {timeout:g}s with images missing on "
+            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+            f"{not_done_lines(evaluation)}"
+        )
+    if cause is not None:
+        message += f" ({cause})"
+    if on_timeout == "succeed":
+        return ExitCode.OK, Result.TIMEOUT, message + " (--on-timeout succeed)"
+    return (
+        ExitCode.IMAGES_MISSING,
+        Result.TIMEOUT,
+        message + "; raise --timeout or see the report for each node",
+    )
+
+
+def failed(error: AwaiterError | Interrupted) -> tuple[ExitCode, Result, str]:
+    """An error or a signal that ended the run: its own exit code and one line."""
+    if isinstance(error, Interrupted):
+        result = Result.INTERRUPTED
+    elif error.exit_code is ExitCode.USAGE:
+        result = Result.BAD_INPUT
+    else:
+        result = Result.API_ERROR
+    return error.exit_code, result, error.one_line()
+
+
+def short_verdict(verdict: NodeVerdict) -> str:
+    return f"{verdict.node}: {verdict.detail or verdict.status.value}"
+
+
+def not_done_lines(evaluation: Evaluation, *, limit: int = 3) -> str:
+    waiting = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
+    text = "; ".join(short_verdict(v) for v in waiting[:limit])
+    return text + (f"; and {len(waiting) - limit} more" if len(waiting) > limit else "")

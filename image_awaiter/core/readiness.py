@@ -1,0 +1,428 @@
+"""Per-node readiness: has this node got every awaited image, is it still pulling, has it failed?
+
+Two signals prove presence: the node's own `status.images` (capped at 50 images and lagging, so
+it proves presence but never absence) and the puller pod on that node (a container whose image
+has an `imageID`, or that ran at all, had its image). Everything here is pure: `evaluate` takes
+plain records and the time, and returns a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from image_awaiter.core.pullerrors import (
+    PullError,
+    classify_waiting,
+    most_informative,
+    platform_reason,
+)
+from image_awaiter.core.references import ImageKey, ImageRef
+from image_awaiter.core.targeting import NodeState, Placement, split_targets
+
+# Reasons the kubelet gives that no retry will fix.
+PERMANENT_PULL_REASONS = frozenset({"InvalidImageName", "ErrInvalidImageName", "ErrImageNeverPull"})
+# Reasons that may be transient (a registry hiccup) and become failures after a grace period.
+RETRYING_PULL_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "RegistryUnavailable",
+        "ErrRegistryUnavailable",
+        "SignatureValidationFailed",
+        "ImageInspectError",
+    }
+)
+PULL_FAILURE_REASONS = PERMANENT_PULL_REASONS | RETRYING_PULL_REASONS
+# Waiting reasons the kubelet gives only after the image was pulled (it pulls, then builds the
+# container's config, then creates and starts it): the image is on the node, but the container
+# is stuck, and with it every init container after it (e.g. runAsNonRoot on a root image).
+STUCK_AFTER_PULL_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "PreStartHookError",
+        "PostStartHookError",
+    }
+)
+
+
+class PullState(StrEnum):
+    PULLED = "pulled"
+    PULLING = "pulling"
+    FAILING = "failing"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePull:
+    state: PullState
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PullerPod:
+    """What the awaiter keeps of one puller pod."""
+
+    name: str
+    node: str | None
+    images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
+    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    # Upper bounds of pull times from container state timestamps (decoding._pull_seconds).
+    pull_seconds: Mapping[ImageKey, float] = field(default_factory=dict)
+    group: str = ""  # the pull group its DaemonSet belongs to (the group label)
+
+
+class NodeStatus(StrEnum):
+    DONE = "done"
+    PULLING = "pulling"
+    MISSING = "missing"  # images absent and no puller pod (yet) on the node
+    UNSCHEDULABLE = "unschedulable"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PullFailure:
+    """A failing pull on one node; `error_class`, `kind` and `advice` come from
+    `pullerrors` (empty when the kubelet's reason is not a pull failure it knows)."""
+
+    node: str
+    image: str
+    reason: str
+    message: str
+    error_class: str = ""
+    kind: str = ""
+    advice: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.image} on {self.node}: {self.reason}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformExclusion:
+    """An image this node cannot run: its registry has no variant for the node's platform."""
+
+    image: str  # display text
+    reason: str  # "image has no linux/arm64 variant"
+    message: str  # the runtime's words
+
+
+@dataclass(frozen=True, slots=True)
+class NodeVerdict:
+    node: str
+    status: NodeStatus
+    missing: tuple[str, ...] = ()
+    failures: tuple[PullFailure, ...] = ()
+    detail: str = ""
+    # Done because the node's own status lists every image (not only a puller pod's word): the
+    # only nodes a recreated DaemonSet may skip, since a pod's word goes when the pod does.
+    listed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    verdicts: tuple[NodeVerdict, ...]
+    excluded: Mapping[str, str]
+    failing_since: Mapping[tuple[str, ImageKey], float]  # (node, image key) -> first seen failing
+    # (node, image key) -> why the node is not awaited for that image; a node left with no
+    # image to await is in `excluded` too.
+    platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] = field(
+        default_factory=dict
+    )
+
+    @property
+    def done(self) -> bool:
+        return all(v.status is NodeStatus.DONE for v in self.verdicts)
+
+    @property
+    def failures(self) -> tuple[PullFailure, ...]:
+        return tuple(f for v in self.verdicts if v.status is NodeStatus.FAILED for f in v.failures)
+
+    def count(self, status: NodeStatus) -> int:
+        return sum(1 for v in self.verdicts if v.status is status)
+
+    @property
+    def done_nodes(self) -> list[str]:
+        return [v.node for v in self.verdicts if v.status is NodeStatus.DONE]
+
+    @property
+    def listed_nodes(self) -> list[str]:
+        """Done nodes whose own status lists every image: a DaemonSet may skip these."""
+        return [v.node for v in self.verdicts if v.listed]
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRules:
+    """How classified pull errors end a run: `fail_fast` fails permanent errors at once (else
+    they get the grace like any other); a platform mismatch excludes the node for that image,
+    or with `platform_mismatch="fail"` is a permanent failure."""
+
+    fail_fast: bool = True
+    platform_mismatch: str = "exclude"  # "exclude" | "fail"
+
+
+class Judge:
+    """`evaluate` across a run: remembers when each pull error was first seen (the grace
+    period counts from there) and the last evaluation. Pure: the time is passed in."""
+
+    def __init__(
+        self,
+        *,
+        images: Sequence[ImageRef],
+        placement: Placement,
+        include_cordoned: bool,
+        grace: float,
+        rules: FailureRules | None = None,
+    ) -> None:
+        self._images = images
+        self._placement = placement
+        self._include_cordoned = include_cordoned
+        self._grace = grace
+        self._rules = rules or FailureRules()
+        self._failing_since: Mapping[tuple[str, ImageKey], float] = {}
+        self._platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] = {}
+        self.last: Evaluation | None = None
+
+    def __call__(
+        self,
+        nodes: Mapping[str, NodeState],
+        pods: Iterable[PullerPod],
+        *,
+        now: float,
+        event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
+    ) -> Evaluation:
+        self.last = evaluate(
+            nodes=nodes,
+            pods=pods,
+            images=self._images,
+            placement=self._placement,
+            include_cordoned=self._include_cordoned,
+            now=now,
+            failing_since=self._failing_since,
+            grace=self._grace,
+            rules=self._rules,
+            event_errors=event_errors or {},
+            platform_excluded=self._platform_excluded,
+        )
+        self._failing_since = self.last.failing_since
+        self._platform_excluded = self.last.platform_excluded
+        return self.last
+
+    @property
+    def done_nodes(self) -> list[str]:
+        return self.last.done_nodes if self.last is not None else []
+
+    @property
+    def listed_nodes(self) -> list[str]:
+        return self.last.listed_nodes if self.last is not None else []
+
+
+def evaluate(
+    *,
+    nodes: Mapping[str, NodeState],
+    pods: Iterable[PullerPod],
+    images: Sequence[ImageRef],
+    placement: Placement,
+    include_cordoned: bool,
+    now: float,
+    failing_since: Mapping[tuple[str, ImageKey], float],
+    grace: float,
+    rules: FailureRules = FailureRules(),
+    event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
+    platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] | None = None,
+) -> Evaluation:
+    """Judge every target node; `failing_since` carries pull-error first-seen times across
+    calls, `platform_excluded` the (node, image) pairs already excluded (they stay so: the
+    image will not grow a variant during the run). `event_errors` are the causes the pods'
+    `Failed` events gave, for waiting states that do not say it."""
+    targets, excluded = split_targets(nodes, placement, include_cordoned=include_cordoned)
+    pods_by_node = merge_pods_by_node(pods)
+    verdicts: list[NodeVerdict] = []
+    seen_failing: dict[tuple[str, ImageKey], float] = {}
+    platform = {
+        pair: exclusion for pair, exclusion in (platform_excluded or {}).items() if pair[0] in nodes
+    }
+    for node in targets:
+        verdict, failing = judge_node(
+            node=node,
+            pod=pods_by_node.get(node.name),
+            images=images,
+            now=now,
+            failing_since=failing_since,
+            grace=grace,
+            rules=rules,
+            event_errors=event_errors or {},
+            platform_excluded=platform,
+        )
+        if verdict is None:  # nothing left to await there: every missing image has no variant
+            reasons = (platform.get((node.name, image.key)) for image in images)
+            excluded[node.name] = "; ".join(sorted({e.reason for e in reasons if e is not None}))
+            continue
+        verdicts.append(verdict)
+        seen_failing.update(failing)
+    return Evaluation(
+        verdicts=tuple(verdicts),
+        excluded=excluded,
+        failing_since=seen_failing,
+        platform_excluded=platform,
+    )
+
+
+def judge_node(
+    *,
+    node: NodeState,
+    pod: PullerPod | None,
+    images: Sequence[ImageRef],
+    now: float,
+    failing_since: Mapping[tuple[str, ImageKey], float],
+    grace: float,
+    rules: FailureRules = FailureRules(),
+    event_errors: Mapping[tuple[str, ImageKey], PullError] | None = None,
+    platform_excluded: dict[tuple[str, ImageKey], PlatformExclusion] | None = None,
+) -> tuple[NodeVerdict | None, dict[tuple[str, ImageKey], float]]:
+    """One node's verdict (None: excluded, no image left to await there), and the (node,
+    image) pairs now failing with their first-seen time. Platform mismatches found are added
+    to `platform_excluded`."""
+    pulls = pod.images if pod is not None else {}
+    hints = event_errors or {}
+    excluded_here = platform_excluded if platform_excluded is not None else {}
+    if all(image.key in node.images for image in images) and not (
+        excluded_here and any((node.name, image.key) in excluded_here for image in images)
+    ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
+        return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
+
+    def present(image: ImageRef) -> bool:
+        pull = pulls.get(image.key)
+        return image.key in node.images or (pull is not None and pull.state is PullState.PULLED)
+
+    def classify(key: ImageKey, pull: ImagePull) -> PullError | None:
+        return most_informative(
+            classify_waiting(pull.reason, pull.message), hints.get((node.name, key))
+        )
+
+    if rules.platform_mismatch == "exclude":
+        for image in images:
+            pull = pulls.get(image.key)
+            if present(image) or pull is None or pull.state is not PullState.FAILING:
+                continue
+            error = classify(image.key, pull)
+            if error is not None and error.error_class == "platform-mismatch":
+                excluded_here[(node.name, image.key)] = PlatformExclusion(
+                    image=image.original,
+                    reason=platform_reason(
+                        error,
+                        node_os=node.labels.get("kubernetes.io/os", "linux"),
+                        node_arch=node.labels.get("kubernetes.io/arch", "unknown"),
+                    ),
+                    message=error.message,
+                )
+    missing = [
+        image
+        for image in images
+        if not present(image) and (node.name, image.key) not in excluded_here
+    ]
+    if not missing and any((node.name, image.key) in excluded_here for image in images):
+        return None, {}
+    if not missing:
+        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
+    names = tuple(image.original for image in missing)
+    if pod is None:
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.MISSING,
+            missing=names,
+            detail="no puller pod on this node",
+        ), {}
+    if pod.unschedulable is not None:
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.UNSCHEDULABLE,
+            missing=names,
+            detail=f"puller pod cannot be scheduled: {pod.unschedulable}",
+        ), {}
+    failing: dict[tuple[str, ImageKey], float] = {}
+    final: list[PullFailure] = []
+    pending: list[PullFailure] = []
+    awaited = {image.key for image in images}
+    # A failing helper or pause image blocks the pull as surely as an awaited one.
+    candidates = [(image.original, image.key) for image in missing] + [
+        (key, key) for key in pulls if key not in awaited
+    ]
+    for display, key in candidates:
+        pull = pulls.get(key)
+        if pull is None or pull.state is not PullState.FAILING:
+            continue
+        if (node.name, key) in excluded_here:
+            continue
+        since = failing_since.get((node.name, key), now)
+        failing[(node.name, key)] = since
+        error = classify(key, pull)
+        failure = PullFailure(
+            node=node.name,
+            image=display,
+            reason=pull.reason,
+            message=error.message if error is not None else pull.message,
+            error_class="permanent"
+            if error is not None and error.error_class == "platform-mismatch"
+            else (error.error_class if error else ""),
+            kind=error.kind if error else "",
+            advice=error.advice if error else "",
+        )
+        at_once = error is not None and rules.fail_fast and error.error_class != "transient"
+        if pull.reason in PERMANENT_PULL_REASONS or at_once or now - since >= grace:
+            final.append(failure)
+        else:
+            pending.append(failure)
+    if final:
+        return NodeVerdict(
+            node=node.name,
+            status=NodeStatus.FAILED,
+            missing=names,
+            failures=tuple(final),
+            detail=str(final[0]),
+        ), failing
+    stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
+    if pending:
+        detail = f"retrying {pending[0]}"
+    elif stuck is not None:
+        detail = f"puller pod stuck after a pull: {stuck.reason}: {stuck.message}"
+    else:
+        detail = "pulling " + ", ".join(names)
+    return NodeVerdict(
+        node=node.name,
+        status=NodeStatus.PULLING,
+        missing=names,
+        failures=tuple(pending),
+        detail=detail,
+    ), failing
+
+
+def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
+    """One record per node; when a node has several pods (a replaced one), pulled wins."""
+    merged: dict[str, PullerPod] = {}
+    for pod in pods:
+        if pod.node is None:
+            continue
+        previous = merged.get(pod.node)
+        if previous is None:
+            merged[pod.node] = pod
+            continue
+        images = dict(previous.images)
+        for key, pull in pod.images.items():
+            if key not in images or rank(pull) > rank(images[key]):
+                images[key] = pull
+        unschedulable = previous.unschedulable if pod.unschedulable else None
+        merged[pod.node] = PullerPod(
+            name=previous.name,
+            node=pod.node,
+            images=images,
+            unschedulable=unschedulable,
+            pull_seconds={**pod.pull_seconds, **previous.pull_seconds},
+        )
+    return merged
+
+
+def rank(pull: ImagePull) -> int:
+    return {PullState.PULLED: 2, PullState.FAILING: 1, PullState.PULLING: 0}[pull.state]

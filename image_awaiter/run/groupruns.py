@@ -1,0 +1,212 @@
+"""A run's pull groups in the cluster: per group its puller DaemonSet and its own `Judge`,
+created, kept alive, judged and deleted together. The run sees them as one evaluation
+(`combined.combine`); the report sees each (`GroupOutcome`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from image_awaiter.cluster.daemonsets import (
+    CLEANUP_BUDGET,
+    PullerDaemonSet,
+    check_namespace,
+    sweep_stale,
+)
+from image_awaiter.core.combined import GroupEvaluation, combine, plan_text
+from image_awaiter.core.outcomes import GroupOutcome
+from image_awaiter.core.pullerrors import PullError
+from image_awaiter.core.readiness import Evaluation, FailureRules, Judge, PullerPod
+from image_awaiter.core.references import ImageKey
+from image_awaiter.core.targeting import NodeState
+from image_awaiter.kube.client import Kube
+from image_awaiter.kube.decoding import PodCodec, UidCodec
+from image_awaiter.kube.resources import DAEMONSETS, PODS
+from image_awaiter.kube.watching import Caches, Informer
+from image_awaiter.output.reporting import now_iso
+from image_awaiter.spec.pullers import prepare_for_run, run_selector
+from image_awaiter.spec.settings import Group, Job, Settings
+
+log = structlog.get_logger("image_awaiter")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRun:
+    """One pull group in a run: its puller DaemonSet and its own judge of its target nodes."""
+
+    group: Group
+    daemonset: PullerDaemonSet
+    judge: Judge
+
+
+class GroupRuns:
+    """Every pull group of one run, in the order the job lists them."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        job: Job,
+        kube: Kube,
+        namespace: str,
+        run_id: str,
+    ) -> None:
+        self._kube, self.namespace, self.run_id = kube, namespace, run_id
+        owner = settings.owner(default_namespace=namespace)
+        rules = FailureRules(
+            fail_fast=settings.fail_fast, platform_mismatch=settings.on_platform_mismatch
+        )
+        self.each = tuple(
+            GroupRun(
+                group=group,
+                daemonset=PullerDaemonSet(
+                    kube=kube,
+                    namespace=namespace,
+                    run_id=run_id,
+                    manifest=group.manifest,
+                    owner=owner,
+                    group=group.name,
+                ),
+                judge=Judge(
+                    images=group.images,
+                    placement=group.placement,
+                    include_cordoned=settings.include_cordoned,
+                    grace=settings.pull_failure_grace,
+                    rules=rules,
+                ),
+            )
+            for group in job.groups
+        )
+
+    @property
+    def several(self) -> bool:
+        return len(self.each) > 1
+
+    def judge(
+        self,
+        nodes: Mapping[str, NodeState],
+        pods: Iterable[PullerPod],
+        *,
+        now: float,
+        event_errors: Mapping[tuple[str, ImageKey], PullError],
+    ) -> Evaluation:
+        """Each group judges its own targets with its own pods; the run sees them combined."""
+        by_group: dict[str, list[PullerPod]] = {}
+        for pod in pods:
+            by_group.setdefault(pod.group, []).append(pod)
+        for g in self.each:
+            g.judge(nodes, by_group.get(g.group.name, []), now=now, event_errors=event_errors)
+        return combine(self.evaluations())
+
+    def evaluations(self) -> list[GroupEvaluation]:
+        return [
+            GroupEvaluation(g.group.name, g.group.images, g.judge.last)
+            for g in self.each
+            if g.judge.last is not None
+        ]
+
+    def failing(self) -> list[GroupEvaluation]:
+        return [g for g in self.evaluations() if g.evaluation.failures]
+
+    def done(self) -> dict[str, tuple[frozenset[str], tuple[ImageKey, ...]]]:
+        """Per group: its done nodes and its images' keys (what the pull facts should show)."""
+        return {
+            g.group.name: (
+                frozenset(g.judge.done_nodes),
+                tuple(i.key for i in g.group.images),
+            )
+            for g in self.each
+        }
+
+    def create(self, *, own_namespace: str | None) -> None:
+        """Every group's DaemonSet, so that nodes joining a done group get pullers, after
+        checking the namespace and sweeping stale runs' DaemonSets."""
+        check_namespace(self._kube, self.namespace, required=True, own=own_namespace)
+        sweep_stale(self._kube, self.namespace)
+        for g in self.each:
+            g.daemonset.create(skip_nodes=g.judge.listed_nodes)
+
+    def watch(self, caches: Caches) -> tuple[Informer[PullerPod], Informer[str]]:
+        """Caches of this run's puller pods (of every group) and DaemonSets' uids."""
+        ours, namespace = run_selector(self.run_id), self.namespace
+        pods = caches.start(
+            name="pods",
+            address=PODS.address(namespace=namespace),
+            codec=PodCodec(),
+            label_selector=ours,
+        )
+        daemonsets = caches.start(
+            name="daemonsets",
+            address=DAEMONSETS.address(namespace=namespace),
+            codec=UidCodec(),
+            label_selector=ours,
+        )
+        return pods, daemonsets
+
+    def keep_alive(self, cached_uids: set[str]) -> None:
+        for g in self.each:
+            g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.listed_nodes)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(g.daemonset.record.name for g in self.each if g.daemonset.record is not None)
+
+    def first_record(self) -> Mapping[str, Any] | None:
+        records = [g.daemonset.record for g in self.each if g.daemonset.record is not None]
+        return records[0].to_report() if records else None
+
+    def outcomes(self) -> tuple[GroupOutcome, ...]:
+        return tuple(
+            GroupOutcome(
+                name=g.group.name,
+                images=g.group.images,
+                workloads=g.group.workloads,
+                evaluation=g.judge.last,
+                daemonset=g.daemonset.record.to_report() if g.daemonset.record else None,
+            )
+            for g in self.each
+        )
+
+    def delete(self, *, keep: bool) -> None:
+        """Delete every DaemonSet this run created, unless asked to keep them, all within one
+        cleanup budget: a stalling API costs it once, not once per group."""
+        deadline = time.monotonic() + CLEANUP_BUDGET
+        for g in self.each:
+            record = g.daemonset.record
+            if record is not None and keep:
+                log.info("daemonset.kept", name=record.name, group=g.group.name)
+                continue
+            g.daemonset.delete(deadline=deadline)
+
+
+def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
+    """`--dry-run`: the plan (a table on a terminal), and with `-o yaml` and something
+    lacking, the DaemonSets `await` would create now."""
+    to_stdout = settings.output is None and settings.report != "-"
+    stream = sys.stdout if to_stdout else sys.stderr
+    stream.write(plan_text(groups.evaluations(), table=stream.isatty()))
+    stream.flush()
+    if settings.output != "yaml" or not lacking:
+        return
+    namespace, created_at = groups.namespace, now_iso()
+    owner = settings.owner(default_namespace=namespace)
+    bodies = [
+        prepare_for_run(
+            g.group.manifest,
+            run_id=groups.run_id,
+            namespace=namespace,
+            owner=owner,
+            created_at=created_at,
+            skip_nodes=g.judge.listed_nodes,
+            group=g.group.name,
+        )
+        for g in groups.each
+    ]
+    import yaml  # `-o yaml` only
+
+    sys.stdout.write(yaml.safe_dump_all(bodies, sort_keys=False))
+    sys.stdout.flush()

@@ -1,0 +1,428 @@
+"""The puller DaemonSet: loaded from a manifest or generated from image references, then made
+unique to one run.
+
+Pure: manifests in, manifests out. Validation happens here, before anything reaches the API, so
+that bad input is exit 2 with nothing created.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from image_awaiter import __version__
+from image_awaiter.core.errors import UsageError
+from image_awaiter.core.pods import images_of
+from image_awaiter.core.pods import pod_spec as as_pod_spec
+from image_awaiter.core.references import ImageRef, parse_image
+from image_awaiter.core.selectors import LABEL_OPERATORS, Requirement
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "image-awaiter"
+RUN_ID_LABEL = "image-awaiter.io/run-id"
+GROUP_LABEL = "image-awaiter.io/group"  # tells one run's pull groups (and their pods) apart
+CREATED_AT_ANNOTATION = "image-awaiter.io/created-at"
+DEFAULT_NAME = "image-awaiter-puller"
+HELPER_PATH = "/usr/local/bin/image-awaiter-noop"  # in the awaiter image
+HELPER_MOUNT = "/helper"
+DEFAULT_HELPER_IMAGE = f"ghcr.io/image-awaiter/image-awaiter:{__version__}"
+DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+PullMethod = Literal["initContainers", "imageVolumes"]
+
+# Large enough for any runtime's container init (che's 20Mi OOM-killed), small enough for quotas.
+DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
+    "requests": {"cpu": "1m", "memory": "8Mi"},
+    "limits": {"cpu": "100m", "memory": "64Mi"},
+}
+
+RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "runAsGroup": 65534,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PullerSettings:
+    """How a generated puller pod looks; the chart renders the same pod from its values."""
+
+    method: PullMethod = "initContainers"
+    helper_image: str = DEFAULT_HELPER_IMAGE
+    pause_image: str = DEFAULT_PAUSE_IMAGE
+    node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: copy.deepcopy(dict(DEFAULT_RESOURCES))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The awaiter's own pod, from the downward API, so Kubernetes collects what it leaves."""
+
+    name: str
+    uid: str
+    namespace: str
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _documents(text: str, *, source: str) -> list[Any]:
+    """The non-empty YAML (or JSON) documents of TEXT. libyaml's safe loader when PyYAML has it:
+    the Helm hook reads its DaemonSet spec at every start, 3 ms against 30 ms for a 6 KB
+    spec with the pure-Python loader (and yaml's reader compiles its one pattern only for that
+    loader, lean.py). Both build the same objects (one constructor); an invalid text is read
+    again by the pure-Python loader, whose wording of the error users have always had."""
+    import yaml  # only with a spec file: yaml's import is ~10% of a check's start-up
+
+    libyaml = getattr(yaml, "CSafeLoader", None)
+    if libyaml is not None:
+        try:
+            return [d for d in yaml.load_all(text, Loader=libyaml) if d is not None]
+        except yaml.YAMLError:
+            pass
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
+
+
+def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
+    """One DaemonSet manifest from YAML or JSON text, validated. Raises `UsageError`."""
+    documents = _documents(text, source=source)
+    if len(documents) != 1:
+        raise UsageError(
+            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}"
+        )
+    manifest = documents[0]
+    validate_daemonset(manifest, source=source)
+    return dict(manifest)
+
+
+def parse_daemonsets(text: str, *, source: str) -> list[dict[str, Any]]:
+    """Every DaemonSet in YAML or JSON text: one document, several (`---`), or a `List` of them,
+    each validated. Raises `UsageError` naming the document."""
+    documents = _documents(text, source=source)
+    manifests: list[tuple[str, Any]] = []
+    for index, document in enumerate(documents, start=1):
+        where = source if len(documents) == 1 else f"{source}: document {index}"
+        kind = document.get("kind") if isinstance(document, dict) else None
+        if (
+            isinstance(kind, str)
+            and kind.endswith("List")
+            and isinstance(document.get("items"), list)
+        ):
+            manifests += [
+                (f"{where}: items[{i}]", item) for i, item in enumerate(document["items"])
+            ]
+        else:
+            manifests.append((where, document))
+    if not manifests:
+        raise UsageError(f"{source}: no DaemonSet manifest found")
+    for where, manifest in manifests:
+        validate_daemonset(manifest, source=where)
+    return [dict(manifest) for _, manifest in manifests]
+
+
+def daemonset_base_name(manifest: Mapping[str, Any], *, run_id_chars: int = 8) -> str:
+    """The name part `prepare_for_run` keeps before the run id."""
+    metadata = manifest.get("metadata") or {}
+    base = str(metadata.get("name") or metadata.get("generateName") or DEFAULT_NAME).rstrip("-")
+    return base[: 52 - run_id_chars]
+
+
+def validate_daemonset(manifest: Any, *, source: str) -> None:
+    """Raise `UsageError` naming the first problem the API server would reject, or worse."""
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}")
+    kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
+    if kind != "DaemonSet" or api_version != "apps/v1":
+        raise UsageError(
+            f"{source}: expected kind DaemonSet, apiVersion apps/v1; found kind {kind!r}, "
+            f"apiVersion {api_version!r}"
+        )
+    spec = _mapping(manifest.get("spec"), f"{source}: spec")
+    template = _mapping(spec.get("template"), f"{source}: spec.template")
+    pod_spec = _mapping(template.get("spec"), f"{source}: spec.template.spec")
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise UsageError(
+            f"{source}: spec.template.spec.containers must list at least one container"
+        )
+    names: set[str] = set()
+    for part in ("initContainers", "containers"):
+        for index, container in enumerate(pod_spec.get(part) or []):
+            where = f"{source}: spec.template.spec.{part}[{index}]"
+            container = _mapping(container, where)
+            name, image = container.get("name"), container.get("image")
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"{where}: container needs a name")
+            if name in names:
+                raise UsageError(f"{where}: duplicate container name {name!r}")
+            names.add(name)
+            if not isinstance(image, str) or not image:
+                raise UsageError(f"{where}: container {name!r} needs an image")
+    for ref in pod_images(pod_spec):
+        parse_image(ref)
+    _check_selector(spec, template, source=source)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} is missing or not a mapping")
+    return value
+
+
+def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, source: str) -> None:
+    selector = spec.get("selector")
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
+        raise UsageError(f"{source}: spec.selector needs matchLabels or matchExpressions")
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            raise UsageError(
+                f"{source}: spec.selector.matchLabels {key}={value} does not match the pod "
+                "template's labels (spec.template.metadata.labels)"
+            )
+    for expression in selector.get("matchExpressions") or []:
+        key, op = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        ok = op in LABEL_OPERATORS and Requirement(
+            key=str(key), operator=op, values=tuple(str(v) for v in values)
+        ).matches(None if key not in labels else str(labels[key]))
+        if not ok:
+            raise UsageError(
+                f"{source}: spec.selector.matchExpressions {key} {op} {values} does not match "
+                "the pod template's labels"
+            )
+
+
+def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
+    """Every image the pod pulls, once each: init containers, containers, image volumes."""
+    return images_of(as_pod_spec(pod_spec))
+
+
+def unique_images(refs: Sequence[str]) -> list[ImageRef]:
+    """Parsed references, deduplicated by what they match."""
+    by_key: dict[str, ImageRef] = {}
+    for ref in refs:
+        image = parse_image(ref)
+        by_key.setdefault(image.key, image)
+    return list(by_key.values())
+
+
+# ---------------------------------------------------------------------------- generating
+
+
+def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
+    """A puller DaemonSet that pulls `images` without running anything inside them."""
+    labels = {
+        "app.kubernetes.io/name": DEFAULT_NAME,
+        "app.kubernetes.io/component": "puller",
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
+            "updateStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "100%"},
+            },
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": puller_pod_spec([image.original for image in images], settings),
+            },
+        },
+    }
+
+
+def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """The pod: the pull method's containers and volumes (see `PULL_METHODS`), restricted, with
+    explicit requests and limits, placed by the settings."""
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "runAsGroup": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **PULL_METHODS[settings.method](images, settings),
+    }
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.affinity:
+        spec["affinity"] = copy.deepcopy(dict(settings.affinity))
+    if settings.priority_class_name:
+        spec["priorityClassName"] = settings.priority_class_name
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    return spec
+
+
+def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """Each image an init container running the no-op helper, copied first from the helper
+    image into an emptyDir: nothing inside the pulled image runs."""
+    install = _container(
+        "install-helper",
+        settings.helper_image,
+        [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
+        settings,
+    )
+    install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
+    pulls = []
+    for index, image in enumerate(images):
+        pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
+        pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
+        pulls.append(pull)
+    return {
+        "initContainers": [install, *pulls],
+        "volumes": [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}],
+        "containers": [_container("pause", settings.pause_image, None, settings)],
+    }
+
+
+def _image_volumes(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
+    """Each image an `image` volume mounted on the pause container (ImageVolume feature)."""
+    pause = _container("pause", settings.pause_image, None, settings)
+    pause["volumeMounts"] = [
+        {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
+        for index in range(len(images))
+    ]
+    return {
+        "volumes": [
+            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+            for index, image in enumerate(images)
+        ],
+        "containers": [pause],
+    }
+
+
+# How a puller pod pulls its images: one builder of pod spec parts per `--pull-method`, mirrored
+# in the chart by one named template per method. A new method is one function and one entry.
+PULL_METHODS: Mapping[str, Callable[[Sequence[str], PullerSettings], dict[str, Any]]] = {
+    "initContainers": _init_containers,
+    "imageVolumes": _image_volumes,
+}
+
+
+def _container(
+    name: str, image: str, command: list[str] | None, settings: PullerSettings
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}
+    if command is not None:
+        container["command"] = command
+    container["resources"] = copy.deepcopy(dict(settings.resources))
+    container["securityContext"] = copy.deepcopy(dict(RESTRICTED_CONTAINER_SECURITY))
+    return container
+
+
+# ---------------------------------------------------------------------------- per run
+
+
+def prepare_for_run(
+    manifest: Mapping[str, Any],
+    *,
+    run_id: str,
+    namespace: str,
+    owner: Owner | None,
+    created_at: str,
+    skip_nodes: Collection[str] = (),
+    group: str | None = None,
+) -> dict[str, Any]:
+    """A copy of `manifest` with a name, labels and selector unique to this run, so that runs
+    never see each other's pods, an ownerReference to the awaiter's pod when it has one, and no
+    pods on `skip_nodes` (nodes already done). `group` labels the DaemonSet and its pods, and
+    joins its selector, so that the DaemonSets of one run's groups never claim each other's pods."""
+    daemonset = copy.deepcopy(dict(manifest))
+    daemonset.pop("status", None)
+    metadata = daemonset.setdefault("metadata", {})
+    base = daemonset_base_name(daemonset, run_id_chars=len(run_id))
+    for transient in (
+        "generateName",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "selfLink",
+        "ownerReferences",
+    ):
+        metadata.pop(transient, None)
+    metadata["name"] = f"{base}-{run_id}"
+    metadata["namespace"] = namespace
+    run_labels = {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id}
+    if group is not None:
+        run_labels[GROUP_LABEL] = group
+    metadata["labels"] = {**(metadata.get("labels") or {}), **run_labels}
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        CREATED_AT_ANNOTATION: created_at,
+    }
+    if owner is not None and owner.namespace == namespace:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": owner.name,
+                "uid": owner.uid,
+                "blockOwnerDeletion": False,
+                "controller": False,
+            }
+        ]
+    spec = daemonset["spec"]
+    selector = spec.setdefault("selector", {})
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}
+    if group is not None:
+        selector["matchLabels"][GROUP_LABEL] = group
+    template_meta = spec["template"].setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), **run_labels}
+    if 0 < len(skip_nodes) <= MAX_SKIPPED_NODES:
+        _avoid_nodes(spec["template"].setdefault("spec", {}), sorted(skip_nodes))
+    return daemonset
+
+
+# Beyond this many done nodes the DaemonSet skips none: 65,000 names (about 2 MB on clouds whose
+# node names are 30 characters) would exceed etcd's 1.5 MiB object limit, and every puller pod
+# would carry them. A puller on a node that has the images completes at once.
+MAX_SKIPPED_NODES = 1000
+
+
+def _avoid_nodes(pod_spec: dict[str, Any], names: list[str]) -> None:
+    """AND `metadata.name NotIn names` into every required node affinity term, so that no puller
+    pod is created on nodes that already have every image (joining nodes still get one)."""
+    exclusion = {"key": "metadata.name", "operator": "NotIn", "values": names}
+    node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:
+        term["matchFields"] = [*(term.get("matchFields") or []), dict(exclusion)]
+    required["nodeSelectorTerms"] = terms
+
+
+def run_selector(run_id: str) -> str:
+    """The label selector of this run's puller pods."""
+    return f"{RUN_ID_LABEL}={run_id}"

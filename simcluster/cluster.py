@@ -1,0 +1,735 @@
+"""`SimCluster`: the facade tests and the demo use. A real HTTP server on loopback that speaks
+the Kubernetes API subset image-awaiter uses, plus the controllers that make it behave like a
+cluster: DaemonSet pods on eligible nodes, image pulls with delays, the 50-image status cap,
+pull errors, ownerReference garbage collection, node churn and injected faults."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import itertools
+import json
+import random
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simcluster.apiserver import listing, rest
+from simcluster.apiserver.audit import AuditLog
+from simcluster.apiserver.controllers import Controllers, NodeSim, PullFailure, PullRecord
+from simcluster.apiserver.faults import Faults
+from simcluster.apiserver.jobs import JobController
+from simcluster.apiserver.kinds import BY_RESOURCE
+from simcluster.apiserver.listing import SyntheticNodes
+from simcluster.apiserver.server import Handler, RequestRecord, Server
+from simcluster.apiserver.store import (
+    CLUSTER_SCOPED,
+    KINDS,
+    Store,
+    StoreError,
+    parse_field_selector,
+    parse_label_selector,
+)
+from simcluster.nodes import failures
+from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
+from simcluster.nodes.recording import EventRecorder
+from simcluster.nodes.registry import Registry, parse
+from simcluster.nodes.runtime import Runtime
+
+DEFAULT_TOKEN = "sim-token-s3cr3t"
+DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
+
+
+class SimCluster:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        unknown_images: str = "present",
+        kubelet_events: bool = True,
+        audit_log: str | Path | None = None,
+        awaiter_image: str = DEFAULT_AWAITER_IMAGE,
+    ) -> None:
+        """`unknown_images`: whether an image the registry was never told about exists
+        ("present": any valid reference pulls, 10 MB in 0.2 s, as existing tests expect) or
+        not ("missing": pulls fail with the runtime's not-found message).
+        `kubelet_events`: whether kubelets record Events (Pulling, Pulled, Failed, ...).
+        `audit_log`: a file to append one JSON line per request to.
+        `awaiter_image`: the repository whose pods run the real image-awaiter CLI."""
+        self.seed = seed
+        self.time_scale = time_scale
+        self.kubelet_events = kubelet_events
+        self.rng = random.Random(seed)
+        self.store = Store(seed=seed)
+        self.registry = Registry(unknown=unknown_images)
+        self.faults = Faults(seed=seed)
+        self.tokens: set[str] = {DEFAULT_TOKEN}
+        self.token_uses: collections.Counter[str] = collections.Counter()
+        # token -> (namespace, name) of the ServiceAccount it authenticates as
+        self.service_account_tokens: dict[str, tuple[str, str]] = {}
+        self.audit = AuditLog(audit_log)
+        self.awaiter_image = awaiter_image  # pods with this image (any tag) run the real CLI
+        self.pod_logs: dict[tuple[str, str], bytes] = {}  # (namespace, pod) -> log bytes
+        self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
+        self.forbidden: list[tuple[str, str, str | None]] = []
+        self.requests: list[RequestRecord] = []
+        self.requests_lock = threading.Lock()
+        self.node_sims: dict[str, NodeSim] = {}
+        self.pull_failures: list[PullFailure] = []
+        self.bookmark_interval = 1.0
+        self.continue_ttl = 300.0
+        self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
+        self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
+        self.watch_list = True  # False: streaming lists are refused, as with the gate off
+        self.runtime = Runtime(self)
+        self.jobs = JobController(self)
+        self._controllers = Controllers(self)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: Server | None = None
+        self._offline_port = 0
+        self.store.create("namespaces", {"metadata": {"name": "default"}})
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.start_on(0)
+
+    def start_on(self, port: int) -> None:
+        loop = threading.Thread(target=self._loop, name="sim-controllers", daemon=True)
+        self._threads = [self._serve(port=port), loop]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self, *, port: int) -> threading.Thread:
+        self._server = Server(self, tls=self.tls, port=port)
+        return threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="sim-http",
+            daemon=True,
+        )
+
+    def use_self_signed_tls(self, directory: str | Path) -> None:
+        """Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (call before start()).
+        Real clients need it: kubectl and helm send bearer tokens only over TLS."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = folder / "apiserver.crt", folder / "apiserver.key"
+        made = subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "30",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-subj",
+                "/CN=sim-apiserver",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"openssl could not make a certificate: {made.stderr.strip()}")
+        self.tls = (str(cert), str(key))
+
+    def take_offline(self) -> None:
+        """Stop answering on the API port (connections are refused) until `bring_online`:
+        an API server, or a sidecar proxy in front of it, that is not up yet."""
+        assert self._server is not None, "start() first"
+        self._offline_port = self.port
+        self._server.shutdown()
+        self._server.close_all()
+        self._server.server_close()
+
+    def bring_online(self) -> None:
+        serve = self._serve(port=self._offline_port)
+        self._threads.append(serve)
+        serve.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.store.lock:
+            self.store.changed.notify_all()
+        for thread in self._threads:
+            if thread.name == "sim-controllers":
+                thread.join(timeout=5)
+        self.runtime.stop_all()  # while the API still answers, so their cleanup can run
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.close_all()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> SimCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_address[1])
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._controllers.tick()
+            with self.store.lock:
+                self.store.changed.wait(0.02)
+
+    # ------------------------------------------------------------------ configuration
+
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        *,
+        token: str = DEFAULT_TOKEN,
+        namespace: str = "default",
+        context: str = "sim",
+    ) -> Path:
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.tls:
+            authority = Path(self.tls[0]).read_bytes()
+            cluster["certificate-authority-data"] = base64.b64encode(authority).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": context,
+            "clusters": [{"name": "sim", "cluster": cluster}],
+            "users": [{"name": "sim-user", "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": context,
+                    "context": {"cluster": "sim", "user": "sim-user", "namespace": namespace},
+                }
+            ],
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(config))
+        return target
+
+    def token_for_service_account(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as system:serviceaccount:<namespace>:<name> (while
+        that ServiceAccount exists); RBAC then decides what it may do."""
+        for token, account in self.service_account_tokens.items():
+            if account == (namespace, name):
+                return token
+        token = f"sa-{namespace}-{name}-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:16]}"
+        self.service_account_tokens[token] = (namespace, name)
+        return token
+
+    def forbid(self, verb: str, resource: str, namespace: str | None = None) -> None:
+        self.forbidden.append((verb, resource, namespace))
+
+    def add_namespace(self, name: str) -> None:
+        self.store.create("namespaces", {"metadata": {"name": name}})
+
+    # ------------------------------------------------------------------ nodes
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        ready: bool = True,
+        unschedulable: bool = False,
+        taints: Iterable[dict[str, Any]] = (),
+        labels: dict[str, str] | None = None,
+        images: Iterable[str] = (),
+        runtime: str = "containerd",
+        max_images: int = 50,
+        max_pods: int = 110,
+        arch: str = "amd64",
+        os: str = "linux",
+        status_lag: float = 0.0,
+        serialize_pulls: bool = False,
+    ) -> None:
+        """`serialize_pulls`: pull one image at a time, as the kubelet does by default; a
+        queued pull's Pulled event then says more time "including waiting" than pulling."""
+        sim = NodeSim(
+            name=name,
+            runtime=runtime,
+            max_images=max_images,
+            max_pods=max_pods,
+            status_lag=status_lag,
+            serialize_pulls=serialize_pulls,
+        )
+        now = time.monotonic() - status_lag
+        for ref in images:
+            image = self.registry.lookup(ref)
+            parsed = parse(ref)
+            if image is None or parsed is None:
+                raise ValueError(f"invalid image {ref!r}")
+            sim.images[parsed.key] = (image, now)
+            sim.images[f"{image.name}@{image.digest}"] = (image, now)
+        obj = node_object(
+            name,
+            ready=ready,
+            unschedulable=unschedulable,
+            taints=list(taints),
+            labels=labels or {},
+            max_pods=max_pods,
+            arch=arch,
+            os=os,
+            runtime=runtime,
+        )
+        with self.store.lock:
+            self.node_sims[name] = sim
+            self.store.create("nodes", obj)
+            self._controllers.tick()
+
+    def serve_synthetic_nodes(
+        self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
+    ) -> SyntheticNodes:
+        """`count` realistic nodes rendered on demand (not stored), with a completed puller
+        pod on each for every DaemonSet (listing.py): a 65,000-node cluster in little memory."""
+        self.synthetic_nodes = SyntheticNodes(
+            count, images_per_node=images_per_node, seed=seed, prefix=prefix
+        )
+        return self.synthetic_nodes
+
+    def add_node_pool(
+        self,
+        name_prefix: str,
+        count: int,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: Iterable[dict[str, Any]] = (),
+        arch: str = "amd64",
+        os: str = "linux",
+        instance_type: str | None = None,
+        zones: tuple[str, ...] = ("a", "b", "c"),
+        runtime: str = "containerd",
+        images: Iterable[str] = (),
+        **options: Any,
+    ) -> list[str]:
+        """`count` nodes named `<name_prefix>-<i>` as a cloud node pool makes them: arch and os
+        labels and nodeInfo, instance type, region and zone labels, the pool's name, plus
+        `labels` and `taints`. E.g. a GPU pool: labels={"nvidia.com/gpu.present": "true"},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]."""
+        names = []
+        for index in range(count):
+            name = f"{name_prefix}-{index}"
+            self.add_node(
+                name,
+                labels={
+                    **pool_labels(
+                        name_prefix, index, arch=arch, instance_type=instance_type, zones=zones
+                    ),
+                    **(labels or {}),
+                },
+                taints=[dict(t) for t in taints],
+                arch=arch,
+                os=os,
+                runtime=runtime,
+                images=images,
+                **options,
+            )
+            names.append(name)
+        return names
+
+    def load_synthetic_nodes(
+        self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
+    ) -> None:
+        rng = random.Random(seed)
+        with self.store.lock:
+            for index in range(count):
+                name = f"{prefix}-{index:05d}"
+                obj = node_object(
+                    name,
+                    ready=True,
+                    unschedulable=False,
+                    taints=[],
+                    labels={
+                        "topology.kubernetes.io/zone": f"zone-{index % 3}",
+                        "node.kubernetes.io/instance-type": "m6i.4xlarge",
+                        "hub.jupyter.org/node-purpose": "user",
+                    },
+                    max_pods=110,
+                    arch="amd64",
+                    os="linux",
+                    runtime="containerd",
+                )
+                entries = synthetic_images(rng, images_per_node)
+                obj["status"]["images"] = entries
+                sim = NodeSim(name=name, static_images=entries, rendered=entries, dirty=False)
+                self.node_sims[name] = sim
+                self.store.create("nodes", obj)
+
+    def remove_node(self, name: str) -> None:
+        with self.store.lock:
+            self.store.delete("nodes", name)
+            self.node_sims.pop(name, None)
+
+    def set_node_ready(self, name: str, ready: bool) -> None:
+        def change(obj: dict[str, Any]) -> None:
+            conditions = [c for c in obj["status"]["conditions"] if c["type"] != "Ready"]
+            obj["status"]["conditions"] = [*conditions, ready_condition(ready)]
+
+        self.store.mutate("nodes", name, None, change)
+
+    def node_ready(self, name: str) -> bool:
+        node = self.store.peek("nodes").get(("", name))
+        return node is not None and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
+        )
+
+    def cordon(self, name: str, unschedulable: bool = True) -> None:
+        def change(obj: dict[str, Any]) -> None:
+            obj["spec"]["unschedulable"] = unschedulable
+
+        self.store.mutate("nodes", name, None, change)
+
+    def set_taints(self, name: str, taints: list[dict[str, Any]]) -> None:
+        self.store.mutate(
+            "nodes", name, None, lambda obj: obj["spec"].__setitem__("taints", taints)
+        )
+
+    # ------------------------------------------------------------------ pulls
+
+    def fail_pull(
+        self,
+        image: str,
+        *,
+        kind: str | None = None,
+        reason: str = "ErrImagePull",
+        message: str | None = None,
+        nodes: Iterable[str] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Make pulls of `image` ("*": any image) fail on `nodes` (default all), `times` attempts
+        (default every one). `kind` (failures.KINDS: "tag-not-found", "unauthorized",
+        "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
+        "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
+        overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
+        if kind is not None and kind not in failures.KINDS:
+            raise ValueError(f"unknown pull failure kind {kind!r}; one of {sorted(failures.KINDS)}")
+        if kind == "invalid-reference":
+            reason = "InvalidImageName"
+        if message is None and kind is None and reason != "InvalidImageName":
+            kind = "tag-not-found"
+        parsed = parse(image)
+        key = parsed.key if parsed else image
+        with self.store.lock:
+            self.pull_failures.append(
+                PullFailure(
+                    key, reason, message, set(nodes) if nodes is not None else None, times, kind
+                )
+            )
+
+    def pull_failure(self, key: str, node: str) -> PullFailure | None:
+        for failure in self.pull_failures:
+            if (
+                failure.image_key in (key, "*")
+                and (failure.nodes is None or node in failure.nodes)
+                and (failure.times is None or failure.times > 0)
+            ):
+                return failure
+        return None
+
+    def registry_outage(
+        self, target: str, *, until: float | None = None, kind: str = "server-error"
+    ) -> None:
+        """Pulls from registry host `target` ("quay.io", "docker.io") or of image `target` fail
+        with a transient error (`kind`: "server-error" 503, "connection-refused", "timeout",
+        "tls", "rate-limited") for `until` seconds (scaled by time_scale) or until
+        `end_outage`; then the kubelet's next retry succeeds."""
+        if kind not in failures.TRANSIENT:
+            raise ValueError(
+                f"an outage is transient; {kind!r} is not one of {sorted(failures.TRANSIENT)}"
+            )
+        parsed = parse(target)
+        host_only = "/" not in target and ("." in target or ":" in target or target == "localhost")
+        key = target if host_only or parsed is None else parsed.key
+        ends = None if until is None else time.monotonic() + until * self.time_scale
+        self.registry.start_outage(key, kind=kind, until=ends)
+
+    def end_outage(self, target: str | None = None) -> None:
+        """End the outage of `target` (as given to registry_outage; None: every outage)."""
+        if target is not None and "/" in target and (parsed := parse(target)) is not None:
+            target = parsed.key
+        self.registry.end_outage(target)
+
+    def pull_history(
+        self, *, node: str | None = None, image: str | None = None
+    ) -> list[PullRecord]:
+        """What the kubelets did, in order: each pull attempt's outcome ("pulled" with the
+        figures its Pulled event gave, "failed" with the kind and runtime text) and each
+        "already present" container start; for checking an awaiter's report against."""
+        with self.store.lock:
+            return [
+                r
+                for r in self._controllers.pull_log
+                if (node is None or r.node == node) and (image is None or r.image == image)
+            ]
+
+    @property
+    def event_recorder(self) -> EventRecorder:
+        """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
+        return self._controllers.recorder
+
+    def expected_pull_seconds(self, image: str, node: str) -> float:
+        """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
+        event says), in real seconds: the registry's pull_seconds x per-node jitter x scale."""
+        found = self.registry.lookup(image)
+        if found is None:
+            raise ValueError(f"invalid image {image!r}")
+        return self._controllers.pull_seconds(found, node)
+
+    # ------------------------------------------------------------------ objects for tests
+
+    def objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.store.items(resource, namespace)
+
+    def create(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        return self.store.create(resource, obj, namespace)
+
+    def delete(self, resource: str, name: str, namespace: str | None = None) -> None:
+        self.store.delete(resource, name, namespace)
+
+    def evict_pod(self, name: str, namespace: str) -> None:
+        self.store.delete("pods", name, namespace)
+
+    def compact(self) -> None:
+        self.store.compact()
+
+    def wait_for(self, predicate: Callable[[SimCluster], bool], timeout: float = 10.0) -> bool:
+        with self.store.lock:
+            return self.store.changed.wait_for(lambda: predicate(self), timeout=timeout)
+
+    # ------------------------------------------------------------------ API verbs
+
+    def api_create(
+        self,
+        resource: str,
+        obj: dict[str, Any],
+        namespace: str | None,
+    ) -> dict[str, Any]:
+        return rest.create(self, BY_RESOURCE[resource], obj, namespace)
+
+    def api_delete(
+        self, resource: str, name: str, namespace: str | None, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        return rest.delete(self, BY_RESOURCE[resource], name, namespace, options)
+
+    def api_update(
+        self, resource: str, name: str, namespace: str | None, body: dict[str, Any], *, merge: bool
+    ) -> dict[str, Any]:
+        kind = BY_RESOURCE[resource]
+        if merge:
+            data = json.dumps(body).encode()
+            return rest.patch(self, kind, name, namespace, data, "application/merge-patch+json")[0]
+        return rest.update(self, kind, name, namespace, body)
+
+    # ------------------------------------------------------------------ lists and watches
+
+    def start_list(
+        self, items: Sequence[bytes], rv: int, limit: int
+    ) -> tuple[Sequence[bytes], str]:
+        if not limit or len(items) <= limit:
+            return items, ""
+        token = uuid.uuid4().hex
+        with self.store.lock:
+            self._continues[token] = (items, rv, time.monotonic())
+        return items[:limit], f"{token}:{limit}"
+
+    def continue_list(self, token: str, limit: int) -> tuple[Sequence[bytes], int, str]:
+        key, _, offset_text = token.partition(":")
+        with self.store.lock:
+            entry = self._continues.get(key)
+        if entry is None or time.monotonic() - entry[2] > self.continue_ttl:
+            raise StoreError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to "
+                "display a consistent list result. You can start a new list "
+                "without the continue parameter.",
+            )
+        items, rv, _ = entry
+        offset = int(offset_text or 0)
+        end = offset + limit if limit else len(items)
+        more = f"{key}:{end}" if end < len(items) else ""
+        return items[offset:end], rv, more
+
+    def expire_continues(self) -> None:
+        with self.store.lock:
+            self._continues.clear()
+
+    def watch(
+        self,
+        handler: Handler,
+        record: RequestRecord,
+        *,
+        resource: str,
+        namespace: str | None,
+        query: dict[str, str],
+        cut: int | None,
+        render: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """Stream watch events; `render` turns each object's JSON into what the client asked
+        for (a Table for `kubectl get --watch`)."""
+        store = self.store
+        shown: Callable[[bytes], bytes] = render or (lambda data: data)
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = parse_field_selector(query.get("fieldSelector", ""))
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        kind, api_version, _ = KINDS[resource]
+
+        def matches(obj: dict[str, Any]) -> bool:
+            meta = obj.get("metadata") or {}
+            return (
+                (
+                    namespace is None
+                    or resource in CLUSTER_SCOPED
+                    or meta.get("namespace") == namespace
+                )
+                and labels(meta.get("labels") or {})
+                and fields(obj)
+            )
+
+        handler.start_stream(record)
+        sent = 0
+        with store.lock:
+            requested = query.get("resourceVersion") or "0"
+            start = int(requested) if requested.isdigit() else 0
+            initial_events = query.get("sendInitialEvents") == "true"
+            visible: set[tuple[str, str]] = set()
+            pending: list[bytes] = []
+            rendered: Iterable[bytes] = ()
+            if start == 0 or initial_events:
+                parts = listing.synthetic_parts(self, resource, namespace, query)
+                rendered = listing.initial_events(parts)
+                for key, obj in sorted(store.peek(resource).items()):
+                    if matches(obj):
+                        visible.add(key)
+                        pending.append(
+                            b'{"type":"ADDED","object":'
+                            + shown(json.dumps(obj, separators=(",", ":")).encode())
+                            + b"}"
+                        )
+                start = store.rv
+                if initial_events:  # a streaming list ends with this bookmark (KEP-3157)
+                    end = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {
+                                "resourceVersion": str(start),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
+                        },
+                    }
+                    pending.append(json.dumps(end).encode())
+            elif start < store.floor[resource]:
+                status = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Failure",
+                    "reason": "Expired",
+                    "code": 410,
+                    "message": f"too old resource version: {start} ({store.floor[resource]})",
+                }
+                pending.append(json.dumps({"type": "ERROR", "object": status}).encode())
+                start = -1
+            else:
+                for key, obj in store.peek(resource).items():
+                    if matches(obj):
+                        visible.add(key)
+        deadline = time.monotonic() + timeout
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        try:
+            for line in itertools.chain(rendered, pending):
+                handler.write_chunk(record, line + b"\n")
+                sent += 1
+                if cut is not None and sent >= cut:
+                    handler.cut(record)
+                    return
+            if start < 0:
+                handler.end_stream()
+                return
+            position = start
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                with store.lock:
+                    events = store.events_since(resource, position)
+                    if not events:
+                        store.changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+                        events = store.events_since(resource, position)
+                    floor, dropped = store.floor[resource], store.dropped[resource]
+                if position < dropped or (position < floor and not events):
+                    break  # events this watch had not sent are gone: the client must relist
+                lines = []
+                for event in events:
+                    position = event.rv
+                    key = (event.namespace, event.obj["metadata"]["name"])
+                    now_matches = event.type != "DELETED" and matches(event.obj)
+                    if now_matches:
+                        kind_of = "ADDED" if key not in visible else event.type
+                        visible.add(key)
+                        lines.append(
+                            b'{"type":"'
+                            + kind_of.encode()
+                            + b'","object":'
+                            + shown(event.data)
+                            + b"}"
+                        )
+                    elif key in visible or (event.type == "DELETED" and matches(event.obj)):
+                        visible.discard(key)
+                        lines.append(b'{"type":"DELETED","object":' + shown(event.data) + b"}")
+                for line in lines:
+                    handler.write_chunk(record, line + b"\n")
+                    sent += 1
+                    if cut is not None and sent >= cut:
+                        handler.cut(record)
+                        return
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    next_bookmark = time.monotonic() + self.bookmark_interval
+                    mark = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": kind,
+                            "apiVersion": api_version,
+                            "metadata": {"resourceVersion": str(position)},
+                        },
+                    }
+                    handler.write_chunk(record, json.dumps(mark).encode() + b"\n")
+            handler.end_stream()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            handler.close_connection = True

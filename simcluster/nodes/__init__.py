@@ -1,0 +1,1 @@
+"""The simulated nodes: kubelets, the container runtime and the image registry."""
