@@ -20,7 +20,7 @@ from simcluster.controlplane.certificates import KeyPair
 from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from simcluster.controlplane.faultproxy import FaultProxy
-from tests.simcluster.faults import Fault, Faults
+from simcluster.apiserver.faults import Fault, Faults
 
 
 @pytest.fixture
