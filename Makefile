@@ -43,7 +43,7 @@ test-fast: install
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check image_awaiter tests benchmarks
+	$(VENV)/bin/ruff check image_awaiter simcluster tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
