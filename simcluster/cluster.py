@@ -41,7 +41,7 @@ from simcluster.nodes.factory import node_object, pool_labels, ready_condition, 
 from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
-from simcluster.nodes.runtime import Runtime
+from simcluster.nodes.runtime import Runtime, StoreHost
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
@@ -89,7 +89,7 @@ class SimCluster:
         self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
         self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
-        self.runtime = Runtime(self)
+        self.runtime = Runtime(StoreHost(self))
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()

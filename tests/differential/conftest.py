@@ -89,11 +89,13 @@ class Backend:
 
 
 def _drain(backend: Backend) -> None:
-    """Delete the test's DaemonSets while its kubelets still run, so that they finish their
-    pods' graceful deletion (else the real namespace would stay Terminating)."""
+    """Delete the test's DaemonSets and pods while its kubelets still run, so that they finish
+    the pods' graceful deletion (else the real namespace would stay Terminating)."""
     backend.api.request(
         "DELETE", backend.path("daemonsets"), query={"propagationPolicy": "Background"}
     )
+    for pod in backend.api.call("GET", backend.path("pods"))["items"]:
+        backend.api.request("DELETE", backend.path("pods", pod["metadata"]["name"]))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         pods = backend.api.call("GET", backend.path("pods"))["items"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from simcluster.nodes.apiclient import Api, Credentials, load_kubeconfig
 from simcluster.nodes.factory import KUBERNETES_RELEASE
+from simcluster.nodes.kubelet import DEFAULT_AWAITER_IMAGE
 from tests.differential.conftest import Backend
 
 PAUSE = "registry.k8s.io/pause:3.10"
@@ -126,12 +127,13 @@ def test_init_containers_pull_one_at_a_time_with_image_ids_events_and_node_image
         "spec.initContainers{pull-1}",
         "spec.containers{pause}",
     }
-    images = backend.eventually(
-        lambda: backend.api.call("GET", f"/api/v1/nodes/{node}")["status"].get("images"),
-        what="node.status.images",
-    )
-    names = {name for entry in images for name in entry["names"]}
-    assert {FIRST, SECOND, PAUSE} <= names
+    def listed() -> set[str] | None:
+        images = backend.api.call("GET", f"/api/v1/nodes/{node}")["status"].get("images") or []
+        names = {name for entry in images for name in entry["names"]}
+        return names if {FIRST, SECOND, PAUSE} <= names else None
+
+    names = backend.eventually(listed, what="every pulled image in node.status.images")
+    assert any(name.startswith("quay.io/differential/first@sha256:") for name in names)
 
 
 def test_a_failing_pull_reports_the_runtime_text_then_backs_off(backend: Backend) -> None:
@@ -248,3 +250,38 @@ def test_a_service_account_without_a_role_is_refused_with_the_real_rbac_text(
         f'pods is forbidden: User "system:serviceaccount:{namespace}:reader" cannot list '
         f'resource "pods" in API group "" in the namespace "{namespace}"'
     )
+
+
+def test_a_pod_of_the_awaiter_image_runs_the_real_cli_as_its_service_account(
+    backend: Backend,
+) -> None:
+    """The hook Job's pod: a real process, authenticated by its projected ServiceAccount token
+    (TokenRequest), refused listing nodes as the account it runs as."""
+    awaiter = f"{DEFAULT_AWAITER_IMAGE}:dev"
+    backend.world.registry.add(awaiter, pull_seconds=0.1)
+    node = backend.add_node("a")
+    pod = {
+        "metadata": {"name": "awaiter"},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "awaiter", "image": awaiter, "args": ["check", "--image", PAUSE]}
+            ],
+        },
+    }
+    backend.api.call("POST", backend.path("pods"), pod)
+    done = backend.eventually(
+        lambda: (
+            (p := backend.api.call("GET", backend.path("pods", "awaiter")))
+            and p["status"].get("phase") in ("Succeeded", "Failed")
+            and p
+        ),
+        timeout=60,
+        what="the awaiter's process ended",
+    )
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"]) == ("Failed", 3)
+    account = f"system:serviceaccount:{backend.namespace}:default"
+    assert account in terminated["message"], terminated["message"]
+    assert "nodes" in terminated["message"]
