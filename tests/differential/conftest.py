@@ -22,6 +22,7 @@ from simcluster.nodes.apiclient import Api, Json
 from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.world import NodeWorld
 
+ROOT = Path(__file__).resolve().parents[2]
 RUN_LABEL = "differential.image-awaiter.io/run"
 # Pull back-off and resync are scaled: 10 s becomes 1 s, so a back-off is seen within seconds.
 TIME_SCALE = 0.1

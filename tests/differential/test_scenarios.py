@@ -127,6 +127,7 @@ def test_init_containers_pull_one_at_a_time_with_image_ids_events_and_node_image
         "spec.initContainers{pull-1}",
         "spec.containers{pause}",
     }
+
     def listed() -> set[str] | None:
         images = backend.api.call("GET", f"/api/v1/nodes/{node}")["status"].get("images") or []
         names = {name for entry in images for name in entry["names"]}
