@@ -41,7 +41,7 @@ from simcluster.nodes.factory import node_object, pool_labels, ready_condition, 
 from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
-from simcluster.nodes.runtime import Runtime
+from simcluster.nodes.runtime import Runtime, StoreHost
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
@@ -79,6 +79,7 @@ class SimCluster:
         self.awaiter_image = awaiter_image  # pods with this image (any tag) run the real CLI
         self.pod_logs: dict[tuple[str, str], bytes] = {}  # (namespace, pod) -> log bytes
         self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
+        self.root_ca: str | None = None  # PEM in every namespace's kube-root-ca.crt, once on
         self.forbidden: list[tuple[str, str, str | None]] = []
         self.requests: list[RequestRecord] = []
         self.requests_lock = threading.Lock()
@@ -89,7 +90,7 @@ class SimCluster:
         self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
         self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
-        self.runtime = Runtime(self)
+        self.runtime = Runtime(StoreHost(self))
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()
@@ -156,6 +157,20 @@ class SimCluster:
         if made.returncode != 0:
             raise RuntimeError(f"openssl could not make a certificate: {made.stderr.strip()}")
         self.tls = (str(cert), str(key))
+
+    def publish_root_ca(self) -> None:
+        """The root CA publisher of a real controller manager: the API server's certificate as
+        ConfigMap `kube-root-ca.crt` in every namespace, now and created later (off by
+        default: tests count the ConfigMaps they make). Call after use_self_signed_tls."""
+        assert self.tls is not None, "use_self_signed_tls() first"
+        with self.store.lock:
+            self.root_ca = Path(self.tls[0]).read_text()
+            for _, name in list(self.store.peek("namespaces")):
+                config_map = {
+                    "metadata": {"name": "kube-root-ca.crt"},
+                    "data": {"ca.crt": self.root_ca},
+                }
+                self.store.create("configmaps", config_map, name)
 
     def take_offline(self) -> None:
         """Stop answering on the API port (connections are refused) until `bring_online`:
@@ -258,7 +273,7 @@ class SimCluster:
     def add_namespace(self, name: str) -> None:
         with self.store.lock:
             self.store.create("namespaces", {"metadata": {"name": name}})
-            rest.give_default_service_account(self, name)
+            rest.populate_namespace(self, name)
 
     # ------------------------------------------------------------------ nodes
 

@@ -42,7 +42,7 @@ SERVED: tuple[Kind, ...] = (
     Kind("pods", "Pod", "", "v1", True, ("po",), ("status", "log"), categories=_ALL),
     Kind("configmaps", "ConfigMap", "", "v1", True, ("cm",)),
     Kind("secrets", "Secret", "", "v1", True),
-    Kind("serviceaccounts", "ServiceAccount", "", "v1", True, ("sa",)),
+    Kind("serviceaccounts", "ServiceAccount", "", "v1", True, ("sa",), ("token",)),
     Kind("events", "Event", "", "v1", True, ("ev",)),
     Kind("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ("status",), categories=_ALL),
     Kind("jobs", "Job", "batch", "v1", True, (), ("status",), categories=_ALL),

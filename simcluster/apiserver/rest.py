@@ -183,7 +183,7 @@ def create(
             )
         created = sim.store.create(kind.resource, obj, namespace)
         if kind.resource == "namespaces":
-            give_default_service_account(sim, created["metadata"]["name"])
+            populate_namespace(sim, created["metadata"]["name"])
         if kind.resource == "jobs":
 
             def job_defaults(o: Obj) -> None:
@@ -196,11 +196,14 @@ def create(
         return created
 
 
-def give_default_service_account(sim: SimCluster, namespace: str) -> None:
+def populate_namespace(sim: SimCluster, namespace: str) -> None:
     """What the ServiceAccount controller does for every new namespace (pods that name no
     account run as `default`, and ServiceAccount admission refuses pods whose account is
-    missing)."""
+    missing) and, once `SimCluster.publish_root_ca` is on, the root CA publisher."""
     sim.store.create("serviceaccounts", {"metadata": {"name": "default"}}, namespace)
+    if sim.root_ca is not None:
+        config_map = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": sim.root_ca}}
+        sim.store.create("configmaps", config_map, namespace)
 
 
 def _commit(

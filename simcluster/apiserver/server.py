@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -358,6 +359,28 @@ class Handler(BaseHTTPRequestHandler):
         agent = (self.headers.get("User-Agent") or "unknown").split("/")[0]
         return query.get("fieldManager") or agent
 
+    def _token_request(self, kind: Kind, namespace: str, name: str, body: bytes) -> dict[str, Any]:
+        """The TokenRequest API (`serviceaccounts/<name>/token`), as the kubelet asks it for a
+        pod's projected token: a token that authenticates as the account while it exists."""
+        sim = self.server.sim
+        if sim.store.get("serviceaccounts", name, namespace) is None:
+            raise rest.not_found(kind, name)
+        request = self._body(body) if body else {}
+        spec = dict(request.get("spec") or {})
+        seconds = int(spec.get("expirationSeconds") or 3607)
+        spec["expirationSeconds"] = seconds
+        expires = datetime.now(UTC) + timedelta(seconds=seconds)
+        return {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+            "spec": spec,
+            "status": {
+                "token": sim.token_for_service_account(namespace, name),
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
     def _resource(
         self,
         record: RequestRecord,
@@ -415,6 +438,8 @@ class Handler(BaseHTTPRequestHandler):
             if obj is None:
                 raise rest.not_found(kind, name or "")
             self._send_object(record, 200, kind, obj, query)
+        elif verb == "create" and sub == "token" and name:
+            self._send(record, 201, self._token_request(kind, ns or "default", name, body))
         elif verb == "create" and not name:
             obj = self._body(body)
             self._check_fields(kind, obj, query)

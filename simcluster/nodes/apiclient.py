@@ -89,6 +89,7 @@ class Api:
 
     def __init__(self, credentials: Credentials, *, timeout: float = 30.0) -> None:
         self.server = credentials.server
+        self.credentials = credentials
         self.headers = {"Accept": "application/json"}
         if credentials.token:
             self.headers["Authorization"] = f"Bearer {credentials.token}"
@@ -163,16 +164,21 @@ class Stream:
 
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self.response = response
+        self.closed = False
 
     def __iter__(self) -> Iterator[Json]:
         try:
             for line in self.response:
                 if line.strip():
                     yield json.loads(line)
+        except (AttributeError, ValueError, OSError, urllib3.exceptions.HTTPError):
+            if not self.closed:  # closed from another thread: urllib3 may fail any which way
+                raise
         finally:
             self.response.release_conn()
 
     def close(self) -> None:
+        self.closed = True
         shutdown = getattr(self.response, "shutdown", None)
         if shutdown is not None:
             shutdown()

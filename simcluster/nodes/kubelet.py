@@ -11,13 +11,17 @@ kube-apiserver or the simulated one):
   the real runtime texts, back-off) and write the status through `pods/<name>/status`;
 - record kubelet Events (`recording.Recorder`: count and lastTimestamp aggregation);
 - finish graceful deletion: a pod with a deletionTimestamp has its containers stopped, then is
-  deleted with gracePeriodSeconds=0 and a uid precondition.
+  deleted with gracePeriodSeconds=0 and a uid precondition;
+- run pods of the awaiter image (the Helm hook Job's) as real processes (runtime.py), with their
+  projected ServiceAccount token from the TokenRequest API, bound to the pod, and `ca.crt` as the
+  `kube-root-ca.crt` ConfigMap gives it (ServiceAccount admission adds that `kube-api-access-*`
+  volume on a real API server).
 
 They use whatever credentials the kubeconfig holds (the admin's, in the tests and `serve`): a
 real kubelet has a `system:node:<name>` identity for each node, which one process serving
-hundreds of nodes cannot hold at once. Pods of the awaiter image are synced like any other pod
-here (their image pulled, their container "running"); running them as real processes is the
-in-process runtime's (runtime.py), against the simulated API server only.
+hundreds of nodes cannot hold at once. A real API server reaches a kubelet for `kubectl logs`
+and `exec` on port 10250 of the node's address: nothing answers there, so pod logs are kept
+in memory (`ApiHost.logs`) and not served.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from simcluster.nodes.factory import node_object, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.recording import Recorder
 from simcluster.nodes.registry import parse
+from simcluster.nodes.runtime import Runtime
 from simcluster.nodes.world import NodeWorld
 
 LEASE_NAMESPACE = "kube-node-lease"
@@ -45,6 +50,7 @@ LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
 RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
 STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
+DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
 
 
@@ -95,6 +101,83 @@ class ApiEventRecorder(Recorder):
             self.counts[(namespace, event["metadata"]["name"])] = 1
 
 
+class ApiCluster:
+    """What a pod sandbox reads (sandboxes.Cluster), over the API."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.server = api.server
+
+    def get(self, resource: str, name: str, namespace: str) -> Json | None:
+        status, found = self.api.request("GET", f"/api/v1/namespaces/{namespace}/{resource}/{name}")
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ApiError(status=status, method="GET", path=f"{resource}/{name}", body=found)
+        return found
+
+    def token(self, pod: Json, account: str) -> str:
+        """A token bound to the pod, as the kubelet requests one for a projected volume."""
+        meta = pod["metadata"]
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 3607,
+                "boundObjectRef": {
+                    "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"],
+                },
+            },
+        }  # fmt: skip
+        path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
+        return str(self.api.call("POST", path, request)["status"]["token"])
+
+    def ca_pem(self) -> bytes | None:
+        return self.api.credentials.ca_data
+
+
+class ApiHost:
+    """The runtime's side effects (runtime.Host) through the API."""
+
+    def __init__(self, kubelets: Kubelets, *, awaiter_image: str) -> None:
+        self.kubelets = kubelets
+        self.registry = kubelets.world.registry
+        self.awaiter_image = awaiter_image
+        self.cluster = ApiCluster(kubelets.api)
+        self.logs: dict[tuple[str, str], bytes] = {}
+
+    def write_status(self, pod: Json, status: Json) -> None:
+        node = self.kubelets.nodes.get(pod["spec"].get("nodeName", ""))
+        if node is not None:
+            status = {**status, "hostIP": node.address, "hostIPs": [{"ip": node.address}]}
+            ip = _pod_ip(node, pod["metadata"]["uid"])
+            status.update(podIP=ip, podIPs=[{"ip": ip}])
+        self.kubelets.patch_pod_status(pod, status)
+
+    def record(
+        self, pod: Json, *, reason: str, message: str, node: str, warning: bool, field_path: str
+    ) -> None:
+        self.kubelets.recorder.record(
+            pod, host=node, reason=reason, message=message, warning=warning, field_path=field_path
+        )
+
+    def remove(self, pod: Json) -> None:
+        self.kubelets.delete_pod(pod)
+
+    def mark_deleting(self, pod: Json, grace: int) -> Json | None:
+        return None  # the API server marks it; the kubelet sees the deletionTimestamp
+
+    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
+        self.logs[key] = self.logs.get(key, b"") + chunk
+
+    def log(self, key: tuple[str, str]) -> bytes:
+        return self.logs.get(key, b"")
+
+    def wake(self) -> None:
+        with self.kubelets.changed:
+            self.kubelets.changed.notify_all()
+
+
 class Kubelets:
     """Any number of simulated nodes in one process: `add_node`/`add_pool` register them (at
     once, also before `start`), `start` runs the lease, pod-watch and sync threads, `stop`
@@ -107,7 +190,10 @@ class Kubelets:
         world: NodeWorld | None = None,
         kubelet_events: bool = True,
         tick: float = 0.05,
+        awaiter_image: str = DEFAULT_AWAITER_IMAGE,
     ) -> None:
+        """`awaiter_image`: pods whose one container is this repository (any tag) run the real
+        image-awaiter CLI as a process."""
         self.api = api
         self.world = world or NodeWorld()
         self.tick = tick
@@ -127,6 +213,8 @@ class Kubelets:
         self._threads: list[threading.Thread] = []
         self._stream: Stream | None = None
         self.errors: list[str] = []  # API failures the threads met (for tests to show)
+        self.host = ApiHost(self, awaiter_image=awaiter_image)
+        self.runtime = Runtime(self.host)
 
     # ------------------------------------------------------------------ nodes
 
@@ -274,6 +362,7 @@ class Kubelets:
             thread.start()
 
     def stop(self) -> None:
+        self.runtime.stop_all()
         self._stop.set()
         with self.changed:
             self.changed.notify_all()
@@ -387,10 +476,13 @@ class Kubelets:
             node = self.nodes.get(pod["spec"]["nodeName"])
             if node is None:
                 continue
-            if pod["metadata"].get("deletionTimestamp"):
+            if self.runtime.handles(pod):
+                self.runtime.sync(pod, node.sim, now, pull=self.worker.pull)
+            elif pod["metadata"].get("deletionTimestamp"):
                 self._finish_deletion(pod, node)
             elif uid not in self.finished:
                 self._sync_pod(pod, node, now)
+        self.runtime.reap(live, now)
         self.finished &= live
         self.deleting &= live
         self.reported = {uid: s for uid, s in self.reported.items() if uid in live}
@@ -408,21 +500,28 @@ class Kubelets:
             status["podIPs"] = [{"ip": status["podIP"]}]
         if status == self.reported.get(uid):
             return
+        if self.patch_pod_status(pod, status) and status["phase"] == "Running":
+            self.finished.add(uid)
+
+    def patch_pod_status(self, pod: Json, status: Json) -> bool:
+        """Write a pod's status (only if it is still the pod of that uid); whether it was."""
         meta = pod["metadata"]
-        answer, _ = self.api.request(
+        answer, body = self.api.request(
             "PATCH",
             f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-            {"metadata": {"uid": uid}, "status": status},
+            {"metadata": {"uid": meta["uid"]}, "status": status},
             content_type=MERGE_PATCH,
         )
-        if answer < 400:
-            self.reported[uid] = status
-            if status["phase"] == "Running":
-                self.finished.add(uid)
+        if answer >= 400:
+            if answer != 404:
+                self.errors.append(f"pod status {meta['name']}: {answer} {body.get('message')}")
+            return False
+        self.reported[meta["uid"]] = status
+        return True
 
     def _finish_deletion(self, pod: Json, node: SimNode) -> None:
         """The containers stop (a Killing event for each running one), then the pod goes."""
-        uid, meta = pod["metadata"]["uid"], pod["metadata"]
+        uid = pod["metadata"]["uid"]
         if uid in self.deleting:
             return
         self.deleting.add(uid)
@@ -433,6 +532,12 @@ class Kubelets:
                     f"Stopping container {container['name']}", False,
                     f"spec.containers{{{container['name']}}}",
                 )  # fmt: skip
+        if not self.delete_pod(pod):
+            self.deleting.discard(uid)
+
+    def delete_pod(self, pod: Json) -> bool:
+        """The end of graceful deletion: gone now, if it is still the pod of that uid."""
+        meta = pod["metadata"]
         status, answer = self.api.request(
             "DELETE",
             f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
@@ -440,12 +545,13 @@ class Kubelets:
                 "kind": "DeleteOptions",
                 "apiVersion": "v1",
                 "gracePeriodSeconds": 0,
-                "preconditions": {"uid": uid},
+                "preconditions": {"uid": meta["uid"]},
             },
         )
         if status >= 400 and status not in (404, 409):
-            self.deleting.discard(uid)
             self.errors.append(f"delete pod {meta['name']}: {status} {answer.get('message')}")
+            return False
+        return True
 
     def _patch_node_status(self, name: str, status: Json) -> None:
         self.api.call(

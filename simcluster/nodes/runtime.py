@@ -18,13 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simcluster.apiserver import events
-from simcluster.apiserver.store import now_iso
 from simcluster.nodes import sandboxes
-from simcluster.nodes.pulling import ContainerRun, NodeSim
-from simcluster.nodes.registry import parse
+from simcluster.nodes.pulling import ContainerRun, NodeSim, now_iso
+from simcluster.nodes.registry import Registry, parse
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -61,9 +60,92 @@ class PodRun:
     pull_started: float | None = None
 
 
-class Runtime:
+class Host(Protocol):
+    """Where a runtime's pods live: the simulated API server's store (`StoreHost`) or any API
+    server over HTTP (kubelet.ApiHost)."""
+
+    registry: Registry
+    awaiter_image: str
+    cluster: sandboxes.Cluster
+
+    def write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None: ...
+
+    def record(
+        self, pod: dict[str, Any], *, reason: str, message: str, node: str, warning: bool,
+        field_path: str,
+    ) -> None: ...  # fmt: skip
+
+    def remove(self, pod: dict[str, Any]) -> None:
+        """The pod's containers are stopped: it goes (graceful deletion's end)."""
+
+    def mark_deleting(self, pod: dict[str, Any], grace: int) -> dict[str, Any] | None: ...
+
+    def append_log(self, key: tuple[str, str], chunk: bytes) -> None: ...
+
+    def log(self, key: tuple[str, str]) -> bytes: ...
+
+    def wake(self) -> None:
+        """Something changed that the kubelet loop should look at soon."""
+
+
+class StoreHost:
+    """The simulated API server's store, written in-process (its lock held by the caller of
+    `sync`, taken here by the log reader's thread)."""
+
     def __init__(self, sim: SimCluster) -> None:
         self.sim = sim
+        self.cluster = sandboxes.StoreCluster(sim)
+
+    @property
+    def registry(self) -> Registry:
+        return self.sim.registry
+
+    @property
+    def awaiter_image(self) -> str:
+        return self.sim.awaiter_image
+
+    def write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self.sim.store.mutate(
+            "pods", meta["name"], meta["namespace"], lambda o: o.__setitem__("status", status)
+        )
+
+    def record(
+        self, pod: dict[str, Any], *, reason: str, message: str, node: str, warning: bool,
+        field_path: str,
+    ) -> None:  # fmt: skip
+        events.record(
+            self.sim, pod, reason=reason, message=message, component="kubelet", host=node,
+            warning=warning, field_path=field_path,
+        )  # fmt: skip
+
+    def remove(self, pod: dict[str, Any]) -> None:
+        self.sim.store.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
+
+    def mark_deleting(self, pod: dict[str, Any], grace: int) -> dict[str, Any] | None:
+        def mark(obj: dict[str, Any]) -> None:
+            obj["metadata"]["deletionTimestamp"] = now_iso()
+            obj["metadata"]["deletionGracePeriodSeconds"] = grace
+
+        meta = pod["metadata"]
+        return self.sim.store.mutate("pods", meta["name"], meta["namespace"], mark)
+
+    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
+        with self.sim.store.lock:
+            self.sim.pod_logs[key] = self.sim.pod_logs.get(key, b"") + chunk
+            self.sim.store.changed.notify_all()
+
+    def log(self, key: tuple[str, str]) -> bytes:
+        return self.sim.pod_logs.get(key, b"")
+
+    def wake(self) -> None:
+        with self.sim.store.lock:
+            self.sim.store.changed.notify_all()
+
+
+class Runtime:
+    def __init__(self, host: Host) -> None:
+        self.host = host
         self.runs: dict[str, PodRun] = {}  # pod uid -> run
         self.keys: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
         self.stopping = False
@@ -79,7 +161,7 @@ class Runtime:
         if len(containers) != 1:
             return False
         container = containers[0]
-        ours, theirs = parse(container.get("image") or ""), parse(self.sim.awaiter_image)
+        ours, theirs = parse(container.get("image") or ""), parse(self.host.awaiter_image)
         if ours is None or theirs is None or ours.name != theirs.name:
             return False
         command = tuple(container.get("command") or ())
@@ -97,7 +179,7 @@ class Runtime:
             return
         if run.process is None:
             if "deletionTimestamp" in pod["metadata"]:
-                self.sim.store.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
+                self.host.remove(pod)
                 return
             self._prepare(pod, run, node, now, pull=pull)
             return
@@ -111,8 +193,8 @@ class Runtime:
     ) -> None:
         container = pod["spec"]["containers"][0]
         ref = container["image"]
-        if not self.sim.registry.known(ref):
-            self.sim.registry.add(
+        if not self.host.registry.known(ref):
+            self.host.registry.add(
                 ref, pull_seconds=0.2, size_bytes=AWAITER_IMAGE_BYTES, has_shell=False
             )
         parsed = parse(ref)
@@ -142,7 +224,7 @@ class Runtime:
                 node=node.name,
             )
         else:
-            image = self.sim.registry.lookup(ref)
+            image = self.host.registry.lookup(ref)
             took = f"{(now - run.pull_started) * 1000:.0f}ms"
             size = image.size_bytes if image else 0
             self._event(
@@ -177,7 +259,7 @@ class Runtime:
 
     def _start(self, pod: dict[str, Any]) -> Process:
         meta = pod["metadata"]
-        sandbox = sandboxes.build(self.sim, pod)
+        sandbox = sandboxes.build(self.host.cluster, pod)
         popen = subprocess.Popen(
             [sys.executable, "-m", "image_awaiter", *sandbox.argv],
             cwd=sandbox.root,
@@ -201,12 +283,9 @@ class Runtime:
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
-            with self.sim.store.lock:
-                self.sim.pod_logs[key] = self.sim.pod_logs.get(key, b"") + chunk
-                self.sim.store.changed.notify_all()
+            self.host.append_log(key, chunk)
         popen.stdout.close()
-        with self.sim.store.lock:
-            self.sim.store.changed.notify_all()  # the kubelet loop may now finish the pod
+        self.host.wake()  # the kubelet loop may now finish the pod
 
     def _signal(self, pod: dict[str, Any], process: Process, now: float) -> None:
         """SIGTERM once the pod is being deleted, SIGKILL when its grace period is over."""
@@ -220,13 +299,12 @@ class Runtime:
             process.signalled_at, process.kill_at = now, now + float(grace)
             _send(process.popen, signal.SIGTERM if grace else signal.SIGKILL)
             name = pod["spec"]["containers"][0]["name"]
-            events.record(
-                self.sim,
+            self.host.record(
                 pod,
                 reason="Killing",
                 message=f"Stopping container {name}",
-                component="kubelet",
-                host=pod["spec"].get("nodeName", ""),
+                node=pod["spec"].get("nodeName", ""),
+                warning=False,
                 field_path=f"spec.containers{{{name}}}",
             )
         elif process.kill_at is not None and now >= process.kill_at:
@@ -271,7 +349,7 @@ class Runtime:
         if not fallback or exit_code == 0:
             return ""
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-        log = self.sim.pod_logs.get(key, b"")
+        log = self.host.log(key)
         tail = b"".join(log.splitlines(keepends=True)[-MESSAGE_LOG_LINES:])
         return tail[-MESSAGE_LOG_LIMIT:].decode(errors="replace")
 
@@ -300,18 +378,11 @@ class Runtime:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
         if "deletionTimestamp" in pod["metadata"]:
             return pod
-
-        def mark(obj: dict[str, Any]) -> None:
-            obj["metadata"]["deletionTimestamp"] = now_iso()
-            obj["metadata"]["deletionGracePeriodSeconds"] = int(grace)
-
-        meta = pod["metadata"]
-        return self.sim.store.mutate("pods", meta["name"], meta["namespace"], mark)
+        return self.host.mark_deleting(pod, int(grace))
 
     def _remove_if_deleting(self, pod: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        if "deletionTimestamp" in meta:
-            self.sim.store.delete("pods", meta["name"], meta["namespace"])
+        if "deletionTimestamp" in pod["metadata"]:
+            self.host.remove(pod)
 
     def reap(self, live: set[str], now: float) -> None:
         """Processes whose pod is gone (garbage-collected, force-deleted) are stopped."""
@@ -338,8 +409,7 @@ class Runtime:
     def stop_all(self, *, grace: float = 5.0) -> None:
         """SIGTERM every process, SIGKILL those still there after `grace` (SimCluster.stop)."""
         self.stopping = True
-        with self.sim.store.lock:
-            self.sim.store.changed.notify_all()  # followers of logs end their streams
+        self.host.wake()  # followers of logs end their streams
         processes = [r.process for r in list(self.runs.values()) if r.process is not None]
         for process in processes:
             _send(process.popen, signal.SIGTERM)
@@ -373,9 +443,7 @@ class Runtime:
         current = dict(pod.get("status") or {})
         if current == status:
             return
-        self.sim.store.mutate(
-            "pods", meta["name"], meta["namespace"], lambda o: o.__setitem__("status", status)
-        )
+        self.host.write_status(pod, status)
 
     def _event(
         self,
@@ -391,13 +459,11 @@ class Runtime:
             return
         run.events.add(reason)
         container = pod["spec"]["containers"][0]["name"]
-        events.record(
-            self.sim,
+        self.host.record(
             pod,
             reason=reason,
             message=message,
-            component="kubelet",
-            host=node,
+            node=node,
             warning=warning,
             field_path=f"spec.containers{{{container}}}",
         )

@@ -23,12 +23,46 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
+
+
+class Cluster(Protocol):
+    """What a sandbox reads of the cluster: objects, a ServiceAccount token for a pod, where
+    the API server is and its CA (the simulated server's store, or any API server over HTTP)."""
+
+    server: str
+
+    def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None: ...
+
+    def token(self, pod: dict[str, Any], account: str) -> str: ...
+
+    def ca_pem(self) -> bytes | None: ...
+
+
+class StoreCluster:
+    """The simulated API server's store, read in-process."""
+
+    def __init__(self, sim: SimCluster) -> None:
+        self.sim = sim
+
+    @property
+    def server(self) -> str:
+        return self.sim.url
+
+    def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
+        return self.sim.store.get(resource, name, namespace)
+
+    def token(self, pod: dict[str, Any], account: str) -> str:
+        return self.sim.token_for_service_account(pod["metadata"]["namespace"], account)
+
+    def ca_pem(self) -> bytes | None:
+        return Path(self.sim.tls[0]).read_bytes() if self.sim.tls is not None else None
+
 
 # The image's ENTRYPOINT is `python3 -m image_awaiter` (Dockerfile.distroless); a container that
 # names the CLI itself runs it too.
@@ -56,18 +90,18 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def build(sim: SimCluster, pod: dict[str, Any]) -> Sandbox:
+def build(cluster: Cluster, pod: dict[str, Any]) -> Sandbox:
     """Materialise the pod's one container; MountError when a volume's source is missing."""
     meta, container = pod["metadata"], pod["spec"]["containers"][0]
     root = Path(tempfile.mkdtemp(prefix=f"sim-pod-{meta['name']}-"))
     try:
-        mounts = _materialise_volumes(sim, pod, container, root)
-        kubeconfig = _service_account(sim, pod, root)
+        mounts = _materialise_volumes(cluster, pod, container, root)
+        kubeconfig = _service_account(cluster, pod, root)
         message_path = container.get("terminationMessagePath") or "/dev/termination-log"
         message_file = _under(root, message_path)
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
-        env = {k: _map_paths(v, mounts) for k, v in _environment(sim, pod, container).items()}
+        env = {k: _map_paths(v, mounts) for k, v in _environment(cluster, pod, container).items()}
         argv = [_map_paths(_expand(a, env), mounts) for a in _argv(container)]
     except Exception:
         shutil.rmtree(root, ignore_errors=True)
@@ -85,36 +119,38 @@ def build(sim: SimCluster, pod: dict[str, Any]) -> Sandbox:
     return Sandbox(root, argv, process_env, message_file)
 
 
-def _environment(sim: SimCluster, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+def _environment(
+    cluster: Cluster, pod: dict[str, Any], container: dict[str, Any]
+) -> dict[str, str]:
     ns = pod["metadata"]["namespace"]
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix") or ""
-        for key, value in _source_data(sim, ns, source).items():
+        for key, value in _source_data(cluster, ns, source).items():
             env[prefix + key] = value
     for var in container.get("env") or []:
         if "value" in var or "valueFrom" not in var:
             env[var["name"]] = _expand(var.get("value") or "", env)
             continue
-        value = _value_from(sim, pod, var["valueFrom"])
+        value = _value_from(cluster, pod, var["valueFrom"])
         if value is not None:
             env[var["name"]] = value
     return env
 
 
-def _source_data(sim: SimCluster, ns: str, source: dict[str, Any]) -> dict[str, str]:
+def _source_data(cluster: Cluster, ns: str, source: dict[str, Any]) -> dict[str, str]:
     if "configMapRef" in source:
         ref = source["configMapRef"]
-        obj = _referenced(sim, "configmaps", ns, ref)
+        obj = _referenced(cluster, "configmaps", ns, ref)
         return dict((obj or {}).get("data") or {})
     if "secretRef" in source:
         ref = source["secretRef"]
-        obj = _referenced(sim, "secrets", ns, ref)
+        obj = _referenced(cluster, "secrets", ns, ref)
         return {k: v.decode(errors="replace") for k, v in _secret_data(obj).items()}
     return {}
 
 
-def _value_from(sim: SimCluster, pod: dict[str, Any], source: dict[str, Any]) -> str | None:
+def _value_from(cluster: Cluster, pod: dict[str, Any], source: dict[str, Any]) -> str | None:
     """An env var's valueFrom; ConfigError with the kubelet's text when a reference dangles
     (kubelet_pods.go, makeEnvironmentVariables)."""
     ns = pod["metadata"]["namespace"]
@@ -127,7 +163,7 @@ def _value_from(sim: SimCluster, pod: dict[str, Any], source: dict[str, Any]) ->
         if field_name not in source:
             continue
         ref = source[field_name]
-        obj = _referenced(sim, resource, ns, ref)
+        obj = _referenced(cluster, resource, ns, ref)
         if obj is None:
             return None
         data = (
@@ -144,33 +180,34 @@ def _value_from(sim: SimCluster, pod: dict[str, Any], source: dict[str, Any]) ->
 
 
 def _referenced(
-    sim: SimCluster, resource: str, ns: str, ref: dict[str, Any]
+    cluster: Cluster, resource: str, ns: str, ref: dict[str, Any]
 ) -> dict[str, Any] | None:
-    obj = sim.store.get(resource, ref.get("name", ""), ns)
+    obj = cluster.get(resource, ref.get("name", ""), ns)
     if obj is None and not ref.get("optional"):
         raise ConfigError(f'{resource.removesuffix("s")} "{ref.get("name", "")}" not found')
     return obj
 
 
-def _service_account(sim: SimCluster, pod: dict[str, Any], root: Path) -> Path:
+def _service_account(cluster: Cluster, pod: dict[str, Any], root: Path) -> Path:
     ns = pod["metadata"]["namespace"]
     account = pod["spec"].get("serviceAccountName") or "default"
     directory = _under(root, SA_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     user: dict[str, str] = {}
-    if _automount(sim, pod):  # otherwise no token: the API answers 401, as in a real pod
-        user["token"] = _token(sim, pod)
+    if _automount(cluster, pod):  # otherwise no token: the API answers 401, as in a real pod
+        user["token"] = _token(cluster, pod)
         (directory / "token").write_text(user["token"])
     (directory / "namespace").write_text(ns)
-    cluster: dict[str, str] = {"server": sim.url}
-    if sim.tls is not None:  # the API server's certificate, as ca.crt in a real pod
-        (directory / "ca.crt").write_bytes(Path(sim.tls[0]).read_bytes())
-        cluster["certificate-authority"] = str(directory / "ca.crt")
+    entry: dict[str, str] = {"server": cluster.server}
+    ca = cluster.ca_pem()
+    if ca is not None:  # the API server's CA, as ca.crt in a real pod
+        (directory / "ca.crt").write_bytes(ca)
+        entry["certificate-authority"] = str(directory / "ca.crt")
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "in-cluster",
-        "clusters": [{"name": "in-cluster", "cluster": cluster}],
+        "clusters": [{"name": "in-cluster", "cluster": entry}],
         "users": [{"name": account, "user": user}],
         "contexts": [
             {
@@ -184,11 +221,11 @@ def _service_account(sim: SimCluster, pod: dict[str, Any], root: Path) -> Path:
     return kubeconfig
 
 
-def _automount(sim: SimCluster, pod: dict[str, Any]) -> bool:
+def _automount(cluster: Cluster, pod: dict[str, Any]) -> bool:
     """automountServiceAccountToken: the pod's setting, else its ServiceAccount's."""
     if pod["spec"].get("automountServiceAccountToken") is not None:
         return bool(pod["spec"]["automountServiceAccountToken"])
-    account = sim.store.get(
+    account = cluster.get(
         "serviceaccounts",
         pod["spec"].get("serviceAccountName") or "default",
         pod["metadata"]["namespace"],
@@ -196,13 +233,13 @@ def _automount(sim: SimCluster, pod: dict[str, Any]) -> bool:
     return (account or {}).get("automountServiceAccountToken") is not False
 
 
-def _token(sim: SimCluster, pod: dict[str, Any]) -> str:
+def _token(cluster: Cluster, pod: dict[str, Any]) -> str:
     account = pod["spec"].get("serviceAccountName") or "default"
-    return sim.token_for_service_account(pod["metadata"]["namespace"], account)
+    return cluster.token(pod, account)
 
 
 def _materialise_volumes(
-    sim: SimCluster, pod: dict[str, Any], container: dict[str, Any], root: Path
+    cluster: Cluster, pod: dict[str, Any], container: dict[str, Any], root: Path
 ) -> list[tuple[str, Path]]:
     """Write each mounted volume under `root`; returns (mountPath, mapped path) pairs."""
     ns = pod["metadata"]["namespace"]
@@ -213,7 +250,7 @@ def _materialise_volumes(
         target = _under(root, mount["mountPath"])
         if volume is None:
             continue
-        files = _volume_files(sim, ns, pod, volume)
+        files = _volume_files(cluster, ns, pod, volume)
         if files is None:  # a directory volume (emptyDir and the like)
             target.mkdir(parents=True, exist_ok=True)
         elif mount.get("subPath"):
@@ -231,11 +268,11 @@ def _materialise_volumes(
 
 
 def _volume_files(
-    sim: SimCluster, ns: str, pod: dict[str, Any], volume: dict[str, Any]
+    cluster: Cluster, ns: str, pod: dict[str, Any], volume: dict[str, Any]
 ) -> dict[str, bytes] | None:
     if "configMap" in volume:
         source = volume["configMap"]
-        obj = sim.store.get("configmaps", source.get("name", ""), ns)
+        obj = cluster.get("configmaps", source.get("name", ""), ns)
         if obj is None:
             if source.get("optional"):
                 return {}
@@ -249,7 +286,7 @@ def _volume_files(
         return _pick(data, source.get("items"))
     if "secret" in volume:
         source = volume["secret"]
-        obj = sim.store.get("secrets", source.get("secretName", ""), ns)
+        obj = cluster.get("secrets", source.get("secretName", ""), ns)
         if obj is None:
             if source.get("optional"):
                 return {}
@@ -262,10 +299,10 @@ def _volume_files(
         files: dict[str, bytes] = {}
         for source in volume["projected"].get("sources") or []:
             if "serviceAccountToken" in source:
-                token = _token(sim, pod)
+                token = _token(cluster, pod)
                 files[source["serviceAccountToken"].get("path", "token")] = token.encode()
             elif "configMap" in source:
-                inner = _volume_files(sim, ns, pod, {"name": volume["name"], **source})
+                inner = _volume_files(cluster, ns, pod, {"name": volume["name"], **source})
                 files.update(inner or {})
             elif "downwardAPI" in source:
                 for item in source["downwardAPI"].get("items") or []:

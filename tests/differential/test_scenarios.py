@@ -1,0 +1,288 @@
+"""The same scenarios against the simulated and the real API server (see conftest.py): what the
+awaiter and its users rely on must read the same on both. A difference that cannot be fixed in
+the simulator is listed in simcluster/README.md, "Known differences"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simcluster.nodes.apiclient import Api, Credentials, load_kubeconfig
+from simcluster.nodes.factory import KUBERNETES_RELEASE
+from simcluster.nodes.kubelet import DEFAULT_AWAITER_IMAGE
+from tests.differential.conftest import Backend
+
+PAUSE = "registry.k8s.io/pause:3.10"
+FIRST = "quay.io/differential/first:1"
+SECOND = "quay.io/differential/second:1"
+MISSING = "quay.io/differential/no-such-image:1"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+Json = dict[str, Any]
+
+
+def _ready(node: Json) -> bool:
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _ready_node(backend: Backend, name: str) -> Json | None:
+    node: Json = backend.api.call("GET", f"/api/v1/nodes/{name}")
+    return node if _ready(node) else None
+
+
+def _ready_daemonset(backend: Backend, name: str, ready: int) -> Json | None:
+    status: Json = backend.api.call("GET", backend.path("daemonsets", name)).get("status") or {}
+    return status if status.get("numberReady") == ready else None
+
+
+def _puller(*images: str) -> Json:
+    return {
+        "initContainers": [
+            {"name": f"pull-{index}", "image": image} for index, image in enumerate(images)
+        ],
+        "containers": [{"name": "pause", "image": PAUSE}],
+    }
+
+
+def _kubelet_events(backend: Backend, pod: str) -> list[Json]:
+    mine = [
+        e
+        for e in backend.events()
+        if e["involvedObject"]["name"] == pod
+        and (e.get("source") or {}).get("component") == "kubelet"
+    ]
+    return sorted(mine, key=lambda e: e["metadata"]["name"])  # <pod>.<hex nanos>: in order
+
+
+def _init_state(pod: Json, index: int) -> Json:
+    statuses = pod.get("status", {}).get("initContainerStatuses") or []
+    return statuses[index]["state"] if len(statuses) > index else {}
+
+
+def test_registered_nodes_become_ready_and_report_the_release_and_their_lease(
+    backend: Backend,
+) -> None:
+    name = backend.add_node("a", runtime="cri-o")
+    node = backend.eventually(lambda: _ready_node(backend, name), what="node Ready")
+    info = node["status"]["nodeInfo"]
+    assert info["kubeletVersion"] == KUBERNETES_RELEASE
+    assert info["containerRuntimeVersion"].startswith("cri-o://1.34.")
+    assert node["status"]["capacity"]["pods"] == "110"
+    assert {"kubernetes.io/os", "kubernetes.io/arch", "kubernetes.io/hostname"} <= set(
+        node["metadata"]["labels"]
+    )
+    lease = backend.api.call("GET", f"{LEASES}/{name}")
+    assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseDurationSeconds"]) == (name, 40)
+    assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+    assert backend.api.call("GET", "/version")["gitVersion"] == KUBERNETES_RELEASE
+
+
+def test_a_daemonset_gets_a_pod_on_each_eligible_node_and_none_elsewhere(backend: Backend) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    main = {"pool": "main"}
+    eligible = {backend.add_node("a", labels=main), backend.add_node("b", labels=main)}
+    gpu_taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    backend.add_node("gpu", labels=main, taints=[gpu_taint])
+    backend.add_node("other", labels={"pool": "other"})
+    backend.daemonset("placed", {**_puller(), "nodeSelector": main})
+
+    def scheduled() -> set[str] | None:
+        pods = backend.pods("placed")
+        nodes = {p["spec"].get("nodeName") for p in pods}
+        return nodes if len(pods) == 2 and None not in nodes else None
+
+    assert backend.eventually(scheduled, what="two pods bound") == eligible
+    status = backend.eventually(lambda: _ready_daemonset(backend, "placed", 2), what="2 ready")
+    assert status["desiredNumberScheduled"] == 2
+    assert status["currentNumberScheduled"] == 2
+
+
+def test_init_containers_pull_one_at_a_time_with_image_ids_events_and_node_images(
+    backend: Backend,
+) -> None:
+    for image in (PAUSE, FIRST, SECOND):
+        backend.world.registry.add(image, pull_seconds=2.0)
+    node = backend.add_node("a")
+    backend.daemonset("puller", _puller(FIRST, SECOND))
+    pod = backend.eventually(
+        lambda: next(
+            (p for p in backend.pods("puller") if p["status"].get("phase") == "Running"), None
+        ),
+        what="pod Running",
+    )
+    for index, image in enumerate((FIRST, SECOND)):
+        terminated = _init_state(pod, index)["terminated"]
+        assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+        image_id = pod["status"]["initContainerStatuses"][index]["imageID"]
+        assert image_id.startswith(image.rsplit(":", 1)[0] + "@sha256:")
+    events = _kubelet_events(backend, pod["metadata"]["name"])
+    said = [(e["reason"], e["message"]) for e in events]
+    first = said.index(("Started", "Started container pull-0"))
+    second = said.index(("Pulling", f'Pulling image "{SECOND}"'))
+    assert first < second, f"the second pull began before the first container ran: {said}"
+    pulled = next(m for r, m in said if r == "Pulled" and FIRST in m)
+    assert pulled.startswith(f'Successfully pulled image "{FIRST}" in ')
+    assert pulled.endswith("Image size: 10485760 bytes.")
+    assert {e["involvedObject"]["fieldPath"] for e in events if e["reason"] == "Pulling"} == {
+        "spec.initContainers{pull-0}",
+        "spec.initContainers{pull-1}",
+        "spec.containers{pause}",
+    }
+
+    def listed() -> set[str] | None:
+        images = backend.api.call("GET", f"/api/v1/nodes/{node}")["status"].get("images") or []
+        names = {name for entry in images for name in entry["names"]}
+        return names if {FIRST, SECOND, PAUSE} <= names else None
+
+    names = backend.eventually(listed, what="every pulled image in node.status.images")
+    assert any(name.startswith("quay.io/differential/first@sha256:") for name in names)
+
+
+def test_a_failing_pull_reports_the_runtime_text_then_backs_off(backend: Backend) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.world.fail_pull(MISSING, kind="tag-not-found")
+    backend.add_node("a")
+    backend.daemonset("failing", _puller(MISSING))
+    runtime_text = (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{MISSING}": '
+        f'failed to resolve reference "{MISSING}": {MISSING}: not found'
+    )
+    pod = backend.eventually(
+        lambda: next(
+            (
+                p
+                for p in backend.pods("failing")
+                if _init_state(p, 0).get("waiting", {}).get("reason") == "ImagePullBackOff"
+            ),
+            None,
+        ),
+        what="ImagePullBackOff",
+    )
+    waiting = _init_state(pod, 0)["waiting"]
+    assert waiting["message"] == f'Back-off pulling image "{MISSING}": ErrImagePull: {runtime_text}'
+    said = {
+        (e["reason"], e["type"], e["message"])
+        for e in _kubelet_events(backend, pod["metadata"]["name"])
+    }
+    assert ("Failed", "Warning", f'Failed to pull image "{MISSING}": {runtime_text}') in said
+    assert ("Failed", "Warning", "Error: ErrImagePull") in said
+    assert ("BackOff", "Normal", f'Back-off pulling image "{MISSING}"') in said
+
+
+def test_a_deleted_pod_is_finished_by_its_kubelet_and_replaced_by_the_daemonset(
+    backend: Backend,
+) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("a")
+    backend.daemonset("replaced", _puller())
+    pod = backend.eventually(
+        lambda: next(
+            (p for p in backend.pods("replaced") if p["status"].get("phase") == "Running"), None
+        ),
+        what="pod Running",
+    )
+    old = pod["metadata"]["uid"]
+    status, _ = backend.api.request("DELETE", backend.path("pods", pod["metadata"]["name"]))
+    assert status == 200
+    replacement = backend.eventually(
+        lambda: (
+            [p for p in backend.pods("replaced") if p["metadata"]["uid"] != old]
+            if all(p["metadata"]["uid"] != old for p in backend.pods("replaced"))
+            else None
+        ),
+        timeout=20,  # well inside the 30 s grace period: the kubelet ends it, not the timeout
+        what="old pod gone and a new one created",
+    )
+    assert len(replacement) == 1
+
+
+def test_a_server_dry_run_answers_as_if_written_and_changes_nothing(backend: Backend) -> None:
+    node = backend.add_node("a")
+    configmap = {"metadata": {"name": "dry"}, "data": {"k": "v"}}
+    status, created = backend.api.request(
+        "POST", backend.path("configmaps"), configmap, query={"dryRun": "All"}
+    )
+    assert (status, created["metadata"]["name"]) == (201, "dry")
+    assert backend.api.request("GET", backend.path("configmaps", "dry"))[0] == 404
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}
+    status, _ = backend.api.request("DELETE", f"/api/v1/nodes/{node}", options)
+    assert status == 200
+    assert backend.api.request("GET", f"/api/v1/nodes/{node}")[0] == 200
+
+
+def test_a_template_naming_a_missing_service_account_gets_failed_create_and_no_pod(
+    backend: Backend,
+) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("a")
+    backend.daemonset("orphaned", {**_puller(), "serviceAccountName": "deleted-by-helm"})
+    expected = (
+        'Error creating: pods "orphaned-" is forbidden: error looking up service account '
+        f'{backend.namespace}/deleted-by-helm: serviceaccount "deleted-by-helm" not found'
+    )
+    event = backend.eventually(
+        lambda: next((e for e in backend.events() if e["reason"] == "FailedCreate"), None),
+        what="FailedCreate",
+    )
+    assert (event["type"], event["message"]) == ("Warning", expected)
+    assert event["involvedObject"]["kind"] == "DaemonSet"
+    assert event["source"]["component"] == "daemonset-controller"
+    assert backend.pods("orphaned") == []
+
+
+def test_a_service_account_without_a_role_is_refused_with_the_real_rbac_text(
+    backend: Backend,
+) -> None:
+    namespace = backend.namespace
+    backend.api.call("POST", backend.path("serviceaccounts"), {"metadata": {"name": "reader"}})
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    token = backend.api.call("POST", backend.path("serviceaccounts", "reader") + "/token", request)
+    admin = load_kubeconfig(backend.kubeconfig)
+    reader = Api(
+        Credentials(
+            server=admin.server,
+            ca_data=admin.ca_data,
+            token=token["status"]["token"],
+            insecure=admin.insecure,
+        )
+    )
+    status, refusal = reader.request("GET", backend.path("pods"))
+    assert (status, refusal["reason"]) == (403, "Forbidden")
+    assert refusal["message"] == (
+        f'pods is forbidden: User "system:serviceaccount:{namespace}:reader" cannot list '
+        f'resource "pods" in API group "" in the namespace "{namespace}"'
+    )
+
+
+def test_a_pod_of_the_awaiter_image_runs_the_real_cli_as_its_service_account(
+    backend: Backend,
+) -> None:
+    """The hook Job's pod: a real process, authenticated by its projected ServiceAccount token
+    (TokenRequest), refused listing nodes as the account it runs as."""
+    awaiter = f"{DEFAULT_AWAITER_IMAGE}:dev"
+    backend.world.registry.add(awaiter, pull_seconds=0.1)
+    node = backend.add_node("a")
+    pod = {
+        "metadata": {"name": "awaiter"},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "awaiter", "image": awaiter, "args": ["check", "--image", PAUSE]}
+            ],
+        },
+    }
+    backend.api.call("POST", backend.path("pods"), pod)
+    done = backend.eventually(
+        lambda: (
+            (p := backend.api.call("GET", backend.path("pods", "awaiter")))
+            and p["status"].get("phase") in ("Succeeded", "Failed")
+            and p
+        ),
+        timeout=60,
+        what="the awaiter's process ended",
+    )
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (done["status"]["phase"], terminated["exitCode"]) == ("Failed", 3)
+    account = f"system:serviceaccount:{backend.namespace}:default"
+    assert account in terminated["message"], terminated["message"]
+    assert "nodes" in terminated["message"]
