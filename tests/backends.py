@@ -3,8 +3,8 @@
 plane with the HTTP kubelet simulator, `simcluster.nodes.kubelet.Kubelets`, as its nodes, and
 the fault-injecting proxy between the awaiter and kube-apiserver).
 
-A test asks for `backend` and runs once on each: it adds nodes (`add_node`, names local to the
-test), teaches the registry its images (`registry`), injects pull failures (`fail_pull`) and
+A test asks for `cluster_backend` and runs once on each: it adds nodes (`add_node`, names
+local to the test), teaches the registry its images (`registry`), injects pull failures (`fail_pull`) and
 API faults (`faults`, the same `Fault` rules on both), runs the real CLI (`run`) and reads what
 is stored (`objects`). On the real control plane nodes are cluster-wide and shared by every
 test of the run: each test's nodes carry its own label, and `run` passes the awaiter a node
@@ -197,7 +197,15 @@ class RealBackend(Backend):
         return items
 
     def stop(self) -> None:
+        """The test's pods gone first, while its kubelets still finish graceful deletion (a
+        pod left Terminating would keep the namespace from going); then the nodes."""
         self.proxy.stop()
+        admin, pods = self.control_plane.admin, PATHS["pods"].format(ns=self.namespace)
+        admin.request("DELETE", PATHS["daemonsets"].format(ns=self.namespace))
+        admin.request("DELETE", pods)
+        deadline = time.monotonic() + 15
+        while admin.get(pods)["items"] and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.kubelets.stop()
         self.kubelets.remove_nodes()
 
@@ -208,7 +216,7 @@ class RealBackend(Backend):
         pytest.param("real", marks=pytest.mark.real_control_plane),
     ]
 )
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def cluster_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The test's cluster, once on the simulated API server and once on the real one."""
     made: SimBackend | RealBackend
     if request.param == "sim":

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 # The real control plane: `control_plane` (one per run, shared by the workers) and `namespace`;
-# `backend`: one test on both the simulated and the real API server (tests/backends.py).
+# `cluster_backend`: one test on both the simulated and the real API server (tests/backends.py).
 pytest_plugins = ("simcluster.controlplane.pytest_plugin", "tests.backends")
 
 ROOT = Path(__file__).resolve().parent.parent
