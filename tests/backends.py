@@ -5,10 +5,11 @@ the fault-injecting proxy between the awaiter and kube-apiserver).
 
 A test asks for `cluster_backend` and runs once on each: it adds nodes (`add_node`, names
 local to the test), teaches the registry its images (`registry`), injects pull failures
-(`fail_pull`) and API faults (`faults`, the same `Fault` rules on both), runs the real CLI (`run`) and reads what
-is stored (`objects`). On the real control plane nodes are cluster-wide and shared by every
-test of the run: each test's nodes carry its own label, and `run` passes the awaiter a node
-selector for it, so that no test awaits another's nodes (the sim does the same, to be alike).
+(`fail_pull`) and API faults (`faults`, the same `Fault` rules on both), runs the real CLI
+(`run`) and reads what is stored (`objects`). On the real control plane nodes are cluster-wide
+and shared by every test of the run: each test's nodes carry its own label, and `run` passes
+the awaiter a node selector for it, so that no test awaits another's nodes (the sim does the
+same, to be alike).
 """
 
 from __future__ import annotations
