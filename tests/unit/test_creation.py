@@ -4,6 +4,8 @@ as kube-apiserver v1.36.3 and its controller-manager wrote them on the real cont
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from image_awaiter.core.creation import (
@@ -14,6 +16,7 @@ from image_awaiter.core.creation import (
     classify,
 )
 from image_awaiter.core.outcomes import Result, pods_refused
+from image_awaiter.kube.controllerevents import FailedCreateCodec
 
 PSA = (
     'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container '
@@ -138,3 +141,33 @@ def test_the_outcome_is_exit_3_with_the_controllers_words_and_what_to_do() -> No
     assert (int(code), result) == (3, Result.PODS_REFUSED)
     assert 'serviceaccount "sa" not found' in message
     assert message.endswith("or name an existing one in the pod template's serviceAccountName")
+
+
+def _event(kind: str, name: str, reason: str) -> bytes:
+    event = {
+        "metadata": {"name": f"{name}.1", "namespace": "ns", "resourceVersion": "7"},
+        "involvedObject": {"kind": kind, "name": name, "apiVersion": "apps/v1"},
+        "reason": reason,
+        "message": SA_MISSING.message,
+        "source": {"component": "daemonset-controller"},
+        "type": "Warning",
+    }
+    return json.dumps({"type": "ADDED", "object": event}).encode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "reason", "kept"),
+    [
+        ("DaemonSet", "ours", "FailedCreate", True),
+        ("DaemonSet", "theirs", "FailedCreate", False),
+        ("DaemonSet", "ours", "SuccessfulCreate", False),
+        ("Pod", "ours", "FailedCreate", False),
+    ],
+)
+def test_the_codec_keeps_only_failed_creates_of_the_runs_daemonsets(
+    kind: str, name: str, reason: str, kept: bool
+) -> None:
+    event = FailedCreateCodec(daemonsets=("ours",)).event(_event(kind, name, reason))
+    assert (event.record is not None) is kept
+    if kept:
+        assert event.record == FailedCreate(daemonset="ours", message=SA_MISSING.message)
