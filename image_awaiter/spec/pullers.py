@@ -412,14 +412,17 @@ MAX_SKIPPED_NODES = 1000
 
 
 def _avoid_nodes(pod_spec: dict[str, Any], names: list[str]) -> None:
-    """AND `metadata.name NotIn names` into every required node affinity term, so that no puller
-    pod is created on nodes that already have every image (joining nodes still get one)."""
-    exclusion = {"key": "metadata.name", "operator": "NotIn", "values": names}
+    """AND `metadata.name NotIn [name]` for each name into every required node affinity term,
+    so that no puller pod is created on nodes that already have every image (joining nodes
+    still get one). One requirement per name: kube-apiserver refuses a node field selector
+    with several values ("must be only one value when `operator` is 'In' or 'NotIn' for node
+    field selector"); the requirements of a term are ANDed."""
+    exclusions = [{"key": "metadata.name", "operator": "NotIn", "values": [n]} for n in names]
     node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
     terms = required.get("nodeSelectorTerms") or [{}]
     for term in terms:
-        term["matchFields"] = [*(term.get("matchFields") or []), dict(exclusion)]
+        term["matchFields"] = [*(term.get("matchFields") or []), *(dict(e) for e in exclusions)]
     required["nodeSelectorTerms"] = terms
 
 

@@ -84,6 +84,23 @@ def test_a_missing_image_is_pulled_by_a_daemonset_that_is_deleted_after(
     assert cluster_backend.run("check", "--image", MODEL).code == 0  # status.images now lists it
 
 
+def test_nodes_that_already_have_the_images_get_no_puller_pod(cluster_backend: Backend) -> None:
+    """Regression: the done nodes were excluded with one `metadata.name NotIn [a, b]` field
+    requirement, which the real API server refuses (one value only): exit 2 on real clusters."""
+    cluster_backend.registry.add(MODEL, pull_seconds=10)
+    cluster_backend.add_node("done-1", images=[MODEL])
+    cluster_backend.add_node("done-2", images=[MODEL])
+    cluster_backend.add_node("lacking")
+    result = cluster_backend.run("await", "--image", MODEL, "--interval", "200ms")
+    assert result.code == 0, result.output
+    pulled = {
+        n["name"]
+        for n in result.report["nodes"]
+        if any(p["state"] == "pulled" for p in n.get("pulls", []))
+    }
+    assert pulled == {cluster_backend.node("lacking")}
+
+
 def test_docker_hub_short_names_match_what_the_nodes_report(cluster_backend: Backend) -> None:
     cluster_backend.registry.add("docker.io/library/busybox:1.36")
     cluster_backend.add_node("a", images=["busybox:1.36"])
