@@ -209,6 +209,24 @@ def _containers(pod: dict[str, Any], path: str) -> list[FieldError]:
     return errors
 
 
+def _node_field_selectors(pod: dict[str, Any], path: str) -> list[FieldError]:
+    """As kube-apiserver: a node field selector (`matchFields`) `In`/`NotIn` takes one value."""
+    required_affinity = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    where = f"{path}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    return [
+        required(
+            f"{where}.nodeSelectorTerms[{t}].matchFields[{r}].values",
+            "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+        )
+        for t, term in enumerate(required_affinity.get("nodeSelectorTerms") or [])
+        for r, requirement in enumerate(term.get("matchFields") or [])
+        if requirement.get("operator") in ("In", "NotIn")
+        and len(requirement.get("values") or []) != 1
+    ]
+
+
 def _template(spec: dict[str, Any], restart: list[str] | None) -> list[FieldError]:
     template = spec.get("template")
     if not template:
@@ -218,6 +236,7 @@ def _template(spec: dict[str, Any], restart: list[str] | None) -> list[FieldErro
         (template.get("metadata") or {}).get("labels") or {}, "spec.template.metadata.labels"
     )
     errors += _containers(pod, "spec.template.spec")
+    errors += _node_field_selectors(pod, "spec.template.spec")
     policy = pod.get("restartPolicy") or "Always"
     if restart is not None and policy not in restart:
         errors.append(unsupported("spec.template.spec.restartPolicy", policy, restart))
