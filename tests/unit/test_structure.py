@@ -38,7 +38,7 @@ NOT_YET: dict[str, object] = {
         "image_awaiter.spec.manifests": 577,
         "image_awaiter.spec.pullers": 428,
     },
-    "classes": {"image_awaiter.run.awaiting.Run": 152},
+    "classes": {},
     "functions": {
         "image_awaiter.cli.commands.shared_options": 204,
         "image_awaiter.core.readiness.judge_node": 127,
@@ -46,7 +46,6 @@ NOT_YET: dict[str, object] = {
     },
     "constructors": {
         ("image_awaiter.kube.watching.Informer", "image_awaiter.kube.watching.Watcher"),
-        ("image_awaiter.run.groupruns.GroupRuns", "image_awaiter.run.telling.Teller"),
     },
     "placements": ["image_awaiter.spec.manifests.PodPlacement"],
 }
