@@ -18,6 +18,7 @@ from image_awaiter import __version__
 from image_awaiter.cli.ending import Ending, default_termination_log, finish
 from image_awaiter.cli.options import ENV, read_settings, shared_options
 from image_awaiter.core.errors import AwaiterError, ExitCode, UsageError
+from image_awaiter.output.formats import OUTPUT_FORMATS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,7 +44,7 @@ def cli() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Choice(["yaml"]),
+    type=click.Choice(list(OUTPUT_FORMATS)),
     help="With --dry-run: print the DaemonSets it would create as YAML on stdout.",
 )
 def await_command(**options: Any) -> Ending:

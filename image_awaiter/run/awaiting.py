@@ -12,7 +12,6 @@ report in reporting.py.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Iterable
 
@@ -21,16 +20,18 @@ import structlog
 from image_awaiter.cluster.daemonsets import check_namespace
 from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
-from image_awaiter.core.outcomes import Outcome, Result
+from image_awaiter.core.outcomes import Outcome, Result, RunRecord
 from image_awaiter.core.readiness import Evaluation, PullerPod
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.connecting import Connection, connect
 from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
-from image_awaiter.output.reporting import build_report, now_iso, write_report
+from image_awaiter.output.plan import write_plan
+from image_awaiter.output.reporting import now_iso, write_report
+from image_awaiter.output.streams import Streams
 from image_awaiter.run.context import RunContext, open_context
 from image_awaiter.run.factswatch import PullFactsWatch
-from image_awaiter.run.groupruns import GroupRuns, write_plan
+from image_awaiter.run.groupruns import GroupRuns
 from image_awaiter.run.policies import Policy, Step, policy_for
 from image_awaiter.run.signals import SignalGuard
 from image_awaiter.run.telling import Teller, start_live_view, stop_live_view, tell_start
@@ -42,20 +43,30 @@ log = structlog.get_logger("image_awaiter")
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 
 
-def execute(settings: Settings) -> Outcome:
-    """Run `settings.command`; every failure becomes an `Outcome` with its exit code."""
-    started, started_wall = time.monotonic(), now_iso()
+def execute(settings: Settings, *, streams: Streams | None = None) -> Outcome:
+    """Run `settings.command` and end it: every failure becomes an `Outcome` with its exit
+    code, completed in one place (`_ended`), and the report is written from it alone."""
+    streams = streams or Streams.standard()
+    started = time.monotonic(), now_iso()
     structlog.contextvars.clear_contextvars()
+    outcome, job, run = _outcome(settings, streams)
+    outcome = _ended(outcome, settings=settings, job=job, run=run, started=started)
+    if settings.report:
+        write_report(outcome, destination=settings.report, stdout=streams.out)
+    return outcome
+
+
+def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None, Run | None]:
+    """The run's outcome, and the job and run as far as they got; cleaned up whatever came."""
     job: Job | None = None
     run: Run | None = None
-    policy = policy_for(settings)
-    view = start_live_view(settings)
+    view = start_live_view(settings, stream=streams.err)
     with SignalGuard() as signals:
         try:
             try:
                 job = resolve_job(settings)
                 context = open_context(settings, job, _connect(settings), hold=signals.held)
-                run = Run(context, policy=policy, view=view)
+                run = Run(context, policy=policy_for(settings), view=view, streams=streams)
                 try:
                     outcome = run.go()
                 except DeadlineReached as error:  # the API failed until the time was up
@@ -72,21 +83,33 @@ def execute(settings: Settings) -> Outcome:
             stop_live_view(view, settings)
         if signals.deferred is not None and outcome.result is not Result.INTERRUPTED:
             outcome = _failed(Interrupted(signals.deferred), run)
-    if run is not None:
-        outcome = dataclasses.replace(
-            outcome, daemonset=run.groups.first_record(), groups=run.groups.outcomes()
-        )
-    if settings.report:
-        report = build_report(
-            outcome,
-            command=settings.command,
-            images=job.images if job else (),
-            namespace=run.context.namespace if run else (settings.namespace or ""),
-            started=(started_wall, started),
-            skipped=job.skipped if job else (),
-        )
-        write_report(report, destination=settings.report)
-    return outcome
+    return outcome, job, run
+
+
+def _ended(
+    outcome: Outcome,
+    *,
+    settings: Settings,
+    job: Job | None,
+    run: Run | None,
+    started: tuple[float, str],
+) -> Outcome:
+    """The whole outcome: how the run ended, each group's, and what the run was."""
+    record = RunRecord(
+        command=settings.command,
+        namespace=run.context.namespace if run else (settings.namespace or ""),
+        images=job.images if job else (),
+        skipped=job.skipped if job else (),
+        started_at=started[1],
+        finished_at=now_iso(),
+        seconds=round(time.monotonic() - started[0], 3),
+    )
+    if run is None:
+        return dataclasses.replace(outcome, record=record)
+    groups = run.groups
+    return dataclasses.replace(
+        outcome, daemonset=groups.first_record(), groups=groups.outcomes(), record=record
+    )
 
 
 def _connect(settings: Settings) -> Connection:
@@ -107,9 +130,11 @@ class Run:
     """One run following its policy: its pull groups (a DaemonSet and a judge each), what it
     tells, the pull facts, and the last evaluation (the groups' combined)."""
 
-    def __init__(self, context: RunContext, *, policy: Policy, view: LiveView | None) -> None:
+    def __init__(
+        self, context: RunContext, *, policy: Policy, view: LiveView | None, streams: Streams
+    ) -> None:
         settings = context.settings
-        self.context, self.policy = context, policy
+        self.context, self.policy, self.streams = context, policy, streams
         self.watches = Watches(context)
         self.groups = GroupRuns(context, judging=settings.judging)
         self.facts = PullFactsWatch(context.job.images)
@@ -198,13 +223,14 @@ class Run:
     def _planned(self, evaluation: Evaluation) -> Outcome:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
-        settings = self.context.settings
-        to_stdout = settings.output is None and settings.report != "-"
+        settings, streams = self.context.settings, self.streams
+        to_out = settings.output is None and settings.report != "-"
         write_plan(
-            self.groups,
-            lacking=not evaluation.done,
-            text=sys.stdout if to_stdout else sys.stderr,
-            yaml_to=sys.stdout if settings.output == "yaml" else None,
+            self.groups.evaluations(),
+            text=streams.out if to_out else streams.err,
+            bodies=self.groups.would_create() if settings.output and not evaluation.done else (),
+            output=settings.output,
+            documents=streams.out,
         )
         outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
         log.info("run.planned", message=outcome.message)

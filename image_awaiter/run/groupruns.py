@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
@@ -17,7 +17,7 @@ from image_awaiter.cluster.daemonsets import (
     check_namespace,
     sweep_stale,
 )
-from image_awaiter.core.combined import GroupEvaluation, combine, plan_text
+from image_awaiter.core.combined import GroupEvaluation, combine
 from image_awaiter.core.outcomes import GroupOutcome
 from image_awaiter.core.pullerrors import PullError
 from image_awaiter.core.readiness import Evaluation, Judge, PullerPod
@@ -139,6 +139,22 @@ class GroupRuns:
             for g in self.each
         )
 
+    def would_create(self) -> list[dict[str, Any]]:
+        """The DaemonSets `await` would create now (`--dry-run -o ...`)."""
+        created_at = now_iso()
+        return [
+            prepare_for_run(
+                g.group.manifest,
+                run_id=self.run_id,
+                namespace=self.namespace,
+                owner=self.owner,
+                created_at=created_at,
+                skip_nodes=g.judge.listed_nodes,
+                group=g.group.name,
+            )
+            for g in self.each
+        ]
+
     def delete(self, *, keep: bool) -> None:
         """Delete every DaemonSet this run created, unless asked to keep them, all within one
         cleanup budget: a stalling API costs it once, not once per group."""
@@ -149,29 +165,3 @@ class GroupRuns:
                 log.info("daemonset.kept", name=record.name, group=g.group.name)
                 continue
             g.daemonset.delete(deadline=deadline)
-
-
-def write_plan(groups: GroupRuns, *, lacking: bool, text: TextIO, yaml_to: TextIO | None) -> None:
-    """`--dry-run`: the plan on `text` (a table on a terminal), and to `yaml_to` (`-o yaml`),
-    when something is lacking, the DaemonSets `await` would create now."""
-    text.write(plan_text(groups.evaluations(), table=text.isatty()))
-    text.flush()
-    if yaml_to is None or not lacking:
-        return
-    namespace, created_at, owner = groups.namespace, now_iso(), groups.owner
-    bodies = [
-        prepare_for_run(
-            g.group.manifest,
-            run_id=groups.run_id,
-            namespace=namespace,
-            owner=owner,
-            created_at=created_at,
-            skip_nodes=g.judge.listed_nodes,
-            group=g.group.name,
-        )
-        for g in groups.each
-    ]
-    import yaml  # `-o yaml` only
-
-    yaml_to.write(yaml.safe_dump_all(bodies, sort_keys=False))
-    yaml_to.flush()

@@ -5,9 +5,9 @@ and the live view, and the Kubernetes Events on the awaiter's own pod. `awaiting
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Sequence
+from typing import TextIO
 
 import structlog
 
@@ -32,16 +32,16 @@ NOT_IN_SPEC = (
 )
 
 
-def start_live_view(settings: Settings) -> LiveView | None:
+def start_live_view(settings: Settings, *, stream: TextIO) -> LiveView | None:
     """The live view on a terminal; log lines then go above it, warnings and errors only
     (unless -v), so that the display is not a scroll of lines."""
     if (
         settings.command != "await"
         or settings.dry_run
-        or not live_view_wanted(sys.stderr, settings.log_format, settings.progress)
+        or not live_view_wanted(stream, settings.log_format, settings.progress)
     ):
         return None
-    view = LiveView(stream=sys.stderr, show_excluded=settings.verbosity > 0)
+    view = LiveView(stream=stream, show_excluded=settings.verbosity > 0)
     view.start()
     logs.configure(
         log_format="console",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.outcomes import Skipped
 from image_awaiter.core.references import parse_image
 
 OS_LABEL = "kubernetes.io/os"
@@ -178,20 +179,6 @@ class Workload:
     def ref(self) -> str:
         """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace."""
         return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A document of a kind this tool does not know (a custom resource) that names images."""
-
-    kind: str
-    name: str
-    images: tuple[str, ...]
-    source: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}" if self.name else self.kind
 
 
 @dataclass(frozen=True, slots=True)

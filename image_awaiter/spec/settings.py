@@ -26,8 +26,8 @@ from image_awaiter.spec.pullers import (
     unique_images,
 )
 
-if TYPE_CHECKING:  # manifests and groups are imported only to read --from-manifests
-    from image_awaiter.spec.manifests import Skipped
+if TYPE_CHECKING:  # a type only: outcomes are imported by the run
+    from image_awaiter.core.outcomes import Skipped
 
 Command = Literal["await", "check"]
 LogFormat = Literal["auto", "console", "json"]
@@ -50,7 +50,7 @@ class Settings:
     images: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()  # --from-manifests paths
     dry_run: bool = False
-    output: Literal["yaml"] | None = None  # -o yaml: print the DaemonSets a dry run would create
+    output: str | None = None  # -o FORMAT (output.formats): the DaemonSets a dry run would create
     namespace: str | None = None
     kubeconfig: str | None = None
     context: str | None = None

