@@ -21,7 +21,8 @@ from image_awaiter.cluster.daemonsets import check_namespace
 from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.core.outcomes import Outcome, Result, RunRecord
-from image_awaiter.core.readiness import Evaluation, PullerPod
+from image_awaiter.core.pullerpods import PullerPod
+from image_awaiter.core.readiness import Evaluation
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.connecting import Connection, connect
 from image_awaiter.kube.watching import Informer

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from threading import Event
 
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullfacts import Folder, KubeletEvent, PullFacts
-from image_awaiter.core.readiness import PullerPod
 from image_awaiter.core.references import ImageKey, ImageRef
 from image_awaiter.kube.watching import Informer
 

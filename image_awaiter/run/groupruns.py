@@ -19,8 +19,9 @@ from image_awaiter.cluster.daemonsets import (
 )
 from image_awaiter.core.combined import GroupEvaluation, combine
 from image_awaiter.core.outcomes import GroupOutcome
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullerrors import PullError
-from image_awaiter.core.readiness import Evaluation, Judge, PullerPod
+from image_awaiter.core.readiness import Evaluation, Judge
 from image_awaiter.core.references import ImageKey
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.output.reporting import now_iso

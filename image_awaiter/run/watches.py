@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullfacts import KubeletEvent
-from image_awaiter.core.readiness import PullerPod
 from image_awaiter.core.targeting import NodeState, label_keys
-from image_awaiter.kube.decoding import EventCodec, NodeCodec, PodCodec, UidCodec
+from image_awaiter.kube.decoding import UidCodec
+from image_awaiter.kube.nodecodec import NodeCodec
+from image_awaiter.kube.podcodec import EventCodec, PodCodec
 from image_awaiter.kube.resources import DAEMONSETS, EVENTS, NODES, PODS
 from image_awaiter.kube.watching import Informer
 from image_awaiter.run.context import RunContext

@@ -140,9 +140,7 @@ def test_a_dry_run_writes_the_plan_to_its_stream_and_creates_nothing(kube, strea
     assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
 
 
-def test_a_dry_run_with_output_yaml_writes_the_daemonsets_on_out_and_the_plan_on_err(
-    kube, streams
-):
+def test_a_dry_run_with_output_yaml_writes_the_daemonsets_on_out_and_the_plan_on_err(kube, streams):
     kube.put(NODES, node("n1"))
     with run_of(kube, streams, command="await", dry_run=True, output="yaml") as run:
         run.go()

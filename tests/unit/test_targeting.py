@@ -18,7 +18,7 @@ from image_awaiter.core.targeting import (
     placement_from_pod_spec,
     split_targets,
 )
-from image_awaiter.kube.decoding import NodeCodec
+from image_awaiter.kube.nodecodec import NodeCodec
 
 
 def node_from_json(raw: dict[str, Any], *, wanted: frozenset[ImageKey]) -> NodeState:
