@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.pullerpods import (
     PERMANENT_PULL_REASONS,
     ImagePull,
@@ -26,7 +27,7 @@ from image_awaiter.core.pullerrors import (
     platform_reason,
 )
 from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.core.targeting import NodeState, Placement, split_targets
+from image_awaiter.core.targeting import NodeState, split_targets
 
 
 class NodeStatus(StrEnum):

@@ -14,8 +14,9 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from image_awaiter.core.nodeimages import NodeImages
+from image_awaiter.core.placement import Taint
 from image_awaiter.core.references import ImageKey
-from image_awaiter.core.targeting import NodeState, Taint
+from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.chunked import Line
 from image_awaiter.kube.decoding import (
     Event,

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.readiness import FailureRules
 from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.core.targeting import Placement, placement_from_pod_spec
+from image_awaiter.core.targeting import placement_from_pod_spec
 from image_awaiter.spec.pullers import (
     DEFAULT_NAME,
     Owner,

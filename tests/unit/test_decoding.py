@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.core.placement import Taint
 from image_awaiter.core.references import parse_image
-from image_awaiter.core.targeting import NodeState, Taint
+from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.decoding import JsonCodec, UidCodec
 from image_awaiter.kube.nodecodec import NodeCodec
 from image_awaiter.kube.podcodec import EventCodec, PodCodec

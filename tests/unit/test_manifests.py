@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from image_awaiter.core.errors import ExitCode, UsageError
-from image_awaiter.spec.manifests import (
-    Expression,
-    PodPlacement,
-    Term,
-    Toleration,
-    Workload,
-    parse_manifests,
-    read_manifests,
-)
+from image_awaiter.core.placement import Placement, Term, Toleration
+from image_awaiter.core.selectors import Requirement
+from image_awaiter.spec.manifests import Workload, parse_manifests, read_manifests
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "manifests" / "jupyterhub"
 
@@ -298,14 +292,14 @@ def test_placement_is_read_and_canonicalised() -> None:
           containers: [{name: c, image: "c:1"}]
         """
     )
-    assert workload.placement == PodPlacement(
+    assert workload.placement == Placement(
         node_selector=(("kubernetes.io/os", "linux"), ("pool", "gpu")),
         required_terms=(
-            Term(fields=(Expression("metadata.name", "In", ("n1",)),)),
+            Term(fields=(Requirement("metadata.name", "In", ("n1",)),)),
             Term(
                 expressions=(
-                    Expression("kubernetes.io/arch", "In", ("amd64", "arm64")),
-                    Expression("zone", "In", ("a", "b")),
+                    Requirement("kubernetes.io/arch", "In", ("amd64", "arm64")),
+                    Requirement("zone", "In", ("a", "b")),
                 )
             ),
         ),
@@ -354,9 +348,9 @@ def test_os_and_arch_are_taken_from_selector_and_affinity_as_they_are(
 
 
 def test_the_pod_spec_fragment_is_ready_to_apply_to_a_puller_template() -> None:
-    placement = PodPlacement(
+    placement = Placement(
         node_selector=(("nvidia.com/gpu.present", "true"),),
-        required_terms=(Term(expressions=(Expression("zone", "In", ("a",)),)),),
+        required_terms=(Term(expressions=(Requirement("zone", "In", ("a",)),)),),
         tolerations=(Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),),
         image_pull_secrets=("regcred",),
         runtime_class_name="nvidia",
@@ -386,7 +380,7 @@ def test_the_pod_spec_fragment_is_ready_to_apply_to_a_puller_template() -> None:
         "runtimeClassName": "nvidia",
         "priorityClassName": "high",
     }
-    assert PodPlacement().to_pod_spec() == {}
+    assert Placement().to_pod_spec() == {}
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement, Taint
 from image_awaiter.core.references import ImageKey, parse_image
 from image_awaiter.core.targeting import (
     NodeState,
-    Placement,
-    Taint,
     exclusion_reason,
     label_keys,
     placement_from_pod_spec,
