@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from image_awaiter.core.errors import UsageError
 from image_awaiter.core.outcomes import Skipped
 from image_awaiter.core.placement import Placement, Term, Toleration
+from image_awaiter.core.pods import CONTAINER_PARTS, image_fields
 from image_awaiter.core.references import parse_image
 from image_awaiter.core.selectors import Requirement
 
@@ -222,24 +223,13 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
 
 
 def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
-    """Every image the pod pulls, once each, in pod order, each a valid reference.
-
-    Init containers (native sidecars, `restartPolicy: Always`, included), containers, ephemeral
-    containers and `image` volumes. A container without `image` is allowed, as the API allows
-    it in workload templates for tools that fill it in later; it contributes nothing.
-    """
-    refs: list[str] = []
-    for part in ("initContainers", "containers", "ephemeralContainers"):
-        for index, container in enumerate(_list(pod_spec, part, label=label)):
-            image = container.get("image") if isinstance(container, dict) else None
-            if image is None:
-                continue
-            refs.append(_image(image, where=f"{label}: {part}[{index}].image"))
-    for index, volume in enumerate(_list(pod_spec, "volumes", label=label)):
-        source = volume.get("image") if isinstance(volume, dict) else None
-        if isinstance(source, dict) and source.get("reference") is not None:
-            where = f"{label}: volumes[{index}].image.reference"
-            refs.append(_image(source["reference"], where=where))
+    """Every image the pod pulls, once each, in pod order, each a valid reference: the fields
+    of `pods.image_fields` (not ephemeral containers, which no template may hold). A container
+    without `image` is allowed, as the API allows it in workload templates for tools that fill
+    it in later; it contributes nothing."""
+    for part in (*CONTAINER_PARTS, "volumes"):
+        _list(pod_spec, part, label=label)  # a list, or a usage error saying where
+    refs = [_image(value, where=f"{label}: {at}") for at, value in image_fields(pod_spec)]
     return tuple(dict.fromkeys(refs))
 
 
