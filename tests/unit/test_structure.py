@@ -37,9 +37,7 @@ NOT_YET: dict[str, object] = {
     },
     "classes": set(),
     "functions": set(),
-    "constructors": {
-        ("image_awaiter.kube.watching.Informer", "image_awaiter.kube.watching.Watcher"),
-    },
+    "constructors": set(),
     "placements": [],
 }
 
