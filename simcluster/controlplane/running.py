@@ -69,8 +69,11 @@ class ControlPlane:
         workdir: Path | None = None,
         audit_log: Path | None = None,
         kubeconfig: Path | None = None,
+        port: int | None = None,
         keep: bool = False,
     ) -> None:
+        """`port`: the API server's (the others are always free ones); `keep`: leave the work
+        directory (logs, certificates, etcd data) after `stop()`."""
         self.binaries = binaries.require()
         self.binaries_version = binaries.kubernetes_version()
         self._owns_workdir = workdir is None
@@ -79,7 +82,8 @@ class ControlPlane:
         self.audit_log = audit_log or self.workdir / "audit.jsonl"
         self.kubeconfig = kubeconfig or self.workdir / "admin.kubeconfig"
         self.keep = keep
-        self.ports = Ports()
+        self.fixed_port = port
+        self.ports = Ports() if port is None else Ports(apiserver=port)
         self.server = f"https://127.0.0.1:{self.ports.apiserver}"
         self.processes: list[Process] = []
         self.timings: dict[str, float] = {}
@@ -121,7 +125,7 @@ class ControlPlane:
                 raise
 
     def _fresh_ports(self) -> None:
-        self.ports = Ports()
+        self.ports = Ports() if self.fixed_port is None else Ports(apiserver=self.fixed_port)
         self.server = f"https://127.0.0.1:{self.ports.apiserver}"
         shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
         shutil.rmtree(self.logs, ignore_errors=True)
