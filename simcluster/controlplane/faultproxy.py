@@ -401,7 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.release(upstream)
 
     def _send_head(self, response: http.client.HTTPResponse, *, length: int | None) -> None:
-        self.send_response(response.status, response.reason)
+        self.log_request(response.status)
+        self.send_response_only(response.status, response.reason)  # Date: the upstream's
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:
                 self.send_header(key, value)
