@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from image_awaiter.core.creation import FAILED_CREATE, FailedCreate
-from image_awaiter.kube.decoding import _Object, _TypedCodec
+from image_awaiter.kube.decoding import TypedCodec, TypedObject
 
 FAILED_CREATE_EVENTS = f"involvedObject.kind=DaemonSet,reason={FAILED_CREATE}"
 
@@ -19,13 +19,13 @@ class _Involved(msgspec.Struct):
     name: str = ""
 
 
-class _ControllerEvent(_Object):
+class _ControllerEvent(TypedObject):
     involvedObject: _Involved = msgspec.field(default_factory=_Involved)
     reason: str = ""
     message: str = ""
 
 
-class FailedCreateCodec(_TypedCodec[_ControllerEvent, FailedCreate | None]):
+class FailedCreateCodec(TypedCodec[_ControllerEvent, FailedCreate | None]):
     """`FailedCreate` events about the DaemonSets named in `daemonsets` (this run's)."""
 
     def __init__(self, *, daemonsets: tuple[str, ...]) -> None:

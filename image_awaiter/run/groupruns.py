@@ -4,7 +4,6 @@ created, kept alive, judged and deleted together. The run sees them as one evalu
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,21 +17,19 @@ from image_awaiter.cluster.daemonsets import (
     check_namespace,
     sweep_stale,
 )
-from image_awaiter.core.combined import GroupEvaluation, combine, plan_text
+from image_awaiter.core.combined import GroupEvaluation, combine
 from image_awaiter.core.creation import CreationRefused, FailedCreate, Refusals
 from image_awaiter.core.outcomes import GroupOutcome
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullerrors import PullError
-from image_awaiter.core.readiness import Evaluation, FailureRules, Judge, PullerPod
+from image_awaiter.core.readiness import Evaluation, Judge
 from image_awaiter.core.references import ImageKey
 from image_awaiter.core.targeting import NodeState
-from image_awaiter.kube.client import Kube
-from image_awaiter.kube.controllerevents import FAILED_CREATE_EVENTS, FailedCreateCodec
-from image_awaiter.kube.decoding import PodCodec, UidCodec
-from image_awaiter.kube.resources import DAEMONSETS, EVENTS, PODS
-from image_awaiter.kube.watching import Caches, Informer
+from image_awaiter.kube.watching import Informer
 from image_awaiter.output.reporting import now_iso
-from image_awaiter.spec.pullers import prepare_for_run, run_selector
-from image_awaiter.spec.settings import Group, Job, Settings
+from image_awaiter.run.context import RunContext
+from image_awaiter.spec.pullers import prepare_for_run
+from image_awaiter.spec.settings import Group, Judging
 
 log = structlog.get_logger("image_awaiter")
 
@@ -49,43 +46,32 @@ class GroupRun:
 class GroupRuns:
     """Every pull group of one run, in the order the job lists them."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        job: Job,
-        kube: Kube,
-        namespace: str,
-        run_id: str,
-    ) -> None:
-        self._kube, self.namespace, self.run_id = kube, namespace, run_id
-        owner = settings.owner(default_namespace=namespace)
-        rules = FailureRules(
-            fail_fast=settings.fail_fast, platform_mismatch=settings.on_platform_mismatch
-        )
+    def __init__(self, context: RunContext, *, judging: Judging) -> None:
+        self._kube, self.namespace, self.run_id = context.kube, context.namespace, context.run_id
+        self.owner = context.owner
         self.each = tuple(
             GroupRun(
                 group=group,
                 daemonset=PullerDaemonSet(
-                    kube=kube,
-                    namespace=namespace,
-                    run_id=run_id,
+                    kube=context.kube,
+                    namespace=context.namespace,
+                    run_id=context.run_id,
                     manifest=group.manifest,
-                    owner=owner,
+                    owner=context.owner,
                     group=group.name,
                 ),
                 judge=Judge(
                     images=group.images,
                     placement=group.placement,
-                    include_cordoned=settings.include_cordoned,
-                    grace=settings.pull_failure_grace,
-                    rules=rules,
+                    include_cordoned=judging.include_cordoned,
+                    grace=judging.grace,
+                    rules=judging.rules,
                 ),
             )
-            for group in job.groups
+            for group in context.job.groups
         )
-        self._failed_creates: Informer[FailedCreate | None] | None = None
         self._refusals = Refusals()
+        self.refusal: CreationRefused | None = None  # the first refusal that ends the run
 
     @property
     def several(self) -> bool:
@@ -135,41 +121,17 @@ class GroupRuns:
         for g in self.each:
             g.daemonset.create(skip_nodes=g.judge.listed_nodes)
 
-    def watch(self, caches: Caches) -> tuple[Informer[PullerPod], Informer[str]]:
-        """Caches of this run's puller pods (of every group) and DaemonSets' uids."""
-        ours, namespace = run_selector(self.run_id), self.namespace
-        pods = caches.start(
-            name="pods",
-            address=PODS.address(namespace=namespace),
-            codec=PodCodec(),
-            label_selector=ours,
-        )
-        daemonsets = caches.start(
-            name="daemonsets",
-            address=DAEMONSETS.address(namespace=namespace),
-            codec=UidCodec(),
-            label_selector=ours,
-        )
-        self._failed_creates = caches.start(
-            name="daemonset-events",
-            address=EVENTS.address(namespace=namespace),
-            codec=FailedCreateCodec(daemonsets=self.names()),
-            field_selector=FAILED_CREATE_EVENTS,
-            optional=True,  # without it a refused puller is seen only at the timeout
-        )
-        return pods, daemonsets
-
-    def refused(self, *, now: float) -> CreationRefused | None:
-        """A puller pod that the cluster will never create (the DaemonSet controller's
-        `FailedCreate` with an admission refusal), if any: the run cannot succeed."""
-        if self._failed_creates is None:
-            return None
-        events = [e for e in self._failed_creates.snapshot().values() if e is not None]
-        return self._refusals.judge(events, daemonsets=self.names(), now=now)
-
     def keep_alive(self, cached_uids: set[str]) -> None:
         for g in self.each:
             g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.listed_nodes)
+
+    def refused(self, events: Informer[FailedCreate | None] | None, *, now: float) -> bool:
+        """Whether the cluster refuses to create some of the pullers for good (the DaemonSet
+        controller's `FailedCreate` with an admission refusal): `refusal` says which."""
+        if events is not None and self.refusal is None:
+            seen = [e for e in events.snapshot().values() if e is not None]
+            self.refusal = self._refusals.judge(seen, daemonsets=self.names(), now=now)
+        return self.refusal is not None
 
     def names(self) -> tuple[str, ...]:
         return tuple(g.daemonset.record.name for g in self.each if g.daemonset.record is not None)
@@ -190,6 +152,22 @@ class GroupRuns:
             for g in self.each
         )
 
+    def would_create(self) -> list[dict[str, Any]]:
+        """The DaemonSets `await` would create now (`--dry-run -o ...`)."""
+        created_at = now_iso()
+        return [
+            prepare_for_run(
+                g.group.manifest,
+                run_id=self.run_id,
+                namespace=self.namespace,
+                owner=self.owner,
+                created_at=created_at,
+                skip_nodes=g.judge.listed_nodes,
+                group=g.group.name,
+            )
+            for g in self.each
+        ]
+
     def delete(self, *, keep: bool) -> None:
         """Delete every DaemonSet this run created, unless asked to keep them, all within one
         cleanup budget: a stalling API costs it once, not once per group."""
@@ -200,32 +178,3 @@ class GroupRuns:
                 log.info("daemonset.kept", name=record.name, group=g.group.name)
                 continue
             g.daemonset.delete(deadline=deadline)
-
-
-def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
-    """`--dry-run`: the plan (a table on a terminal), and with `-o yaml` and something
-    lacking, the DaemonSets `await` would create now."""
-    to_stdout = settings.output is None and settings.report != "-"
-    stream = sys.stdout if to_stdout else sys.stderr
-    stream.write(plan_text(groups.evaluations(), table=stream.isatty()))
-    stream.flush()
-    if settings.output != "yaml" or not lacking:
-        return
-    namespace, created_at = groups.namespace, now_iso()
-    owner = settings.owner(default_namespace=namespace)
-    bodies = [
-        prepare_for_run(
-            g.group.manifest,
-            run_id=groups.run_id,
-            namespace=namespace,
-            owner=owner,
-            created_at=created_at,
-            skip_nodes=g.judge.listed_nodes,
-            group=g.group.name,
-        )
-        for g in groups.each
-    ]
-    import yaml  # `-o yaml` only
-
-    sys.stdout.write(yaml.safe_dump_all(bodies, sort_keys=False))
-    sys.stdout.flush()

@@ -290,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         cut = rule.cut_after_events if rule is not None else None
         gone = rule is not None and rule.status == 410
-        self._forward(body=body, cut=cut, gone=gone, query=query, done=done)
+        self._forward(body=body, watch=watch, cut=cut, gone=gone, query=query, done=done)
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -341,12 +341,15 @@ class _Handler(BaseHTTPRequestHandler):
         self,
         *,
         body: bytes | None,
+        watch: bool,
         cut: int | None,
         gone: bool,
         query: dict[str, list[str]],
         done: Any,
     ) -> None:
         proxy = self.server.proxy
+        if not watch:  # only watches are cut or ended with a 410 event
+            cut, gone = None, False
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
         names = {k.lower() for k, _ in headers}
         authorized = "authorization" in names
@@ -380,7 +383,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
                 return
             self._send_head(response, length=None)
-            sent = self._stream(_events(response, response.getheader("Content-Type", "")), cut=cut)
+            content_type = response.getheader("Content-Type", "")
+            parts = _events(response, content_type) if watch else _blocks(response)
+            sent = self._stream(parts, cut=cut)
             if cut is not None and sent >= cut:
                 done(f"{'gone' if gone else 'cut'} after {sent}")
                 if gone:
@@ -396,7 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.release(upstream)
 
     def _send_head(self, response: http.client.HTTPResponse, *, length: int | None) -> None:
-        self.send_response(response.status, response.reason)
+        self.log_request(response.status)
+        self.send_response_only(response.status, response.reason)  # Date: the upstream's
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:
                 self.send_header(key, value)
@@ -426,6 +432,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_chunk(gone_event(query.get("resourceVersion", [""])[-1]))
         self._write_chunk(b"")
         self.close_connection = True
+
+
+def _blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """Any other chunked body (a large list), passed on as it comes."""
+    while block := response.read1(65536):
+        yield block
 
 
 def _events(response: http.client.HTTPResponse, content_type: str) -> Iterator[bytes]:
