@@ -50,12 +50,23 @@ class GroupOutcome:
     daemonset: Mapping[str, Any] | None
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 pull group`, `3 pull groups`: the noun in the plural only when it is."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def every(count: int, noun: str) -> str:
+    """`the 1 image`, `all 3 images`: `all 1 images` reads as a slip."""
+    return f"the 1 {noun}" if count == 1 else f"all {count} {noun}s"
+
+
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
     targets = len(evaluation.verdicts)
     if targets == 0:
         message = f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await"
     else:
-        message = f"all {targets} target nodes have all {images} images"
+        have = "has" if targets == 1 else "have"
+        message = f"{every(targets, 'target node')} {have} {every(images, 'image')}"
     return ExitCode.OK, Result.SUCCESS, message
 
 
@@ -63,8 +74,9 @@ def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     """`check` found images missing."""
     count = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
     message = (
-        f"images missing on {count} of {len(evaluation.verdicts)} target nodes: "
-        f"{not_done_lines(evaluation)}"
+        f"images missing on {count} of {counted(len(evaluation.verdicts), 'target node')}: "
+        f"{not_done_lines(evaluation)}; run `image-awaiter await` with the same options to "
+        "pull them"
     )
     return ExitCode.IMAGES_MISSING, Result.MISSING, message
 
@@ -86,14 +98,18 @@ def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, s
     """`await --dry-run`: exit 0 when nothing is missing, 1 otherwise (like `check`)."""
     lacking = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
     if not lacking:
+        targets = len(evaluation.verdicts)
+        have = "has" if targets == 1 else "have"
         message = (
-            f"dry run: all {len(evaluation.verdicts)} target nodes have every image of "
-            f"{groups} pull groups; nothing would be created"
+            f"dry run: {every(targets, 'target node')} {have} every image of "
+            f"{counted(groups, 'pull group')}; nothing would be created"
         )
         return ExitCode.OK, Result.PLANNED, message
     message = (
-        f"dry run: images missing on {lacking} of {len(evaluation.verdicts)} target nodes "
-        f"({groups} pull groups); nothing was created: {not_done_lines(evaluation)}"
+        f"dry run: images missing on {lacking} of "
+        f"{counted(len(evaluation.verdicts), 'target node')} "
+        f"({counted(groups, 'pull group')}); nothing was created: {not_done_lines(evaluation)}; "
+        "run without --dry-run to pull them"
     )
     return ExitCode.IMAGES_MISSING, Result.PLANNED, message
 
@@ -104,26 +120,25 @@ def timed_out(
     timeout: float,
     on_timeout: str,
     cause: str | None = None,
+    report: bool = False,
 ) -> tuple[ExitCode, Result, str]:
-    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing."""
+    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing;
+    `report`: a `--report` is written, so the advice may point to it."""
     if evaluation is None:
         message = f"timed out after {timeout:g}s before any node was judged"
     else:
         waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
         message = (
             f"timed out after {timeout:g}s with images missing on "
-            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+            f"{waiting} of {counted(len(evaluation.verdicts), 'target node')}: "
             f"{not_done_lines(evaluation)}"
         )
     if cause is not None:
         message += f" ({cause})"
     if on_timeout == "succeed":
         return ExitCode.OK, Result.TIMEOUT, message + " (--on-timeout succeed)"
-    return (
-        ExitCode.IMAGES_MISSING,
-        Result.TIMEOUT,
-        message + "; raise --timeout or see the report for each node",
-    )
+    where = "see the report for each node" if report else "rerun with --report for each node"
+    return ExitCode.IMAGES_MISSING, Result.TIMEOUT, f"{message}; raise --timeout or {where}"
 
 
 def failed(error: AwaiterError | Interrupted) -> tuple[ExitCode, Result, str]:

@@ -173,7 +173,10 @@ def placement_from_pod_spec(raw: Mapping[str, object]) -> Placement:
     try:
         spec = pod_spec(raw)
     except UsageError as error:
-        raise UsageError(f"invalid pod template placement: {error.message}") from None
+        raise UsageError(
+            f"invalid pod template placement: {error.message}",
+            hint="fix the pod template's field named above",
+        ) from None
     terms = spec.required_terms
     return Placement(
         node_selector={k: str(v) for k, v in (spec.nodeSelector or {}).items()},

@@ -237,6 +237,7 @@ class Run:
                 timeout=self.settings.timeout,
                 on_timeout=self.settings.on_timeout,
                 cause=cause.message if cause else None,
+                report=bool(self.settings.report),
             )
         )
         self.tell.timed_out(outcome)

@@ -125,12 +125,18 @@ class Job:
 
 def resolve_job(settings: Settings) -> Job:
     if settings.interval <= 0:
-        raise UsageError("--interval must be greater than zero")
+        raise UsageError(
+            "--interval must be greater than zero", hint="use a positive duration such as 2s"
+        )
     if settings.timeout < 0:
-        raise UsageError("--timeout must not be negative (0 means never)")
+        raise UsageError(
+            "--timeout must not be negative (0 means never)",
+            hint="use a duration such as 10m, or 0 for never",
+        )
     if settings.output is not None and not settings.dry_run:
         raise UsageError(
-            "-o/--output prints the DaemonSets a --dry-run would create; add --dry-run"
+            "-o/--output prints the DaemonSets a --dry-run would create",
+            hint="add --dry-run or drop -o",
         )
     if settings.output is not None and settings.report == "-":
         raise UsageError(
@@ -267,8 +273,10 @@ def _read(path: str, *, option: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"{option}: file not found: {path}") from None
+        raise UsageError(f"{option}: file not found: {path}", hint="check the path") from None
     except IsADirectoryError:
-        raise UsageError(f"{option}: {path} is a directory") from None
+        raise UsageError(f"{option}: {path} is a directory", hint="give a file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{option}: cannot read {path}: {error}") from None
+        raise UsageError(
+            f"{option}: cannot read {path}: {error}", hint="check the file's permissions"
+        ) from None

@@ -57,7 +57,7 @@ def test_success_is_written_to_the_termination_log_too_and_stderr_stays_quiet(
     termination_log = tmp_path / "message"
     result = run_cli("await", "--image", BUSYBOX, "--termination-log", str(termination_log))
     assert result.code == 0, result.output
-    assert termination_log.read_text() == "image-awaiter: all 1 target nodes have all 1 images\n"
+    assert termination_log.read_text() == "image-awaiter: the 1 target node has the 1 image\n"
     assert "image-awaiter: " not in result.stderr
 
 

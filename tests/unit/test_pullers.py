@@ -289,4 +289,5 @@ def test_invalid_yaml_in_a_spec_is_worded_as_the_pure_python_loader_words_it() -
         parse_daemonsets("kind: [DaemonSet", source="spec.yaml")
     assert caught.value.one_line() == (
         "spec.yaml: not valid YAML or JSON at line 1: expected ',' or ']', but got '<stream end>'"
+        "; fix the YAML at the place named"
     )

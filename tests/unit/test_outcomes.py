@@ -1,0 +1,76 @@
+"""The wording of each ending: counts agree with their nouns, and every line that is not a
+success says what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from image_awaiter.core import outcomes
+from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
+
+
+def evaluation(done: int, missing: int = 0) -> Evaluation:
+    verdicts = [NodeVerdict(f"d{i}", NodeStatus.DONE) for i in range(done)] + [
+        NodeVerdict(f"m{i}", NodeStatus.MISSING, missing=("app:1",), detail="lacks app:1")
+        for i in range(missing)
+    ]
+    return Evaluation(verdicts=tuple(verdicts), excluded={}, failing_since={})
+
+
+@pytest.mark.parametrize(
+    ("nodes", "images", "expected"),
+    [
+        (1, 1, "the 1 target node has the 1 image"),
+        (1, 3, "the 1 target node has all 3 images"),
+        (3, 1, "all 3 target nodes have the 1 image"),
+        (3, 2, "all 3 target nodes have all 2 images"),
+    ],
+)
+def test_success_counts_agree_with_their_nouns(nodes: int, images: int, expected: str) -> None:
+    _, _, message = outcomes.succeeded(evaluation(nodes), images=images)
+    assert message == expected
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (1, "dry run: the 1 target node has every image of 1 pull group; nothing would be created"),
+        (
+            2,
+            "dry run: the 1 target node has every image of 2 pull groups; nothing would be created",
+        ),
+    ],
+)
+def test_a_plan_with_nothing_missing_counts_its_pull_groups(groups: int, expected: str) -> None:
+    _, _, message = outcomes.planned(evaluation(1), groups=groups)
+    assert message == expected
+
+
+def test_a_plan_with_images_missing_says_one_pull_group_and_what_to_do() -> None:
+    _, _, message = outcomes.planned(evaluation(0, missing=1), groups=1)
+    assert message == (
+        "dry run: images missing on 1 of 1 target node (1 pull group); nothing was created: "
+        "m0: lacks app:1; run without --dry-run to pull them"
+    )
+
+
+def test_check_with_images_missing_says_how_to_pull_them() -> None:
+    _, _, message = outcomes.missing(evaluation(1, missing=1))
+    assert message.endswith("; run `image-awaiter await` with the same options to pull them")
+
+
+@pytest.mark.parametrize(
+    ("report", "advice"),
+    [
+        (False, "; raise --timeout or rerun with --report for each node"),
+        (True, "; raise --timeout or see the report for each node"),
+    ],
+)
+def test_a_timeout_points_to_the_report_only_when_one_is_written(report: bool, advice: str) -> None:
+    _, _, message = outcomes.timed_out(
+        evaluation(0, missing=2), timeout=60, on_timeout="fail", report=report
+    )
+    assert message == (
+        f"timed out after 60s with images missing on 2 of 2 target nodes: "
+        f"m0: lacks app:1; m1: lacks app:1{advice}"
+    )
