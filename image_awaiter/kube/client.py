@@ -28,6 +28,7 @@ from image_awaiter.kube.retrying import (
     RETRY_BUDGET,
     TRANSIENT_STATUSES,
     Limits,
+    Streak,
     TransientError,
     parse_retry_after,
     retrying,
@@ -46,6 +47,7 @@ class Kube:
     def __init__(self, client: ApiClient, *, deadline: float | None = None) -> None:
         self.client = client
         self.deadline = deadline
+        self.streak = Streak()  # one retry budget for the run: see retrying.py
 
     def request(
         self,
@@ -81,7 +83,9 @@ class Kube:
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
-        limits = Limits.of(budget=budget, deadlines=(deadline, self.deadline))
+        limits = Limits.of(
+            budget=budget, deadlines=(deadline, self.deadline), since=self.streak.since
+        )
         try:
             for attempt in retrying(limits):
                 with attempt:
@@ -129,7 +133,9 @@ class Kube:
         breaks or stays silent for `read_timeout` seconds.
         """
         response = None
-        limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,))
+        limits = Limits.of(
+            budget=RETRY_BUDGET, deadlines=(self.deadline,), since=self.streak.since
+        )
         try:
             for attempt in retrying(limits):
                 with attempt:
@@ -175,9 +181,13 @@ class Kube:
             rest = self.client.call_api(*serialized, _request_timeout=timeout)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             # ApiException: the REST layer's own wrapper of SSL and config errors
+            self.streak.failed()
             raise TransientError(f"{method} {address}: {_first_line(error)}") from None
         response: urllib3.BaseHTTPResponse = rest.response
-        if response.status in TRANSIENT_STATUSES:
+        if response.status not in TRANSIENT_STATUSES:
+            self.streak.answered()
+        else:
+            self.streak.failed()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             message = str(status_body(response.data).get("message") or response.reason or "")
             response.release_conn()

@@ -141,8 +141,8 @@ class Run:
         )
 
     def check(self) -> Outcome:
-        """Read-only: list nodes once and judge them on node.status.images alone."""
-        check_namespace(self.kube, self.namespace, required=False, own=self.own_namespace)
+        """Read-only: list nodes once and judge them on node.status.images alone. No namespace
+        is read: `check` creates nothing in one, so it needs none."""
         evaluation = self._read_once()
         if evaluation.done:
             return self._success(evaluation)
@@ -154,6 +154,8 @@ class Run:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
         evaluation = self._read_once()
+        if not evaluation.done:  # `await` would create DaemonSets there: it reads it first
+            check_namespace(self.kube, self.namespace, required=True, own=self.own_namespace)
         write_plan(self.groups, self.settings, lacking=not evaluation.done)
         outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
         log.info("run.planned", message=outcome.message)
