@@ -328,12 +328,12 @@ def judge_node(
     if not missing:
         return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
-    if pod is None:
+    if pod is None:  # `check` and `--dry-run` never make one: say what the node lacks
         return NodeVerdict(
             node=node.name,
             status=NodeStatus.MISSING,
             missing=names,
-            detail="no puller pod on this node",
+            detail=f"lacks {', '.join(names)}",
         ), {}
     if pod.unschedulable is not None:
         return NodeVerdict(
