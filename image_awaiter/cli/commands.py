@@ -19,7 +19,7 @@ import structlog
 
 from image_awaiter import __version__
 from image_awaiter.core.durations import parse_duration
-from image_awaiter.core.errors import AwaiterError, ExitCode, UsageError
+from image_awaiter.core.errors import AwaiterError, ExitCode, UsageError, one_line
 from image_awaiter.spec.pullers import (
     DEFAULT_HELPER_IMAGE,
     DEFAULT_PAUSE_IMAGE,
@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoR
 def finish(ending: Ending, *, err: TextIO | None = None) -> NoReturn:
     """The one exit: print the final line on failure, write it to the termination message file
     (on success too, so `kubectl describe` of the hook pod tells why), exit with the code."""
-    line = f"image-awaiter: {ending.message}" if ending.message else None
+    line = f"image-awaiter: {one_line(ending.message)}" if ending.message else None
     if line is not None and ending.code != 0:
         click.echo(line, err=True, file=err)
     if line is not None and ending.termination_log:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted
+from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted, one_line
 from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
 from image_awaiter.core.references import ImageRef
@@ -89,7 +89,7 @@ def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     advice = first.advice or "fix the reference, registry access or pull secret"
     message = (
         f"image {first.image} cannot be pulled on node {first.node}{kind}: {first.reason}: "
-        f"{first.message}{more}; {advice}"
+        f"{one_line(first.message)}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
 

@@ -133,9 +133,7 @@ class Kube:
         breaks or stays silent for `read_timeout` seconds.
         """
         response = None
-        limits = Limits.of(
-            budget=RETRY_BUDGET, deadlines=(self.deadline,), since=self.streak.since
-        )
+        limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,), since=self.streak.since)
         try:
             for attempt in retrying(limits):
                 with attempt:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from image_awaiter.core import outcomes
+from image_awaiter.core.errors import one_line
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
 
 
@@ -74,3 +75,23 @@ def test_a_timeout_points_to_the_report_only_when_one_is_written(report: bool, a
         f"timed out after 60s with images missing on 2 of 2 target nodes: "
         f"m0: lacks app:1; m1: lacks app:1{advice}"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("not found", "not found"),
+        ("", ""),
+        (
+            # cri-o/cri-o#2331: a registry's errors, one per line
+            "Error reading manifest 1 in quay.io/org/private: errors:\n"
+            "denied: requested access to the resource is denied\n"
+            "unauthorized: authentication required\n",
+            "Error reading manifest 1 in quay.io/org/private: errors: denied: requested access "
+            "to the resource is denied, unauthorized: authentication required",
+        ),
+        ("first\r\n  second.\n\nthird", "first, second. third"),
+    ],
+)
+def test_runtime_text_is_folded_onto_one_line(text: str, line: str) -> None:
+    assert one_line(text) == line
