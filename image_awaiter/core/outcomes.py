@@ -11,7 +11,7 @@ from typing import Any
 from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted, one_line
 from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
-from image_awaiter.core.references import ImageRef
+from image_awaiter.core.references import ImageKey, ImageRef
 
 
 class Result(StrEnum):
@@ -37,6 +37,9 @@ class Outcome:
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
     pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
     groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+    # The awaited images each target node's own status listed when the run began: present
+    # there before the run, whether or not a kubelet event says so.
+    listed_at_start: Mapping[str, frozenset[ImageKey]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,13 @@ class GroupOutcome:
     workloads: tuple[str, ...]
     evaluation: Evaluation | None
     daemonset: Mapping[str, Any] | None
+
+
+def listed_images(evaluation: Evaluation | None) -> dict[str, frozenset[ImageKey]]:
+    """Node -> the awaited images its own status lists, for `Outcome.listed_at_start`."""
+    if evaluation is None:
+        return {}
+    return {v.node: v.status_images for v in evaluation.verdicts if v.status_images}
 
 
 def counted(count: int, noun: str) -> str:

@@ -119,6 +119,9 @@ class NodeVerdict:
     # Done because the node's own status lists every image (not only a puller pod's word): the
     # only nodes a recreated DaemonSet may skip, since a pod's word goes when the pod does.
     listed: bool = False
+    # The awaited images the node's own status lists (the node's shared set, not a copy): the
+    # report marks them present there even when no puller pod, so no kubelet event, came.
+    status_images: frozenset[ImageKey] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +294,9 @@ def judge_node(
     if all(image.key in node.images for image in images) and not (
         excluded_here and any((node.name, image.key) in excluded_here for image in images)
     ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
+        return NodeVerdict(
+            node=node.name, status=NodeStatus.DONE, listed=True, status_images=node.images
+        ), {}
 
     def present(image: ImageRef) -> bool:
         pull = pulls.get(image.key)
@@ -326,11 +331,12 @@ def judge_node(
     if not missing and any((node.name, image.key) in excluded_here for image in images):
         return None, {}
     if not missing:
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
+        return NodeVerdict(node=node.name, status=NodeStatus.DONE, status_images=node.images), {}
     names = tuple(image.original for image in missing)
     if pod is None:  # `check` and `--dry-run` never make one: say what the node lacks
         return NodeVerdict(
             node=node.name,
+            status_images=node.images,
             status=NodeStatus.MISSING,
             missing=names,
             detail=f"lacks {', '.join(names)}",
@@ -338,6 +344,7 @@ def judge_node(
     if pod.unschedulable is not None:
         return NodeVerdict(
             node=node.name,
+            status_images=node.images,
             status=NodeStatus.UNSCHEDULABLE,
             missing=names,
             detail=f"puller pod cannot be scheduled: {pod.unschedulable}",
@@ -378,6 +385,7 @@ def judge_node(
     if final:
         return NodeVerdict(
             node=node.name,
+            status_images=node.images,
             status=NodeStatus.FAILED,
             missing=names,
             failures=tuple(final),
@@ -392,6 +400,7 @@ def judge_node(
         detail = "pulling " + ", ".join(names)
     return NodeVerdict(
         node=node.name,
+        status_images=node.images,
         status=NodeStatus.PULLING,
         missing=names,
         failures=tuple(pending),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from image_awaiter.core.outcomes import GroupOutcome, Outcome, short_verdict
-from image_awaiter.core.pullfacts import NodeImageFact, PullFacts, summarise
+from image_awaiter.core.pullfacts import NodeImageFact, PullFacts, summarise, with_listed
 from image_awaiter.core.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.core.references import ImageRef
 
@@ -64,7 +64,8 @@ def build_report(
     wall-clock ISO time and the monotonic time the run began; `skipped`, the custom resources
     whose images `--from-manifests` did not await."""
     started_at, started_monotonic = started
-    evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
+    evaluation, done_after = outcome.evaluation, outcome.done_after
+    facts = with_listed(outcome.pull_facts, outcome.listed_at_start, images)
     nodes: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
     platform: list[dict[str, str]] = []
@@ -79,7 +80,7 @@ def build_report(
                 node["detail"] = verdict.detail
             if verdict.node in done_after:
                 node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
-            if facts is not None and (pulls := facts.for_node(verdict.node, images)):
+            if pulls := facts.for_node(verdict.node, images):
                 done = verdict.status is NodeStatus.DONE
                 node["pulls"] = [_fact(fact, done=done) for fact in pulls]
             nodes.append(node)
@@ -161,12 +162,10 @@ def _failure(failure: PullFailure) -> dict[str, str]:
 
 
 def _pulls(
-    facts: PullFacts | None, images: Sequence[ImageRef], evaluation: Evaluation | None
-) -> dict[str, Any] | None:
-    """Per image and for the run, from the kubelets' events; for the nodes still targets
-    (facts of nodes that left or were excluded are not counted)."""
-    if facts is None:
-        return None
+    facts: PullFacts, images: Sequence[ImageRef], evaluation: Evaluation | None
+) -> dict[str, Any]:
+    """Per image and for the run, from the kubelets' events and the nodes' own statuses; for
+    the nodes still targets (facts of nodes that left or were excluded are not counted)."""
     targets = {v.node for v in evaluation.verdicts} if evaluation is not None else set()
     kept = PullFacts({pair: f for pair, f in facts.facts.items() if pair[0] in targets})
     return summarise(kept, images)

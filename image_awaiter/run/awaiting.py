@@ -130,6 +130,7 @@ class Run:
             settings=settings, job=job, kube=self.kube, namespace=self.namespace, run_id=self.run_id
         )
         self.last: Evaluation | None = None
+        self.first: Evaluation | None = None  # before anything was created
         self.tell = Teller(
             settings=settings,
             job=job,
@@ -213,6 +214,7 @@ class Run:
         now = time.monotonic()
         errors = self.tell.facts.facts.errors
         evaluation = self.last = self.groups.judge(nodes, pods, now=now, event_errors=errors)
+        self.first = self.first or evaluation
         self.tell.observe(evaluation, self.groups.evaluations(), now=now)
         return evaluation
 
@@ -247,7 +249,15 @@ class Run:
 
     def outcome(self, code: ExitCode, result: Result, message: str) -> Outcome:
         facts, done_after = self.tell.final(self.last), self.tell.progress.done_after
-        return Outcome(code, result, message, self.last, done_after, pull_facts=facts)
+        return Outcome(
+            code,
+            result,
+            message,
+            self.last,
+            done_after,
+            pull_facts=facts,
+            listed_at_start=outcomes.listed_images(self.first),
+        )
 
     def close(self) -> None:
         """Stop the caches; delete every DaemonSet this run created unless asked to keep them."""
