@@ -28,6 +28,7 @@ from image_awaiter.kube.retrying import (
     RETRY_BUDGET,
     TRANSIENT_STATUSES,
     Limits,
+    SilentStream,
     Streak,
     TransientError,
     parse_retry_after,
@@ -39,6 +40,17 @@ log = structlog.get_logger("image_awaiter.kube.client")
 T = TypeVar("T")
 
 REQUEST_TIMEOUT = 30.0  # seconds for one ordinary request
+
+
+class ReadTimeout:
+    """A watch stream's read timeout, which its reader may change while it reads: a streaming
+    list waits briefly for its initial events, the watch it goes on as far longer. The stream
+    applies a change before its next read."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 class Kube:
@@ -124,14 +136,20 @@ class Kube:
         return data
 
     def stream(
-        self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
+        self,
+        address: Address,
+        *,
+        query: Mapping[str, str | int],
+        read_timeout: float | ReadTimeout,
     ) -> Generator[Line, None, None]:
         """Open a watch (retrying the connection) and yield its event lines as they arrive
         (each valid until the next is asked for: `chunked_lines`).
 
         Ends when the server closes the stream; raises `TransientError` when the connection
-        breaks or stays silent for `read_timeout` seconds.
+        breaks, `SilentStream` when it stays silent for `read_timeout` seconds.
         """
+        if not isinstance(read_timeout, ReadTimeout):
+            read_timeout = ReadTimeout(read_timeout)
         response = None
         limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,), since=self.streak.since)
         try:
@@ -141,7 +159,10 @@ class Kube:
                         "GET",
                         address,
                         query=query,
-                        timeout=(timeout_for(REQUEST_TIMEOUT, (self.deadline,)), read_timeout),
+                        timeout=(
+                            timeout_for(REQUEST_TIMEOUT, (self.deadline,)),
+                            read_timeout.seconds,
+                        ),
                     )
         except TransientError as error:
             raise limits.gave_up(error, host=self.client.configuration.host) from None
@@ -151,7 +172,7 @@ class Kube:
             response.release_conn()
             raise translate("WATCH", address, response.status, data, query)
         try:
-            yield from _event_lines(response)
+            yield from _event_lines(response, read_timeout)
         finally:
             response.release_conn()
 
@@ -196,22 +217,24 @@ class Kube:
         return response
 
 
-def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[Line]:
+def _event_lines(response: urllib3.BaseHTTPResponse, timeout: ReadTimeout) -> Iterator[Line]:
     """The non-empty lines of a watch stream as they arrive (see `chunked_lines` for how long
-    each stays valid)."""
+    each stays valid), each read within `timeout` (as it is when the read begins)."""
     raw = _unread_chunked(response)
     if raw is None:
         try:
-            yield from _lines(response.stream(65536, decode_content=True))
+            yield from _timed(
+                _lines(response.stream(65536, decode_content=True)), response, timeout
+            )
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+            raise _broken(error) from None
         return
     complete = False
     try:
-        yield from chunked_lines(reader(raw.fp))
+        yield from _timed(chunked_lines(reader(raw.fp)), response, timeout)
         complete = True
     except (OSError, ChunkError) as error:
-        raise TransientError(f"watch stream broke: {_first_line(error)}") from None
+        raise _broken(error) from None
     finally:
         # As urllib3 does: a body read to its end is closed and its connection reused; one
         # left half-read (the caller stopped early, or it broke) closes its connection.
@@ -219,6 +242,27 @@ def _event_lines(response: urllib3.BaseHTTPResponse) -> Iterator[Line]:
             raw.close()
         else:
             response.close()
+
+
+def _timed(
+    lines: Iterator[Line], response: urllib3.BaseHTTPResponse, timeout: ReadTimeout
+) -> Iterator[Line]:
+    """`lines`, with a change of `timeout.seconds` applied to the socket before the next read."""
+    applied = timeout.seconds
+    for line in lines:
+        yield line
+        if timeout.seconds != applied:
+            applied = timeout.seconds
+            sock = getattr(response.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(applied)
+
+
+def _broken(error: BaseException) -> TransientError:
+    """A stream that broke, or stayed silent for its read timeout (`SilentStream`)."""
+    silent = (TimeoutError, urllib3.exceptions.ReadTimeoutError)
+    kind = SilentStream if isinstance(error, silent) else TransientError
+    return kind(f"watch stream broke: {_first_line(error)}")
 
 
 def _unread_chunked(response: urllib3.BaseHTTPResponse) -> Any:

@@ -49,6 +49,10 @@ class Streak:
         self.since = None
 
 
+class SilentStream(TransientError):
+    """A watch stream sent nothing for its read timeout."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """When one request's retries end, and whether that is the caller's deadline (the run's
