@@ -91,14 +91,32 @@ def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     return ExitCode.IMAGES_MISSING, Result.MISSING, message
 
 
-def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+IMAGE_VOLUMES_NEED = "Kubernetes 1.35+, containerd 2 or CRI-O 1.30+"
+
+
+def pull_failed(
+    evaluation: Evaluation, *, helper: ImageKey | None = None, pause: ImageKey | None = None
+) -> tuple[ExitCode, Result, str]:
+    """The first failure's line. `helper` and `pause`: the generated puller's own images, which
+    are not the user's: when one of them fails, the line says so and what to use instead."""
     failures = evaluation.failures
     first = failures[0]
     more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
     kind = f" ({first.error_class} {first.kind})" if first.kind else ""
     advice = first.advice or "fix the reference, registry access or pull secret"
+    what = f"image {first.image}"
+    if first.image == helper:
+        what = f"the puller's helper image {first.image} (not one of your images)"
+        advice = (
+            "push an image with the helper (Dockerfile.distroless) where the nodes can pull "
+            "it and pass --helper-image REF, or use --pull-method imageVolumes, which needs no "
+            f"helper ({IMAGE_VOLUMES_NEED})"
+        )
+    elif first.image == pause:
+        what = f"the puller's pause image {first.image} (not one of your images)"
+        advice = "pass --pause-image with a pause image the nodes can pull"
     message = (
-        f"image {first.image} cannot be pulled on node {first.node}{kind}: {first.reason}: "
+        f"{what} cannot be pulled on node {first.node}{kind}: {first.reason}: "
         f"{one_line(first.message)}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message

@@ -21,6 +21,7 @@ from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.readiness import Evaluation, PullerPod
+from image_awaiter.core.references import parse_image
 from image_awaiter.core.targeting import NodeState, label_keys
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import Connection, connect
@@ -226,7 +227,12 @@ class Run:
 
     def _pull_failed(self) -> Outcome:
         failing = self.groups.failing()
-        code, result, message = outcomes.pull_failed(failing[0].evaluation)
+        puller = self.settings.puller
+        code, result, message = outcomes.pull_failed(
+            failing[0].evaluation,
+            helper=parse_image(puller.helper_image).key,
+            pause=parse_image(puller.pause_image).key,
+        )
         if self.groups.several:
             message = f"pull group {failing[0].name}: {message}"
         outcome = self.outcome(code, result, message)

@@ -323,3 +323,23 @@ def test_a_node_whose_status_lists_every_image_is_named_present_in_the_report(
     ]
     [summary] = ended.report["pulls"]["images"]
     assert summary["alreadyPresentOn"] == ["has-it"] and summary["pulledOn"] == 1
+
+
+def test_a_helper_image_that_cannot_be_pulled_is_named_as_the_pullers_not_the_users(
+    sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Issue 19: the default helper image was not published, and the final line read as if
+    the user's image had failed."""
+    from image_awaiter.spec.pullers import DEFAULT_HELPER_IMAGE
+
+    sim.add_node("a")
+    sim.fail_pull(DEFAULT_HELPER_IMAGE, kind="repository-not-found")
+    ended = await_image(kubeconfig, tmp_path, APP)
+    assert ended.code == 4, ended.stderr
+    last = ended.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"image-awaiter: the puller's helper image {DEFAULT_HELPER_IMAGE} (not one of your "
+        "images) cannot be pulled on node a"
+    )
+    assert "--helper-image" in last and "--pull-method imageVolumes" in last
+    assert "Kubernetes 1.35+, containerd 2 or CRI-O 1.30+" in last

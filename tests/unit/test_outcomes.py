@@ -7,7 +7,8 @@ import pytest
 
 from image_awaiter.core import outcomes
 from image_awaiter.core.errors import one_line
-from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
+from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
+from image_awaiter.core.references import parse_image
 
 
 def evaluation(done: int, missing: int = 0) -> Evaluation:
@@ -95,3 +96,51 @@ def test_a_timeout_points_to_the_report_only_when_one_is_written(report: bool, a
 )
 def test_runtime_text_is_folded_onto_one_line(text: str, line: str) -> None:
     assert one_line(text) == line
+
+
+HELPER = parse_image("ghcr.io/image-awaiter/image-awaiter:0.1.0").key
+PAUSE = parse_image("registry.k8s.io/pause:3.10").key
+DENIED = "pull access denied, repository does not exist or may require authorization"
+
+
+def failing_on(image: str) -> Evaluation:
+    failure = PullFailure(
+        node="a",
+        image=image,
+        reason="ErrImagePull",
+        message=DENIED,
+        error_class="permanent",
+        kind="repository-not-found",
+        advice="fix the repository name, or add an imagePullSecret",
+    )
+    verdict = NodeVerdict("a", NodeStatus.FAILED, failures=(failure,))
+    return Evaluation(verdicts=(verdict,), excluded={}, failing_since={})
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (
+            "quay.io/org/app:1",
+            "image quay.io/org/app:1 cannot be pulled on node a (permanent repository-not-found): "
+            f"ErrImagePull: {DENIED}; fix the repository name, or add an imagePullSecret",
+        ),
+        (
+            HELPER,
+            "the puller's helper image ghcr.io/image-awaiter/image-awaiter:0.1.0 (not one of your "
+            "images) cannot be pulled on node a (permanent repository-not-found): ErrImagePull: "
+            f"{DENIED}; push an image with the helper (Dockerfile.distroless) where the nodes can "
+            "pull it and pass --helper-image REF, or use --pull-method imageVolumes, which needs "
+            "no helper (Kubernetes 1.35+, containerd 2 or CRI-O 1.30+)",
+        ),
+        (
+            PAUSE,
+            "the puller's pause image registry.k8s.io/pause:3.10 (not one of your images) cannot "
+            f"be pulled on node a (permanent repository-not-found): ErrImagePull: {DENIED}; pass "
+            "--pause-image with a pause image the nodes can pull",
+        ),
+    ],
+)
+def test_a_failing_puller_image_is_said_not_to_be_the_users(image: str, expected: str) -> None:
+    _, _, message = outcomes.pull_failed(failing_on(image), helper=HELPER, pause=PAUSE)
+    assert message == expected
