@@ -10,6 +10,7 @@ from typing import Any
 
 from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted, one_line
 from image_awaiter.core.pullfacts import PullFacts
+from image_awaiter.core.pullmethod import MethodChoice
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
 from image_awaiter.core.references import ImageKey, ImageRef
 
@@ -40,6 +41,7 @@ class Outcome:
     # The awaited images each target node's own status listed when the run began: present
     # there before the run, whether or not a kubelet event says so.
     listed_at_start: Mapping[str, frozenset[ImageKey]] = field(default_factory=dict)
+    pull_method: MethodChoice | None = None  # what `--pull-method auto` chose, and why
 
 
 @dataclass(frozen=True, slots=True)

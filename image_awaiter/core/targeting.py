@@ -52,6 +52,7 @@ class NodeState(msgspec.Struct, frozen=True, gc=False):
     taints: tuple[Taint, ...] = ()
     labels: Mapping[str, str] = msgspec.field(default_factory=dict)
     images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
+    runtime: str = ""  # status.nodeInfo.containerRuntimeVersion: `containerd://2.0.4`
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ import urllib3
 from kubernetes.client.api_client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from image_awaiter.core.errors import Gone
+from image_awaiter.core.errors import ApiError, Gone
 from image_awaiter.kube.apierrors import status_body, translate
 from image_awaiter.kube.chunked import ChunkError, Line, chunked_lines, reader
-from image_awaiter.kube.resources import Address
+from image_awaiter.kube.resources import SERVER_VERSION, Address
 from image_awaiter.kube.retrying import (
     RETRY_BUDGET,
     TRANSIENT_STATUSES,
@@ -60,6 +60,17 @@ class Kube:
         self.client = client
         self.deadline = deadline
         self.streak = Streak()  # one retry budget for the run: see retrying.py
+
+    def server_version(self) -> str | None:
+        """The API server's `gitVersion` (`v1.35.2-eks-1a2b3c`); None when it cannot be read
+        within a few seconds (a caller then assumes nothing of it)."""
+        try:
+            body = self.request("GET", SERVER_VERSION, budget=5.0)
+        except ApiError as error:
+            log.info("server.version_unknown", error=error.one_line())
+            return None
+        version = body.get("gitVersion")
+        return version if isinstance(version, str) and version else None
 
     def request(
         self,

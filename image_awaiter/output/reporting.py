@@ -106,6 +106,11 @@ def build_report(
         "excluded": excluded,
         "platformExcluded": platform,
         "pulls": _pulls(facts, images, evaluation),
+        "pullMethod": (
+            {"method": outcome.pull_method.method, "reason": outcome.pull_method.reason}
+            if outcome.pull_method is not None
+            else None
+        ),
         "groups": [
             _group(group, outcome, command=command, namespace=namespace, started=started)
             for group in outcome.groups

@@ -20,6 +20,7 @@ from image_awaiter.cluster.daemonsets import check_namespace
 from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.core.outcomes import Outcome, Result
+from image_awaiter.core.pullmethod import MethodChoice, choose_pull_method
 from image_awaiter.core.readiness import Evaluation, PullerPod
 from image_awaiter.core.references import parse_image
 from image_awaiter.core.targeting import NodeState, label_keys
@@ -33,7 +34,8 @@ from image_awaiter.output.reporting import build_report, now_iso, write_report
 from image_awaiter.run.groupruns import GroupRuns, write_plan
 from image_awaiter.run.signals import Hold, SignalGuard
 from image_awaiter.run.telling import Teller, start_live_view, stop_live_view
-from image_awaiter.spec.settings import Job, Settings, resolve_job
+from image_awaiter.spec.pullers import AUTO
+from image_awaiter.spec.settings import Job, Settings, resolve_job, with_pull_method
 
 log = structlog.get_logger("image_awaiter")
 
@@ -132,6 +134,8 @@ class Run:
         )
         self.last: Evaluation | None = None
         self.first: Evaluation | None = None  # before anything was created
+        self.pull_method: MethodChoice | None = None  # what `--pull-method auto` chose
+        self._read_nodes: dict[str, NodeState] = {}
         self.tell = Teller(
             settings=settings,
             job=job,
@@ -156,6 +160,8 @@ class Run:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
         evaluation = self._read_once()
+        if not evaluation.done:
+            evaluation = self._choose_pull_method(self._read_nodes, evaluation)
         if not evaluation.done:  # `await` would create DaemonSets there: it reads it first
             check_namespace(self.kube, self.namespace, required=True, own=self.own_namespace)
         write_plan(self.groups, self.settings, lacking=not evaluation.done)
@@ -165,7 +171,31 @@ class Run:
 
     def _read_once(self) -> Evaluation:
         nodes = Informer(kube=self.kube, address=NODES.address(), codec=self.node_codec)
-        return self._evaluate(nodes.list_once(), [])
+        self._read_nodes = nodes.list_once()
+        return self._evaluate(self._read_nodes, [])
+
+    def _choose_pull_method(
+        self, nodes: dict[str, NodeState], evaluation: Evaluation
+    ) -> Evaluation:
+        """`--pull-method auto`, decided once before anything is created, from the server's
+        version and every target node's runtime: the generated pullers are built for it."""
+        puller = self.settings.puller
+        if puller.method != AUTO or not self.job.generated:
+            return evaluation
+        runtimes = {v.node: nodes[v.node].runtime for v in evaluation.verdicts if v.node in nodes}
+        choice = choose_pull_method(server_version=self.kube.server_version(), runtimes=runtimes)
+        log.info("pull_method.chosen", method=choice.method, reason=choice.reason)
+        self.pull_method = choice
+        chosen = dataclasses.replace(puller, method=choice.method)
+        self.job = with_pull_method(self.job, chosen)
+        self.groups = GroupRuns(
+            settings=self.settings,
+            job=self.job,
+            kube=self.kube,
+            namespace=self.namespace,
+            run_id=self.run_id,
+        )
+        return self._evaluate(nodes, [])
 
     def await_images(self) -> Outcome:
         if self.settings.dry_run:
@@ -176,6 +206,7 @@ class Run:
         if evaluation.done:
             log.info("run.fast_path", detail="every target node has every image; nothing created")
             return self._success(evaluation)
+        evaluation = self._choose_pull_method(nodes.snapshot(), evaluation)
         self.tell.creating()
         self.groups.create(own_namespace=self.own_namespace)
         self.tell.pulling(evaluation)
@@ -263,6 +294,7 @@ class Run:
             done_after,
             pull_facts=facts,
             listed_at_start=outcomes.listed_images(self.first),
+            pull_method=self.pull_method,
         )
 
     def close(self) -> None:

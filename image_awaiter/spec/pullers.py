@@ -31,6 +31,10 @@ DEFAULT_HELPER_IMAGE = f"ghcr.io/image-awaiter/image-awaiter:{__version__}"
 DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
 PullMethod = Literal["initContainers", "imageVolumes"]
+# `auto` (issue 19, not the default yet): image volumes where the server and every target
+# node's runtime support them (core/pullmethod.py), chosen once the nodes are read; until then
+# the puller is built with init containers.
+AUTO = "auto"
 
 # Large enough for any runtime's container init (che's 20Mi OOM-killed), small enough for quotas.
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
@@ -53,7 +57,7 @@ RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
 class PullerSettings:
     """How a generated puller pod looks; the chart renders the same pod from its values."""
 
-    method: PullMethod = "initContainers"
+    method: PullMethod | Literal["auto"] = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
     node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
@@ -291,7 +295,7 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
             "runAsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        **PULL_METHODS[settings.method](images, settings),
+        **PULL_METHODS[_method(settings)](images, settings),
     }
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
@@ -304,6 +308,23 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     return spec
+
+
+def _method(settings: PullerSettings) -> PullMethod:
+    return "imageVolumes" if settings.method == "imageVolumes" else "initContainers"
+
+
+def with_pull_method(
+    manifest: Mapping[str, Any], images: Sequence[ImageRef], settings: PullerSettings
+) -> dict[str, Any]:
+    """A generated puller's manifest with the parts its pull method builds (init containers,
+    volumes, containers) built again for `settings.method`; its placement is kept."""
+    rebuilt = copy.deepcopy(dict(manifest))
+    spec = rebuilt["spec"]["template"]["spec"]
+    for key in ("initContainers", "volumes", "containers"):
+        spec.pop(key, None)
+    spec.update(PULL_METHODS[_method(settings)]([image.original for image in images], settings))
+    return rebuilt
 
 
 def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:

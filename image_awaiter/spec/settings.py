@@ -4,6 +4,7 @@ the workload manifests but never the cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import sys
@@ -24,6 +25,7 @@ from image_awaiter.spec.pullers import (
     pod_images,
     unique_images,
 )
+from image_awaiter.spec.pullers import with_pull_method as rebuild_puller
 
 if TYPE_CHECKING:  # manifests and groups are imported only to read --from-manifests
     from image_awaiter.spec.manifests import Skipped
@@ -103,6 +105,7 @@ class Job:
     groups: tuple[Group, ...]
     source: str  # the spec files, the manifests, or "generated"
     skipped: tuple[Skipped, ...] = ()  # custom resources whose images are not awaited
+    generated: bool = False  # its pullers are generated (--image alone, --from-manifests)
 
     @property
     def images(self) -> tuple[ImageRef, ...]:
@@ -165,7 +168,7 @@ def resolve_job(settings: Settings) -> Job:
             manifest=manifest,
             placement=placement_from_pod_spec(manifest["spec"]["template"]["spec"]),
         )
-        job = Job(groups=(group,), source="generated")
+        job = Job(groups=(group,), source="generated", generated=True)
     _check_names(job.groups)
     return job
 
@@ -235,7 +238,20 @@ def _from_manifests(settings: Settings) -> Job:
         groups=tuple(groups),
         source=", ".join("stdin" if p == "-" else p for p in settings.manifests),
         skipped=found.skipped,
+        generated=True,
     )
+
+
+def with_pull_method(job: Job, puller: PullerSettings) -> Job:
+    """The job with each generated puller built for `puller.method` (`--pull-method auto`,
+    once decided); a job from spec files is as its files say."""
+    if not job.generated:
+        return job
+    groups = tuple(
+        dataclasses.replace(g, manifest=rebuild_puller(g.manifest, g.images, puller))
+        for g in job.groups
+    )
+    return dataclasses.replace(job, groups=groups)
 
 
 def generated_name(group: str) -> str:
