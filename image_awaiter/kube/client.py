@@ -61,16 +61,9 @@ class Kube:
         self.deadline = deadline
         self.streak = Streak()  # one retry budget for the run: see retrying.py
 
-    def server_version(self) -> str | None:
-        """The API server's `gitVersion` (`v1.35.2-eks-1a2b3c`); None when it cannot be read
-        within a few seconds (a caller then assumes nothing of it)."""
-        try:
-            body = self.request("GET", SERVER_VERSION, budget=5.0)
-        except ApiError as error:
-            log.info("server.version_unknown", error=error.one_line())
-            return None
-        version = body.get("gitVersion")
-        return version if isinstance(version, str) and version else None
+    def bounded(self, deadline: float) -> Kube:
+        """The same client, its requests bounded by `deadline` instead (cleanup's own)."""
+        return Kube(self.client, deadline=deadline)
 
     def request(
         self,
@@ -135,7 +128,7 @@ class Kube:
         deadline: float | None,
     ) -> bytes:
         timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
-        response = self._send(method, address, query=query, body=body, timeout=(timeout, timeout))
+        response = _send(self, method, address, query=query, body=body, timeout=(timeout, timeout))
         try:
             data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -151,7 +144,7 @@ class Kube:
         address: Address,
         *,
         query: Mapping[str, str | int],
-        read_timeout: float | ReadTimeout,
+        read_timeout: ReadTimeout,
     ) -> Generator[Line, None, None]:
         """Open a watch (retrying the connection) and yield its event lines as they arrive
         (each valid until the next is asked for: `chunked_lines`).
@@ -159,14 +152,13 @@ class Kube:
         Ends when the server closes the stream; raises `TransientError` when the connection
         breaks, `SilentStream` when it stays silent for `read_timeout` seconds.
         """
-        if not isinstance(read_timeout, ReadTimeout):
-            read_timeout = ReadTimeout(read_timeout)
         response = None
         limits = Limits.of(budget=RETRY_BUDGET, deadlines=(self.deadline,), since=self.streak.since)
         try:
             for attempt in retrying(limits):
                 with attempt:
-                    response = self._send(
+                    response = _send(
+                        self,
                         "GET",
                         address,
                         query=query,
@@ -187,45 +179,57 @@ class Kube:
         finally:
             response.release_conn()
 
-    def _send(
-        self,
-        method: str,
-        address: Address,
-        *,
-        query: Mapping[str, str | int] | None,
-        body: Any = None,
-        timeout: tuple[float, float],
-    ) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept": "application/json", "User-Agent": "image-awaiter"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        serialized = self.client.param_serialize(
-            method=method,
-            resource_path=address.path,
-            query_params=[(k, str(v)) for k, v in (query or {}).items()],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        try:
-            rest = self.client.call_api(*serialized, _request_timeout=timeout)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
-            # ApiException: the REST layer's own wrapper of SSL and config errors
-            self.streak.failed()
-            raise TransientError(f"{method} {address}: {_first_line(error)}") from None
-        response: urllib3.BaseHTTPResponse = rest.response
-        if response.status not in TRANSIENT_STATUSES:
-            self.streak.answered()
-        else:
-            self.streak.failed()
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            message = str(status_body(response.data).get("message") or response.reason or "")
-            response.release_conn()
-            raise TransientError(
-                f"{method} {address}: HTTP {response.status} {message}".strip(),
-                retry_after=retry_after,
-            )
+
+def _send(
+    kube: Kube,
+    method: str,
+    address: Address,
+    *,
+    query: Mapping[str, str | int] | None,
+    body: Any = None,
+    timeout: tuple[float, float],
+) -> urllib3.BaseHTTPResponse:
+    """One attempt, its outcome counted in the run's failure streak (`retrying.Streak`)."""
+    headers = {"Accept": "application/json", "User-Agent": "image-awaiter"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    serialized = kube.client.param_serialize(
+        method=method,
+        resource_path=address.path,
+        query_params=[(k, str(v)) for k, v in (query or {}).items()],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    try:
+        rest = kube.client.call_api(*serialized, _request_timeout=timeout)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+        # ApiException: the REST layer's own wrapper of SSL and config errors
+        kube.streak.failed()
+        raise TransientError(f"{method} {address}: {_first_line(error)}") from None
+    response: urllib3.BaseHTTPResponse = rest.response
+    if response.status not in TRANSIENT_STATUSES:
+        kube.streak.answered()
         return response
+    kube.streak.failed()
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    message = str(status_body(response.data).get("message") or response.reason or "")
+    response.release_conn()
+    raise TransientError(
+        f"{method} {address}: HTTP {response.status} {message}".strip(), retry_after=retry_after
+    )
+
+
+def server_version(kube: Kube) -> str | None:
+    """The API server's `gitVersion` (`v1.35.2-eks-1a2b3c`); None when it cannot be read
+    within a few seconds (a caller then assumes nothing of it)."""
+    try:
+        body = kube.request("GET", SERVER_VERSION, budget=5.0)
+    except ApiError as error:
+        log.info("server.version_unknown", error=error.one_line())
+        return None
+    version = body.get("gitVersion")
+    return version if isinstance(version, str) and version else None
 
 
 def _event_lines(response: urllib3.BaseHTTPResponse, timeout: ReadTimeout) -> Iterator[Line]:

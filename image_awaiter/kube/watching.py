@@ -56,9 +56,7 @@ class WatchTiming:
     watch_seconds: int = 240  # server-side bound of one watch request
     read_timeout: float = 90.0  # no byte for this long: the watch silently died
     resync_seconds: float = 600.0  # full relist, far rarer than the evaluation tick
-    # A streaming list's objects come without pause: this long with none and no end bookmark,
-    # the server (or a proxy) dropped sendInitialEvents, and pages are read instead.
-    initial_events_wait: float = 10.0
+    initial_events_wait: float = 10.0  # a streaming list silent this long, unended: use pages
     reconnect_delay: float = 0.5
 
 
@@ -104,6 +102,16 @@ class Store(Generic[T]):
         self._wake.set()
 
 
+@dataclass(frozen=True, slots=True)
+class Target(Generic[T]):
+    """What one informer reads: the objects at `address`, decoded by `codec`, through `kube`."""
+
+    kube: Kube
+    address: Address
+    codec: Codec[T]
+    name: str
+
+
 class Watcher(Generic[T]):
     """The watch requests of one informer: each from the store's last resourceVersion, its
     events applied to the store, bounded on the server (`watch_seconds`) and by a read timeout;
@@ -112,24 +120,21 @@ class Watcher(Generic[T]):
 
     def __init__(
         self,
+        target: Target[T],
         *,
-        kube: Kube,
-        address: Address,
-        codec: Codec[T],
         store: Store[T],
         stop: threading.Event,
         timing: WatchTiming,
         select: Callable[[dict[str, str | int]], None],
-        name: str,
     ) -> None:
-        self._kube = kube
-        self._address = address
-        self._codec = codec
+        self._kube = target.kube
+        self._address = target.address
+        self._codec = target.codec
         self._store = store
         self._stop = stop
         self._timing = timing
         self._select = select
-        self._name = name
+        self._name = target.name
         self.requests = 0
 
     def open(
@@ -227,14 +232,11 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher = Watcher(
-            kube=kube,
-            address=address,
-            codec=codec,
+            Target(kube=kube, address=address, codec=codec, name=self.name),
             store=self.store,
             stop=self._stop,
             timing=timing,
             select=self._select,
-            name=self.name,
         )
         self.error: AwaiterError | None = None
         self.streaming: bool | None = None  # None until the server accepted or refused it

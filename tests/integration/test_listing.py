@@ -12,9 +12,10 @@ import pytest
 
 from image_awaiter.core.errors import InvalidObject
 from image_awaiter.core.references import parse_image
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.client import Kube, ReadTimeout
 from image_awaiter.kube.connecting import connect
-from image_awaiter.kube.decoding import NodeCodec, PodCodec
+from image_awaiter.kube.nodecodec import NodeCodec
+from image_awaiter.kube.podcodec import PodCodec
 from image_awaiter.kube.resources import NODES, PODS
 from image_awaiter.kube.watching import Informer, WatchTiming
 from simcluster.apiserver.listing import request_counts
@@ -61,7 +62,7 @@ def test_a_server_without_watch_list_refuses_it_with_the_real_status(sim: Any, k
     sim.watch_list = False
     query = {"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
     with pytest.raises(InvalidObject) as refused:
-        list(kube.stream(NODES.address(), query=query, read_timeout=5))
+        list(kube.stream(NODES.address(), query=query, read_timeout=ReadTimeout(5)))
     assert refused.value.status == 422
     assert (
         'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents'
