@@ -243,7 +243,7 @@ def test_one_group_for_every_image_fails_on_arm64_where_groups_from_manifests_su
     second = time.monotonic()
     narrowed = run_cli("await", "--from-manifests", str(FIXTURE), "--image", CUDA, "--image", BASE)
     assert narrowed.code == 0, narrowed.output
-    assert set(_groups(narrowed)) == {"gpu-placeholder", "continuous-image-puller"}
+    assert set(_groups(narrowed)) == {"gpu-placeholder", "singleuser"}
     assert _pulled_on(sim, CUDA, since=second) == set(pools["gpu"])
     assert _failed_on(sim, CUDA, since=second) == set()
 
