@@ -207,7 +207,7 @@ class Teller:
                 resource=skipped.ref,
                 images=list(skipped.images),
                 source=skipped.source,
-                detail="a custom resource: its images are not awaited",
+                detail=skipped.reason,
             )
 
     def observe(

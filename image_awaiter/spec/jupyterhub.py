@@ -78,10 +78,7 @@ def spawner_settings(values: Mapping[str, Any], *, object_name: str = "hub") -> 
             *(settings.get("node_affinity_required") or []),
             PURPOSE_TERM,
         ]
-    tolerations = [
-        *(_get(values, "scheduling.userPods.tolerations") or []),
-        *(singleuser.get("extraTolerations") or []),
-    ]
+    tolerations = _user_pod_tolerations(values, extra=singleuser.get("extraTolerations") or [])
     if tolerations:
         settings["tolerations"] = tolerations
     if network_tools := _network_tools(singleuser):
@@ -132,6 +129,22 @@ def _origin(variant: kubespawner.Variant) -> str:
         return "the user pod"
     chosen = f" with {', '.join(variant.choices)}" if variant.choices else ""
     return f'profile "{variant.profile}"{chosen}'
+
+
+def _user_pod_tolerations(values: Mapping[str, Any], *, extra: list[Any]) -> list[Any]:
+    """`scheduling.userPods.tolerations` then `singleuser.extraTolerations` (z2jh 1.0 and
+    later); charts before 1.0, whose values have no such key, added the two dedicated-node
+    tolerations after extraTolerations."""
+    user_pods = _mapping(_get(values, "scheduling.userPods"))
+    if "tolerations" in user_pods:
+        return [*(user_pods["tolerations"] or []), *extra]
+    return [
+        *extra,
+        *(
+            {"key": key, "operator": "Equal", "value": "user", "effect": "NoSchedule"}
+            for key in ("hub.jupyter.org/dedicated", "hub.jupyter.org_dedicated")
+        ),
+    ]
 
 
 def _extra_images_pod(values: Mapping[str, Any], settings: Mapping[str, Any]) -> PodOf | None:
