@@ -100,7 +100,8 @@ def test_every_z2jh_profile_image_is_planned_on_exactly_the_nodes_its_pods_can_l
         (
             "Secret",
             "hub",
-            "values.yaml: singleuser.profileList[datascience].profile_options.image.unlisted_choice",
+            "values.yaml: singleuser.profileList[datascience]"
+            ".profile_options.image.unlisted_choice",
         ),
     }
     assert skipped[("Job", "hook-image-awaiter", "")]["images"] == [HOOK_AWAITER]
