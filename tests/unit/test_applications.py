@@ -268,3 +268,33 @@ def test_an_invalid_profile_image_names_the_secret_and_the_profile() -> None:
     assert caught.value.message.startswith(
         't.yaml: document 1 (Secret "hub"), profile "Bad": containers[0].image:'
     )
+
+
+def test_the_kubernetes_image_puller_resource_gives_the_same_pod_as_its_configmap() -> None:
+    # Shaped on che-incubator/kubernetes-image-puller-operator's
+    # config/samples/che_v1alpha1_kubernetesimagepuller.yaml, with its placement fields set.
+    resource = {
+        "apiVersion": "che.eclipse.org/v1alpha1",
+        "kind": "KubernetesImagePuller",
+        "metadata": {"name": "image-puller"},
+        "spec": {
+            "daemonsetName": "k8s-image-puller",
+            "images": "che-code=quay.io/che-incubator/che-code:next;"
+            "base-developer-image=quay.io/devfile/base-developer-image:ubi9-latest",
+            "nodeSelector": '{"che.eclipse.org/workspaces": "true"}',
+            "tolerations": '[{"key": "che.eclipse.org/workspaces", "operator": "Exists"}]',
+        },
+    }
+    found = _found(resource)
+    [workload] = found.workloads
+    assert (workload.ref, workload.group) == (
+        "KubernetesImagePuller/image-puller: kubernetes-image-puller",
+        "k8s-image-puller-images",
+    )
+    assert workload.images == (
+        "quay.io/che-incubator/che-code:next",
+        "quay.io/devfile/base-developer-image:ubi9-latest",
+    )
+    assert workload.placement.node_selector == (("che.eclipse.org/workspaces", "true"),)
+    assert [t.key for t in workload.placement.tolerations] == ["che.eclipse.org/workspaces"]
+    assert found.skipped == ()
