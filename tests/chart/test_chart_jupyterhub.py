@@ -14,7 +14,9 @@ import yaml
 from image_awaiter.spec.manifests import PodPlacement, pod_placement, read_manifests
 from image_awaiter.spec.pullers import awaited_images
 from tests.chart.conftest import Render, hook_daemonsets
-from tests.integration.test_applications import APPS, planned_nodes, pools  # noqa: F401
+from tests.integration.helpers import jupyterhub_pools, planned_nodes
+
+APPS = Path(__file__).parent.parent / "fixtures" / "apps"
 
 OS_LINUX = ("kubernetes.io/os", "linux")  # the chart's puller default, not the user pods'
 
@@ -72,9 +74,9 @@ def test_the_hook_plans_every_profile_image_on_the_nodes_the_cli_plans_it_from_z
     render: Render,
     tmp_path: Path,
     sim: Any,
-    pools: dict[str, set[str]],  # noqa: F811
     run_cli: Any,
 ) -> None:
+    pools = jupyterhub_pools(sim)
     spec = tmp_path / "daemonset.yaml"
     spec.write_text(yaml.safe_dump_all(hook_daemonsets(render(chart_values(tmp_path)))))
     hook = run_cli("check", "--daemonset-spec", str(spec))

@@ -13,13 +13,9 @@ import pytest
 import yaml
 
 from image_awaiter.spec.pullers import GROUP_LABEL
-from tests.integration.helpers import writes
+from tests.integration.helpers import jupyterhub_pools, planned_nodes, writes
 
 APPS = Path(__file__).parent.parent / "fixtures" / "apps"
-PURPOSE = "hub.jupyter.org/node-purpose"
-USER_TAINT = {"key": "hub.jupyter.org/dedicated", "value": "user", "effect": "NoSchedule"}
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
-GPU_LABELS = {"nvidia.com/gpu.present": "true", PURPOSE: "user"}
 WORKSPACE = {"key": "che.eclipse.org/workspaces", "value": "true", "effect": "NoSchedule"}
 
 SCIPY = "quay.io/jupyter/scipy-notebook:2025-06-02"
@@ -38,26 +34,7 @@ HOOK_AWAITER = "quay.io/jupyterhub/k8s-image-awaiter:4.4.0"
 
 @pytest.fixture
 def pools(sim: Any) -> dict[str, set[str]]:
-    """Core nodes (untainted, as z2jh's `prefer` default lets user pods use them), a CPU user
-    pool and an arm64 user pool (z2jh's user taint), a GPU pool (only the GPU taint)."""
-    return {
-        "core": set(sim.add_node_pool("core", 2, labels={PURPOSE: "core"})),
-        "cpu": set(sim.add_node_pool("cpu", 2, labels={PURPOSE: "user"}, taints=[USER_TAINT])),
-        "arm": set(
-            sim.add_node_pool("arm", 1, labels={PURPOSE: "user"}, taints=[USER_TAINT], arch="arm64")
-        ),
-        "gpu": set(sim.add_node_pool("gpu", 2, labels=GPU_LABELS, taints=[GPU_TAINT])),
-    }
-
-
-def planned_nodes(report: dict[str, Any]) -> dict[str, set[str]]:
-    """Each image's planned nodes: the union of the target nodes of every group awaiting it."""
-    nodes: dict[str, set[str]] = {}
-    for group in report["groups"]:
-        targets = {n["name"] for n in group["nodes"]}
-        for image in group["images"]:
-            nodes.setdefault(image["reference"], set()).update(targets)
-    return nodes
+    return jupyterhub_pools(sim)
 
 
 def test_every_z2jh_profile_image_is_planned_on_exactly_the_nodes_its_pods_can_land_on(
