@@ -6,8 +6,8 @@ The pattern is conservative to keep false positives low: a word counts only when
 reference and is pinned by a digest, or names a repository path (`owner/name`, `host/path`) and a
 tag: `quay.io/jupyter/r-notebook:2025-06-02`, `ghcr.io/x/y@sha256:...` and `jupyter/base:latest`
 count; `python:3.12` (indistinguishable from `host:port`), `quay.io/jupyter/r-notebook` (no tag:
-z2jh's image `name` fields, written apart from their `tag`), URLs, paths and comment lines do
-not. Pure.
+z2jh's image `name` fields, written apart from their `tag`), taints (`example.com/gpu:NoSchedule`),
+URLs, paths and comment lines do not. Pure.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from image_awaiter.core.references import parse_image
 _SEPARATORS = re.compile(r"[\s'\"`,;=()\[\]{}<>|\\]+")
 _TAGGED = re.compile(r"^[a-z0-9][^/:@]*(?::\d+)?(?:/[^/:@]+)+:[\w][\w.-]{0,127}$", re.IGNORECASE)
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# `key:Effect` of a taint (`node.kubernetes.io/gpu:NoSchedule`) parses as a tagged reference too.
+_TAINT_EFFECTS = (":NoSchedule", ":PreferNoSchedule", ":NoExecute")
 
 
 def looks_like_image(word: str) -> bool:
     """Whether `word` is a reference this module counts (see the module's docstring)."""
-    if "://" in word or word.startswith(("/", ".", "-")):
+    if "://" in word or word.startswith(("/", ".", "-")) or word.endswith(_TAINT_EFFECTS):
         return False
     if not (_DIGEST.search(word) or _TAGGED.match(word)):
         return False

@@ -35,6 +35,7 @@ EXTRA = {"key": "spot", "operator": "Exists"}
         ("/usr/local/bin:/usr/bin", False),
         ("sqlite:///jupyterhub.sqlite", False),
         ("hub.jupyter.org/dedicated", False),
+        ("node.example.com/gpu:NoSchedule", False),  # a taint, as autoscalers' flags write it
         ("Not/A:Reference!", False),
     ],
 )
