@@ -176,3 +176,24 @@ def test_ches_images_are_really_pulled_on_their_nodes_by_await(sim: Any, run_cli
     assert pulled == amd
     assert result.report is not None
     assert result.report["message"] == "all 3 target nodes have all 4 images"
+
+
+def test_await_pulls_each_z2jh_profile_image_only_on_its_profiles_nodes(
+    sim: Any, pools: dict[str, set[str]], run_cli: Any
+) -> None:
+    sim.registry.add(CUDA, platforms=("linux/amd64",))  # as CUDA images are published
+    sim.registry.add(ARM_TOOLS, platforms=("linux/arm64",))
+    result = run_cli(
+        "await", "--from-manifests", str(APPS / "z2jh-4.4.0.yaml"), "--interval", "200ms"
+    )
+    assert result.code == 0, result.output
+
+    def pulled_on(image: str) -> set[str]:
+        history = sim.pull_history(image=image)
+        return {r.node for r in history if r.outcome in ("pulled", "present")}
+
+    assert pulled_on(CUDA) == pools["gpu"]
+    assert pulled_on(ARM_TOOLS) == pools["arm"]
+    assert pulled_on(SCIPY) == pools["core"] | pools["cpu"] | pools["arm"]
+    assert pulled_on(HOOK_AWAITER) == set()
+    assert list(sim.objects("daemonsets", "default")) == []
