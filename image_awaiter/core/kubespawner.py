@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,16 @@ class Variant:
     profile: str  # the profile's display name, "" without a profile list
     choices: tuple[str, ...]  # `option=choice` of the non-default choices
     settings: Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One choice of a profile option."""
+
+    option: str
+    name: str
+    default: bool
+    override: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +169,8 @@ def _profile_variants(base: Mapping[str, Any], profile: Mapping[str, Any]) -> li
         for name, option in (profile.get("profile_options") or {}).items()
         if isinstance(option, Mapping) and option.get("choices")
     ]
-    combinations: Iterator[tuple[tuple[str, str, bool, Mapping[str, Any]], ...]]
-    if _product_size(options) <= MAX_COMBINATIONS:
+    combinations: Iterator[tuple[Choice, ...]]
+    if math.prod(len(option) for option in options) <= MAX_COMBINATIONS:
         combinations = itertools.product(*options)
     else:  # one option changed at a time, every other at its default
         combinations = _one_at_a_time(options)
@@ -167,51 +178,47 @@ def _profile_variants(base: Mapping[str, Any], profile: Mapping[str, Any]) -> li
     seen: set[str] = set()
     for combination in combinations:
         merged = settings
-        for _option, _choice, _default, override in combination:
-            merged = apply_overrides(merged, override)
+        for choice in combination:
+            merged = apply_overrides(merged, choice.override)
         key = json.dumps(_pull_part(merged), sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
-        changed = [(option, choice) for option, choice, default, _ in combination if not default]
+        changed = [choice for choice in combination if not choice.default]
         found.append(
             Variant(
-                name="-".join([str(profile["slug"]), *(choice for _, choice in changed)]),
+                name="-".join([str(profile["slug"]), *(choice.name for choice in changed)]),
                 profile=str(profile.get("display_name", profile["slug"])),
-                choices=tuple(f"{option}={choice}" for option, choice in changed),
+                choices=tuple(f"{choice.option}={choice.name}" for choice in changed),
                 settings=merged,
             )
         )
     return found
 
 
-def _distinct_choices(
-    name: str, option: Mapping[str, Any]
-) -> list[tuple[str, str, bool, Mapping[str, Any]]]:
-    """(option, choice, is default, override) per choice, default first; choices whose pull
-    settings equal an earlier one's are dropped (they give the same pod)."""
+def _distinct_choices(name: str, option: Mapping[str, Any]) -> list[Choice]:
+    """The option's choices, default first; a choice whose pull settings equal an earlier
+    one's is dropped (it gives the same pod)."""
     choices = [
-        (name, str(key), bool(choice.get("default")), choice.get("kubespawner_override") or {})
+        Choice(
+            option=name,
+            name=str(key),
+            default=bool(choice.get("default")),
+            override=choice.get("kubespawner_override") or {},
+        )
         for key, choice in option["choices"].items()
         if isinstance(choice, Mapping)
     ]
-    choices.sort(key=lambda c: not c[2])
-    distinct: dict[str, tuple[str, str, bool, Mapping[str, Any]]] = {}
+    choices.sort(key=lambda choice: not choice.default)
+    distinct: dict[str, Choice] = {}
     for choice in choices:
-        distinct.setdefault(json.dumps(_pull_part(choice[3]), sort_keys=True, default=str), choice)
+        distinct.setdefault(
+            json.dumps(_pull_part(choice.override), sort_keys=True, default=str), choice
+        )
     return list(distinct.values())
 
 
-def _product_size(options: Sequence[Sequence[Any]]) -> int:
-    size = 1
-    for option in options:
-        size *= len(option)
-    return size
-
-
-def _one_at_a_time(
-    options: Sequence[Sequence[tuple[str, str, bool, Mapping[str, Any]]]],
-) -> Iterator[tuple[tuple[str, str, bool, Mapping[str, Any]], ...]]:
+def _one_at_a_time(options: Sequence[Sequence[Choice]]) -> Iterator[tuple[Choice, ...]]:
     defaults = tuple(option[0] for option in options)
     yield defaults
     for index, option in enumerate(options):
