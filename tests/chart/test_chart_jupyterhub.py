@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from image_awaiter.spec.manifests import PodPlacement, pod_placement, read_manifests
+from image_awaiter.core.placement import Placement
+from image_awaiter.spec.manifests import pod_placement, read_manifests
 from image_awaiter.spec.pullers import awaited_images
 from tests.chart.conftest import Render, hook_daemonsets
 from tests.integration.helpers import jupyterhub_pools, planned_nodes
@@ -37,9 +38,9 @@ def chart_values(tmp_path: Path) -> str:
 
 
 def placements_by_image(
-    pods: list[tuple[tuple[str, ...], PodPlacement]],
-) -> dict[str, set[PodPlacement]]:
-    found: dict[str, set[PodPlacement]] = {}
+    pods: list[tuple[tuple[str, ...], Placement]],
+) -> dict[str, set[Placement]]:
+    found: dict[str, set[Placement]] = {}
     for images, placement in pods:
         for image in images:
             found.setdefault(image, set()).add(placement)
@@ -55,7 +56,7 @@ def test_the_charts_profile_groups_pull_each_image_where_the_cli_derives_it_from
         spec = daemonset["spec"]["template"]["spec"]
         placement = pod_placement(spec, label="chart")
         selector = tuple(p for p in placement.node_selector if p != OS_LINUX)
-        placement = PodPlacement(
+        placement = Placement(
             node_selector=selector,
             required_terms=placement.required_terms,
             tolerations=placement.tolerations,
