@@ -14,7 +14,7 @@ import yaml
 from image_awaiter.core.placement import Placement
 from image_awaiter.spec.manifests import pod_placement, read_manifests
 from image_awaiter.spec.pullers import awaited_images
-from tests.chart.conftest import Render, hook_daemonsets
+from tests.chart.conftest import CHART, Render, hook_daemonsets, run_helm
 from tests.integration.helpers import jupyterhub_pools, planned_nodes
 
 APPS = Path(__file__).parent.parent / "fixtures" / "apps"
@@ -107,3 +107,9 @@ def test_the_readme_parent_chart_example_renders_the_gpu_profile_on_the_gpu_pool
         "tolerations"
     ]
     assert "quay.io/jupyter/pytorch-notebook:cuda12-2025-06-02" in awaited_images(gpu[0])
+
+
+def test_a_chart_with_neither_images_nor_jupyterhub_profiles_fails_to_render(helm: Path) -> None:
+    result = run_helm(helm, "template", "hub", str(CHART))
+    assert result.returncode != 0
+    assert "give images to pull: `images`, or JupyterHub's profiles" in result.stderr
