@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PlatformExclusion
 from image_awaiter.core.references import ImageKey, ImageRef
+from image_awaiter.core.wording import counted
 
 # When a node's groups disagree, the verdict that needs attention first wins.
 SEVERITY = {
@@ -101,8 +102,8 @@ def plan_text(groups: Sequence[GroupEvaluation], *, table: bool) -> str:
         images = ", ".join(i.original for i in group.images)
         lacking = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
         lines.append(
-            f"group {group.name}: {len(group.images)} images ({images}); "
-            f"{len(evaluation.verdicts)} target nodes, {len(lacking)} lacking images, "
+            f"group {group.name}: {counted(len(group.images), 'image')} ({images}); "
+            f"{counted(len(evaluation.verdicts), 'target node')}, {len(lacking)} lacking images, "
             f"{len(evaluation.excluded)} excluded"
         )
         for verdict in evaluation.verdicts:

@@ -14,6 +14,7 @@ from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.pullmethod import MethodChoice
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
 from image_awaiter.core.references import ImageKey, ImageRef
+from image_awaiter.core.wording import counted, every
 
 
 class Result(StrEnum):
@@ -94,16 +95,6 @@ def listed_images(evaluation: Evaluation | None) -> dict[str, frozenset[ImageKey
     if evaluation is None:
         return {}
     return {v.node: v.status_images for v in evaluation.verdicts if v.status_images}
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 pull group`, `3 pull groups`: the noun in the plural only when it is."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def every(count: int, noun: str) -> str:
-    """`the 1 image`, `all 3 images`: `all 1 images` reads as a slip."""
-    return f"the 1 {noun}" if count == 1 else f"all {count} {noun}s"
 
 
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
