@@ -19,6 +19,7 @@ from image_awaiter.core.outcomes import Outcome
 from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.readiness import Evaluation
 from image_awaiter.core.references import ImageKey
+from image_awaiter.core.wording import counted
 from image_awaiter.output import logs
 from image_awaiter.output.liveview import LiveView, live_view_wanted
 from image_awaiter.output.progress import LivePicture, Progress
@@ -77,7 +78,7 @@ def tell_start(job: Job, *, timeout: float) -> None:
             resource=skipped.ref,
             images=list(skipped.images),
             source=skipped.source,
-            detail="a custom resource: its images are not awaited",
+            detail=skipped.reason,
         )
 
 
@@ -138,8 +139,9 @@ class Teller:
         images = ", ".join(i.original for i in self._job.images)
         self._pod_events.record(
             "ImagesPulling",
-            f"pulling {len(self._job.images)} images ({images}) on {waiting} of "
-            f"{len(evaluation.verdicts)} target nodes ({len(evaluation.excluded)} excluded)",
+            f"pulling {counted(len(self._job.images), 'image')} ({images}) on {waiting} of "
+            f"{counted(len(evaluation.verdicts), 'target node')} "
+            f"({len(evaluation.excluded)} excluded)",
         )
 
     def succeeded(self, evaluation: Evaluation, message: str) -> None:

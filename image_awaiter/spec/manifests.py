@@ -13,6 +13,7 @@ Everything except `read_manifests` is pure: plain data in, frozen dataclasses ou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -22,11 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.imagestrings import image_strings
 from image_awaiter.core.outcomes import Skipped
 from image_awaiter.core.placement import Placement, Term, Toleration
 from image_awaiter.core.pods import CONTAINER_PARTS, image_fields
 from image_awaiter.core.references import parse_image
 from image_awaiter.core.selectors import Requirement
+from image_awaiter.spec import applications, che
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -59,11 +62,15 @@ class Workload:
     images: tuple[str, ...]  # as written, in pod order, each once
     placement: Placement
     source: str  # e.g. `app.yaml: document 3`
+    group: str | None = None  # the pull group an application's configuration puts it in
+    origin: str = ""  # which of the object's pods, when it describes several
 
     @property
     def ref(self) -> str:
-        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace."""
-        return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace; with the origin,
+        `Secret/jhub/hub: profile "GPU"`."""
+        ref = "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+        return f"{ref}: {self.origin}" if self.origin else ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +80,26 @@ class Found:
     workloads: tuple[Workload, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     sources: tuple[str, ...] = ()  # the files read, in reading order
+    # Values holding image references: skipped unless some workload pulls them (`settled`).
+    candidates: tuple[Skipped, ...] = ()
 
     def __add__(self, other: Found) -> Found:
         return Found(
             self.workloads + other.workloads,
             self.skipped + other.skipped,
             self.sources + other.sources,
+            self.candidates + other.candidates,
         )
+
+    def settled(self) -> Found:
+        """The candidates' images that no workload pulls, added to `skipped`."""
+        awaited = {parse_image(i).key for w in self.workloads for i in w.images}
+        unawaited = []
+        for candidate in self.candidates:
+            images = tuple(i for i in candidate.images if parse_image(i).key not in awaited)
+            if images:
+                unawaited.append(dataclasses.replace(candidate, images=images))
+        return Found(self.workloads, self.skipped + tuple(unawaited), self.sources)
 
 
 # ---------------------------------------------------------------------------- parsing text
@@ -124,7 +144,9 @@ def _yaml_error(error: yaml.YAMLError, *, text: str, where: str) -> UsageError:
     template = _helm_source(text, mark.line) if mark is not None else None
     origin = f" ({template})" if template else ""
     problem = getattr(error, "problem", None) or type(error).__name__
-    return UsageError(f"{where}{origin}: not valid YAML{at}: {problem}")
+    return UsageError(
+        f"{where}{origin}: not valid YAML{at}: {problem}", hint="fix the YAML at the place named"
+    )
 
 
 def _helm_source(text: str, line: int) -> str | None:
@@ -141,11 +163,14 @@ def _walk(document: Any, *, where: str) -> Found:
     """The workloads in one document: a workload, a `*List` of documents, or anything else."""
     if not isinstance(document, dict):
         raise UsageError(
-            f"{where}: not a Kubernetes object (a {_type_name(document)}, not a mapping)"
+            f"{where}: not a Kubernetes object (a {_type_name(document)}, not a mapping)",
+            hint="give Kubernetes objects (mappings with a kind)",
         )
     kind = document.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise UsageError(f"{where}: not a Kubernetes object (no kind)")
+        raise UsageError(
+            f"{where}: not a Kubernetes object (no kind)", hint="give each document a kind"
+        )
     items = document.get("items")
     if kind.endswith("List") and isinstance(items, list):
         found = Found()
@@ -156,11 +181,18 @@ def _walk(document: Any, *, where: str) -> Found:
     name = _name(document)
     label = f'{where} ({kind} "{name}")' if name else f"{where} ({kind})"
     api_version = document.get("apiVersion")
-    if not _is_built_in(api_version if isinstance(api_version, str) else ""):
-        images = tuple(dict.fromkeys(_image_fields(document)))
+    built_in = _is_built_in(api_version if isinstance(api_version, str) else "")
+    if reason := applications.not_a_workload(document, kind=kind):
+        images = _any_images(document, kind=kind, label=label)
+        skipped = Skipped(kind, name, images, where, reason=reason)
+        return Found(skipped=(skipped,)) if images else Found()
+    if kind in ("ConfigMap", "Secret") or kind == che.CR_KIND:
+        return _derived(document, kind=kind, name=name, where=where, label=label)
+    if not built_in:
+        images = tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
         return Found(skipped=(Skipped(kind, name, images, where),)) if images else Found()
     if kind not in TEMPLATE_PATHS:
-        return Found()  # Services, ConfigMaps, RBAC...: nothing to pull
+        return Found()  # Services, RBAC...: nothing to pull
     pod_spec = _pod_spec(document, kind=kind, label=label)
     metadata = document.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
@@ -173,6 +205,50 @@ def _walk(document: Any, *, where: str) -> Found:
         source=where,
     )
     return Found(workloads=(workload,))
+
+
+def _derived(document: Mapping[str, Any], *, kind: str, name: str, where: str, label: str) -> Found:
+    """The pods an application's configuration object will run, and what it leaves unknown."""
+    try:
+        derived = applications.derive(document, kind=kind, name=name)
+    except UsageError as error:
+        raise UsageError(f"{label}: {error.message}", hint=error.hint) from None
+    metadata = document.get("metadata") or {}
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    workloads = tuple(
+        Workload(
+            kind=kind,
+            namespace=namespace if isinstance(namespace, str) else "",
+            name=name,
+            images=pod_images(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            placement=pod_placement(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            source=where,
+            group=pod.group,
+            origin=pod.origin,
+        )
+        for pod in derived.pods
+    )
+
+    def skipped(note: applications.Note) -> Skipped:
+        return Skipped(kind, name, note.images, where, reason=note.reason, key=note.key)
+
+    return Found(
+        workloads=tuple(w for w in workloads if w.images),
+        skipped=tuple(skipped(n) for n in derived.notes),
+        candidates=tuple(skipped(n) for n in derived.candidates),
+    )
+
+
+def _any_images(document: Mapping[str, Any], *, kind: str, label: str) -> tuple[str, ...]:
+    """A skipped object's images: its pod template's, else every image-like string in it."""
+    if kind in TEMPLATE_PATHS:
+        return pod_images(_pod_spec(document, kind=kind, label=label), label=label)
+    return tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
+
+
+def _image_words(document: Mapping[str, Any]) -> Iterator[str]:
+    values = applications.config_values(document, kind=str(document.get("kind")))
+    yield from (image for _path, image in image_strings(values or document))
 
 
 def _is_built_in(api_version: str) -> bool:
@@ -208,14 +284,19 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
     for depth, step in enumerate(path):
         node = node.get(step) if isinstance(node, dict) else None
         if not isinstance(node, dict):
-            raise UsageError(f"{label}: no {'.'.join(path[: depth + 1])}")
+            raise UsageError(
+                f"{label}: no {'.'.join(path[: depth + 1])}", hint="fix the workload's pod template"
+            )
     spec = node.get("spec")
     where = ".".join((*path, "spec"))
     if not isinstance(spec, dict):
-        raise UsageError(f"{label}: no {where}")
+        raise UsageError(f"{label}: no {where}", hint="fix the workload's pod template")
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise UsageError(f"{label}: {where}.containers must list at least one container")
+        raise UsageError(
+            f"{label}: {where}.containers must list at least one container",
+            hint="fix the workload's pod template",
+        )
     return spec
 
 
@@ -235,7 +316,10 @@ def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
 
 def _image(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
-        raise UsageError(f"{where}: expected a string, found {_type_name(value)}")
+        raise UsageError(
+            f"{where}: expected a string, found {_type_name(value)}",
+            hint="give the image as a string",
+        )
     try:
         parse_image(value)
     except UsageError as error:
@@ -290,7 +374,10 @@ def _node_selector(pod_spec: Mapping[str, Any], *, label: str) -> dict[str, str]
 
 def _term(term: Any, *, where: str) -> Term:
     if not isinstance(term, dict):
-        raise UsageError(f"{where}: expected a mapping, found {_type_name(term)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {_type_name(term)}",
+            hint="fix the node affinity term",
+        )
     return Term(
         expressions=_expressions(term, "matchExpressions", where=where),
         fields=_expressions(term, "matchFields", where=where),
@@ -302,7 +389,10 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
     for index, raw in enumerate(_list(term, part, label=where)):
         at = f"{where}.{part}[{index}]"
         if not isinstance(raw, dict):
-            raise UsageError(f"{at}: expected a mapping, found {_type_name(raw)}")
+            raise UsageError(
+                f"{at}: expected a mapping, found {_type_name(raw)}",
+                hint="fix the selector expression",
+            )
         values = [_text(v, where=f"{at}.values") for v in _list(raw, "values", label=at)]
         expressions.add(
             Requirement(
@@ -316,7 +406,9 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
 
 def _toleration(raw: Any, *, where: str) -> Toleration:
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: expected a mapping, found {_type_name(raw)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {_type_name(raw)}", hint="fix the toleration"
+        )
     fields = {
         name: _text(raw[name], where=f"{where}.{name}")
         for name in ("key", "operator", "value", "effect")
@@ -333,7 +425,10 @@ def _mapping(parent: Mapping[str, Any], name: str, *, label: str) -> Mapping[str
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{label}: {name} must be a mapping, found {_type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a mapping, found {_type_name(value)}",
+            hint="fix the field named",
+        )
     return value
 
 
@@ -342,14 +437,19 @@ def _list(parent: Mapping[str, Any], name: str, *, label: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise UsageError(f"{label}: {name} must be a list, found {_type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a list, found {_type_name(value)}", hint="fix the field named"
+        )
     return value
 
 
 def _text(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
         hint = " (quote it in YAML)" if isinstance(value, bool | int | float) else ""
-        raise UsageError(f"{where}: expected a string, found {_type_name(value)}{hint}")
+        raise UsageError(
+            f"{where}: expected a string, found {_type_name(value)}{hint}",
+            hint="fix the field named",
+        )
     return value
 
 
@@ -382,6 +482,7 @@ def read_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Foun
     for path in paths:
         for source, text in _texts(path, stdin=stdin or sys.stdin):
             found += parse_manifests(text, source=source)
+    found = found.settled()
     if not found.workloads:
         skipped = f"; skipped custom resources: {_refs(found.skipped)}" if found.skipped else ""
         raise UsageError(
@@ -404,7 +505,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
         if not files:
             raise UsageError(
                 f"--from-manifests: no {', '.join('*' + s for s in MANIFEST_SUFFIXES)} files "
-                f"under {path}"
+                f"under {path}",
+                hint="give a directory holding manifests, or the files themselves",
             )
         for file in files:
             yield file, _read(file)
@@ -415,7 +517,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
 def _manifest_files(directory: str) -> list[str]:
     def fail(error: OSError) -> None:
         raise UsageError(
-            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}"
+            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}",
+            hint="check the directory's permissions",
         )
 
     files = [
@@ -431,8 +534,15 @@ def _read(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--from-manifests: file not found: {path}") from None
+        raise UsageError(
+            f"--from-manifests: file not found: {path}", hint="check the path"
+        ) from None
     except UnicodeDecodeError:
-        raise UsageError(f"--from-manifests: {path} is not UTF-8 text") from None
+        raise UsageError(
+            f"--from-manifests: {path} is not UTF-8 text", hint="give YAML or JSON text"
+        ) from None
     except OSError as error:
-        raise UsageError(f"--from-manifests: cannot read {path}: {error.strerror}") from None
+        raise UsageError(
+            f"--from-manifests: cannot read {path}: {error.strerror}",
+            hint="check the file's permissions",
+        ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -15,12 +16,15 @@ from image_awaiter.spec.pullers import (
     RUN_ID_LABEL,
     Owner,
     PullerSettings,
+    awaited_images,
     generate_daemonset,
     parse_daemonsets,
     parse_manifest,
     pod_images,
     prepare_for_run,
+    puller_pod_spec,
     validate_daemonset,
+    with_pull_method,
 )
 
 GOOD: dict[str, Any] = {
@@ -290,4 +294,52 @@ def test_invalid_yaml_in_a_spec_is_worded_as_the_pure_python_loader_words_it() -
         parse_daemonsets("kind: [DaemonSet", source="spec.yaml")
     assert caught.value.one_line() == (
         "spec.yaml: not valid YAML or JSON at line 1: expected ',' or ']', but got '<stream end>'"
+        "; fix the YAML at the place named"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "images", "awaited"),
+    [
+        ("initContainers", ["quay.io/x/a:1"], ["quay.io/x/a:1"]),
+        ("imageVolumes", ["quay.io/x/a:1", "quay.io/x/b:2"], ["quay.io/x/a:1", "quay.io/x/b:2"]),
+        # Pause pulled for its own sake (z2jh's user placeholders) stays awaited.
+        (
+            "initContainers",
+            ["registry.k8s.io/pause:3.10", "quay.io/x/a:1"],
+            ["registry.k8s.io/pause:3.10", "quay.io/x/a:1"],
+        ),
+    ],
+)
+def test_a_puller_in_image_awaiters_own_layout_awaits_only_its_users_images(
+    method: str, images: list[str], awaited: list[str]
+) -> None:
+    settings = PullerSettings(method=method)  # type: ignore[arg-type]
+    assert awaited_images(puller_pod_spec(images, settings)) == awaited
+
+
+def test_any_other_pod_awaits_every_image_it_pulls() -> None:
+    spec = {
+        "initContainers": [{"name": "install-helper", "image": "h:1", "command": ["/bin/cp"]}],
+        "containers": [{"name": "pause", "image": "p:1"}],
+    }
+    assert awaited_images(spec) == ["h:1", "p:1"]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"), [("initContainers", "imageVolumes"), ("imageVolumes", "initContainers")]
+)
+def test_a_generated_puller_rebuilt_for_another_method_is_as_if_generated_for_it(
+    first: str, then: str
+) -> None:
+    """`--pull-method auto` rebuilds the generated pullers once it has chosen: the placement
+    kept, the method's parts as that method builds them."""
+    images = [parse_image("quay.io/org/app:1"), parse_image("busybox:1.36")]
+    placed = PullerSettings(
+        node_selector={"kubernetes.io/os": "linux", "pool": "gpu"},
+        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
+        image_pull_secrets=("regcred",),
+    )
+    before = generate_daemonset(images, dataclasses.replace(placed, method=first))  # type: ignore[arg-type]
+    wanted = dataclasses.replace(placed, method=then)  # type: ignore[arg-type]
+    assert with_pull_method(before, images, wanted) == generate_daemonset(images, wanted)
