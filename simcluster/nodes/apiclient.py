@@ -97,7 +97,7 @@ class Api:
         https = self.server.startswith("https")
         self.pool: urllib3.PoolManager = urllib3.PoolManager(
             num_pools=2,
-            maxsize=8,
+            maxsize=16,
             retries=False,
             ssl_context=_ssl_context(credentials) if https else None,
         )

@@ -27,9 +27,12 @@ in memory (`ApiHost.logs`) and not served.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import queue
 import threading
 import time
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +52,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
 RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
 STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
+WRITER_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
@@ -73,32 +77,77 @@ class SimNode:
         return failures.platform_of(self.labels, self.node_info)
 
 
-class ApiEventRecorder(Recorder):
-    """Kubelet events through the API: POST a new one, PATCH count and lastTimestamp."""
+class Writers:
+    """The kubelets' writes (pod statuses, events, node images), off the sync loop: a few
+    threads, each node's writes on one of them, in order (a node's kubelet writes in order;
+    different nodes' kubelets write at once). Status writes go before events, as a kubelet's
+    status manager does not wait for its event broadcaster."""
 
-    def __init__(self, api: Api, *, time_scale: float) -> None:
+    def __init__(self, *, threads: int, errors: list[str]) -> None:
+        self.queues: list[queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]]] = [
+            queue.PriorityQueue() for _ in range(threads)
+        ]
+        self.errors = errors
+        self._order = itertools.count()
+        self._threads = [
+            threading.Thread(target=self._work, args=(q,), name=f"kubelets-writer-{i}", daemon=True)
+            for i, q in enumerate(self.queues)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, node: str, write: Callable[[], None], *, urgent: bool = False) -> None:
+        work = self.queues[zlib.crc32(node.encode()) % len(self.queues)]
+        work.put((0 if urgent else 1, next(self._order), write))
+
+    def pending(self) -> int:
+        return sum(work.qsize() for work in self.queues)
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Finish what was submitted (within `timeout`: the threads are daemons), then end."""
+        for work in self.queues:
+            work.put((2, next(self._order), None))
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _work(self, work: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]]) -> None:
+        while (write := work.get()[2]) is not None:
+            try:
+                write()
+            except (urllib3.exceptions.HTTPError, OSError, ApiError) as error:
+                self.errors.append(f"write: {error}")
+
+
+class ApiEventRecorder(Recorder):
+    """Kubelet events through the API: POST a new one, PATCH count and lastTimestamp; written
+    by the node's writer (in order)."""
+
+    def __init__(self, api: Api, *, writers: Writers, time_scale: float) -> None:
         super().__init__(time_scale=time_scale)
         self.api = api
-        self.counts: dict[tuple[str, str], int] = {}
+        self.writers = writers
+        self.counts: dict[tuple[str, str], tuple[str, int]] = {}  # key -> (host, count)
 
     def _bump(self, key: tuple[str, str], stamp: str) -> bool:
-        count = self.counts.get(key, 1) + 1
-        status, _ = self.api.request(
-            "PATCH",
-            f"/api/v1/namespaces/{key[0]}/events/{key[1]}",
-            {"count": count, "lastTimestamp": stamp},
-            content_type=MERGE_PATCH,
+        host, count = self.counts[key]
+        self.counts[key] = (host, count + 1)
+        patch = {"count": count + 1, "lastTimestamp": stamp}
+        path = f"/api/v1/namespaces/{key[0]}/events/{key[1]}"
+        self.writers.submit(
+            host, lambda: self.api.request("PATCH", path, patch, content_type=MERGE_PATCH)
         )
-        if status >= 400:
-            return False
-        self.counts[key] = count
         return True
 
     def _create(self, namespace: str, event: dict[str, Any]) -> None:
         event = {k: v for k, v in event.items() if v is not None}
-        status, _ = self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", event)
-        if status < 400:
-            self.counts[(namespace, event["metadata"]["name"])] = 1
+        host = event["source"]["host"]
+        self.counts[(namespace, event["metadata"]["name"])] = (host, 1)
+        path = f"/api/v1/namespaces/{namespace}/events"
+        self.writers.submit(host, lambda: self.api.request("POST", path, event))
 
 
 class ApiCluster:
@@ -197,7 +246,11 @@ class Kubelets:
         self.api = api
         self.world = world or NodeWorld()
         self.tick = tick
-        self.recorder = ApiEventRecorder(api, time_scale=self.world.time_scale)
+        self.errors: list[str] = []  # API failures the threads met (for tests to show)
+        self.writers = Writers(threads=WRITER_THREADS, errors=self.errors)
+        self.recorder = ApiEventRecorder(
+            api, writers=self.writers, time_scale=self.world.time_scale
+        )
         self.worker = PodWorker(
             world=self.world,
             platform=self._platform,
@@ -206,13 +259,13 @@ class Kubelets:
         self.nodes: dict[str, SimNode] = {}
         self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
+        self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
         self.finished: set[str] = set()  # running: nothing more to sync until deleted
         self.deleting: set[str] = set()
         self.changed = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stream: Stream | None = None
-        self.errors: list[str] = []  # API failures the threads met (for tests to show)
         self.host = ApiHost(self, awaiter_image=awaiter_image)
         self.runtime = Runtime(self.host)
 
@@ -352,6 +405,7 @@ class Kubelets:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.writers.start()
         for target, name in (
             (self._lease_loop, "kubelets-leases"),
             (self._watch_loop, "kubelets-pod-watch"),
@@ -372,6 +426,7 @@ class Kubelets:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+        self.writers.stop()
 
     def __enter__(self) -> Kubelets:
         self.start()
@@ -468,7 +523,10 @@ class Kubelets:
         for node in list(self.nodes.values()):
             images = self.worker.render_images(node.sim, now)
             if images is not None:
-                self._patch_node_status(node.sim.name, {"images": images})
+                name = node.sim.name
+                self.writers.submit(
+                    name, lambda n=name, i=images: self._patch_node_status(n, {"images": i})
+                )
         live = set()
         for pod in pods:
             uid = pod["metadata"]["uid"]
@@ -500,24 +558,35 @@ class Kubelets:
             status["podIPs"] = [{"ip": status["podIP"]}]
         if status == self.reported.get(uid):
             return
-        if self.patch_pod_status(pod, status) and status["phase"] == "Running":
+        self.patch_pod_status(pod, status)
+        if status["phase"] == "Running":
             self.finished.add(uid)
 
-    def patch_pod_status(self, pod: Json, status: Json) -> bool:
-        """Write a pod's status (only if it is still the pod of that uid); whether it was."""
+    def patch_pod_status(self, pod: Json, status: Json) -> None:
+        """Write a pod's status (only if it is still the pod of that uid), by its node's
+        writer; statuses that pile up while it is busy are written once, the last one (as the
+        kubelet's status manager); if the write fails, the next sync writes it again."""
         meta = pod["metadata"]
-        answer, body = self.api.request(
-            "PATCH",
-            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-            {"metadata": {"uid": meta["uid"]}, "status": status},
-            content_type=MERGE_PATCH,
-        )
-        if answer >= 400:
-            if answer != 404:
-                self.errors.append(f"pod status {meta['name']}: {answer} {body.get('message')}")
-            return False
-        self.reported[meta["uid"]] = status
-        return True
+        uid = meta["uid"]
+        self.reported[uid] = status
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        queued = uid in self.unwritten
+        self.unwritten[uid] = {"metadata": {"uid": uid}, "status": status}
+        if queued:
+            return
+
+        def write() -> None:
+            body = self.unwritten.pop(uid, None)
+            if body is None:
+                return
+            answer, refusal = self.api.request("PATCH", path, body, content_type=MERGE_PATCH)
+            if answer >= 400:
+                self.reported.pop(uid, None)
+                self.finished.discard(uid)
+                if answer != 404:
+                    self.errors.append(f"pod status {meta['name']}: {answer} {refusal}")
+
+        self.writers.submit(pod["spec"].get("nodeName") or "", write, urgent=True)
 
     def _finish_deletion(self, pod: Json, node: SimNode) -> None:
         """The containers stop (a Killing event for each running one), then the pod goes."""
