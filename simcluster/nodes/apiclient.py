@@ -114,10 +114,12 @@ class Api:
         *,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Json]:
-        """The status and the decoded body; no raise for an HTTP error status."""
+        """The status and the decoded body; no raise for an HTTP error status. `headers` adds
+        to the client's (e.g. `Impersonate-User`)."""
         url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        headers = dict(self.headers)
+        headers = {**self.headers, **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()

@@ -286,3 +286,31 @@ def test_a_pod_of_the_awaiter_image_runs_the_real_cli_as_its_service_account(
     account = f"system:serviceaccount:{backend.namespace}:default"
     assert account in terminated["message"], terminated["message"]
     assert "nodes" in terminated["message"]
+
+
+def test_an_impersonated_service_account_is_decided_and_reported_as_itself(
+    backend: Backend,
+) -> None:
+    """`kubectl auth can-i ... --as=system:serviceaccount:...` and `auth whoami --as=...`."""
+    user = f"system:serviceaccount:{backend.namespace}:nobody"
+    as_user = {"Impersonate-User": user}
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "delete", "resource": "nodes"}},
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    status, decided = backend.api.request("POST", path, review, headers=as_user)
+    assert (status, decided["status"]["allowed"]) == (201, False)
+    status, admin = backend.api.request("POST", path, review)
+    assert (status, admin["status"]["allowed"]) == (201, True)
+    whoami = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    status, who = backend.api.request("POST", path, whoami, headers=as_user)
+    assert status == 201
+    assert who["status"]["userInfo"]["username"] == user
+    assert set(who["status"]["userInfo"]["groups"]) == {
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{backend.namespace}",
+        "system:authenticated",
+    }
