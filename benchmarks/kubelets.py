@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simcluster.controlplane import ControlPlane  # noqa: E402
-from simcluster.nodes.apiclient import Api  # noqa: E402
-from simcluster.nodes.kubelet import Kubelets  # noqa: E402
-from simcluster.nodes.world import NodeWorld  # noqa: E402
+from simcluster.controlplane import ControlPlane
+from simcluster.nodes.apiclient import Api
+from simcluster.nodes.kubelet import Kubelets
+from simcluster.nodes.world import NodeWorld
 
 IDLE_SECONDS = 30.0
 IMAGES = ("quay.io/bench/first:1", "quay.io/bench/second:1", "registry.k8s.io/pause:3.10")
