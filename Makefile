@@ -43,7 +43,7 @@ test-fast: install
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check image_awaiter tests benchmarks
+	$(VENV)/bin/ruff check image_awaiter simcluster tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -74,8 +74,8 @@ helm: .tools/bin/helm .tools/bin/kubectl .tools/bin/helm3
 ## control-plane: the real etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 ## kubectl, built with Go from the module proxy into ~/.cache/image-awaiter/k8s-<version>-<hash>/bin
 ## (once per machine: a cold build takes about 25 minutes on 2 cores, a warm check under a second)
-control-plane:
-	$(PYTHON) scripts/control_plane.py
+control-plane: install
+	$(PY) scripts/control_plane.py
 
 ## helper: the static no-op helper (amd64, and arm64 where a cross compiler exists)
 helper:

@@ -1,5 +1,6 @@
-"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen)
-and the wording of each ending as pure functions of the evaluation."""
+"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen,
+and `RunRecord`, what the run was: everything the report is built from) and the wording of each
+ending as pure functions of the evaluation."""
 
 from __future__ import annotations
 
@@ -28,6 +29,34 @@ class Result(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A document of a kind this tool does not know (a custom resource) that names images."""
+
+    kind: str
+    name: str
+    images: tuple[str, ...]
+    source: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}" if self.name else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What the run was, for the report: its command, namespace and images (each once), the
+    custom resources skipped on the way, and when it started and ended (ISO, UTC)."""
+
+    command: str
+    namespace: str
+    images: tuple[ImageRef, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     exit_code: ExitCode
     result: Result
@@ -37,6 +66,7 @@ class Outcome:
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
     pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
     groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+    record: RunRecord | None = None  # set once the run has ended (`awaiting.execute`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,10 @@ class Kube:
         self.client = client
         self.deadline = deadline
 
+    def bounded(self, deadline: float) -> Kube:
+        """The same client, its requests bounded by `deadline` instead (cleanup's own)."""
+        return Kube(self.client, deadline=deadline)
+
     def request(
         self,
         method: str,

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.outcomes import Skipped
+from image_awaiter.core.placement import Placement, Term, Toleration
+from image_awaiter.core.pods import CONTAINER_PARTS, image_fields
 from image_awaiter.core.references import parse_image
+from image_awaiter.core.selectors import Requirement
 
-OS_LABEL = "kubernetes.io/os"
-ARCH_LABEL = "kubernetes.io/arch"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 if TYPE_CHECKING:  # yaml is imported where manifests are read: a `check` of --image never does
@@ -47,122 +49,6 @@ TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
 # ---------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Expression:
-    """One node selector requirement, values sorted and de-duplicated."""
-
-    key: str
-    operator: str
-    values: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": self.key, "operator": self.operator}
-        if self.values:
-            body["values"] = list(self.values)
-        return body
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Term:
-    """One nodeSelectorTerm: all its expressions and fields must hold (terms are ORed)."""
-
-    expressions: tuple[Expression, ...] = ()
-    fields: tuple[Expression, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        if self.expressions:
-            body["matchExpressions"] = [e.to_dict() for e in self.expressions]
-        if self.fields:
-            body["matchFields"] = [f.to_dict() for f in self.fields]
-        return body
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Toleration:
-    """A toleration with the API's defaults filled in (operator `Equal`).
-
-    `tolerationSeconds` is left out: it bounds how long a pod stays after a NoExecute taint
-    appears, not where it may be scheduled, so it must not split pull groups.
-    """
-
-    key: str = ""
-    operator: str = "Equal"
-    value: str = ""
-    effect: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        body = {"key": self.key, "operator": self.operator, "value": self.value}
-        body["effect"] = self.effect
-        return {k: v for k, v in body.items() if v}
-
-
-@dataclass(frozen=True, slots=True)
-class PodPlacement:
-    """Where a pod may run and what it pulls with, in canonical (sorted, hashable) form.
-
-    Two placements are equal exactly when the pods would be placed, and pull, alike: selector
-    keys, tolerations, terms, expressions and values are sorted, so the order a manifest happens
-    to use does not matter.
-    """
-
-    node_selector: tuple[tuple[str, str], ...] = ()
-    required_terms: tuple[Term, ...] = ()  # empty: no required node affinity
-    tolerations: tuple[Toleration, ...] = ()
-    image_pull_secrets: tuple[str, ...] = ()
-    runtime_class_name: str | None = None
-    priority_class_name: str | None = None
-    node_name: str | None = None  # a Pod pinned with spec.nodeName
-
-    @property
-    def os(self) -> tuple[str, ...]:
-        """The `kubernetes.io/os` values this placement allows; () when it does not say."""
-        return self._label_values(OS_LABEL)
-
-    @property
-    def arch(self) -> tuple[str, ...]:
-        """The `kubernetes.io/arch` values this placement allows; () when it does not say."""
-        return self._label_values(ARCH_LABEL)
-
-    def _label_values(self, label: str) -> tuple[str, ...]:
-        selected = dict(self.node_selector).get(label)
-        if selected is not None:
-            return (selected,)
-        allowed: set[str] = set()
-        for term in self.required_terms:
-            ins = [e for e in term.expressions if e.key == label and e.operator == "In"]
-            if not ins:
-                return ()  # one term leaves the label open: any value may be chosen
-            allowed.update(ins[0].values)
-        return tuple(sorted(allowed))
-
-    def to_pod_spec(self) -> dict[str, Any]:
-        """A plain pod-spec fragment to merge into a puller pod template."""
-        spec: dict[str, Any] = {}
-        if self.node_selector:
-            spec["nodeSelector"] = dict(self.node_selector)
-        terms = [t.to_dict() for t in self.required_terms]
-        if self.node_name is not None:
-            pin = {"key": "metadata.name", "operator": "In", "values": [self.node_name]}
-            terms = [{**t, "matchFields": [*t.get("matchFields", []), pin]} for t in terms]
-            terms = terms or [{"matchFields": [pin]}]
-        if terms:
-            spec["affinity"] = {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
-                }
-            }
-        if self.tolerations:
-            spec["tolerations"] = [t.to_dict() for t in self.tolerations]
-        if self.image_pull_secrets:
-            spec["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
-        if self.runtime_class_name:
-            spec["runtimeClassName"] = self.runtime_class_name
-        if self.priority_class_name:
-            spec["priorityClassName"] = self.priority_class_name
-        return spec
-
-
 @dataclass(frozen=True, slots=True)
 class Workload:
     """One pod template found in the manifests."""
@@ -171,27 +57,13 @@ class Workload:
     namespace: str  # "" when the manifest does not say (helm template often does not)
     name: str
     images: tuple[str, ...]  # as written, in pod order, each once
-    placement: PodPlacement
+    placement: Placement
     source: str  # e.g. `app.yaml: document 3`
 
     @property
     def ref(self) -> str:
         """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace."""
         return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A document of a kind this tool does not know (a custom resource) that names images."""
-
-    kind: str
-    name: str
-    images: tuple[str, ...]
-    source: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}" if self.name else self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,24 +223,13 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
 
 
 def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
-    """Every image the pod pulls, once each, in pod order, each a valid reference.
-
-    Init containers (native sidecars, `restartPolicy: Always`, included), containers, ephemeral
-    containers and `image` volumes. A container without `image` is allowed, as the API allows
-    it in workload templates for tools that fill it in later; it contributes nothing.
-    """
-    refs: list[str] = []
-    for part in ("initContainers", "containers", "ephemeralContainers"):
-        for index, container in enumerate(_list(pod_spec, part, label=label)):
-            image = container.get("image") if isinstance(container, dict) else None
-            if image is None:
-                continue
-            refs.append(_image(image, where=f"{label}: {part}[{index}].image"))
-    for index, volume in enumerate(_list(pod_spec, "volumes", label=label)):
-        source = volume.get("image") if isinstance(volume, dict) else None
-        if isinstance(source, dict) and source.get("reference") is not None:
-            where = f"{label}: volumes[{index}].image.reference"
-            refs.append(_image(source["reference"], where=where))
+    """Every image the pod pulls, once each, in pod order, each a valid reference: the fields
+    of `pods.image_fields` (not ephemeral containers, which no template may hold). A container
+    without `image` is allowed, as the API allows it in workload templates for tools that fill
+    it in later; it contributes nothing."""
+    for part in (*CONTAINER_PARTS, "volumes"):
+        _list(pod_spec, part, label=label)  # a list, or a usage error saying where
+    refs = [_image(value, where=f"{label}: {at}") for at, value in image_fields(pod_spec)]
     return tuple(dict.fromkeys(refs))
 
 
@@ -382,7 +243,7 @@ def _image(value: Any, *, where: str) -> str:
     return value
 
 
-def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> PodPlacement:
+def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> Placement:
     """The canonical placement of a pod spec. Raises `UsageError` for malformed fields."""
     affinity = _mapping(pod_spec, "affinity", label=label)
     node_affinity = _mapping(affinity, "nodeAffinity", label=f"{label}: affinity")
@@ -401,7 +262,7 @@ def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> PodPlacement:
         for s in _list(pod_spec, "imagePullSecrets", label=label)
     ]
     node_name = pod_spec.get("nodeName")
-    return PodPlacement(
+    return Placement(
         node_selector=tuple(sorted(_node_selector(pod_spec, label=label).items())),
         required_terms=tuple(sorted(set(terms))),
         tolerations=tuple(
@@ -436,7 +297,7 @@ def _term(term: Any, *, where: str) -> Term:
     )
 
 
-def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Expression, ...]:
+def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Requirement, ...]:
     expressions = set()
     for index, raw in enumerate(_list(term, part, label=where)):
         at = f"{where}.{part}[{index}]"
@@ -444,7 +305,7 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Exp
             raise UsageError(f"{at}: expected a mapping, found {_type_name(raw)}")
         values = [_text(v, where=f"{at}.values") for v in _list(raw, "values", label=at)]
         expressions.add(
-            Expression(
+            Requirement(
                 key=_text(raw.get("key"), where=f"{at}.key"),
                 operator=_text(raw.get("operator"), where=f"{at}.operator"),
                 values=tuple(sorted(set(values))),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from image_awaiter import __version__
 from image_awaiter.core.errors import UsageError
-from image_awaiter.core.pods import images_of
+from image_awaiter.core.pods import pod_images as images_of
 from image_awaiter.core.pods import pod_spec as as_pod_spec
 from image_awaiter.core.references import ImageRef, parse_image
 from image_awaiter.core.selectors import LABEL_OPERATORS, Requirement
@@ -214,8 +214,10 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
 
 
 def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
-    """Every image the pod pulls, once each: init containers, containers, image volumes."""
-    return images_of(as_pod_spec(pod_spec))
+    """Every image the pod pulls, once each (`pods.image_fields`); wrong shapes are usage
+    errors."""
+    as_pod_spec(pod_spec)
+    return images_of(pod_spec)
 
 
 def unique_images(refs: Sequence[str]) -> list[ImageRef]:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from simcluster.controlplane import ControlPlane, MissingBinaries, binaries
+from simcluster.controlplane.certificates import Identity
+from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from tests.realcp.nodes import ready_node
 
@@ -221,3 +223,27 @@ def test_killing_the_starter_kills_the_control_plane(tmp_path: Path) -> None:
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     _wait(lambda: all(_gone(pid) for pid in pids), timeout=10, what="every process gone")
+
+
+def test_a_node_identity_registers_its_node_and_lease_under_the_node_authorizer(
+    control_plane: Endpoint, namespace: str, tmp_path: Path
+) -> None:
+    name = f"{namespace}-node"
+    pair = control_plane.identity(
+        Identity(f"system:node:{name}", ("system:nodes",)), directory=tmp_path
+    )
+    kubelet = Client(control_plane.server, control_plane.ca_cert, pair.cert, pair.key)
+    try:
+        kubelet.create("/api/v1/nodes", {"metadata": {"name": name}})
+        kubelet.create(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+            {"metadata": {"name": name}, "spec": {"holderIdentity": name}},
+        )
+        status, denied = kubelet.request("GET", f"/api/v1/namespaces/{namespace}/secrets")
+        assert (status, denied["reason"]) == (403, "Forbidden")
+    finally:
+        admin = control_plane.admin
+        admin.request(
+            "DELETE", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+        )
+        admin.request("DELETE", f"/api/v1/nodes/{name}")

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import urllib3
 
+from simcluster.apiserver.faults import Fault, Faults
 from simcluster.controlplane import binaries
 from simcluster.controlplane.certificates import KeyPair
 from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from simcluster.controlplane.faultproxy import FaultProxy
-from tests.simcluster.faults import Fault, Faults
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_each_daemonset_of_a_multi_document_spec_is_one_group(tmp_path: Path) ->
     )
     job = resolve_job(Settings(command="await", daemonset_specs=(str(spec),)))
     assert [g.name for g in job.groups] == ["gpu", "cpu"]
-    assert job.groups[0].placement.node_selector == {"gpu": "true"}
+    assert job.groups[0].placement.node_selector == (("gpu", "true"),)
     assert "quay.io/x/cuda:1" in job.groups[0].keys
     assert "quay.io/x/cuda:1" not in job.groups[1].keys
 
