@@ -33,6 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,7 @@ LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
 RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
 STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
 WRITER_THREADS = 8
+LEASE_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
@@ -260,6 +262,7 @@ class Kubelets:
         self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
         self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
+        self.written: dict[str, str] = {}  # uid -> the resourceVersion our last write made
         self.finished: set[str] = set()  # running: nothing more to sync until deleted
         self.deleting: set[str] = set()
         self.changed = threading.Condition()
@@ -436,14 +439,18 @@ class Kubelets:
         self.stop()
 
     def _lease_loop(self) -> None:
-        reported = time.monotonic()
-        while not self._stop.wait(RENEW_SECONDS):
-            for name in list(self.nodes):
-                self._guarded(self._renew, name)
-            if time.monotonic() - reported >= STATUS_REPORT_SECONDS:
-                reported = time.monotonic()
-                for node in list(self.nodes.values()):
-                    self._guarded(self._report_conditions, node)
+        """Every node's Lease renewed every 10 s, start to start, by a few threads at once (one
+        after another, 500 renewals took longer than a lease lasts on a busy machine, and the
+        node lifecycle controller marked the nodes NotReady)."""
+        reported = next_round = time.monotonic()
+        with ThreadPoolExecutor(LEASE_THREADS, thread_name_prefix="kubelets-lease") as pool:
+            while not self._stop.wait(max(0.0, next_round + RENEW_SECONDS - time.monotonic())):
+                next_round = time.monotonic()
+                list(pool.map(lambda name: self._guarded(self._renew, name), list(self.nodes)))
+                if time.monotonic() - reported >= STATUS_REPORT_SECONDS:
+                    reported = time.monotonic()
+                    for node in list(self.nodes.values()):
+                        self._guarded(self._report_conditions, node)
 
     def _report_conditions(self, node: SimNode) -> None:
         now = now_iso()
@@ -540,10 +547,13 @@ class Kubelets:
                 self._finish_deletion(pod, node)
             elif uid not in self.finished:
                 self._sync_pod(pod, node, now)
+            elif self._newer_than_written(pod) and _drifted(pod, self.reported.get(uid)):
+                self._reconcile(pod)
         self.runtime.reap(live, now)
         self.finished &= live
         self.deleting &= live
         self.reported = {uid: s for uid, s in self.reported.items() if uid in live}
+        self.written = {uid: v for uid, v in self.written.items() if uid in live}
         if len(self.worker.runs) > len(live):
             self.worker.forget(live)
             self.recorder.forget(live)
@@ -562,6 +572,26 @@ class Kubelets:
         if status["phase"] == "Running":
             self.finished.add(uid)
 
+    def _newer_than_written(self, pod: Json) -> bool:
+        """Whether this copy of the pod was written after this kubelet's last status write
+        (resourceVersions are opaque to clients, but etcd revisions here: integers)."""
+        written = self.written.get(pod["metadata"]["uid"])
+        seen = pod["metadata"].get("resourceVersion") or ""
+        return (
+            written is not None
+            and seen.isdigit()
+            and written.isdigit()
+            and int(seen) > int(written)
+        )
+
+    def _reconcile(self, pod: Json) -> None:
+        """Someone else changed the status of a pod this kubelet runs (the node lifecycle
+        controller marks the pods of a node it thought lost not Ready): write it again, as
+        the kubelet's status manager does when the API's copy differs from its own."""
+        status = self.reported.get(pod["metadata"]["uid"])
+        if status is not None and pod["metadata"]["uid"] not in self.unwritten:
+            self.patch_pod_status(pod, status)
+
     def patch_pod_status(self, pod: Json, status: Json) -> None:
         """Write a pod's status (only if it is still the pod of that uid), by its node's
         writer; statuses that pile up while it is busy are written once, the last one (as the
@@ -579,12 +609,15 @@ class Kubelets:
             body = self.unwritten.pop(uid, None)
             if body is None:
                 return
-            answer, refusal = self.api.request("PATCH", path, body, content_type=MERGE_PATCH)
-            if answer >= 400:
+            answer, written = self.api.request("PATCH", path, body, content_type=MERGE_PATCH)
+            if answer < 400:
+                self.written[uid] = written.get("metadata", {}).get("resourceVersion", "")
+            else:
                 self.reported.pop(uid, None)
                 self.finished.discard(uid)
                 if answer != 404:
-                    self.errors.append(f"pod status {meta['name']}: {answer} {refusal}")
+                    message = written.get("message")
+                    self.errors.append(f"pod status {meta['name']}: {answer} {message}")
 
         self.writers.submit(pod["spec"].get("nodeName") or "", write, urgent=True)
 
@@ -645,6 +678,20 @@ class Kubelets:
                     return False
                 self.changed.wait(min(left, 0.1))
         return True
+
+
+def _drifted(pod: Json, reported: Json | None) -> bool:
+    """The pod's phase or a condition's status is not what this kubelet last wrote."""
+    if reported is None:
+        return False
+    seen = pod.get("status") or {}
+
+    def conditions(status: Json) -> dict[str, str]:
+        return {c["type"]: c["status"] for c in status.get("conditions") or []}
+
+    return seen.get("phase") != reported.get("phase") or any(
+        conditions(seen).get(kind) != value for kind, value in conditions(reported).items()
+    )
 
 
 def _pod_ip(node: SimNode, uid: str) -> str:

@@ -314,3 +314,32 @@ def test_an_impersonated_service_account_is_decided_and_reported_as_itself(
         f"system:serviceaccounts:{backend.namespace}",
         "system:authenticated",
     }
+
+
+def test_a_running_pod_marked_not_ready_by_a_controller_is_reported_ready_again(
+    backend: Backend,
+) -> None:
+    """The node lifecycle controller marks a lost node's pods not Ready; once the node's
+    kubelet is heard again, its status manager writes its own status back."""
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("a")
+    backend.daemonset("steady", _puller())
+    pod = backend.eventually(
+        lambda: next(
+            (p for p in backend.pods("steady") if p["status"].get("phase") == "Running"), None
+        ),
+        what="pod Running",
+    )
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    path = backend.path("pods", pod["metadata"]["name"]) + "/status"
+    status, _ = backend.api.request(
+        "PATCH", path, not_ready, content_type="application/strategic-merge-patch+json"
+    )
+    assert status == 200
+
+    def ready_again() -> bool:
+        current = backend.api.call("GET", backend.path("pods", pod["metadata"]["name"]))
+        conditions = {c["type"]: c["status"] for c in current["status"]["conditions"]}
+        return conditions.get("Ready") == "True"
+
+    backend.eventually(ready_again, timeout=10, what="Ready written back by the kubelet")
