@@ -263,6 +263,7 @@ class Kubelets:
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
         self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
         self.written: dict[str, str] = {}  # uid -> the resourceVersion our last write made
+        self._unwritten_lock = threading.Lock()
         self.finished: set[str] = set()  # running: nothing more to sync until deleted
         self.deleting: set[str] = set()
         self.changed = threading.Condition()
@@ -521,8 +522,8 @@ class Kubelets:
                 pods = list(self.pods.values())
             try:
                 self._sync(pods)
-            except (urllib3.exceptions.HTTPError, OSError) as error:
-                self.errors.append(f"sync: {error}")
+            except Exception as error:  # a kubelet outlives any one bad sync, and says why
+                self.errors.append(f"sync: {error!r}")
                 self._stop.wait(0.2)
 
     def _sync(self, pods: list[Json]) -> None:
@@ -552,8 +553,9 @@ class Kubelets:
         self.runtime.reap(live, now)
         self.finished &= live
         self.deleting &= live
-        self.reported = {uid: s for uid, s in self.reported.items() if uid in live}
-        self.written = {uid: v for uid, v in self.written.items() if uid in live}
+        for kept in (self.reported, self.written):  # the writers change them too: list() first
+            for uid in [uid for uid in list(kept) if uid not in live]:
+                kept.pop(uid, None)
         if len(self.worker.runs) > len(live):
             self.worker.forget(live)
             self.recorder.forget(live)
@@ -600,13 +602,15 @@ class Kubelets:
         uid = meta["uid"]
         self.reported[uid] = status
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        queued = uid in self.unwritten
-        self.unwritten[uid] = {"metadata": {"uid": uid}, "status": status}
+        with self._unwritten_lock:  # else a status set just as the writer takes one is lost
+            queued = uid in self.unwritten
+            self.unwritten[uid] = {"metadata": {"uid": uid}, "status": status}
         if queued:
             return
 
         def write() -> None:
-            body = self.unwritten.pop(uid, None)
+            with self._unwritten_lock:
+                body = self.unwritten.pop(uid, None)
             if body is None:
                 return
             answer, written = self.api.request("PATCH", path, body, content_type=MERGE_PATCH)

@@ -114,7 +114,13 @@ def test_init_containers_pull_one_at_a_time_with_image_ids_events_and_node_image
         assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
         image_id = pod["status"]["initContainerStatuses"][index]["imageID"]
         assert image_id.startswith(image.rsplit(":", 1)[0] + "@sha256:")
-    events = _kubelet_events(backend, pod["metadata"]["name"])
+
+    def all_said() -> list[Json] | None:  # events are written after statuses, as by kubelets
+        events = _kubelet_events(backend, pod["metadata"]["name"])
+        last = ("Started", "Started container pause")
+        return events if last in [(e["reason"], e["message"]) for e in events] else None
+
+    events = backend.eventually(all_said, what="the pause container's Started event")
     said = [(e["reason"], e["message"]) for e in events]
     first = said.index(("Started", "Started container pull-0"))
     second = said.index(("Pulling", f'Pulling image "{SECOND}"'))
@@ -159,13 +165,17 @@ def test_a_failing_pull_reports_the_runtime_text_then_backs_off(backend: Backend
     )
     waiting = _init_state(pod, 0)["waiting"]
     assert waiting["message"] == f'Back-off pulling image "{MISSING}": ErrImagePull: {runtime_text}'
-    said = {
-        (e["reason"], e["type"], e["message"])
-        for e in _kubelet_events(backend, pod["metadata"]["name"])
+    expected = {
+        ("Failed", "Warning", f'Failed to pull image "{MISSING}": {runtime_text}'),
+        ("Failed", "Warning", "Error: ErrImagePull"),
+        ("BackOff", "Normal", f'Back-off pulling image "{MISSING}"'),
     }
-    assert ("Failed", "Warning", f'Failed to pull image "{MISSING}": {runtime_text}') in said
-    assert ("Failed", "Warning", "Error: ErrImagePull") in said
-    assert ("BackOff", "Normal", f'Back-off pulling image "{MISSING}"') in said
+
+    def said() -> set[tuple[str, str, str]]:
+        events = _kubelet_events(backend, pod["metadata"]["name"])
+        return {(e["reason"], e["type"], e["message"]) for e in events}
+
+    backend.eventually(lambda: expected <= said(), what=f"the events {expected}")
 
 
 def test_a_deleted_pod_is_finished_by_its_kubelet_and_replaced_by_the_daemonset(
