@@ -45,7 +45,7 @@ def _read(entry: Json, key: str, base: Path) -> bytes | None:
     if entry.get(f"{key}-data"):
         return base64.b64decode(entry[f"{key}-data"])
     if entry.get(key):
-        return (base / entry[key]).read_bytes()
+        return (base / str(entry[key])).read_bytes()
     return None
 
 
@@ -56,7 +56,8 @@ def load_kubeconfig(path: str | Path, *, context: str | None = None) -> Credenti
     name = context or config["current-context"]
     chosen = next(c["context"] for c in config["contexts"] if c["name"] == name)
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == chosen["cluster"])
-    user = next((u["user"] for u in config["users"] if u["name"] == chosen.get("user")), {})
+    users: list[Json] = config["users"]
+    user: Json = next((u["user"] for u in users if u["name"] == chosen.get("user")), {})
     return Credentials(
         server=cluster["server"].rstrip("/"),
         ca_data=_read(cluster, "certificate-authority", base),

@@ -26,13 +26,9 @@ in memory (`ApiHost.logs`) and not served.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import queue
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,12 +38,13 @@ import urllib3
 
 from simcluster.nodes import failures
 from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
-from simcluster.nodes.factory import node_object, pool_labels
+from simcluster.nodes.apihost import ApiHost
+from simcluster.nodes.factory import node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
-from simcluster.nodes.recording import Recorder
 from simcluster.nodes.registry import parse
 from simcluster.nodes.runtime import Runtime
 from simcluster.nodes.world import NodeWorld
+from simcluster.nodes.writing import ApiEventRecorder, Writers
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
@@ -77,156 +74,6 @@ class SimNode:
     @property
     def platform(self) -> failures.Platform:
         return failures.platform_of(self.labels, self.node_info)
-
-
-class Writers:
-    """The kubelets' writes (pod statuses, events, node images), off the sync loop: a few
-    threads, each node's writes on one of them, in order (a node's kubelet writes in order;
-    different nodes' kubelets write at once). Status writes go before events, as a kubelet's
-    status manager does not wait for its event broadcaster."""
-
-    def __init__(self, *, threads: int, errors: list[str]) -> None:
-        self.queues: list[queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]]] = [
-            queue.PriorityQueue() for _ in range(threads)
-        ]
-        self.errors = errors
-        self._order = itertools.count()
-        self._threads = [
-            threading.Thread(target=self._work, args=(q,), name=f"kubelets-writer-{i}", daemon=True)
-            for i, q in enumerate(self.queues)
-        ]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, node: str, write: Callable[[], None], *, urgent: bool = False) -> None:
-        work = self.queues[zlib.crc32(node.encode()) % len(self.queues)]
-        work.put((0 if urgent else 1, next(self._order), write))
-
-    def pending(self) -> int:
-        return sum(work.qsize() for work in self.queues)
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Finish what was submitted (within `timeout`: the threads are daemons), then end."""
-        for work in self.queues:
-            work.put((2, next(self._order), None))
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
-
-    def _work(self, work: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]]) -> None:
-        while (write := work.get()[2]) is not None:
-            try:
-                write()
-            except (urllib3.exceptions.HTTPError, OSError, ApiError) as error:
-                self.errors.append(f"write: {error}")
-
-
-class ApiEventRecorder(Recorder):
-    """Kubelet events through the API: POST a new one, PATCH count and lastTimestamp; written
-    by the node's writer (in order)."""
-
-    def __init__(self, api: Api, *, writers: Writers, time_scale: float) -> None:
-        super().__init__(time_scale=time_scale)
-        self.api = api
-        self.writers = writers
-        self.counts: dict[tuple[str, str], tuple[str, int]] = {}  # key -> (host, count)
-
-    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
-        host, count = self.counts[key]
-        self.counts[key] = (host, count + 1)
-        patch = {"count": count + 1, "lastTimestamp": stamp}
-        path = f"/api/v1/namespaces/{key[0]}/events/{key[1]}"
-        self.writers.submit(
-            host, lambda: self.api.request("PATCH", path, patch, content_type=MERGE_PATCH)
-        )
-        return True
-
-    def _create(self, namespace: str, event: dict[str, Any]) -> None:
-        event = {k: v for k, v in event.items() if v is not None}
-        host = event["source"]["host"]
-        self.counts[(namespace, event["metadata"]["name"])] = (host, 1)
-        path = f"/api/v1/namespaces/{namespace}/events"
-        self.writers.submit(host, lambda: self.api.request("POST", path, event))
-
-
-class ApiCluster:
-    """What a pod sandbox reads (sandboxes.Cluster), over the API."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.server = api.server
-
-    def get(self, resource: str, name: str, namespace: str) -> Json | None:
-        status, found = self.api.request("GET", f"/api/v1/namespaces/{namespace}/{resource}/{name}")
-        if status == 404:
-            return None
-        if status >= 400:
-            raise ApiError(status=status, method="GET", path=f"{resource}/{name}", body=found)
-        return found
-
-    def token(self, pod: Json, account: str) -> str:
-        """A token bound to the pod, as the kubelet requests one for a projected volume."""
-        meta = pod["metadata"]
-        request = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "expirationSeconds": 3607,
-                "boundObjectRef": {
-                    "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"],
-                },
-            },
-        }  # fmt: skip
-        path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
-        return str(self.api.call("POST", path, request)["status"]["token"])
-
-    def ca_pem(self) -> bytes | None:
-        return self.api.credentials.ca_data
-
-
-class ApiHost:
-    """The runtime's side effects (runtime.Host) through the API."""
-
-    def __init__(self, kubelets: Kubelets, *, awaiter_image: str) -> None:
-        self.kubelets = kubelets
-        self.registry = kubelets.world.registry
-        self.awaiter_image = awaiter_image
-        self.cluster = ApiCluster(kubelets.api)
-        self.logs: dict[tuple[str, str], bytes] = {}
-
-    def write_status(self, pod: Json, status: Json) -> None:
-        node = self.kubelets.nodes.get(pod["spec"].get("nodeName", ""))
-        if node is not None:
-            status = {**status, "hostIP": node.address, "hostIPs": [{"ip": node.address}]}
-            ip = _pod_ip(node, pod["metadata"]["uid"])
-            status.update(podIP=ip, podIPs=[{"ip": ip}])
-        self.kubelets.patch_pod_status(pod, status)
-
-    def record(
-        self, pod: Json, *, reason: str, message: str, node: str, warning: bool, field_path: str
-    ) -> None:
-        self.kubelets.recorder.record(
-            pod, host=node, reason=reason, message=message, warning=warning, field_path=field_path
-        )
-
-    def remove(self, pod: Json) -> None:
-        self.kubelets.delete_pod(pod)
-
-    def mark_deleting(self, pod: Json, grace: int) -> Json | None:
-        return None  # the API server marks it; the kubelet sees the deletionTimestamp
-
-    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
-        self.logs[key] = self.logs.get(key, b"") + chunk
-
-    def log(self, key: tuple[str, str]) -> bytes:
-        return self.logs.get(key, b"")
-
-    def wake(self) -> None:
-        with self.kubelets.changed:
-            self.kubelets.changed.notify_all()
 
 
 class Kubelets:
@@ -531,17 +378,15 @@ class Kubelets:
         for node in list(self.nodes.values()):
             images = self.worker.render_images(node.sim, now)
             if images is not None:
-                name = node.sim.name
-                self.writers.submit(
-                    name, lambda n=name, i=images: self._patch_node_status(n, {"images": i})
-                )
+                self._submit_images(node.sim.name, images)
         live = set()
         for pod in pods:
             uid = pod["metadata"]["uid"]
             live.add(uid)
-            node = self.nodes.get(pod["spec"]["nodeName"])
-            if node is None:
+            on = self.nodes.get(pod["spec"]["nodeName"])
+            if on is None:
                 continue
+            node = on
             if self.runtime.handles(pod):
                 self.runtime.sync(pod, node.sim, now, pull=self.worker.pull)
             elif pod["metadata"].get("deletionTimestamp"):
@@ -566,7 +411,7 @@ class Kubelets:
         status["hostIP"] = node.address
         status["hostIPs"] = [{"ip": node.address}]
         if status["phase"] == "Running":
-            status["podIP"] = _pod_ip(node, uid)
+            status["podIP"] = pod_ip(node.pod_cidr, uid)
             status["podIPs"] = [{"ip": status["podIP"]}]
         if status == self.reported.get(uid):
             return
@@ -659,6 +504,9 @@ class Kubelets:
             return False
         return True
 
+    def _submit_images(self, name: str, images: list[Any]) -> None:
+        self.writers.submit(name, lambda: self._patch_node_status(name, {"images": images}))
+
     def _patch_node_status(self, name: str, status: Json) -> None:
         self.api.call(
             "PATCH", f"/api/v1/nodes/{name}/status", {"status": status}, content_type=MERGE_PATCH
@@ -696,9 +544,3 @@ def _drifted(pod: Json, reported: Json | None) -> bool:
     return seen.get("phase") != reported.get("phase") or any(
         conditions(seen).get(kind) != value for kind, value in conditions(reported).items()
     )
-
-
-def _pod_ip(node: SimNode, uid: str) -> str:
-    """An address in the node's pod /24, from the pod's uid."""
-    host = 2 + hashlib.sha256(uid.encode()).digest()[0] % 250
-    return node.pod_cidr.rsplit(".", 1)[0] + f".{host}"
