@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # guarantees (deadlines, SIGTERM grace) must hold on the machine as loaded as it then is.
 PYTEST_WORKERS ?= 2
 
-.PHONY: actionlint control-plane sim install demo demo-helm test test-fast lint bench bench-startup soak e2e e2e-control-plane clean helm helper image image-size chart-lint chart-docs
+.PHONY: actionlint control-plane sim install demo demo-helm test test-fast test-differential lint bench bench-startup bench-kubelets soak e2e e2e-control-plane clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,14 @@ bench: install
 ## tree, with and without bytecode; import-time top offenders
 bench-startup: install
 	$(PY) benchmarks/startup.py --json benchmarks/results/startup.json
+
+## test-differential: the same scenarios against the simulated and the real API server
+test-differential: install control-plane
+	$(PY) -m pytest -q tests/differential $(PYTEST_ARGS)
+
+## bench-kubelets: the HTTP kubelet simulator at 100 and 500 nodes against the real control plane
+bench-kubelets: install control-plane
+	$(PY) benchmarks/kubelets.py --nodes 100 500 --json benchmarks/results/kubelets.json
 
 ## soak: hundreds of seeded chaos runs against the simulated cluster, with totals
 soak: install

@@ -26,7 +26,9 @@ def serve_real(
     until_signalled: Callable[[], None],
 ) -> int:
     try:
-        plane = ControlPlane(audit_log=args.audit_log, kubeconfig=args.kubeconfig)
+        plane = ControlPlane(
+            audit_log=args.audit_log, kubeconfig=args.kubeconfig, port=args.port or None
+        )
     except MissingBinaries as error:
         print(f"python -m simcluster serve --control-plane real: {error}", file=sys.stderr)
         return 2
@@ -35,9 +37,6 @@ def serve_real(
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    if args.port:
-        plane.ports.apiserver = args.port
-        plane.server = f"https://127.0.0.1:{args.port}"
     try:
         plane.start()
     except ControlPlaneError as error:

@@ -62,6 +62,8 @@ SERVED: tuple[Kind, ...] = (
     # the kubelets' heartbeats (kube-node-lease), as the node lifecycle controller reads them
     Kind("leases", "Lease", "coordination.k8s.io", "v1", True),
     Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", "v1", False, ("pc",)),
+    # create-only and never stored: `kubectl auth whoami` asks who it is
+    Kind("selfsubjectreviews", "SelfSubjectReview", "authentication.k8s.io", "v1", False),
     # create-only and never stored: `kubectl auth can-i` asks RBAC through it
     Kind(
         "selfsubjectaccessreviews",
@@ -71,7 +73,7 @@ SERVED: tuple[Kind, ...] = (
         False,
     ),
 )
-CREATE_ONLY = frozenset({"selfsubjectaccessreviews"})
+CREATE_ONLY = frozenset({"selfsubjectaccessreviews", "selfsubjectreviews"})
 BY_RESOURCE: dict[str, Kind] = {k.resource: k for k in SERVED}
 
 

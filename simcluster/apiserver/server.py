@@ -285,11 +285,34 @@ class Handler(BaseHTTPRequestHandler):
             return None
         sim.token_uses[token] += 1
         if token in sim.tokens:
-            return rbac.ADMIN_USER
+            return self._impersonated(rbac.ADMIN_USER)
         account = sim.service_account_tokens.get(token)
         if account is not None and sim.store.get("serviceaccounts", account[1], account[0]):
-            return rbac.service_account_user(*account)
+            return self._impersonated(rbac.service_account_user(*account))
         raise StoreError(401, "Unauthorized", "Unauthorized")
+
+    def _impersonated(self, user: rbac.User) -> rbac.User:
+        """`Impersonate-User` (kubectl --as) and `Impersonate-Group` (--as-group): the request
+        then acts as that user; only an administrator may impersonate here (the `impersonate`
+        verb is not granted to anyone else)."""
+        name = self.headers.get("Impersonate-User")
+        if not name:
+            return user
+        if not user.is_admin:
+            raise StoreError(
+                403,
+                "Forbidden",
+                f'users "{name}" is forbidden: User "{user.name}" cannot impersonate resource '
+                '"users" in API group "" at the cluster scope',
+                name=name,
+                kind="users",
+            )
+        groups = tuple(self.headers.get_all("Impersonate-Group") or ())
+        prefix = "system:serviceaccount:"
+        if name.startswith(prefix) and name.count(":") == 3 and not groups:
+            namespace, account = name[len(prefix) :].split(":")
+            return rbac.service_account_user(namespace, account)
+        return rbac.User(name, (*groups, "system:authenticated"))
 
     def _authorise(self, user: rbac.User | None, verb: str, target: Target) -> None:
         sim = self.server.sim
@@ -415,7 +438,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind.resource in CREATE_ONLY:
             if verb != "create" or name:
                 raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")
-            self._send(record, 201, self._review(self._body(body)))
+            if kind.resource == "selfsubjectreviews":
+                self._send(record, 201, self._who_am_i())
+            else:
+                self._send(record, 201, self._review(self._body(body)))
         elif verb == "watch":
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
@@ -486,6 +512,16 @@ class Handler(BaseHTTPRequestHandler):
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
+
+    def _who_am_i(self) -> dict[str, Any]:
+        """A SelfSubjectReview (`kubectl auth whoami`): the user the request authenticated as."""
+        user = self._current_user or rbac.User("system:anonymous", ("system:unauthenticated",))
+        return {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "status": {"userInfo": {"username": user.name, "groups": list(user.groups)}},
+        }
 
     def _review(self, review: dict[str, Any]) -> dict[str, Any]:
         """A SelfSubjectAccessReview answered by the same RBAC decision requests get."""

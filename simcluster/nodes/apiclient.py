@@ -45,7 +45,7 @@ def _read(entry: Json, key: str, base: Path) -> bytes | None:
     if entry.get(f"{key}-data"):
         return base64.b64decode(entry[f"{key}-data"])
     if entry.get(key):
-        return (base / entry[key]).read_bytes()
+        return (base / str(entry[key])).read_bytes()
     return None
 
 
@@ -56,7 +56,8 @@ def load_kubeconfig(path: str | Path, *, context: str | None = None) -> Credenti
     name = context or config["current-context"]
     chosen = next(c["context"] for c in config["contexts"] if c["name"] == name)
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == chosen["cluster"])
-    user = next((u["user"] for u in config["users"] if u["name"] == chosen.get("user")), {})
+    users: list[Json] = config["users"]
+    user: Json = next((u["user"] for u in users if u["name"] == chosen.get("user")), {})
     return Credentials(
         server=cluster["server"].rstrip("/"),
         ca_data=_read(cluster, "certificate-authority", base),
@@ -97,7 +98,7 @@ class Api:
         https = self.server.startswith("https")
         self.pool: urllib3.PoolManager = urllib3.PoolManager(
             num_pools=2,
-            maxsize=8,
+            maxsize=16,
             retries=False,
             ssl_context=_ssl_context(credentials) if https else None,
         )
@@ -114,10 +115,12 @@ class Api:
         *,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Json]:
-        """The status and the decoded body; no raise for an HTTP error status."""
+        """The status and the decoded body; no raise for an HTTP error status. `headers` adds
+        to the client's (e.g. `Impersonate-User`)."""
         url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        headers = dict(self.headers)
+        headers = {**self.headers, **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()

@@ -142,6 +142,12 @@ def pool_labels(
     }
 
 
+def pod_ip(pod_cidr: str, uid: str) -> str:
+    """A pod's address in its node's /24, derived from the pod's uid."""
+    host = 2 + hashlib.sha256(uid.encode()).digest()[0] % 250
+    return pod_cidr.rsplit(".", 1)[0] + f".{host}"
+
+
 def ready_condition(ready: bool) -> dict[str, Any]:
     return {
         "type": "Ready",

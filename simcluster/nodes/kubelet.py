@@ -26,10 +26,10 @@ in memory (`ApiHost.logs`) and not served.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,17 +38,20 @@ import urllib3
 
 from simcluster.nodes import failures
 from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
-from simcluster.nodes.factory import node_object, pool_labels
+from simcluster.nodes.apihost import ApiHost
+from simcluster.nodes.factory import node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
-from simcluster.nodes.recording import Recorder
 from simcluster.nodes.registry import parse
 from simcluster.nodes.runtime import Runtime
 from simcluster.nodes.world import NodeWorld
+from simcluster.nodes.writing import ApiEventRecorder, Writers
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
 RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
 STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
+WRITER_THREADS = 8
+LEASE_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
@@ -73,111 +76,6 @@ class SimNode:
         return failures.platform_of(self.labels, self.node_info)
 
 
-class ApiEventRecorder(Recorder):
-    """Kubelet events through the API: POST a new one, PATCH count and lastTimestamp."""
-
-    def __init__(self, api: Api, *, time_scale: float) -> None:
-        super().__init__(time_scale=time_scale)
-        self.api = api
-        self.counts: dict[tuple[str, str], int] = {}
-
-    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
-        count = self.counts.get(key, 1) + 1
-        status, _ = self.api.request(
-            "PATCH",
-            f"/api/v1/namespaces/{key[0]}/events/{key[1]}",
-            {"count": count, "lastTimestamp": stamp},
-            content_type=MERGE_PATCH,
-        )
-        if status >= 400:
-            return False
-        self.counts[key] = count
-        return True
-
-    def _create(self, namespace: str, event: dict[str, Any]) -> None:
-        event = {k: v for k, v in event.items() if v is not None}
-        status, _ = self.api.request("POST", f"/api/v1/namespaces/{namespace}/events", event)
-        if status < 400:
-            self.counts[(namespace, event["metadata"]["name"])] = 1
-
-
-class ApiCluster:
-    """What a pod sandbox reads (sandboxes.Cluster), over the API."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.server = api.server
-
-    def get(self, resource: str, name: str, namespace: str) -> Json | None:
-        status, found = self.api.request("GET", f"/api/v1/namespaces/{namespace}/{resource}/{name}")
-        if status == 404:
-            return None
-        if status >= 400:
-            raise ApiError(status=status, method="GET", path=f"{resource}/{name}", body=found)
-        return found
-
-    def token(self, pod: Json, account: str) -> str:
-        """A token bound to the pod, as the kubelet requests one for a projected volume."""
-        meta = pod["metadata"]
-        request = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "expirationSeconds": 3607,
-                "boundObjectRef": {
-                    "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"],
-                },
-            },
-        }  # fmt: skip
-        path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
-        return str(self.api.call("POST", path, request)["status"]["token"])
-
-    def ca_pem(self) -> bytes | None:
-        return self.api.credentials.ca_data
-
-
-class ApiHost:
-    """The runtime's side effects (runtime.Host) through the API."""
-
-    def __init__(self, kubelets: Kubelets, *, awaiter_image: str) -> None:
-        self.kubelets = kubelets
-        self.registry = kubelets.world.registry
-        self.awaiter_image = awaiter_image
-        self.cluster = ApiCluster(kubelets.api)
-        self.logs: dict[tuple[str, str], bytes] = {}
-
-    def write_status(self, pod: Json, status: Json) -> None:
-        node = self.kubelets.nodes.get(pod["spec"].get("nodeName", ""))
-        if node is not None:
-            status = {**status, "hostIP": node.address, "hostIPs": [{"ip": node.address}]}
-            ip = _pod_ip(node, pod["metadata"]["uid"])
-            status.update(podIP=ip, podIPs=[{"ip": ip}])
-        self.kubelets.patch_pod_status(pod, status)
-
-    def record(
-        self, pod: Json, *, reason: str, message: str, node: str, warning: bool, field_path: str
-    ) -> None:
-        self.kubelets.recorder.record(
-            pod, host=node, reason=reason, message=message, warning=warning, field_path=field_path
-        )
-
-    def remove(self, pod: Json) -> None:
-        self.kubelets.delete_pod(pod)
-
-    def mark_deleting(self, pod: Json, grace: int) -> Json | None:
-        return None  # the API server marks it; the kubelet sees the deletionTimestamp
-
-    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
-        self.logs[key] = self.logs.get(key, b"") + chunk
-
-    def log(self, key: tuple[str, str]) -> bytes:
-        return self.logs.get(key, b"")
-
-    def wake(self) -> None:
-        with self.kubelets.changed:
-            self.kubelets.changed.notify_all()
-
-
 class Kubelets:
     """Any number of simulated nodes in one process: `add_node`/`add_pool` register them (at
     once, also before `start`), `start` runs the lease, pod-watch and sync threads, `stop`
@@ -197,7 +95,11 @@ class Kubelets:
         self.api = api
         self.world = world or NodeWorld()
         self.tick = tick
-        self.recorder = ApiEventRecorder(api, time_scale=self.world.time_scale)
+        self.errors: list[str] = []  # API failures the threads met (for tests to show)
+        self.writers = Writers(threads=WRITER_THREADS, errors=self.errors)
+        self.recorder = ApiEventRecorder(
+            api, writers=self.writers, time_scale=self.world.time_scale
+        )
         self.worker = PodWorker(
             world=self.world,
             platform=self._platform,
@@ -206,13 +108,15 @@ class Kubelets:
         self.nodes: dict[str, SimNode] = {}
         self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
+        self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
+        self.written: dict[str, str] = {}  # uid -> the resourceVersion our last write made
+        self._unwritten_lock = threading.Lock()
         self.finished: set[str] = set()  # running: nothing more to sync until deleted
         self.deleting: set[str] = set()
         self.changed = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stream: Stream | None = None
-        self.errors: list[str] = []  # API failures the threads met (for tests to show)
         self.host = ApiHost(self, awaiter_image=awaiter_image)
         self.runtime = Runtime(self.host)
 
@@ -352,6 +256,7 @@ class Kubelets:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.writers.start()
         for target, name in (
             (self._lease_loop, "kubelets-leases"),
             (self._watch_loop, "kubelets-pod-watch"),
@@ -372,6 +277,7 @@ class Kubelets:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+        self.writers.stop()
 
     def __enter__(self) -> Kubelets:
         self.start()
@@ -381,14 +287,18 @@ class Kubelets:
         self.stop()
 
     def _lease_loop(self) -> None:
-        reported = time.monotonic()
-        while not self._stop.wait(RENEW_SECONDS):
-            for name in list(self.nodes):
-                self._guarded(self._renew, name)
-            if time.monotonic() - reported >= STATUS_REPORT_SECONDS:
-                reported = time.monotonic()
-                for node in list(self.nodes.values()):
-                    self._guarded(self._report_conditions, node)
+        """Every node's Lease renewed every 10 s, start to start, by a few threads at once (one
+        after another, 500 renewals took longer than a lease lasts on a busy machine, and the
+        node lifecycle controller marked the nodes NotReady)."""
+        reported = next_round = time.monotonic()
+        with ThreadPoolExecutor(LEASE_THREADS, thread_name_prefix="kubelets-lease") as pool:
+            while not self._stop.wait(max(0.0, next_round + RENEW_SECONDS - time.monotonic())):
+                next_round = time.monotonic()
+                list(pool.map(lambda name: self._guarded(self._renew, name), list(self.nodes)))
+                if time.monotonic() - reported >= STATUS_REPORT_SECONDS:
+                    reported = time.monotonic()
+                    for node in list(self.nodes.values()):
+                        self._guarded(self._report_conditions, node)
 
     def _report_conditions(self, node: SimNode) -> None:
         now = now_iso()
@@ -459,8 +369,8 @@ class Kubelets:
                 pods = list(self.pods.values())
             try:
                 self._sync(pods)
-            except (urllib3.exceptions.HTTPError, OSError) as error:
-                self.errors.append(f"sync: {error}")
+            except Exception as error:  # a kubelet outlives any one bad sync, and says why
+                self.errors.append(f"sync: {error!r}")
                 self._stop.wait(0.2)
 
     def _sync(self, pods: list[Json]) -> None:
@@ -468,24 +378,29 @@ class Kubelets:
         for node in list(self.nodes.values()):
             images = self.worker.render_images(node.sim, now)
             if images is not None:
-                self._patch_node_status(node.sim.name, {"images": images})
+                self._submit_images(node.sim.name, images)
         live = set()
         for pod in pods:
             uid = pod["metadata"]["uid"]
             live.add(uid)
-            node = self.nodes.get(pod["spec"]["nodeName"])
-            if node is None:
+            on = self.nodes.get(pod["spec"]["nodeName"])
+            if on is None:
                 continue
+            node = on
             if self.runtime.handles(pod):
                 self.runtime.sync(pod, node.sim, now, pull=self.worker.pull)
             elif pod["metadata"].get("deletionTimestamp"):
                 self._finish_deletion(pod, node)
             elif uid not in self.finished:
                 self._sync_pod(pod, node, now)
+            elif self._newer_than_written(pod) and _drifted(pod, self.reported.get(uid)):
+                self._reconcile(pod)
         self.runtime.reap(live, now)
         self.finished &= live
         self.deleting &= live
-        self.reported = {uid: s for uid, s in self.reported.items() if uid in live}
+        for kept in (self.reported, self.written):  # the writers change them too: list() first
+            for uid in [uid for uid in list(kept) if uid not in live]:
+                kept.pop(uid, None)
         if len(self.worker.runs) > len(live):
             self.worker.forget(live)
             self.recorder.forget(live)
@@ -496,28 +411,64 @@ class Kubelets:
         status["hostIP"] = node.address
         status["hostIPs"] = [{"ip": node.address}]
         if status["phase"] == "Running":
-            status["podIP"] = _pod_ip(node, uid)
+            status["podIP"] = pod_ip(node.pod_cidr, uid)
             status["podIPs"] = [{"ip": status["podIP"]}]
         if status == self.reported.get(uid):
             return
-        if self.patch_pod_status(pod, status) and status["phase"] == "Running":
+        self.patch_pod_status(pod, status)
+        if status["phase"] == "Running":
             self.finished.add(uid)
 
-    def patch_pod_status(self, pod: Json, status: Json) -> bool:
-        """Write a pod's status (only if it is still the pod of that uid); whether it was."""
-        meta = pod["metadata"]
-        answer, body = self.api.request(
-            "PATCH",
-            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-            {"metadata": {"uid": meta["uid"]}, "status": status},
-            content_type=MERGE_PATCH,
+    def _newer_than_written(self, pod: Json) -> bool:
+        """Whether this copy of the pod was written after this kubelet's last status write
+        (resourceVersions are opaque to clients, but etcd revisions here: integers)."""
+        written = self.written.get(pod["metadata"]["uid"])
+        seen = pod["metadata"].get("resourceVersion") or ""
+        return (
+            written is not None
+            and seen.isdigit()
+            and written.isdigit()
+            and int(seen) > int(written)
         )
-        if answer >= 400:
-            if answer != 404:
-                self.errors.append(f"pod status {meta['name']}: {answer} {body.get('message')}")
-            return False
-        self.reported[meta["uid"]] = status
-        return True
+
+    def _reconcile(self, pod: Json) -> None:
+        """Someone else changed the status of a pod this kubelet runs (the node lifecycle
+        controller marks the pods of a node it thought lost not Ready): write it again, as
+        the kubelet's status manager does when the API's copy differs from its own."""
+        status = self.reported.get(pod["metadata"]["uid"])
+        if status is not None and pod["metadata"]["uid"] not in self.unwritten:
+            self.patch_pod_status(pod, status)
+
+    def patch_pod_status(self, pod: Json, status: Json) -> None:
+        """Write a pod's status (only if it is still the pod of that uid), by its node's
+        writer; statuses that pile up while it is busy are written once, the last one (as the
+        kubelet's status manager); if the write fails, the next sync writes it again."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        self.reported[uid] = status
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+        with self._unwritten_lock:  # else a status set just as the writer takes one is lost
+            queued = uid in self.unwritten
+            self.unwritten[uid] = {"metadata": {"uid": uid}, "status": status}
+        if queued:
+            return
+
+        def write() -> None:
+            with self._unwritten_lock:
+                body = self.unwritten.pop(uid, None)
+            if body is None:
+                return
+            answer, written = self.api.request("PATCH", path, body, content_type=MERGE_PATCH)
+            if answer < 400:
+                self.written[uid] = written.get("metadata", {}).get("resourceVersion", "")
+            else:
+                self.reported.pop(uid, None)
+                self.finished.discard(uid)
+                if answer != 404:
+                    message = written.get("message")
+                    self.errors.append(f"pod status {meta['name']}: {answer} {message}")
+
+        self.writers.submit(pod["spec"].get("nodeName") or "", write, urgent=True)
 
     def _finish_deletion(self, pod: Json, node: SimNode) -> None:
         """The containers stop (a Killing event for each running one), then the pod goes."""
@@ -553,6 +504,9 @@ class Kubelets:
             return False
         return True
 
+    def _submit_images(self, name: str, images: list[Any]) -> None:
+        self.writers.submit(name, lambda: self._patch_node_status(name, {"images": images}))
+
     def _patch_node_status(self, name: str, status: Json) -> None:
         self.api.call(
             "PATCH", f"/api/v1/nodes/{name}/status", {"status": status}, content_type=MERGE_PATCH
@@ -578,7 +532,15 @@ class Kubelets:
         return True
 
 
-def _pod_ip(node: SimNode, uid: str) -> str:
-    """An address in the node's pod /24, from the pod's uid."""
-    host = 2 + hashlib.sha256(uid.encode()).digest()[0] % 250
-    return node.pod_cidr.rsplit(".", 1)[0] + f".{host}"
+def _drifted(pod: Json, reported: Json | None) -> bool:
+    """The pod's phase or a condition's status is not what this kubelet last wrote."""
+    if reported is None:
+        return False
+    seen = pod.get("status") or {}
+
+    def conditions(status: Json) -> dict[str, str]:
+        return {c["type"]: c["status"] for c in status.get("conditions") or []}
+
+    return seen.get("phase") != reported.get("phase") or any(
+        conditions(seen).get(kind) != value for kind, value in conditions(reported).items()
+    )

@@ -64,9 +64,14 @@ class Host(Protocol):
     """Where a runtime's pods live: the simulated API server's store (`StoreHost`) or any API
     server over HTTP (kubelet.ApiHost)."""
 
-    registry: Registry
-    awaiter_image: str
-    cluster: sandboxes.Cluster
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def awaiter_image(self) -> str: ...
+
+    @property
+    def cluster(self) -> sandboxes.Cluster: ...
 
     def write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None: ...
 

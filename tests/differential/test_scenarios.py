@@ -114,7 +114,13 @@ def test_init_containers_pull_one_at_a_time_with_image_ids_events_and_node_image
         assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
         image_id = pod["status"]["initContainerStatuses"][index]["imageID"]
         assert image_id.startswith(image.rsplit(":", 1)[0] + "@sha256:")
-    events = _kubelet_events(backend, pod["metadata"]["name"])
+
+    def all_said() -> list[Json] | None:  # events are written after statuses, as by kubelets
+        events = _kubelet_events(backend, pod["metadata"]["name"])
+        last = ("Started", "Started container pause")
+        return events if last in [(e["reason"], e["message"]) for e in events] else None
+
+    events = backend.eventually(all_said, what="the pause container's Started event")
     said = [(e["reason"], e["message"]) for e in events]
     first = said.index(("Started", "Started container pull-0"))
     second = said.index(("Pulling", f'Pulling image "{SECOND}"'))
@@ -159,13 +165,17 @@ def test_a_failing_pull_reports_the_runtime_text_then_backs_off(backend: Backend
     )
     waiting = _init_state(pod, 0)["waiting"]
     assert waiting["message"] == f'Back-off pulling image "{MISSING}": ErrImagePull: {runtime_text}'
-    said = {
-        (e["reason"], e["type"], e["message"])
-        for e in _kubelet_events(backend, pod["metadata"]["name"])
+    expected = {
+        ("Failed", "Warning", f'Failed to pull image "{MISSING}": {runtime_text}'),
+        ("Failed", "Warning", "Error: ErrImagePull"),
+        ("BackOff", "Normal", f'Back-off pulling image "{MISSING}"'),
     }
-    assert ("Failed", "Warning", f'Failed to pull image "{MISSING}": {runtime_text}') in said
-    assert ("Failed", "Warning", "Error: ErrImagePull") in said
-    assert ("BackOff", "Normal", f'Back-off pulling image "{MISSING}"') in said
+
+    def said() -> set[tuple[str, str, str]]:
+        events = _kubelet_events(backend, pod["metadata"]["name"])
+        return {(e["reason"], e["type"], e["message"]) for e in events}
+
+    backend.eventually(lambda: expected <= said(), what=f"the events {expected}")
 
 
 def test_a_deleted_pod_is_finished_by_its_kubelet_and_replaced_by_the_daemonset(
@@ -286,3 +296,60 @@ def test_a_pod_of_the_awaiter_image_runs_the_real_cli_as_its_service_account(
     account = f"system:serviceaccount:{backend.namespace}:default"
     assert account in terminated["message"], terminated["message"]
     assert "nodes" in terminated["message"]
+
+
+def test_an_impersonated_service_account_is_decided_and_reported_as_itself(
+    backend: Backend,
+) -> None:
+    """`kubectl auth can-i ... --as=system:serviceaccount:...` and `auth whoami --as=...`."""
+    user = f"system:serviceaccount:{backend.namespace}:nobody"
+    as_user = {"Impersonate-User": user}
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "delete", "resource": "nodes"}},
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    status, decided = backend.api.request("POST", path, review, headers=as_user)
+    assert (status, decided["status"]["allowed"]) == (201, False)
+    status, admin = backend.api.request("POST", path, review)
+    assert (status, admin["status"]["allowed"]) == (201, True)
+    whoami = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    status, who = backend.api.request("POST", path, whoami, headers=as_user)
+    assert status == 201
+    assert who["status"]["userInfo"]["username"] == user
+    assert set(who["status"]["userInfo"]["groups"]) == {
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{backend.namespace}",
+        "system:authenticated",
+    }
+
+
+def test_a_running_pod_marked_not_ready_by_a_controller_is_reported_ready_again(
+    backend: Backend,
+) -> None:
+    """The node lifecycle controller marks a lost node's pods not Ready; once the node's
+    kubelet is heard again, its status manager writes its own status back."""
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("a")
+    backend.daemonset("steady", _puller())
+    pod = backend.eventually(
+        lambda: next(
+            (p for p in backend.pods("steady") if p["status"].get("phase") == "Running"), None
+        ),
+        what="pod Running",
+    )
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    path = backend.path("pods", pod["metadata"]["name"]) + "/status"
+    status, _ = backend.api.request(
+        "PATCH", path, not_ready, content_type="application/strategic-merge-patch+json"
+    )
+    assert status == 200
+
+    def ready_again() -> bool:
+        current = backend.api.call("GET", backend.path("pods", pod["metadata"]["name"]))
+        conditions = {c["type"]: c["status"] for c in current["status"]["conditions"]}
+        return conditions.get("Ready") == "True"
+
+    backend.eventually(ready_again, timeout=10, what="Ready written back by the kubelet")

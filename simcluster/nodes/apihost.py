@@ -1,0 +1,91 @@
+"""What the runtime (runtime.py) and pod sandboxes (sandboxes.py) need of a cluster, through
+the API, for the HTTP kubelets: `ApiCluster` reads objects and asks the TokenRequest API for a
+pod's token; `ApiHost` writes the runtime's statuses and events through the kubelets, and keeps
+pod logs (nothing serves them: the API server would ask the kubelet on port 10250)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simcluster.nodes.apiclient import Api, ApiError, Json
+from simcluster.nodes.factory import pod_ip
+
+if TYPE_CHECKING:
+    from simcluster.nodes.kubelet import Kubelets
+
+
+class ApiCluster:
+    """What a pod sandbox reads (sandboxes.Cluster), over the API."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.server = api.server
+
+    def get(self, resource: str, name: str, namespace: str) -> Json | None:
+        status, found = self.api.request("GET", f"/api/v1/namespaces/{namespace}/{resource}/{name}")
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ApiError(status=status, method="GET", path=f"{resource}/{name}", body=found)
+        return found
+
+    def token(self, pod: Json, account: str) -> str:
+        """A token bound to the pod, as the kubelet requests one for a projected volume."""
+        meta = pod["metadata"]
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 3607,
+                "boundObjectRef": {
+                    "apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"],
+                },
+            },
+        }  # fmt: skip
+        path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
+        return str(self.api.call("POST", path, request)["status"]["token"])
+
+    def ca_pem(self) -> bytes | None:
+        return self.api.credentials.ca_data
+
+
+class ApiHost:
+    """The runtime's side effects (runtime.Host) through the API."""
+
+    def __init__(self, kubelets: Kubelets, *, awaiter_image: str) -> None:
+        self.kubelets = kubelets
+        self.registry = kubelets.world.registry
+        self.awaiter_image = awaiter_image
+        self.cluster = ApiCluster(kubelets.api)
+        self.logs: dict[tuple[str, str], bytes] = {}
+
+    def write_status(self, pod: Json, status: Json) -> None:
+        node = self.kubelets.nodes.get(pod["spec"].get("nodeName", ""))
+        if node is not None:
+            status = {**status, "hostIP": node.address, "hostIPs": [{"ip": node.address}]}
+            ip = pod_ip(node.pod_cidr, pod["metadata"]["uid"])
+            status.update(podIP=ip, podIPs=[{"ip": ip}])
+        self.kubelets.patch_pod_status(pod, status)
+
+    def record(
+        self, pod: Json, *, reason: str, message: str, node: str, warning: bool, field_path: str
+    ) -> None:
+        self.kubelets.recorder.record(
+            pod, host=node, reason=reason, message=message, warning=warning, field_path=field_path
+        )
+
+    def remove(self, pod: Json) -> None:
+        self.kubelets.delete_pod(pod)
+
+    def mark_deleting(self, pod: Json, grace: int) -> Json | None:
+        return None  # the API server marks it; the kubelet sees the deletionTimestamp
+
+    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
+        self.logs[key] = self.logs.get(key, b"") + chunk
+
+    def log(self, key: tuple[str, str]) -> bytes:
+        return self.logs.get(key, b"")
+
+    def wake(self) -> None:
+        with self.kubelets.changed:
+            self.kubelets.changed.notify_all()
