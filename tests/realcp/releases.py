@@ -47,8 +47,9 @@ class Story:
     home: Path
     world: NodeWorld
 
-    def helm(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        env = {
+    def env(self) -> dict[str, str]:
+        """A user's shell for helm: its own homes, the admin kubeconfig of the namespace."""
+        return {
             "PATH": "/usr/bin:/bin",
             "HOME": str(self.home),
             "KUBECONFIG": str(self.home / "kubeconfig"),
@@ -56,9 +57,11 @@ class Story:
             "HELM_CONFIG_HOME": str(self.home / "helm-config"),
             "HELM_DATA_HOME": str(self.home / "helm-data"),
         }
+
+    def helm(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.helm_binary), *args, "--namespace", self.namespace],
-            capture_output=True, text=True, env=env, cwd=self.home, timeout=timeout,
+            capture_output=True, text=True, env=self.env(), cwd=self.home, timeout=timeout,
             check=False,
         )  # fmt: skip
 
