@@ -381,3 +381,39 @@ def test_a_pod_for_a_node_at_its_pod_limit_stays_pending_as_unschedulable(
         "nodes are available: 1 No preemption victims found for incoming pod."
     )
     assert all(not p["spec"].get("nodeName") for p in backend.pods("second"))
+
+
+def test_the_rules_review_lists_what_a_service_accounts_role_grants(backend: Backend) -> None:
+    """`kubectl auth can-i --list --as=system:serviceaccount:NS:reader`."""
+    namespace = backend.namespace
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    rule = {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}
+    backend.api.call("POST", f"{rbac}/roles", {"metadata": {"name": "reader"}, "rules": [rule]})
+    binding = {
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+    }
+    backend.api.call("POST", f"{rbac}/rolebindings", binding)
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace},
+    }
+    as_reader = {"Impersonate-User": f"system:serviceaccount:{namespace}:reader"}
+    status, answer = backend.api.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        review,
+        headers=as_reader,
+    )
+    assert status == 201
+    rules = answer["status"]["resourceRules"]
+    assert rule in rules
+    assert {
+        "verbs": ["create"],
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    } in rules
+    assert not any("*" in r["verbs"] for r in rules), "a plain account gets no wildcard"
+    assert answer["status"]["incomplete"] is False
