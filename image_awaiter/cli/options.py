@@ -11,12 +11,8 @@ import click
 
 from image_awaiter.core.durations import parse_duration
 from image_awaiter.core.errors import UsageError
-from image_awaiter.spec.pullers import (
-    DEFAULT_HELPER_IMAGE,
-    DEFAULT_PAUSE_IMAGE,
-    PULL_METHODS,
-    PullerSettings,
-)
+from image_awaiter.spec.generating import PULL_METHODS
+from image_awaiter.spec.pullers import DEFAULT_HELPER_IMAGE, DEFAULT_PAUSE_IMAGE, PullerSettings
 from image_awaiter.spec.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,5 +1,5 @@
-"""The puller DaemonSet: loaded from a manifest or generated from image references, then made
-unique to one run.
+"""The puller DaemonSet: its labels and settings, loaded and validated from a manifest (or
+generated from image references: generating.py), then made unique to one run.
 
 Pure: manifests in, manifests out. Validation happens here, before anything reaches the API, so
 that bad input is exit 2 with nothing created.
@@ -8,7 +8,7 @@ that bad input is exit 2 with nothing created.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,16 +36,6 @@ PullMethod = Literal["initContainers", "imageVolumes"]
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "requests": {"cpu": "1m", "memory": "8Mi"},
     "limits": {"cpu": "100m", "memory": "64Mi"},
-}
-
-RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "runAsUser": 65534,
-    "runAsGroup": 65534,
-    "seccompProfile": {"type": "RuntimeDefault"},
 }
 
 
@@ -227,119 +217,6 @@ def unique_images(refs: Sequence[str]) -> list[ImageRef]:
         image = parse_image(ref)
         by_key.setdefault(image.key, image)
     return list(by_key.values())
-
-
-# ---------------------------------------------------------------------------- generating
-
-
-def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
-    """A puller DaemonSet that pulls `images` without running anything inside them."""
-    labels = {
-        "app.kubernetes.io/name": DEFAULT_NAME,
-        "app.kubernetes.io/component": "puller",
-        MANAGED_BY_LABEL: MANAGED_BY,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
-            "updateStrategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "100%"},
-            },
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": puller_pod_spec([image.original for image in images], settings),
-            },
-        },
-    }
-
-
-def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """The pod: the pull method's containers and volumes (see `PULL_METHODS`), restricted, with
-    explicit requests and limits, placed by the settings."""
-    spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 0,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65534,
-            "runAsGroup": 65534,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **PULL_METHODS[settings.method](images, settings),
-    }
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.affinity:
-        spec["affinity"] = copy.deepcopy(dict(settings.affinity))
-    if settings.priority_class_name:
-        spec["priorityClassName"] = settings.priority_class_name
-    if settings.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    return spec
-
-
-def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an init container running the no-op helper, copied first from the helper
-    image into an emptyDir: nothing inside the pulled image runs."""
-    install = _container(
-        "install-helper",
-        settings.helper_image,
-        [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
-        settings,
-    )
-    install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
-    pulls = []
-    for index, image in enumerate(images):
-        pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
-        pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
-        pulls.append(pull)
-    return {
-        "initContainers": [install, *pulls],
-        "volumes": [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}],
-        "containers": [_container("pause", settings.pause_image, None, settings)],
-    }
-
-
-def _image_volumes(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an `image` volume mounted on the pause container (ImageVolume feature)."""
-    pause = _container("pause", settings.pause_image, None, settings)
-    pause["volumeMounts"] = [
-        {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
-        for index in range(len(images))
-    ]
-    return {
-        "volumes": [
-            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
-            for index, image in enumerate(images)
-        ],
-        "containers": [pause],
-    }
-
-
-# How a puller pod pulls its images: one builder of pod spec parts per `--pull-method`, mirrored
-# in the chart by one named template per method. A new method is one function and one entry.
-PULL_METHODS: Mapping[str, Callable[[Sequence[str], PullerSettings], dict[str, Any]]] = {
-    "initContainers": _init_containers,
-    "imageVolumes": _image_volumes,
-}
-
-
-def _container(
-    name: str, image: str, command: list[str] | None, settings: PullerSettings
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}
-    if command is not None:
-        container["command"] = command
-    container["resources"] = copy.deepcopy(dict(settings.resources))
-    container["securityContext"] = copy.deepcopy(dict(RESTRICTED_CONTAINER_SECURITY))
-    return container
 
 
 # ---------------------------------------------------------------------------- per run

@@ -16,12 +16,12 @@ from image_awaiter.core.placement import Placement
 from image_awaiter.core.readiness import FailureRules
 from image_awaiter.core.references import ImageKey, ImageRef
 from image_awaiter.core.targeting import placement_from_pod_spec
+from image_awaiter.spec.generating import generate_daemonset
 from image_awaiter.spec.pullers import (
     DEFAULT_NAME,
     Owner,
     PullerSettings,
     daemonset_base_name,
-    generate_daemonset,
     parse_daemonsets,
     pod_images,
     unique_images,

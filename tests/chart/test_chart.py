@@ -14,9 +14,10 @@ import yaml
 
 from image_awaiter.core.durations import parse_duration
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import puller_pod_spec
 from image_awaiter.spec.groups import apply_placement
-from image_awaiter.spec.manifests import pod_placement
-from image_awaiter.spec.pullers import PullerSettings, parse_manifest, puller_pod_spec
+from image_awaiter.spec.podtemplates import pod_placement
+from image_awaiter.spec.pullers import PullerSettings, parse_manifest
 from image_awaiter.spec.settings import Settings, resolve_job
 from tests.chart.conftest import (
     CHART,

@@ -18,12 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from image_awaiter.spec.pullers import (
-    GROUP_LABEL,
-    PullerSettings,
-    generate_daemonset,
-    unique_images,
-)
+from image_awaiter.spec.generating import generate_daemonset
+from image_awaiter.spec.pullers import GROUP_LABEL, PullerSettings, unique_images
 from simcluster import Fault
 from tests.conftest import cli_command, cli_env, spawn_cli
 from tests.integration.helpers import our_daemonsets, writes

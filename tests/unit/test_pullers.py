@@ -10,12 +10,12 @@ import pytest
 
 from image_awaiter.core.errors import UsageError
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import generate_daemonset
 from image_awaiter.spec.pullers import (
     MANAGED_BY_LABEL,
     RUN_ID_LABEL,
     Owner,
     PullerSettings,
-    generate_daemonset,
     parse_daemonsets,
     parse_manifest,
     pod_images,

@@ -11,11 +11,11 @@ import yaml
 
 from image_awaiter.core.errors import UsageError
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import generate_daemonset
 from image_awaiter.spec.pullers import (
     DEFAULT_HELPER_IMAGE,
     DEFAULT_PAUSE_IMAGE,
     PullerSettings,
-    generate_daemonset,
     unique_images,
 )
 from image_awaiter.spec.settings import Settings, generated_name, resolve_job
