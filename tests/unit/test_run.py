@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.outcomes import Outcome, Result
-from image_awaiter.kube.resources import DAEMONSETS, NODES
+from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
 from image_awaiter.kube.watching import Caches
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.awaiting import Run
@@ -147,3 +147,43 @@ def test_a_dry_run_with_output_yaml_writes_the_daemonsets_on_out_and_the_plan_on
     assert streams.out.getvalue().startswith("apiVersion: apps/v1\nkind: DaemonSet\n")
     assert "n1" in streams.err.getvalue()
     assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
+
+
+def puller_pod(daemonset: dict[str, Any], *, node: str, waiting: dict[str, str]) -> dict[str, Any]:
+    """The DaemonSet controller's pod on `node`, its image pull waiting as the kubelet says."""
+    template = daemonset["spec"]["template"]
+    return {
+        "metadata": {
+            "name": f"{daemonset['metadata']['name']}-{node}",
+            "namespace": "default",
+            "labels": dict(template["metadata"]["labels"]),
+        },
+        "spec": {**template["spec"], "nodeName": node},
+        "status": {
+            "initContainerStatuses": [
+                {"name": "install-helper", "imageID": "sha256:1", "state": {"terminated": {}}},
+                {"name": "pull-0", "state": {"waiting": waiting}},
+            ]
+        },
+    }
+
+
+def test_await_ends_at_once_on_a_permanent_pull_error_its_puller_pod_shows(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", timeout=30.0) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: bool(kube.objects(DAEMONSETS, namespace="default")))
+        (daemonset,) = kube.objects(DAEMONSETS, namespace="default")
+        not_found = (
+            'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/library/'
+            'busybox:1.36": failed to resolve reference "docker.io/library/busybox:1.36": '
+            "docker.io/library/busybox:1.36: not found"
+        )
+        waiting = {"reason": "ErrImagePull", "message": not_found}
+        kube.put(PODS, puller_pod(daemonset, node="n1", waiting=waiting))
+        thread.join(timeout=10)
+    (outcome,) = ended
+    assert (outcome.result, int(outcome.exit_code)) == (Result.PULL_FAILED, 4)
+    (failure,) = outcome.evaluation.failures
+    assert (failure.node, failure.image, failure.kind) == ("n1", IMAGE, "not-found")
+    assert kube.objects(DAEMONSETS, namespace="default") == []
