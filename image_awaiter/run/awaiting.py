@@ -27,6 +27,7 @@ from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.connecting import Connection, connect
 from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
+from image_awaiter.output.logs import Logging
 from image_awaiter.output.plan import write_plan
 from image_awaiter.output.reporting import now_iso, write_report
 from image_awaiter.output.streams import Streams
@@ -61,13 +62,16 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
     """The run's outcome, and the job and run as far as they got; cleaned up whatever came."""
     job: Job | None = None
     run: Run | None = None
-    view = start_live_view(settings, stream=streams.err)
+    policy, logging = policy_for(settings), Logging(settings.log_format, settings.verbosity)
+    view = start_live_view(
+        watching=not policy.once, progress=settings.progress, logging=logging, stream=streams.err
+    )
     with SignalGuard() as signals:
         try:
             try:
                 job = resolve_job(settings)
                 context = open_context(settings, job, _connect(settings), hold=signals.held)
-                run = Run(context, policy=policy_for(settings), view=view, streams=streams)
+                run = Run(context, policy=policy, view=view, streams=streams)
                 try:
                     outcome = run.go()
                 except DeadlineReached as error:  # the API failed until the time was up
@@ -81,7 +85,7 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
             signals.defer()  # a signal now must not cut the cleanup short
             if run is not None:
                 run.close()
-            stop_live_view(view, settings)
+            stop_live_view(view, logging=logging)
         if signals.deferred is not None and outcome.result is not Result.INTERRUPTED:
             outcome = _failed(Interrupted(signals.deferred), run)
     return outcome, job, run
