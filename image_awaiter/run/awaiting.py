@@ -144,6 +144,7 @@ class Run:
         self.groups = GroupRuns(context, judging=settings.judging)
         self.facts = PullFactsWatch(context.job.images)
         self.last: Evaluation | None = None
+        self.parts = policy.parts(context)
         tell_start(context.job, timeout=settings.timeout)
         self.tell = Teller(
             context,
@@ -208,6 +209,8 @@ class Run:
         errors = self.facts.facts.errors
         evaluation = self.last = self.groups.judge(nodes, pods, now=now, event_errors=errors)
         self.tell.observe(evaluation, self.groups.evaluations(), now=now)
+        for part in self.parts:
+            part.observe(evaluation, now=now)
         return evaluation
 
     def _end(self, step: Step) -> Outcome:

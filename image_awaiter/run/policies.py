@@ -2,7 +2,8 @@
 writes to the cluster, and when it stops. `check` judges one list of the nodes; `await
 --dry-run` prints that reading as a plan; `await` creates pullers unless every node is done and
 watches until done, a pull failure or the deadline. A long-running kind (a gate that never ends
-on its own) is one more policy here, whose `next` always says `WATCH`.
+on its own) is one more policy here, whose `next` always says `WATCH` and whose `parts` act on
+every evaluation (release the nodes that have their images).
 
 The decisions are pure: an evaluation and the time in, a `Step` out. `Run` carries them out."""
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from image_awaiter.core.readiness import Evaluation
+from image_awaiter.run.context import RunContext
 from image_awaiter.spec.settings import Settings
 
 
@@ -24,6 +26,12 @@ class Step(enum.Enum):
     PULL_FAILED = "pull-failed"
     TIMED_OUT = "timed-out"
     PLANNED = "planned"  # a dry run: print the plan
+
+
+class Part(Protocol):
+    """Something a kind of run does with every evaluation (a gate releases nodes)."""
+
+    def observe(self, evaluation: Evaluation, *, now: float) -> None: ...
 
 
 class Policy(Protocol):
@@ -53,6 +61,10 @@ class Policy(Protocol):
         """What to do after each later evaluation (`now` and `deadline` are monotonic)."""
         ...
 
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        """What this kind of run does with every evaluation, besides telling it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -69,6 +81,9 @@ class Check:
     def next(self, evaluation: Evaluation, *, now: float, deadline: float | None) -> Step:
         return self.first(evaluation)
 
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -84,6 +99,9 @@ class Plan:
 
     def next(self, evaluation: Evaluation, *, now: float, deadline: float | None) -> Step:
         return Step.PLANNED
+
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +124,9 @@ class Await:
         if deadline is not None and now >= deadline:
             return Step.TIMED_OUT
         return Step.WATCH
+
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
 
 
 def policy_for(settings: Settings) -> Policy:
