@@ -38,7 +38,7 @@ from image_awaiter.spec.pullers import (
     MANAGED_BY_LABEL,
     RUN_ID_LABEL,
     Owner,
-    prepare_for_run,
+    PullerTemplate,
 )
 
 log = structlog.get_logger("image_awaiter.cluster.daemonsets")
@@ -192,36 +192,18 @@ class PullerDaemonSet:
     """This run's puller DaemonSet: created once, recreated if someone deletes it, deleted at
     the end. `record` is None until a create was attempted."""
 
-    def __init__(
-        self,
-        *,
-        kube: Kube,
-        namespace: str,
-        run_id: str,
-        manifest: Mapping[str, Any],
-        owner: Owner | None,
-        group: str | None = None,
-    ) -> None:
+    def __init__(self, kube: Kube, template: PullerTemplate) -> None:
         self._kube = kube
-        self._group = group
-        self._namespace = namespace
-        self._run_id = run_id
-        self._manifest = manifest
-        self._owner = owner
+        self.template = template
+        self._group = template.group
+        self._namespace = template.namespace
+        self._run_id = template.run_id
         self._recreations = 0
         self._confirmed_at = float("-inf")
         self.record: DaemonSetRecord | None = None
 
     def create(self, *, skip_nodes: Collection[str] = ()) -> None:
-        body = prepare_for_run(
-            self._manifest,
-            run_id=self._run_id,
-            namespace=self._namespace,
-            owner=self._owner,
-            created_at=now_iso(),
-            skip_nodes=skip_nodes,
-            group=self._group,
-        )
+        body = self.template.for_run(created_at=now_iso(), skip_nodes=skip_nodes)
         name = body["metadata"]["name"]
         self.record = DaemonSetRecord(name=name, namespace=self._namespace)
         try:

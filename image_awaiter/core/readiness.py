@@ -264,14 +264,9 @@ def judge_node(
     if pod.unschedulable is not None:
         detail = f"puller pod cannot be scheduled: {pod.unschedulable}"
         return NodeVerdict(node.name, NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
-    awaited = {image.key for image in images}
-    # A failing helper or pause image blocks the pull as surely as an awaited one.
-    candidates = [(image.original, image.key) for image in missing] + [
-        (key, key) for key in seen.pulls if key not in awaited
-    ]
     final, pending, failing = _failures(
         seen,
-        candidates,
+        _candidates(seen, images, missing),
         excluded=excluded_here,
         failing_since=failing_since,
         now=now,
@@ -306,6 +301,18 @@ class _Seen:
         return most_informative(
             classify_waiting(pull.reason, pull.message), self.hints.get((self.node.name, key))
         )
+
+
+def _candidates(
+    seen: _Seen, images: Sequence[ImageRef], missing: Sequence[ImageRef]
+) -> list[tuple[str, ImageKey]]:
+    """The pulls whose failure fails the node (display text, key): its missing images, and
+    any other image of the puller pod (a failing helper or pause image blocks the pull as
+    surely as an awaited one)."""
+    awaited = {image.key for image in images}
+    return [(image.original, image.key) for image in missing] + [
+        (key, key) for key in seen.pulls if key not in awaited
+    ]
 
 
 def _exclude_mismatches(

@@ -102,9 +102,8 @@ class Store(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Target(Generic[T]):
-    """What one informer reads: the objects at `address`, decoded by `codec`, through `kube`."""
+    """What one informer reads: the objects at `address`, decoded by `codec`; `name` in logs."""
 
-    kube: Kube
     address: Address
     codec: Codec[T]
     name: str
@@ -120,12 +119,13 @@ class Watcher(Generic[T]):
         self,
         target: Target[T],
         *,
+        kube: Kube,
         store: Store[T],
         stop: threading.Event,
         timing: WatchTiming,
         select: Callable[[dict[str, str | int]], None],
     ) -> None:
-        self._kube = target.kube
+        self._kube = kube
         self._address = target.address
         self._codec = target.codec
         self._store = store
@@ -227,7 +227,8 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher = Watcher(
-            Target(kube=kube, address=address, codec=codec, name=self.name),
+            Target(address=address, codec=codec, name=self.name),
+            kube=kube,
             store=self.store,
             stop=self._stop,
             timing=timing,

@@ -131,6 +131,18 @@ def _failed(error: AwaiterError | Interrupted, run: Run | None) -> Outcome:
     return run.outcome(code, result, message) if run else Outcome(code, result, message)
 
 
+def _write_plan(groups: GroupRuns, settings: Settings, streams: Streams, *, lacking: bool) -> None:
+    """The plan on stdout, unless stdout carries the DaemonSets (`-o`) or the report (`-`)."""
+    to_out = settings.output is None and settings.report != "-"
+    write_plan(
+        groups.evaluations(),
+        text=streams.out if to_out else streams.err,
+        bodies=groups.would_create() if settings.output and lacking else (),
+        output=settings.output,
+        documents=streams.out,
+    )
+
+
 class Run:
     """One run following its policy: its pull groups (a DaemonSet and a judge each), what it
     tells, the pull facts, and the last evaluation (the groups' combined)."""
@@ -231,15 +243,7 @@ class Run:
     def _planned(self, evaluation: Evaluation) -> Outcome:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
-        settings, streams = self.context.settings, self.streams
-        to_out = settings.output is None and settings.report != "-"
-        write_plan(
-            self.groups.evaluations(),
-            text=streams.out if to_out else streams.err,
-            bodies=self.groups.would_create() if settings.output and not evaluation.done else (),
-            output=settings.output,
-            documents=streams.out,
-        )
+        _write_plan(self.groups, self.context.settings, self.streams, lacking=not evaluation.done)
         outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
         log.info("run.planned", message=outcome.message)
         return outcome

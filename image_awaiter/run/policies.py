@@ -10,7 +10,6 @@ The decisions are pure: an evaluation and the time in, a `Step` out. `Run` carri
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Protocol
 
 from image_awaiter.core.readiness import Evaluation
@@ -66,14 +65,13 @@ class Policy(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
 class Check:
     """Read-only: every target node has every image in its own status, or not."""
 
-    name: str = "check"
-    once: bool = True
-    writes: bool = False
-    checks_namespace: bool = True
+    name = "check"
+    once = True
+    writes = False
+    checks_namespace = True
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.MISSING
@@ -85,14 +83,13 @@ class Check:
         return ()
 
 
-@dataclass(frozen=True, slots=True)
 class Plan:
     """`await --dry-run`: `check`'s reading, printed as a plan; creates nothing."""
 
-    name: str = "plan"
-    once: bool = True
-    writes: bool = False
-    checks_namespace: bool = False
+    name = "plan"
+    once = True
+    writes = False
+    checks_namespace = False
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.PLANNED
@@ -104,14 +101,13 @@ class Plan:
         return ()
 
 
-@dataclass(frozen=True, slots=True)
 class Await:
     """Pull where images are missing and wait: done, a pull failure, or the deadline."""
 
-    name: str = "await"
-    once: bool = False
-    writes: bool = True
-    checks_namespace: bool = False  # the pullers' creation checks it
+    name = "await"
+    once = False
+    writes = True
+    checks_namespace = False  # the pullers' creation checks it
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.PULL  # done: the fast path

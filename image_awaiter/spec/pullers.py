@@ -64,6 +64,17 @@ class Owner:
     uid: str
     namespace: str
 
+    def reference(self) -> dict[str, Any]:
+        """The ownerReference to this pod (never blocking its deletion, not a controller)."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": False,
+            "controller": False,
+        }
+
 
 # ---------------------------------------------------------------------------- loading
 
@@ -222,6 +233,29 @@ def unique_images(refs: Sequence[str]) -> list[ImageRef]:
 # ---------------------------------------------------------------------------- per run
 
 
+@dataclass(frozen=True, slots=True)
+class PullerTemplate:
+    """One pull group's puller manifest as one run makes it: its namespace, run id, owner and
+    group; `for_run` is the body to create (`prepare_for_run`)."""
+
+    manifest: Mapping[str, Any]
+    namespace: str
+    run_id: str
+    owner: Owner | None = None
+    group: str | None = None
+
+    def for_run(self, *, created_at: str, skip_nodes: Collection[str] = ()) -> dict[str, Any]:
+        return prepare_for_run(
+            self.manifest,
+            run_id=self.run_id,
+            namespace=self.namespace,
+            owner=self.owner,
+            created_at=created_at,
+            skip_nodes=skip_nodes,
+            group=self.group,
+        )
+
+
 def prepare_for_run(
     manifest: Mapping[str, Any],
     *,
@@ -262,16 +296,7 @@ def prepare_for_run(
         CREATED_AT_ANNOTATION: created_at,
     }
     if owner is not None and owner.namespace == namespace:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": owner.name,
-                "uid": owner.uid,
-                "blockOwnerDeletion": False,
-                "controller": False,
-            }
-        ]
+        metadata["ownerReferences"] = [owner.reference()]
     spec = daemonset["spec"]
     selector = spec.setdefault("selector", {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}
