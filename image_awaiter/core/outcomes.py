@@ -30,16 +30,20 @@ class Result(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """A document of a kind this tool does not know (a custom resource) that names images."""
+    """Images found but not awaited, and why: a custom resource, a Helm hook, another
+    pre-puller, or a ConfigMap/Secret value (`key`) holding image references."""
 
     kind: str
     name: str
     images: tuple[str, ...]
     source: str
+    reason: str = "a custom resource: its images are not awaited"
+    key: str = ""  # where in the object, when it is a value
 
     @property
     def ref(self) -> str:
-        return f"{self.kind}/{self.name}" if self.name else self.kind
+        ref = f"{self.kind}/{self.name}" if self.name else self.kind
+        return f"{ref} {self.key}" if self.key else ref
 
 
 @dataclass(frozen=True, slots=True)

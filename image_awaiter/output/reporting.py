@@ -69,7 +69,14 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
         "pulls": _pulls(outcome.pull_facts, record.images, evaluation),
         "groups": [_group(group, outcome) for group in outcome.groups],
         "skipped": [
-            {"kind": s.kind, "name": s.name, "images": list(s.images), "source": s.source}
+            {
+                "kind": s.kind,
+                "name": s.name,
+                **({"key": s.key} if s.key else {}),
+                "images": list(s.images),
+                "reason": s.reason,
+                "source": s.source,
+            }
             for s in record.skipped
         ],
     }

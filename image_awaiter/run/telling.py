@@ -76,7 +76,7 @@ def tell_start(job: Job, *, timeout: float) -> None:
             resource=skipped.ref,
             images=list(skipped.images),
             source=skipped.source,
-            detail="a custom resource: its images are not awaited",
+            detail=skipped.reason,
         )
 
 

@@ -47,18 +47,21 @@ class PullGroup:
 
 
 def group_workloads(workloads: Iterable[Workload]) -> tuple[PullGroup, ...]:
-    """One group per distinct placement, in order of first appearance, names unique."""
-    by_placement: dict[Placement, list[Workload]] = {}
+    """One group per distinct placement, in order of first appearance, names unique; the pods
+    an application's configuration names a group for (a JupyterHub profile) keep their own."""
+    by_placement: dict[tuple[Placement, str | None], list[Workload]] = {}
     for workload in workloads:
-        by_placement.setdefault(workload.placement, []).append(workload)
+        by_placement.setdefault((workload.placement, workload.group), []).append(workload)
     groups = [
         PullGroup(
-            name=_base_name(members, placement),
+            name=_label(group)[:MAX_NAME].rstrip("-") or _base_name(members, placement)
+            if group
+            else _base_name(members, placement),
             images=_unique_images(i for w in members for i in w.images),
             placement=placement,
             workloads=tuple(members),
         )
-        for placement, members in by_placement.items()
+        for (placement, group), members in by_placement.items()
     ]
     return _unique_names(groups)
 

@@ -13,6 +13,7 @@ Everything except `read_manifests` is pure: plain data in, frozen dataclasses ou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -22,8 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.imagestrings import image_strings
 from image_awaiter.core.outcomes import Skipped
 from image_awaiter.core.placement import Placement
+from image_awaiter.core.references import parse_image
+from image_awaiter.spec import applications, che
 from image_awaiter.spec.podtemplates import pod_images, pod_placement, type_name
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -57,11 +61,15 @@ class Workload:
     images: tuple[str, ...]  # as written, in pod order, each once
     placement: Placement
     source: str  # e.g. `app.yaml: document 3`
+    group: str | None = None  # the pull group an application's configuration puts it in
+    origin: str = ""  # which of the object's pods, when it describes several
 
     @property
     def ref(self) -> str:
-        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace."""
-        return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace; with the origin,
+        `Secret/jhub/hub: profile "GPU"`."""
+        ref = "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+        return f"{ref}: {self.origin}" if self.origin else ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +79,26 @@ class Found:
     workloads: tuple[Workload, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     sources: tuple[str, ...] = ()  # the files read, in reading order
+    # Values holding image references: skipped unless some workload pulls them (`settled`).
+    candidates: tuple[Skipped, ...] = ()
 
     def __add__(self, other: Found) -> Found:
         return Found(
             self.workloads + other.workloads,
             self.skipped + other.skipped,
             self.sources + other.sources,
+            self.candidates + other.candidates,
         )
+
+    def settled(self) -> Found:
+        """The candidates' images that no workload pulls, added to `skipped`."""
+        awaited = {parse_image(i).key for w in self.workloads for i in w.images}
+        unawaited = []
+        for candidate in self.candidates:
+            images = tuple(i for i in candidate.images if parse_image(i).key not in awaited)
+            if images:
+                unawaited.append(dataclasses.replace(candidate, images=images))
+        return Found(self.workloads, self.skipped + tuple(unawaited), self.sources)
 
 
 # ---------------------------------------------------------------------------- parsing text
@@ -154,11 +175,18 @@ def _walk(document: Any, *, where: str) -> Found:
     name = _name(document)
     label = f'{where} ({kind} "{name}")' if name else f"{where} ({kind})"
     api_version = document.get("apiVersion")
-    if not _is_built_in(api_version if isinstance(api_version, str) else ""):
-        images = tuple(dict.fromkeys(_image_fields(document)))
+    built_in = _is_built_in(api_version if isinstance(api_version, str) else "")
+    if reason := applications.not_a_workload(document, kind=kind):
+        images = _any_images(document, kind=kind, label=label)
+        skipped = Skipped(kind, name, images, where, reason=reason)
+        return Found(skipped=(skipped,)) if images else Found()
+    if kind in ("ConfigMap", "Secret") or kind == che.CR_KIND:
+        return _derived(document, kind=kind, name=name, where=where, label=label)
+    if not built_in:
+        images = tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
         return Found(skipped=(Skipped(kind, name, images, where),)) if images else Found()
     if kind not in TEMPLATE_PATHS:
-        return Found()  # Services, ConfigMaps, RBAC...: nothing to pull
+        return Found()  # Services, RBAC...: nothing to pull
     pod_spec = _pod_spec(document, kind=kind, label=label)
     metadata = document.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
@@ -171,6 +199,50 @@ def _walk(document: Any, *, where: str) -> Found:
         source=where,
     )
     return Found(workloads=(workload,))
+
+
+def _derived(document: Mapping[str, Any], *, kind: str, name: str, where: str, label: str) -> Found:
+    """The pods an application's configuration object will run, and what it leaves unknown."""
+    try:
+        derived = applications.derive(document, kind=kind, name=name)
+    except UsageError as error:
+        raise UsageError(f"{label}: {error.message}", hint=error.hint) from None
+    metadata = document.get("metadata") or {}
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    workloads = tuple(
+        Workload(
+            kind=kind,
+            namespace=namespace if isinstance(namespace, str) else "",
+            name=name,
+            images=pod_images(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            placement=pod_placement(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            source=where,
+            group=pod.group,
+            origin=pod.origin,
+        )
+        for pod in derived.pods
+    )
+
+    def skipped(note: applications.Note) -> Skipped:
+        return Skipped(kind, name, note.images, where, reason=note.reason, key=note.key)
+
+    return Found(
+        workloads=tuple(w for w in workloads if w.images),
+        skipped=tuple(skipped(n) for n in derived.notes),
+        candidates=tuple(skipped(n) for n in derived.candidates),
+    )
+
+
+def _any_images(document: Mapping[str, Any], *, kind: str, label: str) -> tuple[str, ...]:
+    """A skipped object's images: its pod template's, else every image-like string in it."""
+    if kind in TEMPLATE_PATHS:
+        return pod_images(_pod_spec(document, kind=kind, label=label), label=label)
+    return tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
+
+
+def _image_words(document: Mapping[str, Any]) -> Iterator[str]:
+    values = applications.config_values(document, kind=str(document.get("kind")))
+    yield from (image for _path, image in image_strings(values or document))
 
 
 def _is_built_in(api_version: str) -> bool:
@@ -229,6 +301,7 @@ def read_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Foun
     for path in paths:
         for source, text in _texts(path, stdin=stdin or sys.stdin):
             found += parse_manifests(text, source=source)
+    found = found.settled()
     if not found.workloads:
         skipped = f"; skipped custom resources: {_refs(found.skipped)}" if found.skipped else ""
         raise UsageError(

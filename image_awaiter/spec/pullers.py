@@ -221,6 +221,28 @@ def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
     return images_of(pod_spec)
 
 
+def awaited_images(pod_spec: Mapping[str, Any]) -> list[str]:
+    """The images a puller pod exists for: every image it pulls, except, in image-awaiter's own
+    layout (an `install-helper` init container running the helper, a lone `pause` container),
+    the helper and pause images, which only serve the pulling (the chart's DaemonSets have that
+    layout). An image the pod also pulls for its own sake stays."""
+    init = [c for c in pod_spec.get("initContainers") or [] if isinstance(c, dict)]
+    containers = [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
+    helpers = [
+        c
+        for c in init
+        if c.get("name") == "install-helper" and c.get("command", [])[:1] == [HELPER_PATH]
+    ]
+    volumes = [v for v in pod_spec.get("volumes") or [] if isinstance(v, dict) and "image" in v]
+    own_layout = len(containers) == 1 and containers[0].get("name") == "pause"
+    if not own_layout or not (helpers or volumes):
+        return pod_images(pod_spec)
+    serving = {c.get("image") for c in (*helpers, *containers)}
+    wanted = {c.get("image") for c in init if c not in helpers}
+    wanted |= {v["image"].get("reference") for v in volumes if isinstance(v["image"], dict)}
+    return [image for image in pod_images(pod_spec) if image not in serving or image in wanted]
+
+
 def unique_images(refs: Sequence[str]) -> list[ImageRef]:
     """Parsed references, deduplicated by what they match."""
     by_key: dict[str, ImageRef] = {}

@@ -21,9 +21,9 @@ from image_awaiter.spec.pullers import (
     DEFAULT_NAME,
     Owner,
     PullerSettings,
+    awaited_images,
     daemonset_base_name,
     parse_daemonsets,
-    pod_images,
     unique_images,
 )
 
@@ -191,7 +191,7 @@ def _from_specs(paths: tuple[str, ...], requested: list[ImageRef]) -> Job:
     for path in paths:
         source = "stdin" if path == "-" else path
         manifests += parse_daemonsets(_read(path, option="--daemonset-spec"), source=source)
-    pulled_by = [unique_images(pod_images(m["spec"]["template"]["spec"])) for m in manifests]
+    pulled_by = [unique_images(awaited_images(m["spec"]["template"]["spec"])) for m in manifests]
     everywhere = [  # asked for, but pulled by no group: awaited on every group's nodes
         image
         for image in requested

@@ -53,9 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simcluster.controlplane")
     parser.add_argument("command", choices=["up", "measure"])
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--port", type=int, help="the API server's port (default: a free one)")
     args = parser.parse_args(argv)
     try:
-        control_plane = ControlPlane(workdir=args.workdir)
+        control_plane = ControlPlane(workdir=args.workdir, port=args.port)
     except MissingBinaries as error:
         print(f"control-plane: {error}", file=sys.stderr)
         return 2

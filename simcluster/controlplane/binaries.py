@@ -80,11 +80,12 @@ def kubernetes_ldflags() -> str:
 
 
 def recipe_hash() -> str:
-    """A hash of everything that decides the binaries: the modules' files and the recipe."""
+    """A hash of everything that decides the binaries: the modules' Go files, go.mod and go.sum,
+    and the recipe (a note beside them builds nothing anew)."""
     digest = hashlib.sha256()
     for module in (KUBERNETES_MODULE, ETCD_MODULE):
         for path in sorted(module.iterdir()):
-            if path.is_file():
+            if path.name in ("go.mod", "go.sum") or path.suffix == ".go":
                 digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     recipe = [kubernetes_ldflags(), *GO_FLAGS, *(f"{k}={v}" for k, v in sorted(GO_ENV.items()))]
     digest.update("\0".join(recipe).encode())

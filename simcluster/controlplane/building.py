@@ -17,9 +17,12 @@ from pathlib import Path
 
 from simcluster.controlplane import binaries
 
+GO_FALLBACKS = (Path("/usr/local/go/bin/go"), Path.home() / "go" / "bin" / "go")
+
 
 def _go() -> str:
-    go = shutil.which("go")
+    """`go` from PATH, else the official install's place (a CI shell may not have it on PATH)."""
+    go = shutil.which("go") or next((str(p) for p in GO_FALLBACKS if p.is_file()), None)
     if go is None:
         raise SystemExit("control-plane: `go` (1.26 or newer) is needed to build the control plane")
     return go

@@ -14,10 +14,17 @@ What a matching rule does:
   compaction, so this is the dependable way to see a 410 from the real control plane.
 
 TLS both ways: the proxy serves its own certificate (signed by the control plane's CA, so the
-admin kubeconfig's CA verifies it) and talks TLS to the API server. Bearer tokens and
-impersonation headers pass through, so the API server sees the client's identity; a client
-certificate cannot pass a TLS proxy, so a request without a token goes upstream as
-`upstream_identity` (by default none: anonymous).
+admin kubeconfig's CA verifies it) and talks TLS to the API server, so the API server still
+sees the client's own identity:
+- a bearer token (a ServiceAccount's) passes through as it is;
+- a client certificate cannot pass a TLS proxy, so the proxy checks it against the cluster CA
+  and goes upstream as `upstream_identity` (the admin) impersonating the certificate's user and
+  groups (`Impersonate-User`, `Impersonate-Group`): RBAC decides for that user, and the audit
+  log names it as `impersonatedUser`. A kubeconfig with client certificates works through the
+  proxy by changing only its server;
+- a request with neither goes upstream as `upstream_identity` (none: anonymous).
+Not proxied: protocol upgrades (`kubectl exec`, `port-forward`); a 410 rule's ERROR event is
+JSON, for JSON watches (what the awaiter asks for).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from simcluster.controlplane.certificates import KeyPair
+from simcluster.controlplane.endpoints import Endpoint
 
 HOP_BY_HOP = {
     "connection",
@@ -134,12 +142,27 @@ class FaultProxy:
             self._identified.load_cert_chain(
                 str(upstream_identity.cert), str(upstream_identity.key)
             )
+        self.impersonates = upstream_identity is not None
         serving_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         serving_context.load_cert_chain(str(serving.cert), str(serving.key))
+        serving_context.verify_mode = ssl.CERT_OPTIONAL  # client certificates: impersonated
+        serving_context.load_verify_locations(cafile=str(upstream_ca))
         serving_context.set_alpn_protocols(["http/1.1"])
         self._server = _Server(("127.0.0.1", 0), _Handler, proxy=self, tls=serving_context)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
+
+    @classmethod
+    def in_front_of(cls, endpoint: Endpoint, *, rules: Rules, directory: Path) -> FaultProxy:
+        """A proxy before a running control plane, with a serving certificate from its CA and
+        its admin as the upstream identity (impersonating certificate users). Not started."""
+        return cls(
+            upstream=endpoint.server,
+            upstream_ca=endpoint.ca_cert,
+            serving=endpoint.serving_certificate(directory=directory),
+            rules=rules,
+            upstream_identity=KeyPair(endpoint.admin_cert, endpoint.admin_key),
         )
 
     @property
@@ -267,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         cut = rule.cut_after_events if rule is not None else None
         gone = rule is not None and rule.status == 410
-        self._forward(body=body, cut=cut, gone=gone, query=query, done=done)
+        self._forward(body=body, watch=watch, cut=cut, gone=gone, query=query, done=done)
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -318,14 +341,24 @@ class _Handler(BaseHTTPRequestHandler):
         self,
         *,
         body: bytes | None,
+        watch: bool,
         cut: int | None,
         gone: bool,
         query: dict[str, list[str]],
         done: Any,
     ) -> None:
         proxy = self.server.proxy
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        authorized = "authorization" in {k.lower() for k in headers}
+        if not watch:  # only watches are cut or ended with a 410 event
+            cut, gone = None, False
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        names = {k.lower() for k, _ in headers}
+        authorized = "authorization" in names
+        certified = _certificate_identity(self.connection.getpeercert())
+        asks_impersonation = any(name.startswith("impersonate-") for name in names)
+        if certified and proxy.impersonates and not (authorized or asks_impersonation):
+            user, groups = certified
+            headers += [("Impersonate-User", user)]
+            headers += [("Impersonate-Group", group) for group in groups]
         upstream = proxy.connect(authorized=authorized)
         try:
             if cut == 0 and gone:  # the real server answers an expired start at once
@@ -336,7 +369,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 self._end_gone(query)
                 return
-            upstream.request(self.command, self.path, body=body, headers=headers)
+            upstream.putrequest(self.command, self.path, skip_accept_encoding=True)
+            for key, value in headers:  # a list: Impersonate-Group repeats
+                upstream.putheader(key, value)
+            if body is not None:
+                upstream.putheader("Content-Length", str(len(body)))
+            upstream.endheaders(body)
             response = upstream.getresponse()
             if response.getheader("Transfer-Encoding", "").lower() != "chunked":
                 payload = response.read()
@@ -345,7 +383,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
                 return
             self._send_head(response, length=None)
-            sent = self._stream(_events(response, response.getheader("Content-Type", "")), cut=cut)
+            content_type = response.getheader("Content-Type", "")
+            parts = _events(response, content_type) if watch else _blocks(response)
+            sent = self._stream(parts, cut=cut)
             if cut is not None and sent >= cut:
                 done(f"{'gone' if gone else 'cut'} after {sent}")
                 if gone:
@@ -361,7 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy.release(upstream)
 
     def _send_head(self, response: http.client.HTTPResponse, *, length: int | None) -> None:
-        self.send_response(response.status, response.reason)
+        self.log_request(response.status)
+        self.send_response_only(response.status, response.reason)  # Date: the upstream's
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:
                 self.send_header(key, value)
@@ -393,6 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+def _blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """Any other chunked body (a large list), passed on as it comes."""
+    while block := response.read1(65536):
+        yield block
+
+
 def _events(response: http.client.HTTPResponse, content_type: str) -> Iterator[bytes]:
     """A watch stream's events: JSON lines, or length-prefixed protobuf frames."""
     if "protobuf" in content_type:
@@ -407,3 +454,17 @@ def _events(response: http.client.HTTPResponse, content_type: str) -> Iterator[b
         if not line:
             return
         yield line
+
+
+def _certificate_identity(certificate: Any) -> tuple[str, list[str]] | None:
+    """A verified client certificate's user (CN) and groups (O), as the API server reads them."""
+    if not certificate:
+        return None
+    user, groups = "", []
+    for relative_name in certificate.get("subject", ()):
+        for key, value in relative_name:
+            if key == "commonName":
+                user = value
+            elif key == "organizationName":
+                groups.append(value)
+    return (user, groups) if user else None

@@ -5,6 +5,7 @@ and the controllers have given the `default` namespace its ServiceAccount and ro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -23,6 +24,9 @@ from simcluster.controlplane.processes import Process, spawn, wait_until
 SERVICE_CIDR = "10.96.0.0/12"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_QPS, API_BURST = "500", "1000"
+START_ATTEMPTS = 3
+PROBE_TIMEOUT = 2.0  # a readiness probe; a port that accepts but never answers is not ready
+PORT_TAKEN = "address already in use"
 # One line per request, written when it completes, as the simulated API server's audit log.
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -65,8 +69,11 @@ class ControlPlane:
         workdir: Path | None = None,
         audit_log: Path | None = None,
         kubeconfig: Path | None = None,
+        port: int | None = None,
         keep: bool = False,
     ) -> None:
+        """`port`: the API server's (the others are always free ones); `keep`: leave the work
+        directory (logs, certificates, etcd data) after `stop()`."""
         self.binaries = binaries.require()
         self.binaries_version = binaries.kubernetes_version()
         self._owns_workdir = workdir is None
@@ -75,7 +82,8 @@ class ControlPlane:
         self.audit_log = audit_log or self.workdir / "audit.jsonl"
         self.kubeconfig = kubeconfig or self.workdir / "admin.kubeconfig"
         self.keep = keep
-        self.ports = Ports()
+        self.fixed_port = port
+        self.ports = Ports() if port is None else Ports(apiserver=port)
         self.server = f"https://127.0.0.1:{self.ports.apiserver}"
         self.processes: list[Process] = []
         self.timings: dict[str, float] = {}
@@ -96,15 +104,31 @@ class ControlPlane:
         self.stop()
 
     def start(self, *, timeout: float = 90.0) -> None:
-        started = time.monotonic()
-        try:
-            self._start(timeout=timeout, started=started)
-        except BaseException as error:
-            logs = self.log_tails()
-            self.stop()
-            if isinstance(error, (TimeoutError, ControlPlaneError)):
-                raise ControlPlaneError(f"control plane did not start: {error}\n{logs}") from error
-            raise
+        """Start everything; a port another process took between choosing and binding it
+        (several control planes starting at once) is retried with fresh ports."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start(timeout=timeout, started=time.monotonic())
+                return
+            except BaseException as error:
+                logs = self.log_tails()
+                self._stop_processes()
+                expected = isinstance(error, (TimeoutError, ControlPlaneError))
+                if expected and PORT_TAKEN in logs and attempt < START_ATTEMPTS:
+                    self._fresh_ports()
+                    continue
+                self.stop()
+                if expected:
+                    raise ControlPlaneError(
+                        f"control plane did not start: {error}\n{logs}"
+                    ) from error
+                raise
+
+    def _fresh_ports(self) -> None:
+        self.ports = Ports() if self.fixed_port is None else Ports(apiserver=self.fixed_port)
+        self.server = f"https://127.0.0.1:{self.ports.apiserver}"
+        shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
 
     def _start(self, *, timeout: float, started: float) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -149,11 +173,14 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop every process, last started first; remove the work directory unless `keep`."""
+        self._stop_processes()
+        if self._owns_workdir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-        if self._owns_workdir and not self.keep:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------------ what others read
 
@@ -332,14 +359,15 @@ class ControlPlane:
     def _etcd_healthy(self) -> bool:
         url = f"http://127.0.0.1:{self.ports.etcd_client}/health"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as response:
                 return bool(json.load(response).get("health") == "true")
         except (OSError, ValueError):
             return False
 
     def _apiserver_ready(self) -> bool:
         try:
-            status, _ = self.admin.request("GET", "/readyz")
+            probe = dataclasses.replace(self.admin, timeout=PROBE_TIMEOUT)
+            status, _ = probe.request("GET", "/readyz")
         except OSError:
             return False
         return status == 200
@@ -353,7 +381,7 @@ class ControlPlane:
 
 def _healthz(port: int) -> bool:
     """A component's /healthz on its secure port (self-signed certificate, no client auth)."""
-    client = Client(f"https://127.0.0.1:{port}", None, timeout=2)
+    client = Client(f"https://127.0.0.1:{port}", None, timeout=PROBE_TIMEOUT)
     try:
         status, _ = client.request("GET", "/healthz")
     except OSError:

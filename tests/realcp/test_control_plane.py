@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -247,3 +248,19 @@ def test_a_node_identity_registers_its_node_and_lease_under_the_node_authorizer(
             "DELETE", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
         )
         admin.request("DELETE", f"/api/v1/nodes/{name}")
+
+
+def test_a_port_taken_before_the_api_server_binds_it_is_retried_with_fresh_ports() -> None:
+    control_plane = ControlPlane()
+    taken = control_plane.ports.apiserver
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            control_plane.start()
+            assert control_plane.ports.apiserver != taken
+            assert (
+                control_plane.admin.get("/version")["gitVersion"] == control_plane.binaries_version
+            )
+        finally:
+            control_plane.stop()

@@ -17,7 +17,7 @@ import urllib3
 
 from simcluster.apiserver.faults import Fault, Faults
 from simcluster.controlplane import binaries
-from simcluster.controlplane.certificates import KeyPair
+from simcluster.controlplane.certificates import Identity
 from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from simcluster.controlplane.faultproxy import FaultProxy
@@ -30,16 +30,9 @@ def faults() -> Faults:
 
 @pytest.fixture
 def proxy(control_plane: Endpoint, faults: Faults, tmp_path: Path) -> Iterator[FaultProxy]:
-    """A proxy that acts as the admin for requests without a token of their own."""
-    admin = KeyPair(control_plane.admin_cert, control_plane.admin_key)
-    with FaultProxy(
-        upstream=control_plane.server,
-        upstream_ca=control_plane.ca_cert,
-        serving=control_plane.serving_certificate(directory=tmp_path / "proxy"),
-        rules=faults,
-        upstream_identity=admin,
-    ) as running:
-        yield running
+    """A proxy that acts as the admin for requests without credentials of their own."""
+    with FaultProxy.in_front_of(control_plane, rules=faults, directory=tmp_path / "proxy") as up:
+        yield up
 
 
 def _through(proxy: FaultProxy, control_plane: Endpoint) -> Client:
@@ -232,3 +225,53 @@ def test_real_kubectl_works_through_the_proxy_and_honours_its_retry_after(
     assert json.loads(shown.stdout)["status"]["userInfo"]["username"].endswith(":viewer")
     outcomes = [e.outcome for e in proxy.exchanges if e.path.endswith("/selfsubjectreviews")]
     assert outcomes == ["injected 429", "forwarded 201"]  # client-go honoured Retry-After
+
+
+def _whoami(kubeconfig: Path) -> dict[str, Any]:
+    kubectl = str(binaries.require()["kubectl"])
+    shown = subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    user_info: dict[str, Any] = json.loads(shown.stdout)["status"]["userInfo"]
+    return user_info
+
+
+def test_the_admin_kubeconfig_works_through_the_proxy_by_changing_only_its_server(
+    control_plane: Endpoint, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    kubeconfig = control_plane.write_kubeconfig(tmp_path / "kubeconfig", server=proxy.url)
+    user = _whoami(kubeconfig)
+    assert user["username"] == "kubernetes-admin"
+    assert "system:masters" in user["groups"]
+
+
+def test_a_certificate_user_is_impersonated_so_rbac_decides_for_it(
+    control_plane: Endpoint, namespace: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    name = f"system:node:{namespace}-node"
+    pair = control_plane.identity(Identity(name, ("system:nodes",)), directory=tmp_path)
+    node = Client(proxy.url, control_plane.ca_cert, pair.cert, pair.key)
+    review = node.create(
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
+    assert review["status"]["userInfo"]["username"] == name
+    status, denied = node.request("GET", f"/api/v1/namespaces/{namespace}/secrets")
+    assert (status, denied["reason"]) == (403, "Forbidden")
+
+
+def test_a_large_list_passes_intact_and_a_watch_rule_leaves_it_alone(
+    control_plane: Endpoint, proxy: FaultProxy, faults: Faults
+) -> None:
+    faults.add(Fault(path="/serviceaccounts", status=0, cut_after_events=1, times=None))
+    path = "/api/v1/namespaces/kube-system/serviceaccounts"
+    direct = control_plane.admin.get(path)
+    status, proxied = _through(proxy, control_plane).request("GET", path)
+    assert status == 200
+    assert len(json.dumps(proxied)) > 4096  # past Go's buffer: the API server sends it chunked
+    names = sorted(item["metadata"]["name"] for item in proxied["items"])
+    assert names == sorted(item["metadata"]["name"] for item in direct["items"])

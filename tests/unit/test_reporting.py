@@ -50,7 +50,13 @@ def test_the_report_says_what_the_run_was_from_its_record():
         {"reference": "busybox:1.36", "normalized": "docker.io/library/busybox:1.36"}
     ]
     assert report["skipped"] == [
-        {"kind": "Notebook", "name": "nb", "images": ["jupyter:1"], "source": "app.yaml"}
+        {
+            "kind": "Notebook",
+            "name": "nb",
+            "images": ["jupyter:1"],
+            "reason": "a custom resource: its images are not awaited",
+            "source": "app.yaml",
+        }
     ]
 
 
