@@ -73,16 +73,17 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
         },
         **PULL_METHODS[settings.method](images, settings),
     }
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    placement = settings.placement
+    if placement.node_selector:
+        spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        spec["tolerations"] = [t.to_dict() for t in placement.tolerations]
     if settings.affinity:
         spec["affinity"] = copy.deepcopy(dict(settings.affinity))
-    if settings.priority_class_name:
-        spec["priorityClassName"] = settings.priority_class_name
-    if settings.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    if placement.priority_class_name:
+        spec["priorityClassName"] = placement.priority_class_name
+    if placement.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in placement.image_pull_secrets]
     return spec
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from image_awaiter import __version__
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.pods import pod_images as images_of
 from image_awaiter.core.pods import pod_spec as as_pod_spec
 from image_awaiter.core.references import ImageRef, parse_image
@@ -39,6 +40,10 @@ DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
 }
 
 
+# Generated pullers land on Linux nodes unless told otherwise (the helper is a Linux binary).
+ON_LINUX = Placement(node_selector=(("kubernetes.io/os", "linux"),))
+
+
 @dataclass(frozen=True, slots=True)
 class PullerSettings:
     """How a generated puller pod looks; the chart renders the same pod from its values."""
@@ -46,11 +51,9 @@ class PullerSettings:
     method: PullMethod = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
-    node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] | None = None
-    priority_class_name: str | None = None
-    image_pull_secrets: tuple[str, ...] = ()
+    # Where it runs (node selector, tolerations, priority class, pull secrets), in the order given.
+    placement: Placement = ON_LINUX
+    affinity: Mapping[str, Any] | None = None  # rendered as given (the chart's values)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: copy.deepcopy(dict(DEFAULT_RESOURCES))
     )

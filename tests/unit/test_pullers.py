@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement, Toleration
 from image_awaiter.core.references import parse_image
 from image_awaiter.spec.generating import generate_daemonset, puller_pod_spec
 from image_awaiter.spec.pullers import (
@@ -171,10 +172,11 @@ def test_image_volume_pullers_mount_each_image_on_the_pause_container() -> None:
 
 def test_generated_placement_settings_are_applied() -> None:
     settings = PullerSettings(
-        node_selector={},
-        tolerations=({"operator": "Exists"},),
-        priority_class_name="pull-low",
-        image_pull_secrets=("reg",),
+        placement=Placement(
+            tolerations=(Toleration(operator="Exists"),),
+            priority_class_name="pull-low",
+            image_pull_secrets=("reg",),
+        )
     )
     pod = generate_daemonset([parse_image("a")], settings)["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod

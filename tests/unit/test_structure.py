@@ -24,8 +24,8 @@ MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 150
 MAX_FUNCTION_LINES = 60
 SHARED_PARAMETERS = 4  # two constructors taking this many of the same keywords share a list
-# Where a pod may run: a node selector, tolerations and required node affinity terms. One class,
-# the placement model, holds them; no other class is named a placement.
+# Where a pod may run: a node selector and tolerations (and required node affinity terms). One
+# class, the placement model, holds them; no other class is named a placement.
 PLACEMENT_FIELDS = {"node_selector", "tolerations"}
 PLACEMENT_MODEL = "image_awaiter.core.placement.Placement"
 
@@ -178,7 +178,7 @@ def _field_names(node: ast.ClassDef) -> set[str]:
 
 
 def _is_placement(fields: set[str]) -> bool:
-    return fields >= PLACEMENT_FIELDS and any(f.endswith("terms") for f in fields)
+    return fields >= PLACEMENT_FIELDS
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
@@ -271,7 +271,6 @@ BODY_150 = "".join(f"    x{i}: int\n" for i in range(150))
                 class Where:
                     node_selector: dict
                     tolerations: tuple
-                    required_terms: tuple
                 """,
             ),
             ["image_awaiter.spec.x.PodPlacement", "image_awaiter.spec.x.Where"],
