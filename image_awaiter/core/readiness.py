@@ -247,7 +247,7 @@ def judge_node(
         return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
     seen = _Seen(node, pod.images if pod is not None else {}, event_errors or {})
     if rules.platform_mismatch == "exclude":
-        _exclude_mismatches(seen, images, excluded_here)
+        _exclude_mismatches(seen, images, excluded=excluded_here)
     missing = [
         image
         for image in images
@@ -266,7 +266,7 @@ def judge_node(
         return NodeVerdict(node.name, NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
     final, pending, failing = _failures(
         seen,
-        _candidates(seen, images, missing),
+        _candidates(seen, images=images, missing=missing),
         excluded=excluded_here,
         failing_since=failing_since,
         now=now,
@@ -278,7 +278,7 @@ def judge_node(
             node.name, NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0])
         )
         return verdict, failing
-    detail = _pulling_detail(pending, seen.pulls, names)
+    detail = _pulling_detail(pending, pulls=seen.pulls, names=names)
     return NodeVerdict(node.name, NodeStatus.PULLING, names, tuple(pending), detail), failing
 
 
@@ -304,7 +304,7 @@ class _Seen:
 
 
 def _candidates(
-    seen: _Seen, images: Sequence[ImageRef], missing: Sequence[ImageRef]
+    seen: _Seen, *, images: Sequence[ImageRef], missing: Sequence[ImageRef]
 ) -> list[tuple[str, ImageKey]]:
     """The pulls whose failure fails the node (display text, key): its missing images, and
     any other image of the puller pod (a failing helper or pause image blocks the pull as
@@ -318,6 +318,7 @@ def _candidates(
 def _exclude_mismatches(
     seen: _Seen,
     images: Sequence[ImageRef],
+    *,
     excluded: dict[tuple[str, ImageKey], PlatformExclusion],
 ) -> None:
     """Each failing image with no variant for the node's platform, excluded there."""
@@ -381,7 +382,7 @@ def _failures(
 
 
 def _pulling_detail(
-    pending: Sequence[PullFailure], pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
+    pending: Sequence[PullFailure], *, pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
 ) -> str:
     stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
     if pending:

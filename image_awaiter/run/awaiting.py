@@ -70,7 +70,9 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
         try:
             try:
                 job = resolve_job(settings)
-                context = open_context(settings, job, _connect(settings), hold=signals.held)
+                context = open_context(
+                    settings, job, connection=_connect(settings), hold=signals.held
+                )
                 run = Run(context, policy=policy, view=view, streams=streams)
                 try:
                     outcome = run.go()
@@ -131,7 +133,7 @@ def _failed(error: AwaiterError | Interrupted, run: Run | None) -> Outcome:
     return run.outcome(code, result, message) if run else Outcome(code, result, message)
 
 
-def _write_plan(groups: GroupRuns, settings: Settings, streams: Streams, *, lacking: bool) -> None:
+def _write_plan(groups: GroupRuns, settings: Settings, *, streams: Streams, lacking: bool) -> None:
     """The plan on stdout, unless stdout carries the DaemonSets (`-o`) or the report (`-`)."""
     to_out = settings.output is None and settings.report != "-"
     write_plan(
@@ -243,7 +245,9 @@ class Run:
     def _planned(self, evaluation: Evaluation) -> Outcome:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
-        _write_plan(self.groups, self.context.settings, self.streams, lacking=not evaluation.done)
+        _write_plan(
+            self.groups, self.context.settings, streams=self.streams, lacking=not evaluation.done
+        )
         outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
         log.info("run.planned", message=outcome.message)
         return outcome

@@ -34,7 +34,7 @@ class RunContext:
     deadline: float | None  # monotonic; None: no timeout
 
 
-def open_context(settings: Settings, job: Job, connection: Connection, *, hold: Hold) -> RunContext:
+def open_context(settings: Settings, job: Job, *, connection: Connection, hold: Hold) -> RunContext:
     """The run's context, with a new run id bound to every log line from now on."""
     started = time.monotonic()
     deadline = started + settings.timeout if settings.timeout > 0 else None
