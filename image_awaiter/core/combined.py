@@ -60,9 +60,12 @@ def combine(groups: Sequence[GroupEvaluation]) -> Evaluation:
 
 def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
     worst = max((v for _, v in named), key=lambda v: SEVERITY[v.status])
+    status_images = named[0][1].status_images  # the node's one set, whichever group judged it
     if worst.status is NodeStatus.DONE:
         listed = all(v.listed for _, v in named)
-        return NodeVerdict(node=node, status=NodeStatus.DONE, listed=listed)
+        return NodeVerdict(
+            node=node, status=NodeStatus.DONE, listed=listed, status_images=status_images
+        )
     missing = tuple(dict.fromkeys(m for _, v in named for m in v.missing))
     failures = tuple(f for _, v in named for f in v.failures)
     detail = "; ".join(
@@ -71,7 +74,12 @@ def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
         if v.status is not NodeStatus.DONE
     )
     return NodeVerdict(
-        node=node, status=worst.status, missing=missing, failures=failures, detail=detail
+        node=node,
+        status=worst.status,
+        missing=missing,
+        failures=failures,
+        detail=detail,
+        status_images=status_images,
     )
 
 

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from image_awaiter.core.combined import GroupEvaluation
 from image_awaiter.core.readiness import NodeStatus
+from image_awaiter.core.wording import counted
 from image_awaiter.output.formats import OUTPUT_FORMATS, Documents
 
 
@@ -39,8 +40,8 @@ def plan_text(groups: Sequence[GroupEvaluation], *, table: bool) -> str:
         images = ", ".join(i.original for i in group.images)
         lacking = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
         lines.append(
-            f"group {group.name}: {len(group.images)} images ({images}); "
-            f"{len(evaluation.verdicts)} target nodes, {len(lacking)} lacking images, "
+            f"group {group.name}: {counted(len(group.images), 'image')} ({images}); "
+            f"{counted(len(evaluation.verdicts), 'target node')}, {len(lacking)} lacking images, "
             f"{len(evaluation.excluded)} excluded"
         )
         for verdict in evaluation.verdicts:

@@ -49,7 +49,8 @@ class Policy(Protocol):
 
     @property
     def checks_namespace(self) -> bool:
-        """Reads the namespace before judging (a writing run checks it before creating)."""
+        """Reads the namespace when something is missing, as a writing run does before it
+        creates anything (which checks it itself)."""
         ...
 
     def first(self, evaluation: Evaluation) -> Step:
@@ -71,7 +72,7 @@ class Check:
     name = "check"
     once = True
     writes = False
-    checks_namespace = True
+    checks_namespace = False  # creates nothing in one, so needs none
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.MISSING
@@ -89,7 +90,7 @@ class Plan:
     name = "plan"
     once = True
     writes = False
-    checks_namespace = False
+    checks_namespace = True  # when something is missing, as `await` before creating
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.PLANNED

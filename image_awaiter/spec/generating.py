@@ -20,6 +20,7 @@ from image_awaiter.spec.pullers import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     PullerSettings,
+    PullMethod,
 )
 
 RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
@@ -71,7 +72,7 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
             "runAsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        **PULL_METHODS[settings.method](images, settings),
+        **PULL_METHODS[_method(settings)](images, settings),
     }
     placement = settings.placement
     if placement.node_selector:
@@ -85,6 +86,23 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
     if placement.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in placement.image_pull_secrets]
     return spec
+
+
+def _method(settings: PullerSettings) -> PullMethod:
+    return "imageVolumes" if settings.method == "imageVolumes" else "initContainers"
+
+
+def with_pull_method(
+    manifest: Mapping[str, Any], images: Sequence[ImageRef], settings: PullerSettings
+) -> dict[str, Any]:
+    """A generated puller's manifest with the parts its pull method builds (init containers,
+    volumes, containers) built again for `settings.method`; its placement is kept."""
+    rebuilt = copy.deepcopy(dict(manifest))
+    spec = rebuilt["spec"]["template"]["spec"]
+    for key in ("initContainers", "volumes", "containers"):
+        spec.pop(key, None)
+    spec.update(PULL_METHODS[_method(settings)]([image.original for image in images], settings))
+    return rebuilt
 
 
 def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:

@@ -143,7 +143,9 @@ def _yaml_error(error: yaml.YAMLError, *, text: str, where: str) -> UsageError:
     template = _helm_source(text, mark.line) if mark is not None else None
     origin = f" ({template})" if template else ""
     problem = getattr(error, "problem", None) or type(error).__name__
-    return UsageError(f"{where}{origin}: not valid YAML{at}: {problem}")
+    return UsageError(
+        f"{where}{origin}: not valid YAML{at}: {problem}", hint="fix the YAML at the place named"
+    )
 
 
 def _helm_source(text: str, line: int) -> str | None:
@@ -160,11 +162,14 @@ def _walk(document: Any, *, where: str) -> Found:
     """The workloads in one document: a workload, a `*List` of documents, or anything else."""
     if not isinstance(document, dict):
         raise UsageError(
-            f"{where}: not a Kubernetes object (a {type_name(document)}, not a mapping)"
+            f"{where}: not a Kubernetes object (a {type_name(document)}, not a mapping)",
+            hint="give Kubernetes objects (mappings with a kind)",
         )
     kind = document.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise UsageError(f"{where}: not a Kubernetes object (no kind)")
+        raise UsageError(
+            f"{where}: not a Kubernetes object (no kind)", hint="give each document a kind"
+        )
     items = document.get("items")
     if kind.endswith("List") and isinstance(items, list):
         found = Found()
@@ -278,14 +283,19 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
     for depth, step in enumerate(path):
         node = node.get(step) if isinstance(node, dict) else None
         if not isinstance(node, dict):
-            raise UsageError(f"{label}: no {'.'.join(path[: depth + 1])}")
+            raise UsageError(
+                f"{label}: no {'.'.join(path[: depth + 1])}", hint="fix the workload's pod template"
+            )
     spec = node.get("spec")
     where = ".".join((*path, "spec"))
     if not isinstance(spec, dict):
-        raise UsageError(f"{label}: no {where}")
+        raise UsageError(f"{label}: no {where}", hint="fix the workload's pod template")
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise UsageError(f"{label}: {where}.containers must list at least one container")
+        raise UsageError(
+            f"{label}: {where}.containers must list at least one container",
+            hint="fix the workload's pod template",
+        )
     return spec
 
 
@@ -324,7 +334,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
         if not files:
             raise UsageError(
                 f"--from-manifests: no {', '.join('*' + s for s in MANIFEST_SUFFIXES)} files "
-                f"under {path}"
+                f"under {path}",
+                hint="give a directory holding manifests, or the files themselves",
             )
         for file in files:
             yield file, _read(file)
@@ -335,7 +346,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
 def _manifest_files(directory: str) -> list[str]:
     def fail(error: OSError) -> None:
         raise UsageError(
-            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}"
+            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}",
+            hint="check the directory's permissions",
         )
 
     files = [
@@ -351,8 +363,15 @@ def _read(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--from-manifests: file not found: {path}") from None
+        raise UsageError(
+            f"--from-manifests: file not found: {path}", hint="check the path"
+        ) from None
     except UnicodeDecodeError:
-        raise UsageError(f"--from-manifests: {path} is not UTF-8 text") from None
+        raise UsageError(
+            f"--from-manifests: {path} is not UTF-8 text", hint="give YAML or JSON text"
+        ) from None
     except OSError as error:
-        raise UsageError(f"--from-manifests: cannot read {path}: {error.strerror}") from None
+        raise UsageError(
+            f"--from-manifests: cannot read {path}: {error.strerror}",
+            hint="check the file's permissions",
+        ) from None

@@ -28,7 +28,10 @@ def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
 
 def _image(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
-        raise UsageError(f"{where}: expected a string, found {type_name(value)}")
+        raise UsageError(
+            f"{where}: expected a string, found {type_name(value)}",
+            hint="give the image as a string",
+        )
     try:
         parse_image(value)
     except UsageError as error:
@@ -83,7 +86,10 @@ def _node_selector(pod_spec: Mapping[str, Any], *, label: str) -> dict[str, str]
 
 def _term(term: Any, *, where: str) -> Term:
     if not isinstance(term, dict):
-        raise UsageError(f"{where}: expected a mapping, found {type_name(term)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {type_name(term)}",
+            hint="fix the node affinity term",
+        )
     return Term(
         expressions=_expressions(term, "matchExpressions", where=where),
         fields=_expressions(term, "matchFields", where=where),
@@ -95,7 +101,10 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
     for index, raw in enumerate(_list(term, part, label=where)):
         at = f"{where}.{part}[{index}]"
         if not isinstance(raw, dict):
-            raise UsageError(f"{at}: expected a mapping, found {type_name(raw)}")
+            raise UsageError(
+                f"{at}: expected a mapping, found {type_name(raw)}",
+                hint="fix the selector expression",
+            )
         values = [_text(v, where=f"{at}.values") for v in _list(raw, "values", label=at)]
         expressions.add(
             Requirement(
@@ -109,7 +118,9 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
 
 def _toleration(raw: Any, *, where: str) -> Toleration:
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: expected a mapping, found {type_name(raw)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {type_name(raw)}", hint="fix the toleration"
+        )
     fields = {
         name: _text(raw[name], where=f"{where}.{name}")
         for name in ("key", "operator", "value", "effect")
@@ -126,7 +137,10 @@ def _mapping(parent: Mapping[str, Any], name: str, *, label: str) -> Mapping[str
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{label}: {name} must be a mapping, found {type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a mapping, found {type_name(value)}",
+            hint="fix the field named",
+        )
     return value
 
 
@@ -135,14 +149,19 @@ def _list(parent: Mapping[str, Any], name: str, *, label: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise UsageError(f"{label}: {name} must be a list, found {type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a list, found {type_name(value)}", hint="fix the field named"
+        )
     return value
 
 
 def _text(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
         hint = " (quote it in YAML)" if isinstance(value, bool | int | float) else ""
-        raise UsageError(f"{where}: expected a string, found {type_name(value)}{hint}")
+        raise UsageError(
+            f"{where}: expected a string, found {type_name(value)}{hint}",
+            hint="fix the field named",
+        )
     return value
 
 
