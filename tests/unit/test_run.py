@@ -16,8 +16,8 @@ import pytest
 
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.readiness import Evaluation
+from image_awaiter.kube.caches import Caches
 from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
-from image_awaiter.kube.watching import Caches
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.awaiting import Run
 from image_awaiter.run.context import RunContext
