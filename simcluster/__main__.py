@@ -19,6 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from image_awaiter import __version__
 from simcluster.cluster import DEFAULT_AWAITER_IMAGE, SimCluster
 from simcluster.nodes.registry import Registry
 
@@ -73,6 +74,10 @@ def parser() -> argparse.ArgumentParser:
 def _images(args: argparse.Namespace, registry: Registry) -> str | None:
     """Fill the registry from --image and --present; an error message, else None."""
     registry.unknown_images_exist = False
+    # The project's own image, as the release workflow publishes it (README: Install): the
+    # generated puller's default --helper-image and the chart's hook image, both at the
+    # package's version.
+    registry.add(f"{args.awaiter_image}:{__version__}", size_bytes=20 * 1024**2)
     for ref, seconds in args.image:
         registry.add(ref, pull_seconds=seconds)
     for ref in args.present:

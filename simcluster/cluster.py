@@ -41,10 +41,9 @@ from simcluster.nodes.factory import node_object, pool_labels, ready_condition, 
 from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
-from simcluster.nodes.runtime import Runtime, StoreHost
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime, StoreHost
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
-DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 
 
 class SimCluster:
@@ -90,6 +89,9 @@ class SimCluster:
         self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
         self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
+        # False: a streaming list is accepted but never ends with the initial-events-end
+        # bookmark, as from a proxy that drops sendInitialEvents (a plain watch's ADDED events)
+        self.initial_events_end = True
         self.runtime = Runtime(StoreHost(self))
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
@@ -653,7 +655,7 @@ class SimCluster:
                             + b"}"
                         )
                 start = store.rv
-                if initial_events:  # a streaming list ends with this bookmark (KEP-3157)
+                if initial_events and self.initial_events_end:  # KEP-3157: the list's end
                     end = {
                         "type": "BOOKMARK",
                         "object": {

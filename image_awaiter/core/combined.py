@@ -1,6 +1,6 @@
 """Several pull groups seen as one run: their per-group evaluations combined into one (a node
 targeted by two groups is judged on both; an image in two groups is awaited on the union of
-their nodes), and the `--dry-run` plan as text. Pure functions over evaluations."""
+their nodes), and the groups' progress in a few words. Pure functions over evaluations."""
 
 from __future__ import annotations
 
@@ -60,9 +60,12 @@ def combine(groups: Sequence[GroupEvaluation]) -> Evaluation:
 
 def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
     worst = max((v for _, v in named), key=lambda v: SEVERITY[v.status])
+    status_images = named[0][1].status_images  # the node's one set, whichever group judged it
     if worst.status is NodeStatus.DONE:
         listed = all(v.listed for _, v in named)
-        return NodeVerdict(node=node, status=NodeStatus.DONE, listed=listed)
+        return NodeVerdict(
+            node=node, status=NodeStatus.DONE, listed=listed, status_images=status_images
+        )
     missing = tuple(dict.fromkeys(m for _, v in named for m in v.missing))
     failures = tuple(f for _, v in named for f in v.failures)
     detail = "; ".join(
@@ -71,7 +74,12 @@ def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
         if v.status is not NodeStatus.DONE
     )
     return NodeVerdict(
-        node=node, status=worst.status, missing=missing, failures=failures, detail=detail
+        node=node,
+        status=worst.status,
+        missing=missing,
+        failures=failures,
+        detail=detail,
+        status_images=status_images,
     )
 
 
@@ -80,38 +88,4 @@ def group_progress(groups: Sequence[GroupEvaluation]) -> str:
     return ", ".join(
         f"{g.name} {g.evaluation.count(NodeStatus.DONE)}/{len(g.evaluation.verdicts)}"
         for g in groups
-    )
-
-
-def plan_text(groups: Sequence[GroupEvaluation], *, table: bool) -> str:
-    """What a `--dry-run` found: per group its images and target nodes, and what each node
-    lacks. `table`: aligned columns for a terminal; otherwise one plain line per fact."""
-    rows: list[tuple[str, str, str, str]] = []
-    lines: list[str] = []
-    for group in groups:
-        evaluation = group.evaluation
-        images = ", ".join(i.original for i in group.images)
-        lacking = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
-        lines.append(
-            f"group {group.name}: {len(group.images)} images ({images}); "
-            f"{len(evaluation.verdicts)} target nodes, {len(lacking)} lacking images, "
-            f"{len(evaluation.excluded)} excluded"
-        )
-        for verdict in evaluation.verdicts:
-            lacks = ", ".join(verdict.missing) if verdict.missing else "-"
-            if verdict.status is not NodeStatus.DONE:
-                lines.append(f"  node {verdict.node} lacks {lacks}")
-            rows.append((group.name, verdict.node, "target", lacks))
-        for node, reason in sorted(evaluation.excluded.items()):
-            rows.append((group.name, node, "excluded", reason))
-    if not table:
-        return "\n".join(lines) + "\n"
-    header = ("GROUP", "NODE", "ROLE", "LACKS / REASON")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    return (
-        "\n".join(
-            "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]])
-            for row in [header, *rows]
-        )
-        + "\n"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 from image_awaiter.core.placement import Placement
 from image_awaiter.core.pullerpods import (
@@ -74,6 +75,9 @@ class NodeVerdict:
     # Done because the node's own status lists every image (not only a puller pod's word): the
     # only nodes a recreated DaemonSet may skip, since a pod's word goes when the pod does.
     listed: bool = False
+    # The awaited images the node's own status lists (the node's shared set, not a copy): the
+    # report marks them present there even when no puller pod, so no kubelet event, came.
+    status_images: frozenset[ImageKey] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +248,11 @@ def judge_node(
     if all(image.key in node.images for image in images) and not (
         excluded_here and any((node.name, image.key) in excluded_here for image in images)
     ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
+        return NodeVerdict(node.name, NodeStatus.DONE, listed=True, status_images=node.images), {}
+    verdict_of = partial(NodeVerdict, node.name, status_images=node.images)
     seen = _Seen(node, pod.images if pod is not None else {}, event_errors or {})
     if rules.platform_mismatch == "exclude":
-        _exclude_mismatches(seen, images, excluded_here)
+        _exclude_mismatches(seen, images, excluded=excluded_here)
     missing = [
         image
         for image in images
@@ -256,22 +261,17 @@ def judge_node(
     if not missing and any((node.name, image.key) in excluded_here for image in images):
         return None, {}
     if not missing:
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
+        return verdict_of(NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
-    if pod is None:
-        detail = "no puller pod on this node"
-        return NodeVerdict(node.name, NodeStatus.MISSING, missing=names, detail=detail), {}
+    if pod is None:  # `check` and `--dry-run` never make one: say what the node lacks
+        detail = f"lacks {', '.join(names)}"
+        return verdict_of(NodeStatus.MISSING, missing=names, detail=detail), {}
     if pod.unschedulable is not None:
         detail = f"puller pod cannot be scheduled: {pod.unschedulable}"
-        return NodeVerdict(node.name, NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
-    awaited = {image.key for image in images}
-    # A failing helper or pause image blocks the pull as surely as an awaited one.
-    candidates = [(image.original, image.key) for image in missing] + [
-        (key, key) for key in seen.pulls if key not in awaited
-    ]
+        return verdict_of(NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
     final, pending, failing = _failures(
         seen,
-        candidates,
+        _candidates(seen, images=images, missing=missing),
         excluded=excluded_here,
         failing_since=failing_since,
         now=now,
@@ -279,12 +279,10 @@ def judge_node(
         rules=rules,
     )
     if final:
-        verdict = NodeVerdict(
-            node.name, NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0])
-        )
+        verdict = verdict_of(NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0]))
         return verdict, failing
-    detail = _pulling_detail(pending, seen.pulls, names)
-    return NodeVerdict(node.name, NodeStatus.PULLING, names, tuple(pending), detail), failing
+    detail = _pulling_detail(pending, pulls=seen.pulls, names=names)
+    return verdict_of(NodeStatus.PULLING, names, tuple(pending), detail), failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +306,22 @@ class _Seen:
         )
 
 
+def _candidates(
+    seen: _Seen, *, images: Sequence[ImageRef], missing: Sequence[ImageRef]
+) -> list[tuple[str, ImageKey]]:
+    """The pulls whose failure fails the node (display text, key): its missing images, and
+    any other image of the puller pod (a failing helper or pause image blocks the pull as
+    surely as an awaited one)."""
+    awaited = {image.key for image in images}
+    return [(image.original, image.key) for image in missing] + [
+        (key, key) for key in seen.pulls if key not in awaited
+    ]
+
+
 def _exclude_mismatches(
     seen: _Seen,
     images: Sequence[ImageRef],
+    *,
     excluded: dict[tuple[str, ImageKey], PlatformExclusion],
 ) -> None:
     """Each failing image with no variant for the node's platform, excluded there."""
@@ -374,7 +385,7 @@ def _failures(
 
 
 def _pulling_detail(
-    pending: Sequence[PullFailure], pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
+    pending: Sequence[PullFailure], *, pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
 ) -> str:
     stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
     if pending:

@@ -42,9 +42,12 @@ class Address:
     resource: Resource
     namespace: str | None = None
     name: str | None = None
+    raw_path: str | None = None  # a non-resource URL (`/version`)
 
     @property
     def path(self) -> str:
+        if self.raw_path is not None:
+            return self.raw_path
         resource = self.resource
         root = (
             f"/apis/{resource.group}/{resource.version}"
@@ -72,3 +75,8 @@ NODES = Resource(group="", version="v1", plural="nodes", namespaced=False)
 PODS = Resource(group="", version="v1", plural="pods", namespaced=True)
 DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", namespaced=True)
 EVENTS = Resource(group="", version="v1", plural="events", namespaced=True)
+# Not a resource: the server's build, which every client may read (system:public-info-viewer).
+SERVER_VERSION = Address(
+    resource=Resource(group="", version="", plural="version", namespaced=False),
+    raw_path="/version",
+)

@@ -23,16 +23,18 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
-from image_awaiter.core.errors import AwaiterError, DeadlineReached, Gone
+from image_awaiter.core.errors import AwaiterError, Gone
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.chunked import Line
-from image_awaiter.kube.client import Kube, watch_error
+from image_awaiter.kube.client import ReadTimeout, watch_error
 from image_awaiter.kube.decoding import Codec, Event
 from image_awaiter.kube.listing import (
     WATCH_LIST_REFUSALS,
+    InitialEventsUnended,
     Undecodable,
     decode_event,
     read_initial_events,
@@ -55,6 +57,7 @@ class WatchTiming:
     watch_seconds: int = 240  # server-side bound of one watch request
     read_timeout: float = 90.0  # no byte for this long: the watch silently died
     resync_seconds: float = 600.0  # full relist, far rarer than the evaluation tick
+    initial_events_wait: float = 10.0  # a streaming list silent this long, unended: use pages
     reconnect_delay: float = 0.5
 
 
@@ -102,9 +105,8 @@ class Store(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Target(Generic[T]):
-    """What one informer reads: the objects at `address`, decoded by `codec`, through `kube`."""
+    """What one informer reads: the objects at `address`, decoded by `codec`; `name` in logs."""
 
-    kube: Kube
     address: Address
     codec: Codec[T]
     name: str
@@ -120,12 +122,13 @@ class Watcher(Generic[T]):
         self,
         target: Target[T],
         *,
+        kube: KubeApi,
         store: Store[T],
         stop: threading.Event,
         timing: WatchTiming,
         select: Callable[[dict[str, str | int]], None],
     ) -> None:
-        self._kube = target.kube
+        self._kube = kube
         self._address = target.address
         self._codec = target.codec
         self._store = store
@@ -135,7 +138,9 @@ class Watcher(Generic[T]):
         self._name = target.name
         self.requests = 0
 
-    def open(self, *, initial_events: bool = False) -> Generator[Line, None, None]:
+    def open(
+        self, *, initial_events: bool = False, read_timeout: ReadTimeout | None = None
+    ) -> Generator[Line, None, None]:
         """A watch request; with `initial_events`, a streaming list (no resourceVersion: the
         server's watch cache answers with a state at least as new as a quorum read)."""
         seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
@@ -150,7 +155,8 @@ class Watcher(Generic[T]):
             query["resourceVersion"] = self._store.resource_version
         self._select(query)
         self.requests += 1
-        return self._kube.stream(self._address, query=query, read_timeout=self._timing.read_timeout)
+        timeout = read_timeout or ReadTimeout(self._timing.read_timeout)
+        return self._kube.stream(self._address, query=query, read_timeout=timeout)
 
     def until_resync(self) -> None:
         """Watch until the resync period is over (or we stop)."""
@@ -204,7 +210,7 @@ class Informer(Generic[T]):
     def __init__(
         self,
         *,
-        kube: Kube,
+        kube: KubeApi,
         address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
@@ -227,7 +233,8 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher = Watcher(
-            Target(kube=kube, address=address, codec=codec, name=self.name),
+            Target(address=address, codec=codec, name=self.name),
+            kube=kube,
             store=self.store,
             stop=self._stop,
             timing=timing,
@@ -300,6 +307,9 @@ class Informer(Generic[T]):
                     raise
                 log.info("watch.list_refused", resource=self.name, error=str(error))
                 self.streaming = False
+            except InitialEventsUnended as error:
+                log.info("watch.list_unended", resource=self.name, error=str(error))
+                self.streaming = False
         items, resource_version = read_pages(
             self._kube,
             self._address,
@@ -312,11 +322,16 @@ class Informer(Generic[T]):
     def _stream_list(self, *, then_watch: bool) -> None:
         """A streaming list (see `read_initial_events`); the store is swapped whole and, with
         `then_watch`, the same stream goes on as the watch."""
-        lines = self._watcher.open(initial_events=True)
+        wait = self._timing.initial_events_wait
+        timeout = ReadTimeout(min(wait, self._timing.read_timeout))
+        lines = self._watcher.open(initial_events=True, read_timeout=timeout)
         try:
-            items, resource_version = read_initial_events(lines, self._codec, name=self.name)
+            items, resource_version = read_initial_events(
+                lines, self._codec, name=self.name, wait=wait
+            )
             self.store.replace(items, resource_version)
             if then_watch:
+                timeout.seconds = self._timing.read_timeout  # now an ordinary watch
                 self._watcher.follow_resumably(lines)
         finally:
             lines.close()
@@ -326,61 +341,3 @@ class Informer(Generic[T]):
             query["labelSelector"] = self._selector
         if self._fields:
             query["fieldSelector"] = self._fields
-
-
-class Caches:
-    """The run's named informers: started with signals held, stopped together, their errors
-    raised in the loop's thread, and waited on until synced (never judge before that)."""
-
-    def __init__(self, *, kube: Kube, hold: Hold, timing: WatchTiming = WatchTiming()) -> None:
-        self._kube = kube
-        self._hold = hold
-        self._timing = timing
-        self._informers: list[Informer[Any]] = []
-        self.wake = threading.Event()  # set by every store change
-
-    def start(
-        self,
-        *,
-        name: str,
-        address: Address,
-        codec: Codec[T],
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        optional: bool = False,
-    ) -> Informer[T]:
-        informer: Informer[T] = Informer(
-            kube=self._kube,
-            address=address,
-            codec=codec,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            optional=optional,
-            wake=self.wake,
-            timing=self._timing,
-            name=name,
-        )
-        self._informers.append(informer)
-        with self._hold():
-            informer.start()
-        return informer
-
-    def raise_errors(self) -> None:
-        for informer in self._informers:
-            if informer.error is not None:
-                raise informer.error
-
-    def wait_synced(self, *, deadline: float | None) -> None:
-        """Until every informer has listed once; raises an informer's error, or
-        `DeadlineReached` when the API could not be read in time."""
-        for informer in self._informers:
-            while not informer.synced.is_set():
-                self.raise_errors()
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
-                self.wake.wait(0.5)
-                self.wake.clear()
-
-    def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()

@@ -1,5 +1,5 @@
-"""The puller DaemonSet: loaded from a manifest or generated from image references, then made
-unique to one run.
+"""The puller DaemonSet: its labels and settings, loaded and validated from a manifest (or
+generated from image references: generating.py), then made unique to one run.
 
 Pure: manifests in, manifests out. Validation happens here, before anything reaches the API, so
 that bad input is exit 2 with nothing created.
@@ -8,12 +8,13 @@ that bad input is exit 2 with nothing created.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from image_awaiter import __version__
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.pods import pod_images as images_of
 from image_awaiter.core.pods import pod_spec as as_pod_spec
 from image_awaiter.core.references import ImageRef, parse_image
@@ -31,6 +32,10 @@ DEFAULT_HELPER_IMAGE = f"ghcr.io/image-awaiter/image-awaiter:{__version__}"
 DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
 PullMethod = Literal["initContainers", "imageVolumes"]
+# `auto` (issue 19, not the default yet): image volumes where the server and every target
+# node's runtime support them (core/pullmethod.py), chosen once the nodes are read; until then
+# the puller is built with init containers.
+AUTO = "auto"
 
 # Large enough for any runtime's container init (che's 20Mi OOM-killed), small enough for quotas.
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
@@ -38,29 +43,21 @@ DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "limits": {"cpu": "100m", "memory": "64Mi"},
 }
 
-RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "runAsUser": 65534,
-    "runAsGroup": 65534,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+
+# Generated pullers land on Linux nodes unless told otherwise (the helper is a Linux binary).
+ON_LINUX = Placement(node_selector=(("kubernetes.io/os", "linux"),))
 
 
 @dataclass(frozen=True, slots=True)
 class PullerSettings:
     """How a generated puller pod looks; the chart renders the same pod from its values."""
 
-    method: PullMethod = "initContainers"
+    method: PullMethod | Literal["auto"] = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
-    node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] | None = None
-    priority_class_name: str | None = None
-    image_pull_secrets: tuple[str, ...] = ()
+    # Where it runs (node selector, tolerations, priority class, pull secrets), in the order given.
+    placement: Placement = ON_LINUX
+    affinity: Mapping[str, Any] | None = None  # rendered as given (the chart's values)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: copy.deepcopy(dict(DEFAULT_RESOURCES))
     )
@@ -73,6 +70,17 @@ class Owner:
     name: str
     uid: str
     namespace: str
+
+    def reference(self) -> dict[str, Any]:
+        """The ownerReference to this pod (never blocking its deletion, not a controller)."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": False,
+            "controller": False,
+        }
 
 
 # ---------------------------------------------------------------------------- loading
@@ -98,7 +106,10 @@ def _documents(text: str, *, source: str) -> list[Any]:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
-        raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
+        raise UsageError(
+            f"{source}: not valid YAML or JSON{at}: {problem}",
+            hint="fix the YAML at the place named",
+        ) from None
 
 
 def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
@@ -106,7 +117,8 @@ def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
     documents = _documents(text, source=source)
     if len(documents) != 1:
         raise UsageError(
-            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}"
+            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}",
+            hint="give one DaemonSet per document",
         )
     manifest = documents[0]
     validate_daemonset(manifest, source=source)
@@ -132,7 +144,10 @@ def parse_daemonsets(text: str, *, source: str) -> list[dict[str, Any]]:
         else:
             manifests.append((where, document))
     if not manifests:
-        raise UsageError(f"{source}: no DaemonSet manifest found")
+        raise UsageError(
+            f"{source}: no DaemonSet manifest found",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
+        )
     for where, manifest in manifests:
         validate_daemonset(manifest, source=where)
     return [dict(manifest) for _, manifest in manifests]
@@ -148,12 +163,16 @@ def daemonset_base_name(manifest: Mapping[str, Any], *, run_id_chars: int = 8) -
 def validate_daemonset(manifest: Any, *, source: str) -> None:
     """Raise `UsageError` naming the first problem the API server would reject, or worse."""
     if not isinstance(manifest, dict):
-        raise UsageError(f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}")
+        raise UsageError(
+            f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
+        )
     kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
     if kind != "DaemonSet" or api_version != "apps/v1":
         raise UsageError(
             f"{source}: expected kind DaemonSet, apiVersion apps/v1; found kind {kind!r}, "
-            f"apiVersion {api_version!r}"
+            f"apiVersion {api_version!r}",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
         )
     spec = _mapping(manifest.get("spec"), f"{source}: spec")
     template = _mapping(spec.get("template"), f"{source}: spec.template")
@@ -161,7 +180,8 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise UsageError(
-            f"{source}: spec.template.spec.containers must list at least one container"
+            f"{source}: spec.template.spec.containers must list at least one container",
+            hint="add a container (e.g. registry.k8s.io/pause)",
         )
     names: set[str] = set()
     for part in ("initContainers", "containers"):
@@ -170,12 +190,18 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
             container = _mapping(container, where)
             name, image = container.get("name"), container.get("image")
             if not isinstance(name, str) or not name:
-                raise UsageError(f"{where}: container needs a name")
+                raise UsageError(f"{where}: container needs a name", hint="name every container")
             if name in names:
-                raise UsageError(f"{where}: duplicate container name {name!r}")
+                raise UsageError(
+                    f"{where}: duplicate container name {name!r}",
+                    hint="give each container its own name",
+                )
             names.add(name)
             if not isinstance(image, str) or not image:
-                raise UsageError(f"{where}: container {name!r} needs an image")
+                raise UsageError(
+                    f"{where}: container {name!r} needs an image",
+                    hint="give every container an image",
+                )
     for ref in pod_images(pod_spec):
         parse_image(ref)
     _check_selector(spec, template, source=source)
@@ -183,7 +209,7 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UsageError(f"{where} is missing or not a mapping")
+        raise UsageError(f"{where} is missing or not a mapping", hint="fix the DaemonSet manifest")
     return value
 
 
@@ -192,13 +218,17 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
     if not isinstance(selector, dict) or not (
         selector.get("matchLabels") or selector.get("matchExpressions")
     ):
-        raise UsageError(f"{source}: spec.selector needs matchLabels or matchExpressions")
+        raise UsageError(
+            f"{source}: spec.selector needs matchLabels or matchExpressions",
+            hint="select the pod template's labels",
+        )
     labels = (template.get("metadata") or {}).get("labels") or {}
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             raise UsageError(
                 f"{source}: spec.selector.matchLabels {key}={value} does not match the pod "
-                "template's labels (spec.template.metadata.labels)"
+                "template's labels (spec.template.metadata.labels)",
+                hint="make the selector match the template's labels",
             )
     for expression in selector.get("matchExpressions") or []:
         key, op = expression.get("key"), expression.get("operator")
@@ -209,7 +239,8 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
         if not ok:
             raise UsageError(
                 f"{source}: spec.selector.matchExpressions {key} {op} {values} does not match "
-                "the pod template's labels"
+                "the pod template's labels",
+                hint="make the selector match the template's labels",
             )
 
 
@@ -251,120 +282,30 @@ def unique_images(refs: Sequence[str]) -> list[ImageRef]:
     return list(by_key.values())
 
 
-# ---------------------------------------------------------------------------- generating
-
-
-def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
-    """A puller DaemonSet that pulls `images` without running anything inside them."""
-    labels = {
-        "app.kubernetes.io/name": DEFAULT_NAME,
-        "app.kubernetes.io/component": "puller",
-        MANAGED_BY_LABEL: MANAGED_BY,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
-            "updateStrategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "100%"},
-            },
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": puller_pod_spec([image.original for image in images], settings),
-            },
-        },
-    }
-
-
-def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """The pod: the pull method's containers and volumes (see `PULL_METHODS`), restricted, with
-    explicit requests and limits, placed by the settings."""
-    spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 0,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65534,
-            "runAsGroup": 65534,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **PULL_METHODS[settings.method](images, settings),
-    }
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.affinity:
-        spec["affinity"] = copy.deepcopy(dict(settings.affinity))
-    if settings.priority_class_name:
-        spec["priorityClassName"] = settings.priority_class_name
-    if settings.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    return spec
-
-
-def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an init container running the no-op helper, copied first from the helper
-    image into an emptyDir: nothing inside the pulled image runs."""
-    install = _container(
-        "install-helper",
-        settings.helper_image,
-        [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
-        settings,
-    )
-    install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
-    pulls = []
-    for index, image in enumerate(images):
-        pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
-        pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
-        pulls.append(pull)
-    return {
-        "initContainers": [install, *pulls],
-        "volumes": [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}],
-        "containers": [_container("pause", settings.pause_image, None, settings)],
-    }
-
-
-def _image_volumes(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an `image` volume mounted on the pause container (ImageVolume feature)."""
-    pause = _container("pause", settings.pause_image, None, settings)
-    pause["volumeMounts"] = [
-        {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
-        for index in range(len(images))
-    ]
-    return {
-        "volumes": [
-            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
-            for index, image in enumerate(images)
-        ],
-        "containers": [pause],
-    }
-
-
-# How a puller pod pulls its images: one builder of pod spec parts per `--pull-method`, mirrored
-# in the chart by one named template per method. A new method is one function and one entry.
-PULL_METHODS: Mapping[str, Callable[[Sequence[str], PullerSettings], dict[str, Any]]] = {
-    "initContainers": _init_containers,
-    "imageVolumes": _image_volumes,
-}
-
-
-def _container(
-    name: str, image: str, command: list[str] | None, settings: PullerSettings
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}
-    if command is not None:
-        container["command"] = command
-    container["resources"] = copy.deepcopy(dict(settings.resources))
-    container["securityContext"] = copy.deepcopy(dict(RESTRICTED_CONTAINER_SECURITY))
-    return container
-
-
 # ---------------------------------------------------------------------------- per run
+
+
+@dataclass(frozen=True, slots=True)
+class PullerTemplate:
+    """One pull group's puller manifest as one run makes it: its namespace, run id, owner and
+    group; `for_run` is the body to create (`prepare_for_run`)."""
+
+    manifest: Mapping[str, Any]
+    namespace: str
+    run_id: str
+    owner: Owner | None = None
+    group: str | None = None
+
+    def for_run(self, *, created_at: str, skip_nodes: Collection[str] = ()) -> dict[str, Any]:
+        return prepare_for_run(
+            self.manifest,
+            run_id=self.run_id,
+            namespace=self.namespace,
+            owner=self.owner,
+            created_at=created_at,
+            skip_nodes=skip_nodes,
+            group=self.group,
+        )
 
 
 def prepare_for_run(
@@ -407,16 +348,7 @@ def prepare_for_run(
         CREATED_AT_ANNOTATION: created_at,
     }
     if owner is not None and owner.namespace == namespace:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": owner.name,
-                "uid": owner.uid,
-                "blockOwnerDeletion": False,
-                "controller": False,
-            }
-        ]
+        metadata["ownerReferences"] = [owner.reference()]
     spec = daemonset["spec"]
     selector = spec.setdefault("selector", {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}

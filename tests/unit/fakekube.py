@@ -1,4 +1,4 @@
-"""A small in-memory implementation of the client interface the run layer uses (`Kube`:
+"""A small in-memory implementation of the client interface (`kube.api.KubeApi`:
 `request`, `request_decoded`, `stream`, `bounded`, `deadline`), for unit tests of run/ without a
 server. Not a mock: it keeps objects by path, numbers every change with a resourceVersion,
 serves lists and watches from them (label selectors by equality), and raises the client's own
@@ -107,7 +107,7 @@ class FakeKube:
         return decode(json.dumps(self._list(address, query or {})).encode())
 
     def stream(
-        self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
+        self, address: Address, *, query: Mapping[str, str | int], read_timeout: Any
     ) -> Generator[bytes, None, None]:
         """A watch: with `sendInitialEvents`, every object and the bookmark that ends them;
         then the changes after the resourceVersion, until it has been quiet for a moment."""

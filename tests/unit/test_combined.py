@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from image_awaiter.core.combined import GroupEvaluation, combine, group_progress, plan_text
+from image_awaiter.core.combined import GroupEvaluation, combine, group_progress
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
 from image_awaiter.core.references import parse_image
+from image_awaiter.output.plan import plan_text
 
 CUDA = parse_image("quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20")
 BASE = parse_image("quay.io/jupyterhub/k8s-singleuser-sample:4.1.0")
@@ -77,7 +78,7 @@ def test_progress_names_each_groups_done_nodes_of_its_targets() -> None:
 def test_the_plain_plan_says_per_group_what_each_node_lacks() -> None:
     gpu = _group("gpu", _done("gpu-0"), _pulling("gpu-1", CUDA.original), excluded={"c": "x"})
     assert plan_text([gpu], table=False) == (
-        f"group gpu: 1 images ({CUDA.original}); 2 target nodes, 1 lacking images, 1 excluded\n"
+        f"group gpu: 1 image ({CUDA.original}); 2 target nodes, 1 lacking images, 1 excluded\n"
         f"  node gpu-1 lacks {CUDA.original}\n"
     )
 
