@@ -41,10 +41,9 @@ from simcluster.nodes.factory import node_object, pool_labels, ready_condition, 
 from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
 from simcluster.nodes.recording import EventRecorder
 from simcluster.nodes.registry import Registry, parse
-from simcluster.nodes.runtime import Runtime, StoreHost
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime, StoreHost
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
-DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 
 
 class SimCluster:

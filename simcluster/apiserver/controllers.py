@@ -224,20 +224,28 @@ class Controllers:
                 }
             }
         }
-        sim_node = self.sim.node_sims.get(node_name)
+        node = store.peek("nodes").get(("", node_name)) or {}
+        allocatable = ((node.get("status") or {}).get("allocatable") or {}).get("pods")
+        max_pods = int(allocatable) if str(allocatable or "").isdigit() else None
         on_node = sum(
             1
             for p in store.peek("pods").values()
             if (p.get("spec") or {}).get("nodeName") == node_name
         )
         status: dict[str, Any] = {"phase": "Pending"}
-        if sim_node is not None and on_node >= sim_node.max_pods:
+        if max_pods is not None and on_node >= max_pods:  # the scheduler's pod-count filter
             status["conditions"] = [
                 {
                     "type": "PodScheduled",
                     "status": "False",
                     "reason": "Unschedulable",
-                    "message": "0/1 nodes are available: 1 Too many pods.",
+                    # kube-scheduler v1.36.3's words (seen on the real control plane; a
+                    # DaemonSet pod's matchFields affinity leaves it one node to consider)
+                    "message": (
+                        "0/1 nodes are available: 1 Too many pods. no new claims to deallocate, "
+                        "preemption: 0/1 nodes are available: 1 No preemption victims found for "
+                        "incoming pod."
+                    ),
                 }
             ]
         else:

@@ -64,6 +64,14 @@ SERVED: tuple[Kind, ...] = (
     Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", "v1", False, ("pc",)),
     # create-only and never stored: `kubectl auth whoami` asks who it is
     Kind("selfsubjectreviews", "SelfSubjectReview", "authentication.k8s.io", "v1", False),
+    # create-only and never stored: `kubectl auth can-i --list` asks for every rule
+    Kind(
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        "authorization.k8s.io",
+        "v1",
+        False,
+    ),
     # create-only and never stored: `kubectl auth can-i` asks RBAC through it
     Kind(
         "selfsubjectaccessreviews",
@@ -73,7 +81,9 @@ SERVED: tuple[Kind, ...] = (
         False,
     ),
 )
-CREATE_ONLY = frozenset({"selfsubjectaccessreviews", "selfsubjectreviews"})
+CREATE_ONLY = frozenset(
+    {"selfsubjectaccessreviews", "selfsubjectreviews", "selfsubjectrulesreviews"}
+)
 BY_RESOURCE: dict[str, Kind] = {k.resource: k for k in SERVED}
 
 

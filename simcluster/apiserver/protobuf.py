@@ -148,6 +148,17 @@ def _access_review(raw: bytes) -> dict[str, Any]:
     return {"spec": spec}
 
 
+def _rules_review(raw: bytes) -> dict[str, Any]:
+    """SelfSubjectRulesReview: spec=2 {namespace=1}."""
+    spec: dict[str, Any] = {}
+    for number, _, value in fields(raw):
+        if number == 2:
+            found = {n: _text(v) for n, _, v in fields(value)}
+            if found.get(1):
+                spec["namespace"] = found[1]
+    return {"spec": spec}
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """A JSON-shaped object from a `k8s\\0` + runtime.Unknown protobuf envelope."""
     if not body.startswith(MAGIC):
@@ -159,6 +170,8 @@ def decode(body: bytes) -> dict[str, Any]:
         obj = _delete_options(unknown.get(2, b""))
     elif kind == "SelfSubjectAccessReview":
         obj = _access_review(unknown.get(2, b""))
+    elif kind == "SelfSubjectRulesReview":
+        obj = _rules_review(unknown.get(2, b""))
     else:
         obj = _decode_kind(kind, unknown.get(2, b""))
     return {"apiVersion": api_version, "kind": kind, **obj}

@@ -103,6 +103,57 @@ def allowed(
     )
 
 
+# What every authenticated user may do whatever is bound to it: the default ClusterRoles
+# system:basic-user (review itself) and system:discovery / system:public-info-viewer.
+BASIC_RULES = [
+    {
+        "verbs": ["create"],
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    },
+    {
+        "verbs": ["create"],
+        "apiGroups": ["authentication.k8s.io"],
+        "resources": ["selfsubjectreviews"],
+    },
+]
+DISCOVERY_URLS = [
+    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
+    "/readyz", "/version", "/version/",
+]  # fmt: skip
+
+
+def rules_for(
+    user: User,
+    namespace: str,
+    *,
+    roles: dict[tuple[str, str], dict[str, Any]],
+    cluster_roles: dict[tuple[str, str], dict[str, Any]],
+    role_bindings: dict[tuple[str, str], dict[str, Any]],
+    cluster_role_bindings: dict[tuple[str, str], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(resource rules, non-resource rules) granted to `user` in `namespace`: what a
+    SelfSubjectRulesReview (`kubectl auth can-i --list`) answers."""
+    if user.is_admin:
+        return (
+            [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, *BASIC_RULES],
+            [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+        )
+    found: list[dict[str, Any]] = list(BASIC_RULES)
+    bindings = [("", b) for b in cluster_role_bindings.values()]
+    bindings += [(ns, b) for (ns, _), b in role_bindings.items() if ns == namespace]
+    for ns, binding in bindings:
+        if not any(_bound(s, user, ns) for s in binding.get("subjects") or []):
+            continue
+        ref = binding.get("roleRef") or {}
+        if ref.get("kind") == "ClusterRole":
+            role = cluster_roles.get(("", ref.get("name", "")))
+        else:
+            role = roles.get((ns, ref.get("name", "")))
+        found += [r for r in (role or {}).get("rules") or [] if "nonResourceURLs" not in r]
+    return found, [{"verbs": ["get"], "nonResourceURLs": DISCOVERY_URLS}]
+
+
 def forbidden_message(user: User, request: Attributes) -> str:
     """The apiserver's text, e.g. `pods is forbidden: User "system:serviceaccount:ns:sa" cannot
     list resource "pods" in API group "" in the namespace "ns"` (staging/src/k8s.io/apiserver/

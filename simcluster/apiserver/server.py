@@ -440,6 +440,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")
             if kind.resource == "selfsubjectreviews":
                 self._send(record, 201, self._who_am_i())
+            elif kind.resource == "selfsubjectrulesreviews":
+                self._send(record, 201, self._rules_review(self._body(body)))
             else:
                 self._send(record, 201, self._review(self._body(body)))
         elif verb == "watch":
@@ -512,6 +514,33 @@ class Handler(BaseHTTPRequestHandler):
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
+
+    def _rules_review(self, review: dict[str, Any]) -> dict[str, Any]:
+        """A SelfSubjectRulesReview (`kubectl auth can-i --list`): the rules bound to the user
+        in the namespace, from the same stored roles requests are decided by."""
+        namespace = (review.get("spec") or {}).get("namespace") or ""
+        user = self._current_user or rbac.User("system:anonymous", ("system:unauthenticated",))
+        store = self.server.sim.store
+        with store.lock:
+            resource_rules, other_rules = rbac.rules_for(
+                user,
+                namespace,
+                roles=store.peek("roles"),
+                cluster_roles=store.peek("clusterroles"),
+                role_bindings=store.peek("rolebindings"),
+                cluster_role_bindings=store.peek("clusterrolebindings"),
+            )
+        return {
+            "kind": "SelfSubjectRulesReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": {"namespace": namespace},
+            "status": {
+                "resourceRules": resource_rules,
+                "nonResourceRules": other_rules,
+                "incomplete": False,
+            },
+        }
 
     def _who_am_i(self) -> dict[str, Any]:
         """A SelfSubjectReview (`kubectl auth whoami`): the user the request authenticated as."""

@@ -42,7 +42,7 @@ from simcluster.nodes.apihost import ApiHost
 from simcluster.nodes.factory import node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.registry import parse
-from simcluster.nodes.runtime import Runtime
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
 from simcluster.nodes.world import NodeWorld
 from simcluster.nodes.writing import ApiEventRecorder, Writers
 
@@ -53,7 +53,6 @@ STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
 WRITER_THREADS = 8
 LEASE_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
-DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
 
 

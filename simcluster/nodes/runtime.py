@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 MESSAGE_FILE_LIMIT = 4096
 MESSAGE_LOG_LIMIT = 2048
 MESSAGE_LOG_LINES = 80
+# The repository whose pods run the real CLI (the chart's image.repository), at any tag.
+DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 # The distroless Python base (~50 MB) plus the 19 MB application layer README measures.
 AWAITER_IMAGE_BYTES = 70 * 1024**2
 

@@ -353,3 +353,67 @@ def test_a_running_pod_marked_not_ready_by_a_controller_is_reported_ready_again(
         return conditions.get("Ready") == "True"
 
     backend.eventually(ready_again, timeout=10, what="Ready written back by the kubelet")
+
+
+def test_a_pod_for_a_node_at_its_pod_limit_stays_pending_as_unschedulable(
+    backend: Backend,
+) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("full", max_pods=1)
+    backend.daemonset("first", _puller())
+    backend.eventually(
+        lambda: [p for p in backend.pods("first") if p["status"].get("phase") == "Running"],
+        what="the first pod Running",
+    )
+    backend.daemonset("second", _puller())
+
+    def unschedulable() -> Json | None:
+        for pod in backend.pods("second"):
+            for condition in pod["status"].get("conditions") or []:
+                if condition["type"] == "PodScheduled" and condition["status"] == "False":
+                    return dict(condition)
+        return None
+
+    condition = backend.eventually(unschedulable, what="PodScheduled False")
+    assert condition["reason"] == "Unschedulable"
+    assert condition["message"] == (
+        "0/1 nodes are available: 1 Too many pods. no new claims to deallocate, preemption: 0/1 "
+        "nodes are available: 1 No preemption victims found for incoming pod."
+    )
+    assert all(not p["spec"].get("nodeName") for p in backend.pods("second"))
+
+
+def test_the_rules_review_lists_what_a_service_accounts_role_grants(backend: Backend) -> None:
+    """`kubectl auth can-i --list --as=system:serviceaccount:NS:reader`."""
+    namespace = backend.namespace
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    rule = {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}
+    backend.api.call("POST", f"{rbac}/roles", {"metadata": {"name": "reader"}, "rules": [rule]})
+    binding = {
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+    }
+    backend.api.call("POST", f"{rbac}/rolebindings", binding)
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace},
+    }
+    as_reader = {"Impersonate-User": f"system:serviceaccount:{namespace}:reader"}
+    status, answer = backend.api.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        review,
+        headers=as_reader,
+    )
+    assert status == 201
+    rules = answer["status"]["resourceRules"]
+    assert rule in rules
+    assert {
+        "verbs": ["create"],
+        "apiGroups": ["authorization.k8s.io"],
+        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    } in rules
+    assert not any("*" in r["verbs"] for r in rules), "a plain account gets no wildcard"
+    assert answer["status"]["incomplete"] is False

@@ -258,3 +258,14 @@ def test_kubectl_auth_can_i_answers_from_the_same_rbac_rules(api: Api) -> None:
     )
     assert elsewhere.stdout.strip() == "no"
     assert api.kubectl("auth", "can-i", "delete", "nodes").stdout.strip() == "yes"
+    listed = api.kubectl("auth", "can-i", "--list", token=token)  # a protobuf rules review
+    assert listed.returncode == 0, listed.stderr
+    assert ["pods/log", "[]", "[]", "[get]"] in [
+        line.split() for line in listed.stdout.splitlines()
+    ]
+    impersonated = api.kubectl(
+        "auth", "can-i", "delete", "nodes", "--as=system:serviceaccount:default:reader"
+    )
+    assert impersonated.stdout.strip() == "no"
+    whoami = api.kubectl("auth", "whoami", "--as=system:serviceaccount:default:reader")
+    assert "system:serviceaccount:default:reader" in whoami.stdout, whoami.stderr
