@@ -17,7 +17,7 @@ import pytest
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.readiness import Evaluation
 from image_awaiter.kube.caches import Caches
-from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
+from image_awaiter.kube.resources import DAEMONSETS, EVENTS, NODES, PODS
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.awaiting import Run
 from image_awaiter.run.context import RunContext
@@ -124,6 +124,29 @@ def test_await_pulls_with_a_daemonset_until_the_node_lists_the_image_then_delete
         kube.put(NODES, node("n1", ON_NODES))  # the kubelet pulled it
         thread.join(timeout=10)
     assert [o.result for o in ended] == [Result.SUCCESS]
+    assert kube.objects(DAEMONSETS, namespace="default") == []
+
+
+def test_await_ends_with_exit_3_when_the_controller_refuses_its_pullers(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", timeout=30.0) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: bool(kube.objects(DAEMONSETS, namespace="default")))
+        (daemonset,) = kube.objects(DAEMONSETS, namespace="default")
+        name = daemonset["metadata"]["name"]
+        kube.put(  # what the real DaemonSet controller records when admission refuses a pod
+            EVENTS,
+            {
+                "metadata": {"name": f"{name}.1", "namespace": "default"},
+                "involvedObject": {"kind": "DaemonSet", "name": name},
+                "reason": "FailedCreate",
+                "message": f'Error creating: pods "{name}-" is forbidden: error looking up '
+                'service account default/gone: serviceaccount "gone" not found',
+            },
+        )
+        thread.join(timeout=10)
+    assert [(o.exit_code, o.result) for o in ended] == [(3, Result.PODS_REFUSED)]
+    assert 'serviceaccount "gone" not found' in ended[0].message
     assert kube.objects(DAEMONSETS, namespace="default") == []
 
 
