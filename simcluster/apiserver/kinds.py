@@ -60,6 +60,7 @@ SERVED: tuple[Kind, ...] = (
         "path",
     ),
     Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", "v1", False, ("pc",)),
+    Kind("leases", "Lease", "coordination.k8s.io", "v1", True),
     # create-only and never stored: `kubectl auth can-i` asks RBAC through it
     Kind(
         "selfsubjectaccessreviews",
