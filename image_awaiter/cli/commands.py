@@ -65,11 +65,22 @@ DURATION = Duration()
 
 
 def _option(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    return click.option(*names, envvar=ENV + env, show_envvar=True, **kwargs)
+    decorator = click.option(*names, envvar=ENV + env, show_envvar=True, **kwargs)
+    decorator.names = names  # type: ignore[attr-defined]  # for shared_options_without
+    return decorator
 
 
 def shared_options(function: F) -> F:
     """Options of both `await` and `check`, each also read from IMAGE_AWAITER_<NAME>."""
+    return _shared(function, without=frozenset())
+
+
+def shared_options_without(*names: str) -> Callable[[F], F]:
+    """The shared options but `names` (`gate` has no --timeout, --report, ...)."""
+    return lambda function: _shared(function, without=frozenset(names))
+
+
+def _shared(function: F, *, without: frozenset[str]) -> F:
     decorators = [
         _option(
             "--daemonset-spec",
@@ -270,7 +281,8 @@ def shared_options(function: F) -> F:
         ),
     ]
     for decorator in reversed(decorators):
-        function = decorator(function)
+        if not without.intersection(getattr(decorator, "names", ())):
+            function = decorator(function)
     return function
 
 
@@ -454,6 +466,11 @@ def parse_toleration(value: str) -> dict[str, str]:
     if effect:
         toleration["effect"] = effect
     return toleration
+
+
+from image_awaiter.cli.gate import gate_command  # noqa: E402 (it builds on the options above)
+
+cli.add_command(gate_command)
 
 
 def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoReturn:

@@ -56,8 +56,10 @@ class Kube:
         body: Any = None,
         budget: float = RETRY_BUDGET,
         deadline: float | None = None,
+        content_type: str = "application/json",
     ) -> dict[str, Any]:
-        """Send one request and return its JSON object, retrying transient failures."""
+        """Send one request and return its JSON object, retrying transient failures. A PATCH
+        names its kind in `content_type` (`application/json-patch+json`, ...)."""
         return self.request_decoded(
             method,
             address,
@@ -66,6 +68,7 @@ class Kube:
             budget=budget,
             deadline=deadline,
             decode=json_object,
+            content_type=content_type,
         )
 
     def request_decoded(
@@ -78,6 +81,7 @@ class Kube:
         body: Any = None,
         budget: float = RETRY_BUDGET,
         deadline: float | None = None,
+        content_type: str = "application/json",
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
@@ -86,7 +90,12 @@ class Kube:
             for attempt in retrying(limits):
                 with attempt:
                     data = self._request_once(
-                        method, address, query=query, body=body, deadline=deadline
+                        method,
+                        address,
+                        query=query,
+                        body=body,
+                        deadline=deadline,
+                        content_type=content_type,
                     )
                     try:
                         return decode(data)
@@ -106,9 +115,17 @@ class Kube:
         query: Mapping[str, str | int] | None,
         body: Any,
         deadline: float | None,
+        content_type: str = "application/json",
     ) -> bytes:
         timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
-        response = self._send(method, address, query=query, body=body, timeout=(timeout, timeout))
+        response = self._send(
+            method,
+            address,
+            query=query,
+            body=body,
+            timeout=(timeout, timeout),
+            content_type=content_type,
+        )
         try:
             data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -159,10 +176,11 @@ class Kube:
         query: Mapping[str, str | int] | None,
         body: Any = None,
         timeout: tuple[float, float],
+        content_type: str = "application/json",
     ) -> urllib3.BaseHTTPResponse:
         headers = {"Accept": "application/json", "User-Agent": "image-awaiter"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         serialized = self.client.param_serialize(
             method=method,
             resource_path=address.path,
