@@ -90,6 +90,17 @@ class Releaser:
             missing=list(decision.missing),
         )
 
+    def due(self, decision: GateDecision, node: GateNode) -> bool:
+        """Whether holding `node` has something left to write or tell."""
+        told = self.told.get(decision.node, set())
+        writes = writes_for(decision, self._as_written(node), enforce=self.enforce)
+        return (
+            writes.condition is not None
+            or "pending" not in told
+            or any(f"failed:{f.image}:{f.reason}" not in told for f in decision.failures)
+            or (decision.action is Action.HOLD_LATE and "late" not in told)
+        )
+
     def hold(self, decision: GateDecision, node: GateNode) -> int:
         """Condition and Events of a node still held; returns the writes made."""
         name, made = decision.node, 0
