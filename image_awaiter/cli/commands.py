@@ -468,13 +468,10 @@ def parse_toleration(value: str) -> dict[str, str]:
     return toleration
 
 
-from image_awaiter.cli.gate import gate_command  # noqa: E402 (it builds on the options above)
-
-cli.add_command(gate_command)
-
-
 def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoReturn:
     """Entry point: click's own errors become one line and exit 2, never a traceback."""
+    from image_awaiter.cli import gate  # noqa: F401 (adds the `gate` command to `cli`)
+
     try:
         ending = cli.main(
             args=list(argv) if argv is not None else None,

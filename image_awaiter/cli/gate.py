@@ -13,6 +13,7 @@ from image_awaiter.cli.commands import (
     ENV,
     Ending,
     _settings,
+    cli,
     default_termination_log,
     shared_options_without,
 )
@@ -64,6 +65,13 @@ GATE_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
         "METRICS_ADDR",
         None,
         "Serve Prometheus /metrics, /healthz and /readyz on HOST:PORT (':8080': every address).",
+    ),
+    (
+        "--owner-deployment",
+        "OWNER_DEPLOYMENT",
+        None,
+        "The gate's Deployment (the chart's): owner of the puller DaemonSets, so that "
+        "uninstalling it removes them.",
     ),
     (
         "--lease-name",
@@ -206,4 +214,8 @@ def gate_settings(options: dict[str, Any], environ: Any) -> GateSettings:
         metrics_addr=options["metrics_addr"],
         dry_run=options["dry_run"],
         leader_election=options["leader_elect"],
+        owner_deployment=options["owner_deployment"],
     ).check()
+
+
+cli.add_command(gate_command)

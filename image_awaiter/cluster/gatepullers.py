@@ -20,7 +20,7 @@ from image_awaiter.core.errors import ApiError, Conflict, NameClash, NotFound
 from image_awaiter.core.gating import GateTaint
 from image_awaiter.core.targeting import Placement
 from image_awaiter.kube.client import Kube
-from image_awaiter.kube.resources import DAEMONSETS
+from image_awaiter.kube.resources import DAEMONSETS, DEPLOYMENTS
 from image_awaiter.spec.pullers import (
     GATE_ROLE,
     GROUP_LABEL,
@@ -36,9 +36,16 @@ GATE_SELECTOR = f"{ROLE_LABEL}={GATE_ROLE}"
 TEMPLATE_HASH = "image-awaiter.io/template-hash"
 
 
-def gate_manifest(manifest: Mapping[str, Any], *, gate: GateTaint, group: str) -> dict[str, Any]:
+def gate_manifest(
+    manifest: Mapping[str, Any],
+    *,
+    gate: GateTaint,
+    group: str,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A group's puller made the gate's: a stable name, the gate's labels and selector, a
-    toleration of the gate taint, and the template's hash."""
+    toleration of the gate taint, the owner (the gate's Deployment: uninstalling the chart
+    removes them) and the hash of the template and owner."""
     daemonset = copy.deepcopy(dict(manifest))
     daemonset.pop("status", None)
     metadata = daemonset.setdefault("metadata", {})
@@ -58,7 +65,10 @@ def gate_manifest(manifest: Mapping[str, Any], *, gate: GateTaint, group: str) -
     toleration = {"key": gate.key, "operator": "Exists", "effect": gate.effect}
     if toleration not in (pod.get("tolerations") or []):
         pod["tolerations"] = [*(pod.get("tolerations") or []), toleration]
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+    if owner is not None:
+        daemonset["metadata"]["ownerReferences"] = [dict(owner)]
+    hashed = {"template": template, "owner": owner}
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
     daemonset["metadata"]["annotations"][TEMPLATE_HASH] = digest
     return daemonset
 
@@ -86,6 +96,24 @@ def listed(raw: dict[str, Any]) -> Listed:
         uid=str(metadata.get("uid") or ""),
         template_hash=str((metadata.get("annotations") or {}).get(TEMPLATE_HASH) or ""),
     )
+
+
+def deployment_owner(kube: Kube, *, namespace: str, name: str) -> dict[str, Any] | None:
+    """The ownerReference to the gate's Deployment `name`, or None (logged) when it cannot be
+    read: the DaemonSets then outlive an uninstall and are removed by hand."""
+    try:
+        deployment = kube.request("GET", DEPLOYMENTS.address(namespace=namespace, name=name))
+    except ApiError as error:
+        log.warning("gate.owner_unread", deployment=name, error=error.one_line())
+        return None
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": name,
+        "uid": str(deployment["metadata"]["uid"]),
+        "blockOwnerDeletion": False,
+        "controller": False,
+    }
 
 
 class GatePullers:

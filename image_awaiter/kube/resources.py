@@ -80,5 +80,6 @@ NAMESPACES = Resource(group="", version="v1", plural="namespaces", namespaced=Fa
 NODES = Resource(group="", version="v1", plural="nodes", namespaced=False)
 PODS = Resource(group="", version="v1", plural="pods", namespaced=True)
 DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", namespaced=True)
+DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", namespaced=True)
 EVENTS = Resource(group="", version="v1", plural="events", namespaced=True)
 LEASES = Resource(group="coordination.k8s.io", version="v1", plural="leases", namespaced=True)

@@ -24,6 +24,7 @@ from image_awaiter.cluster.gatepullers import (
     GATE_SELECTOR,
     GatePullers,
     Listed,
+    deployment_owner,
     gate_manifest,
     listed,
 )
@@ -105,11 +106,17 @@ class Gate:
             wanted=job.keys,
             label_keys=label_keys(g.placement for g in job.groups),
         )
+        owner = (
+            deployment_owner(self.kube, namespace=self.namespace, name=settings.owner_deployment)
+            if settings.owner_deployment and not settings.dry_run
+            else None
+        )
         self.pullers = GatePullers(
             kube=self.kube,
             namespace=self.namespace,
             manifests=[
-                gate_manifest(g.manifest, gate=settings.taint, group=g.name) for g in job.groups
+                gate_manifest(g.manifest, gate=settings.taint, group=g.name, owner=owner)
+                for g in job.groups
             ],
         )
         self.metrics = Metrics(buckets=histogram_buckets())

@@ -33,6 +33,7 @@ class GateSettings:
     metrics_addr: str | None = None
     dry_run: bool = False
     leader_election: bool = True
+    owner_deployment: str | None = None  # the chart's Deployment: its DaemonSets' owner
 
     def check(self) -> GateSettings:
         """Refuse contradictions before anything touches the cluster."""
