@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from image_awaiter.core.references import parse_image  # noqa: E402
 from image_awaiter.kube.chunked import chunked_lines  # noqa: E402
-from image_awaiter.kube.decoding import NodeCodec  # noqa: E402
+from image_awaiter.kube.nodecodec import NodeCodec  # noqa: E402
 from simcluster.apiserver.listing import SyntheticNodes  # noqa: E402
 from simcluster.nodes.factory import COMMON_IMAGE  # noqa: E402
 

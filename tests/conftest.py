@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+# The real control plane: `control_plane` (one per run, shared by the workers) and `namespace`.
+pytest_plugins = ("simcluster.controlplane.pytest_plugin",)
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "sim-token-s3cr3t"
 

@@ -6,14 +6,19 @@ with groups.apply_placement exactly (a test compares them): nothing runs inside 
 images; restricted; explicit requests and limits.
 */}}
 
-{{/* Pull groups from `images`: a string entry, or an object without placement, joins the default
+{{/* Pull groups from `images` and the images derived from `jupyterhub` (_jupyterhub.tpl): a
+     string entry, or an object without placement, joins the default
      group; objects with the same {nodeSelector, tolerations, affinity} share one group, in order
      of first appearance. Gives `groups: [{suffix, images, placement}]` as YAML; the default
      group's suffix is "" (today's names), another's is 6 characters of its placement's hash. */}}
 {{- define "image-awaiter.pullGroups" -}}
 {{- $order := list -}}
 {{- $byKey := dict -}}
-{{- range $entry := .Values.images -}}
+{{- $derived := (include "image-awaiter.jupyterhubImages" . | fromJson).entries -}}
+{{- if not (or .Values.images $derived) -}}
+{{- fail "give images to pull: `images`, or JupyterHub's profiles in `jupyterhub.singleuser`" -}}
+{{- end -}}
+{{- range $entry := concat (.Values.images | default list) $derived -}}
 {{- $image := $entry -}}
 {{- $placement := dict -}}
 {{- if kindIs "map" $entry -}}

@@ -8,15 +8,9 @@ from typing import Any
 
 import click
 
-from image_awaiter.cli.commands import (
-    DURATION,
-    ENV,
-    Ending,
-    _settings,
-    cli,
-    default_termination_log,
-    shared_options_without,
-)
+from image_awaiter.cli.commands import cli
+from image_awaiter.cli.ending import Ending, default_termination_log
+from image_awaiter.cli.options import DURATION, ENV, read_settings, shared_options_without
 from image_awaiter.core.errors import ExitCode, UsageError
 from image_awaiter.core.gating import (
     DEFAULT_CONDITION,
@@ -196,7 +190,7 @@ def gate_settings(options: dict[str, Any], environ: Any) -> GateSettings:
         "dry_run": False,
         "output": None,
     }
-    base = _settings("await", base_options, environ, termination_log=None)
+    base = read_settings("await", base_options, environ, termination_log=None)
     return GateSettings(
         base=base,
         taint=GateTaint.parse(options["taint"]),

@@ -296,7 +296,7 @@ class PullerDaemonSet:
         try:
             if time.monotonic() >= deadline:
                 raise DeadlineReached(f"no time was left to delete it ({CLEANUP_BUDGET:g} s)")
-            self._delete(Kube(self._kube.client, deadline=deadline))
+            self._delete(self._kube.bounded(deadline))
         except AwaiterError as error:
             log.error(
                 "daemonset.cleanup_failed",

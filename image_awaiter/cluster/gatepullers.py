@@ -8,6 +8,7 @@ them (`kubectl delete daemonset -l image-awaiter.io/role=gate` does).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ import structlog
 
 from image_awaiter.core.errors import ApiError, Conflict, NameClash, NotFound
 from image_awaiter.core.gating import GateTaint
-from image_awaiter.core.targeting import Placement
+from image_awaiter.core.placement import Placement
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.resources import DAEMONSETS, DEPLOYMENTS
 from image_awaiter.spec.pullers import (
@@ -75,11 +76,7 @@ def gate_manifest(
 
 def gate_placement(placement: Placement, gate: GateTaint) -> Placement:
     """Where a gate puller runs: its group's placement, tolerating the gate taint."""
-    return Placement(
-        node_selector=placement.node_selector,
-        terms=placement.terms,
-        tolerations=(*placement.tolerations, gate.toleration),
-    )
+    return dataclasses.replace(placement, tolerations=(*placement.tolerations, gate.toleration))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,6 @@ from image_awaiter.kube.resources import EVENTS, NODES
 
 log = structlog.get_logger("image_awaiter.cluster.nodegating")
 
-JSON_PATCH = "application/json-patch+json"
-STRATEGIC = "application/strategic-merge-patch+json"
 MAX_ATTEMPTS = 5  # re-reads of a node whose taints keep changing under the patch
 COMPONENT = "image-awaiter-gate"
 EVENTS_NAMESPACE = "default"  # where node events live (the kubelet's choice too)
@@ -55,12 +53,8 @@ class NodeWriter:
         transition = previous.split("/", 1)[0] != update.status
         body = condition_patch(self._condition_type, update, now=now_iso(), transition=transition)
         self._count("condition")
-        self._kube.request(
-            "PATCH",
-            NODES.address(name=name, subresource="status"),
-            body=body,
-            content_type=STRATEGIC,
-            budget=10.0,
+        self._kube.request(  # a strategic merge patch: conditions merge by type
+            "PATCH", NODES.address(name=name, subresource="status"), body=body, budget=10.0
         )
 
     def untaint(self, name: str, taints: bytes) -> bool:
@@ -73,12 +67,8 @@ class NodeWriter:
                 return True  # someone removed it already
             self._count("untaint")
             try:
-                self._kube.request(
-                    "PATCH",
-                    NODES.address(name=name),
-                    body=patch,
-                    content_type=JSON_PATCH,
-                    budget=10.0,
+                self._kube.request(  # a JSON patch: test, then replace
+                    "PATCH", NODES.address(name=name), body=patch, budget=10.0
                 )
                 return True
             except (Conflict, InvalidObject) as error:

@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Taint, Toleration
 from image_awaiter.core.readiness import NodeStatus, NodeVerdict, PullFailure
-from image_awaiter.core.targeting import NodeState, Taint, Toleration
+from image_awaiter.core.targeting import NodeState
 
 DEFAULT_TAINT = "image-awaiter.io/images-pending:NoSchedule"
 DEFAULT_CONDITION = "image-awaiter.io/ImagesReady"

@@ -1,5 +1,6 @@
-"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen)
-and the wording of each ending as pure functions of the evaluation."""
+"""How a run ended: a frozen `Outcome` (exit code, result, the one-line message, what was seen,
+and `RunRecord`, what the run was: everything the report is built from) and the wording of each
+ending as pure functions of the evaluation."""
 
 from __future__ import annotations
 
@@ -28,6 +29,38 @@ class Result(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """Images found but not awaited, and why: a custom resource, a Helm hook, another
+    pre-puller, or a ConfigMap/Secret value (`key`) holding image references."""
+
+    kind: str
+    name: str
+    images: tuple[str, ...]
+    source: str
+    reason: str = "a custom resource: its images are not awaited"
+    key: str = ""  # where in the object, when it is a value
+
+    @property
+    def ref(self) -> str:
+        ref = f"{self.kind}/{self.name}" if self.name else self.kind
+        return f"{ref} {self.key}" if self.key else ref
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What the run was, for the report: its command, namespace and images (each once), the
+    custom resources skipped on the way, and when it started and ended (ISO, UTC)."""
+
+    command: str
+    namespace: str
+    images: tuple[ImageRef, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     exit_code: ExitCode
     result: Result
@@ -37,6 +70,7 @@ class Outcome:
     daemonset: Mapping[str, Any] | None = None  # the report's record of the puller DaemonSet
     pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
     groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
+    record: RunRecord | None = None  # set once the run has ended (`awaiting.execute`)
 
 
 @dataclass(frozen=True, slots=True)

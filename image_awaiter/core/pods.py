@@ -1,10 +1,11 @@
-"""The parts of a pod the awaiter reads, as typed msgspec structs, and the one walker of the
-images a pod pulls. Used both for manifests (converted from plain data) and for puller pods
-decoded from the API (decoding.py)."""
+"""The parts of a pod the awaiter reads, as typed msgspec structs (puller pods decoded from the
+API, podcodec.py; pod templates checked for shape), and the one walker of the images a pod pulls
+(`image_fields`, over plain data: manifests, spec files and generated pullers alike)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import msgspec
 
@@ -77,14 +78,39 @@ class PodSpec(msgspec.Struct):
         return None if required is None else (required.nodeSelectorTerms or [])
 
     def all_containers(self) -> list[Container]:
+        """The containers of `CONTAINER_PARTS`, in that order."""
         return [*(self.initContainers or []), *(self.containers or [])]
 
 
-def images_of(spec: PodSpec) -> list[str]:
-    """Every image the pod pulls, once each: init containers, containers, image volumes."""
-    refs = [c.image for c in spec.all_containers()]
-    refs += volume_images(spec)
-    return list(dict.fromkeys(refs))
+# The parts of a pod spec whose containers' images a pod pulls when it starts. Not
+# `ephemeralContainers`: the API refuses them in pod templates and when a pod is created (they are
+# added later, one at a time, through the `ephemeralcontainers` subresource, to debug a running
+# pod), so no workload pulls them at start and a pre-puller has nothing to prepare for them.
+CONTAINER_PARTS = ("initContainers", "containers")
+
+
+def image_fields(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, object]]:
+    """The one pod-image walker: where each image the pod pulls is written (such as
+    `containers[0].image`) and its value as written, in pod order: init containers (native
+    sidecars too), containers, image volumes. Shapes are not checked here: a part that is not a
+    list, a container that is not a mapping or has no image, contribute nothing."""
+    for part in CONTAINER_PARTS:
+        for index, container in enumerate(_items(pod_spec.get(part))):
+            if isinstance(container, Mapping) and container.get("image") is not None:
+                yield f"{part}[{index}].image", container["image"]
+    for index, volume in enumerate(_items(pod_spec.get("volumes"))):
+        source = volume.get("image") if isinstance(volume, Mapping) else None
+        if isinstance(source, Mapping) and source.get("reference") is not None:
+            yield f"volumes[{index}].image.reference", source["reference"]
+
+
+def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
+    """Every image the pod pulls, once each, in pod order (`image_fields`)."""
+    return list(dict.fromkeys(str(value) for _, value in image_fields(pod_spec)))
+
+
+def _items(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def volume_images(spec: PodSpec) -> list[str]:

@@ -12,6 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from image_awaiter.core.placement import Placement
+from image_awaiter.core.pullerpods import (
+    PERMANENT_PULL_REASONS,
+    ImagePull,
+    PullerPod,
+    PullState,
+    merge_pods_by_node,
+)
 from image_awaiter.core.pullerrors import (
     PullError,
     classify_waiting,
@@ -19,60 +27,7 @@ from image_awaiter.core.pullerrors import (
     platform_reason,
 )
 from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.core.targeting import NodeState, Placement, split_targets
-
-# Reasons the kubelet gives that no retry will fix.
-PERMANENT_PULL_REASONS = frozenset({"InvalidImageName", "ErrInvalidImageName", "ErrImageNeverPull"})
-# Reasons that may be transient (a registry hiccup) and become failures after a grace period.
-RETRYING_PULL_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "RegistryUnavailable",
-        "ErrRegistryUnavailable",
-        "SignatureValidationFailed",
-        "ImageInspectError",
-    }
-)
-PULL_FAILURE_REASONS = PERMANENT_PULL_REASONS | RETRYING_PULL_REASONS
-# Waiting reasons the kubelet gives only after the image was pulled (it pulls, then builds the
-# container's config, then creates and starts it): the image is on the node, but the container
-# is stuck, and with it every init container after it (e.g. runAsNonRoot on a root image).
-STUCK_AFTER_PULL_REASONS = frozenset(
-    {
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-        "PreStartHookError",
-        "PostStartHookError",
-    }
-)
-
-
-class PullState(StrEnum):
-    PULLED = "pulled"
-    PULLING = "pulling"
-    FAILING = "failing"
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePull:
-    state: PullState
-    reason: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PullerPod:
-    """What the awaiter keeps of one puller pod."""
-
-    name: str
-    node: str | None
-    images: Mapping[ImageKey, ImagePull] = field(default_factory=dict)
-    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
-    # Upper bounds of pull times from container state timestamps (decoding._pull_seconds).
-    pull_seconds: Mapping[ImageKey, float] = field(default_factory=dict)
-    group: str = ""  # the pull group its DaemonSet belongs to (the group label)
+from image_awaiter.core.targeting import NodeState, split_targets
 
 
 class NodeStatus(StrEnum):
@@ -285,43 +240,18 @@ def judge_node(
     """One node's verdict (None: excluded, no image left to await there), and the (node,
     image) pairs now failing with their first-seen time. Platform mismatches found are added
     to `platform_excluded`."""
-    pulls = pod.images if pod is not None else {}
-    hints = event_errors or {}
     excluded_here = platform_excluded if platform_excluded is not None else {}
     if all(image.key in node.images for image in images) and not (
         excluded_here and any((node.name, image.key) in excluded_here for image in images)
     ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
         return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
-
-    def present(image: ImageRef) -> bool:
-        pull = pulls.get(image.key)
-        return image.key in node.images or (pull is not None and pull.state is PullState.PULLED)
-
-    def classify(key: ImageKey, pull: ImagePull) -> PullError | None:
-        return most_informative(
-            classify_waiting(pull.reason, pull.message), hints.get((node.name, key))
-        )
-
+    seen = _Seen(node, pod.images if pod is not None else {}, event_errors or {})
     if rules.platform_mismatch == "exclude":
-        for image in images:
-            pull = pulls.get(image.key)
-            if present(image) or pull is None or pull.state is not PullState.FAILING:
-                continue
-            error = classify(image.key, pull)
-            if error is not None and error.error_class == "platform-mismatch":
-                excluded_here[(node.name, image.key)] = PlatformExclusion(
-                    image=image.original,
-                    reason=platform_reason(
-                        error,
-                        node_os=node.labels.get("kubernetes.io/os", "linux"),
-                        node_arch=node.labels.get("kubernetes.io/arch", "unknown"),
-                    ),
-                    message=error.message,
-                )
+        _exclude_mismatches(seen, images, excluded_here)
     missing = [
         image
         for image in images
-        if not present(image) and (node.name, image.key) not in excluded_here
+        if not seen.present(image) and (node.name, image.key) not in excluded_here
     ]
     if not missing and any((node.name, image.key) in excluded_here for image in images):
         return None, {}
@@ -329,38 +259,103 @@ def judge_node(
         return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
     if pod is None:
-        return NodeVerdict(
-            node=node.name,
-            status=NodeStatus.MISSING,
-            missing=names,
-            detail="no puller pod on this node",
-        ), {}
+        detail = "no puller pod on this node"
+        return NodeVerdict(node.name, NodeStatus.MISSING, missing=names, detail=detail), {}
     if pod.unschedulable is not None:
-        return NodeVerdict(
-            node=node.name,
-            status=NodeStatus.UNSCHEDULABLE,
-            missing=names,
-            detail=f"puller pod cannot be scheduled: {pod.unschedulable}",
-        ), {}
-    failing: dict[tuple[str, ImageKey], float] = {}
-    final: list[PullFailure] = []
-    pending: list[PullFailure] = []
+        detail = f"puller pod cannot be scheduled: {pod.unschedulable}"
+        return NodeVerdict(node.name, NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
     awaited = {image.key for image in images}
     # A failing helper or pause image blocks the pull as surely as an awaited one.
     candidates = [(image.original, image.key) for image in missing] + [
-        (key, key) for key in pulls if key not in awaited
+        (key, key) for key in seen.pulls if key not in awaited
     ]
+    final, pending, failing = _failures(
+        seen,
+        candidates,
+        excluded=excluded_here,
+        failing_since=failing_since,
+        now=now,
+        grace=grace,
+        rules=rules,
+    )
+    if final:
+        verdict = NodeVerdict(
+            node.name, NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0])
+        )
+        return verdict, failing
+    detail = _pulling_detail(pending, seen.pulls, names)
+    return NodeVerdict(node.name, NodeStatus.PULLING, names, tuple(pending), detail), failing
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What is known of one node's images: its own status, its puller pod's pull states, and
+    the causes its pods' `Failed` events gave."""
+
+    node: NodeState
+    pulls: Mapping[ImageKey, ImagePull]
+    hints: Mapping[tuple[str, ImageKey], PullError]
+
+    def present(self, image: ImageRef) -> bool:
+        pull = self.pulls.get(image.key)
+        return image.key in self.node.images or (
+            pull is not None and pull.state is PullState.PULLED
+        )
+
+    def classify(self, key: ImageKey, pull: ImagePull) -> PullError | None:
+        return most_informative(
+            classify_waiting(pull.reason, pull.message), self.hints.get((self.node.name, key))
+        )
+
+
+def _exclude_mismatches(
+    seen: _Seen,
+    images: Sequence[ImageRef],
+    excluded: dict[tuple[str, ImageKey], PlatformExclusion],
+) -> None:
+    """Each failing image with no variant for the node's platform, excluded there."""
+    node = seen.node
+    for image in images:
+        pull = seen.pulls.get(image.key)
+        if seen.present(image) or pull is None or pull.state is not PullState.FAILING:
+            continue
+        error = seen.classify(image.key, pull)
+        if error is not None and error.error_class == "platform-mismatch":
+            excluded[(node.name, image.key)] = PlatformExclusion(
+                image=image.original,
+                reason=platform_reason(
+                    error,
+                    node_os=node.labels.get("kubernetes.io/os", "linux"),
+                    node_arch=node.labels.get("kubernetes.io/arch", "unknown"),
+                ),
+                message=error.message,
+            )
+
+
+def _failures(
+    seen: _Seen,
+    candidates: Sequence[tuple[str, ImageKey]],
+    *,
+    excluded: Mapping[tuple[str, ImageKey], PlatformExclusion],
+    failing_since: Mapping[tuple[str, ImageKey], float],
+    now: float,
+    grace: float,
+    rules: FailureRules,
+) -> tuple[list[PullFailure], list[PullFailure], dict[tuple[str, ImageKey], float]]:
+    """The failing pulls among `candidates` (display text, key): final (permanent, failing
+    fast, or past the grace), pending (within the grace), and when each was first seen."""
+    node = seen.node.name
+    failing: dict[tuple[str, ImageKey], float] = {}
+    final: list[PullFailure] = []
+    pending: list[PullFailure] = []
     for display, key in candidates:
-        pull = pulls.get(key)
-        if pull is None or pull.state is not PullState.FAILING:
+        pull = seen.pulls.get(key)
+        if pull is None or pull.state is not PullState.FAILING or (node, key) in excluded:
             continue
-        if (node.name, key) in excluded_here:
-            continue
-        since = failing_since.get((node.name, key), now)
-        failing[(node.name, key)] = since
-        error = classify(key, pull)
+        since = failing[(node, key)] = failing_since.get((node, key), now)
+        error = seen.classify(key, pull)
         failure = PullFailure(
-            node=node.name,
+            node=node,
             image=display,
             reason=pull.reason,
             message=error.message if error is not None else pull.message,
@@ -375,54 +370,15 @@ def judge_node(
             final.append(failure)
         else:
             pending.append(failure)
-    if final:
-        return NodeVerdict(
-            node=node.name,
-            status=NodeStatus.FAILED,
-            missing=names,
-            failures=tuple(final),
-            detail=str(final[0]),
-        ), failing
+    return final, pending, failing
+
+
+def _pulling_detail(
+    pending: Sequence[PullFailure], pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
+) -> str:
     stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
     if pending:
-        detail = f"retrying {pending[0]}"
-    elif stuck is not None:
-        detail = f"puller pod stuck after a pull: {stuck.reason}: {stuck.message}"
-    else:
-        detail = "pulling " + ", ".join(names)
-    return NodeVerdict(
-        node=node.name,
-        status=NodeStatus.PULLING,
-        missing=names,
-        failures=tuple(pending),
-        detail=detail,
-    ), failing
-
-
-def merge_pods_by_node(pods: Iterable[PullerPod]) -> dict[str, PullerPod]:
-    """One record per node; when a node has several pods (a replaced one), pulled wins."""
-    merged: dict[str, PullerPod] = {}
-    for pod in pods:
-        if pod.node is None:
-            continue
-        previous = merged.get(pod.node)
-        if previous is None:
-            merged[pod.node] = pod
-            continue
-        images = dict(previous.images)
-        for key, pull in pod.images.items():
-            if key not in images or rank(pull) > rank(images[key]):
-                images[key] = pull
-        unschedulable = previous.unschedulable if pod.unschedulable else None
-        merged[pod.node] = PullerPod(
-            name=previous.name,
-            node=pod.node,
-            images=images,
-            unschedulable=unschedulable,
-            pull_seconds={**pod.pull_seconds, **previous.pull_seconds},
-        )
-    return merged
-
-
-def rank(pull: ImagePull) -> int:
-    return {PullState.PULLED: 2, PullState.FAILING: 1, PullState.PULLING: 0}[pull.state]
+        return f"retrying {pending[0]}"
+    if stuck is not None:
+        return f"puller pod stuck after a pull: {stuck.reason}: {stuck.message}"
+    return "pulling " + ", ".join(names)

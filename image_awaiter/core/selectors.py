@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from image_awaiter.core.errors import UsageError
 
@@ -13,11 +14,17 @@ LABEL_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 NODE_OPERATORS = LABEL_OPERATORS | {"Gt", "Lt"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Requirement:
     key: str
     operator: str  # In NotIn Exists DoesNotExist Gt Lt
     values: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.values:
+            body["values"] = list(self.values)
+        return body
 
     def matches(self, value: str | None) -> bool:
         """Whether a label (or field) with `value` (None: absent) satisfies the requirement."""

@@ -9,11 +9,11 @@ the template's nodeSelector and required node affinity.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 import msgspec
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement, Taint, Term, Toleration
 from image_awaiter.core.pods import (
     NodeSelectorRequirement,
     NodeSelectorTerm,
@@ -25,17 +25,6 @@ from image_awaiter.core.selectors import NODE_OPERATORS, Requirement, requiremen
 
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 CORDON_TAINT_KEY = "node.kubernetes.io/unschedulable"
-
-
-@dataclass(frozen=True, slots=True)
-class Taint:
-    key: str
-    value: str = ""
-    effect: str = ""
-
-    def __str__(self) -> str:
-        value = f"={self.value}" if self.value else ""
-        return f"{self.key}{value}:{self.effect}"
 
 
 class NodeState(msgspec.Struct, frozen=True, gc=False):
@@ -54,37 +43,6 @@ class NodeState(msgspec.Struct, frozen=True, gc=False):
     images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
 
 
-@dataclass(frozen=True, slots=True)
-class Toleration:
-    key: str = ""
-    operator: str = "Equal"
-    value: str = ""
-    effect: str = ""
-
-    def tolerates(self, taint: Taint) -> bool:
-        if self.effect and self.effect != taint.effect:
-            return False
-        if self.operator == "Exists":
-            return not self.key or self.key == taint.key
-        return self.key == taint.key and self.value == taint.value
-
-
-@dataclass(frozen=True, slots=True)
-class SelectorTerm:
-    """One nodeSelectorTerm: all expressions and fields must match."""
-
-    expressions: tuple[Requirement, ...] = ()
-    fields: tuple[Requirement, ...] = ()
-
-    def matches(self, node: NodeState) -> bool:
-        if not self.expressions and not self.fields:
-            return False  # an empty term matches nothing, as in Kubernetes
-        fields = {"metadata.name": node.name}
-        return all(r.matches(node.labels.get(r.key)) for r in self.expressions) and all(
-            r.matches(fields.get(r.key)) for r in self.fields
-        )
-
-
 # The DaemonSet controller adds these to every DaemonSet pod; they decide where pullers land.
 DAEMONSET_TOLERATIONS = (
     Toleration(key="node.kubernetes.io/not-ready", operator="Exists", effect="NoExecute"),
@@ -96,15 +54,6 @@ DAEMONSET_TOLERATIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where the puller pod template allows pods to run."""
-
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    terms: tuple[SelectorTerm, ...] | None = None  # None: no required node affinity
-    tolerations: tuple[Toleration, ...] = ()
-
-
 # Labels the reports read (a platform mismatch names the node's os and arch).
 REPORTED_LABELS = frozenset({"kubernetes.io/os", "kubernetes.io/arch"})
 
@@ -113,8 +62,8 @@ def label_keys(placements: Iterable[Placement]) -> frozenset[str]:
     """The node labels that deciding and reporting on `placements` read: all a node keeps."""
     keys = set(REPORTED_LABELS)
     for placement in placements:
-        keys.update(placement.node_selector)
-        for term in placement.terms or ():
+        keys.update(key for key, _ in placement.node_selector)
+        for term in placement.required_terms:
             keys.update(r.key for r in term.expressions)
     return frozenset(keys)
 
@@ -131,10 +80,11 @@ def exclusion_reason(
     for taint in node.taints:
         if taint.effect in BLOCKING_EFFECTS and not any(t.tolerates(taint) for t in tolerations):
             return f"taint {taint} not tolerated by the puller pod"
-    for key, value in placement.node_selector.items():
+    for key, value in placement.node_selector:
         if node.labels.get(key) != value:
             return f"nodeSelector {key}={value} does not match"
-    if placement.terms is not None and not any(term.matches(node) for term in placement.terms):
+    terms = placement.required_terms
+    if terms and not any(t.matches(name=node.name, labels=node.labels) for t in terms):
         return "required node affinity does not match"
     return None
 
@@ -147,7 +97,7 @@ def split_targets(
     excluded: dict[str, str] = {}
     # Without a metadata.name term the reason depends on readiness, cordon, taints and labels
     # alone, and nodes share their (interned) taint tuples and label maps: one decision each.
-    by_name = any(term.fields for term in placement.terms or ())
+    by_name = any(term.fields for term in placement.required_terms)
     reasons: dict[tuple[bool, bool, int, int], str | None] = {}
     for name in sorted(nodes):
         node = nodes[name]
@@ -174,10 +124,9 @@ def placement_from_pod_spec(raw: Mapping[str, object]) -> Placement:
         spec = pod_spec(raw)
     except UsageError as error:
         raise UsageError(f"invalid pod template placement: {error.message}") from None
-    terms = spec.required_terms
     return Placement(
-        node_selector={k: str(v) for k, v in (spec.nodeSelector or {}).items()},
-        terms=None if terms is None else tuple(_term(t) for t in terms),
+        node_selector=tuple(sorted((k, str(v)) for k, v in (spec.nodeSelector or {}).items())),
+        required_terms=tuple(_term(t) for t in spec.required_terms or ()),
         tolerations=tuple(_toleration(t) for t in spec.tolerations or ()),
     )
 
@@ -191,8 +140,8 @@ def _toleration(raw: TolerationSpec) -> Toleration:
     )
 
 
-def _term(raw: NodeSelectorTerm) -> SelectorTerm:
-    return SelectorTerm(
+def _term(raw: NodeSelectorTerm) -> Term:
+    return Term(
         expressions=tuple(_requirement(r) for r in raw.matchExpressions or ()),
         fields=tuple(_requirement(r) for r in raw.matchFields or ()),
     )

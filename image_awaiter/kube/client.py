@@ -47,6 +47,10 @@ class Kube:
         self.client = client
         self.deadline = deadline
 
+    def bounded(self, deadline: float) -> Kube:
+        """The same client, its requests bounded by `deadline` instead (cleanup's own)."""
+        return Kube(self.client, deadline=deadline)
+
     def request(
         self,
         method: str,
@@ -56,10 +60,8 @@ class Kube:
         body: Any = None,
         budget: float = RETRY_BUDGET,
         deadline: float | None = None,
-        content_type: str = "application/json",
     ) -> dict[str, Any]:
-        """Send one request and return its JSON object, retrying transient failures. A PATCH
-        names its kind in `content_type` (`application/json-patch+json`, ...)."""
+        """Send one request and return its JSON object, retrying transient failures."""
         return self.request_decoded(
             method,
             address,
@@ -68,7 +70,6 @@ class Kube:
             budget=budget,
             deadline=deadline,
             decode=json_object,
-            content_type=content_type,
         )
 
     def request_decoded(
@@ -81,7 +82,6 @@ class Kube:
         body: Any = None,
         budget: float = RETRY_BUDGET,
         deadline: float | None = None,
-        content_type: str = "application/json",
     ) -> T:
         """Send one request and return `decode(body)`; a body that does not decode (a
         truncated response) is retried like any transient failure."""
@@ -90,12 +90,7 @@ class Kube:
             for attempt in retrying(limits):
                 with attempt:
                     data = self._request_once(
-                        method,
-                        address,
-                        query=query,
-                        body=body,
-                        deadline=deadline,
-                        content_type=content_type,
+                        method, address, query=query, body=body, deadline=deadline
                     )
                     try:
                         return decode(data)
@@ -115,17 +110,9 @@ class Kube:
         query: Mapping[str, str | int] | None,
         body: Any,
         deadline: float | None,
-        content_type: str = "application/json",
     ) -> bytes:
         timeout = timeout_for(REQUEST_TIMEOUT, (deadline, self.deadline))
-        response = self._send(
-            method,
-            address,
-            query=query,
-            body=body,
-            timeout=(timeout, timeout),
-            content_type=content_type,
-        )
+        response = self._send(method, address, query=query, body=body, timeout=(timeout, timeout))
         try:
             data: bytes = response.data
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -176,11 +163,10 @@ class Kube:
         query: Mapping[str, str | int] | None,
         body: Any = None,
         timeout: tuple[float, float],
-        content_type: str = "application/json",
     ) -> urllib3.BaseHTTPResponse:
         headers = {"Accept": "application/json", "User-Agent": "image-awaiter"}
         if body is not None:
-            headers["Content-Type"] = content_type
+            headers["Content-Type"] = content_type(method, body)
         serialized = self.client.param_serialize(
             method=method,
             resource_path=address.path,
@@ -259,6 +245,16 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
                 yield line
     if pending.strip():
         yield pending
+
+
+def content_type(method: str, body: Any) -> str:
+    """A PATCH says its kind by its body's shape, as kubectl's defaults: a list of operations
+    is a JSON patch, an object a strategic merge patch (built-in kinds only)."""
+    if method != "PATCH":
+        return "application/json"
+    if isinstance(body, list):
+        return "application/json-patch+json"
+    return "application/strategic-merge-patch+json"
 
 
 def json_object(data: bytes) -> dict[str, Any]:

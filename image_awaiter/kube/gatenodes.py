@@ -10,6 +10,7 @@ gate writes against (its creation time, its taints exactly as read, its conditio
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime
 
 import msgspec
@@ -17,7 +18,8 @@ import msgspec
 from image_awaiter.core.gating import GateNode, GateTaint
 from image_awaiter.core.references import ImageKey
 from image_awaiter.kube.chunked import Line
-from image_awaiter.kube.decoding import Event, NodeCodec, Page, generic_event
+from image_awaiter.kube.decoding import Event, Page, generic_event
+from image_awaiter.kube.nodecodec import NodeCodec
 
 _NULL = msgspec.Raw(b"null")
 
@@ -112,7 +114,7 @@ class GateNodeCodec:
             try:
                 named = _name_event.decode(line)
             except msgspec.DecodeError:
-                return self._nodes.event(line)  # type: ignore[return-value]  # ERROR: a Status
+                return Event("ERROR", "", None, "", json.loads(raw).get("object"))  # a Status
             if named.type in ("ERROR", "BOOKMARK"):
                 return generic_event(line)
             meta = named.object.metadata

@@ -100,6 +100,16 @@ class Store(Generic[T]):
         self._wake.set()
 
 
+@dataclass(frozen=True, slots=True)
+class Target(Generic[T]):
+    """What one informer reads: the objects at `address`, decoded by `codec`, through `kube`."""
+
+    kube: Kube
+    address: Address
+    codec: Codec[T]
+    name: str
+
+
 class Watcher(Generic[T]):
     """The watch requests of one informer: each from the store's last resourceVersion, its
     events applied to the store, bounded on the server (`watch_seconds`) and by a read timeout;
@@ -108,24 +118,21 @@ class Watcher(Generic[T]):
 
     def __init__(
         self,
+        target: Target[T],
         *,
-        kube: Kube,
-        address: Address,
-        codec: Codec[T],
         store: Store[T],
         stop: threading.Event,
         timing: WatchTiming,
         select: Callable[[dict[str, str | int]], None],
-        name: str,
     ) -> None:
-        self._kube = kube
-        self._address = address
-        self._codec = codec
+        self._kube = target.kube
+        self._address = target.address
+        self._codec = target.codec
         self._store = store
         self._stop = stop
         self._timing = timing
         self._select = select
-        self._name = name
+        self._name = target.name
         self.requests = 0
 
     def open(self, *, initial_events: bool = False) -> Generator[Line, None, None]:
@@ -220,14 +227,11 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher = Watcher(
-            kube=kube,
-            address=address,
-            codec=codec,
+            Target(kube=kube, address=address, codec=codec, name=self.name),
             store=self.store,
             stop=self._stop,
             timing=timing,
             select=self._select,
-            name=self.name,
         )
         self.error: AwaiterError | None = None
         self.streaming: bool | None = None  # None until the server accepted or refused it

@@ -1,26 +1,22 @@
-"""The final JSON report and the progress lines: pure functions of an `Outcome` and an
-`Evaluation`, and `write_report`, the one place the report is written."""
+"""The final JSON report and the progress lines: pure functions of an `Outcome` (which says
+what the run was, `RunRecord`, and how it ended) and of an `Evaluation`, and `write_report`,
+the one place the report is written."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
 import structlog
 
-from image_awaiter.core.outcomes import GroupOutcome, Outcome, short_verdict
+from image_awaiter.core.outcomes import GroupOutcome, Outcome, RunRecord, short_verdict
 from image_awaiter.core.pullfacts import NodeImageFact, PullFacts, summarise
 from image_awaiter.core.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.core.references import ImageRef
-
-if TYPE_CHECKING:  # a type only: manifests are imported to read --from-manifests
-    from image_awaiter.spec.manifests import Skipped
+from image_awaiter.output.formats import json_text
 
 log = structlog.get_logger("image_awaiter")
 
@@ -51,91 +47,82 @@ def progress_fields(evaluation: Evaluation, *, limit: int = 3) -> dict[str, Any]
     return fields
 
 
-def build_report(
-    outcome: Outcome,
-    *,
-    command: str,
-    images: Sequence[ImageRef],
-    namespace: str,
-    started: tuple[str, float],
-    skipped: Sequence[Skipped] = (),
-) -> dict[str, Any]:
-    """The `--report` document (its fields are documented in README.md); `started` is the
-    wall-clock ISO time and the monotonic time the run began; `skipped`, the custom resources
-    whose images `--from-manifests` did not await."""
-    started_at, started_monotonic = started
-    evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
-    nodes: list[dict[str, Any]] = []
-    excluded: list[dict[str, str]] = []
-    platform: list[dict[str, str]] = []
-    if evaluation is not None:
-        for verdict in evaluation.verdicts:
-            node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
-            if verdict.missing:
-                node["missing"] = list(verdict.missing)
-            if verdict.failures:
-                node["failures"] = [_failure(f) for f in verdict.failures]
-            if verdict.detail:
-                node["detail"] = verdict.detail
-            if verdict.node in done_after:
-                node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
-            if facts is not None and (pulls := facts.for_node(verdict.node, images)):
-                done = verdict.status is NodeStatus.DONE
-                node["pulls"] = [_fact(fact, done=done) for fact in pulls]
-            nodes.append(node)
-        excluded = [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())]
-        platform = [
-            {"node": node, "image": e.image, "reason": e.reason, "message": e.message}
-            for (node, _), e in sorted(evaluation.platform_excluded.items())
-        ]
+def build_report(outcome: Outcome) -> dict[str, Any]:
+    """The `--report` document (its fields are documented in README.md), from the outcome
+    alone: its `record` says what the run was (the run sets it once it has ended)."""
+    record = outcome.record or RunRecord(command="", namespace="")
+    evaluation = outcome.evaluation
     return {
         "version": REPORT_VERSION,
-        "command": command,
+        "command": record.command,
         "result": outcome.result.value,
         "exitCode": int(outcome.exit_code),
         "message": outcome.message,
-        "namespace": namespace,
-        "images": [{"reference": i.original, "normalized": i.canonical} for i in images],
+        "namespace": record.namespace,
+        "images": [{"reference": i.original, "normalized": i.canonical} for i in record.images],
         "daemonset": dict(outcome.daemonset) if outcome.daemonset else None,
-        "startedAt": started_at,
-        "finishedAt": now_iso(),
-        "durationSeconds": round(time.monotonic() - started_monotonic, 3),
+        "startedAt": record.started_at,
+        "finishedAt": record.finished_at,
+        "durationSeconds": record.seconds,
         "summary": summary(evaluation) if evaluation is not None else None,
-        "nodes": nodes,
-        "excluded": excluded,
-        "platformExcluded": platform,
-        "pulls": _pulls(facts, images, evaluation),
-        "groups": [
-            _group(group, outcome, command=command, namespace=namespace, started=started)
-            for group in outcome.groups
-        ],
+        **_judged(outcome, record.images),
+        "pulls": _pulls(outcome.pull_facts, record.images, evaluation),
+        "groups": [_group(group, outcome) for group in outcome.groups],
         "skipped": [
-            {"kind": s.kind, "name": s.name, "images": list(s.images), "source": s.source}
-            for s in skipped
+            {
+                "kind": s.kind,
+                "name": s.name,
+                **({"key": s.key} if s.key else {}),
+                "images": list(s.images),
+                "reason": s.reason,
+                "source": s.source,
+            }
+            for s in record.skipped
         ],
     }
 
 
-def _group(
-    group: GroupOutcome,
-    outcome: Outcome,
-    *,
-    command: str,
-    namespace: str,
-    started: tuple[str, float],
-) -> dict[str, Any]:
+def _judged(outcome: Outcome, images: Sequence[ImageRef]) -> dict[str, list[dict[str, Any]]]:
+    """The report's `nodes`, `excluded` and `platformExcluded`, from the last evaluation."""
+    evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
+    if evaluation is None:
+        return {"nodes": [], "excluded": [], "platformExcluded": []}
+    nodes: list[dict[str, Any]] = []
+    for verdict in evaluation.verdicts:
+        node: dict[str, Any] = {"name": verdict.node, "status": verdict.status.value}
+        if verdict.missing:
+            node["missing"] = list(verdict.missing)
+        if verdict.failures:
+            node["failures"] = [_failure(f) for f in verdict.failures]
+        if verdict.detail:
+            node["detail"] = verdict.detail
+        if verdict.node in done_after:
+            node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
+        if facts is not None and (pulls := facts.for_node(verdict.node, images)):
+            done = verdict.status is NodeStatus.DONE
+            node["pulls"] = [_fact(fact, done=done) for fact in pulls]
+        nodes.append(node)
+    return {
+        "nodes": nodes,
+        "excluded": [{"name": n, "reason": r} for n, r in sorted(evaluation.excluded.items())],
+        "platformExcluded": [
+            {"node": node, "image": e.image, "reason": e.reason, "message": e.message}
+            for (node, _), e in sorted(evaluation.platform_excluded.items())
+        ],
+    }
+
+
+def _group(group: GroupOutcome, outcome: Outcome) -> dict[str, Any]:
     """One pull group: its images, workloads and DaemonSet, and its own `summary`, `nodes` and
     `excluded`, built as the report's top-level ones are, from the group's evaluation."""
-    alone = dataclasses.replace(outcome, evaluation=group.evaluation, groups=())
-    own = build_report(
-        alone, command=command, images=group.images, namespace=namespace, started=started
-    )
+    evaluation = group.evaluation
     return {
         "name": group.name,
-        "images": own["images"],
+        "images": [{"reference": i.original, "normalized": i.canonical} for i in group.images],
         "workloads": list(group.workloads),
         "daemonset": dict(group.daemonset) if group.daemonset else None,
-        **{key: own[key] for key in ("summary", "nodes", "excluded", "platformExcluded")},
+        "summary": summary(evaluation) if evaluation is not None else None,
+        **_judged(dataclasses.replace(outcome, evaluation=evaluation), group.images),
     }
 
 
@@ -176,13 +163,14 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def write_report(report: dict[str, Any], *, destination: str) -> None:
-    """Write the report to a file, or stdout for `-`; a failure is logged, never fatal."""
-    text = json.dumps(report, indent=2) + "\n"
+def write_report(outcome: Outcome, *, destination: str, stdout: TextIO) -> None:
+    """The report of `outcome`, as JSON, to a file, or `stdout` for `-`; a failure is logged,
+    never fatal."""
+    text = json_text(build_report(outcome))
     try:
         if destination == "-":
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            stdout.write(text)
+            stdout.flush()
         else:
             Path(destination).write_text(text, encoding="utf-8")
     except OSError as error:

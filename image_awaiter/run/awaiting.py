@@ -1,16 +1,17 @@
-"""The await loop: gather a snapshot from the caches, evaluate, report, wait; and `execute`,
-which turns every way a run can end into an `Outcome` and writes the report.
+"""The one loop every kind of run follows, and `execute`, which turns every way a run can end
+into an `Outcome` and writes the report.
 
-The pull groups' DaemonSets and judges live in groupruns.py (one DaemonSet's lifecycle in
-daemonsets.py), what the run tells while it works (progress, live view, pull facts, its own
-pod's Events) in telling.py, the caches in watching.py, signal handling in signals.py, the
-wording of each ending in outcomes.py, the report in reporting.py.
+A run is built once (`context.open_context`) and follows its policy (`policies`): read the
+nodes, judge, and step as the policy says: end, create the pullers, or watch and judge again.
+The caches are started in watches.py, the pull groups' DaemonSets and judges live in
+groupruns.py, what the run tells while it works in telling.py, the pull facts in
+factswatch.py, signal handling in signals.py, the wording of each ending in outcomes.py, the
+report in reporting.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 from collections.abc import Iterable
 
@@ -19,19 +20,23 @@ import structlog
 from image_awaiter.cluster.daemonsets import check_namespace
 from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
-from image_awaiter.core.outcomes import Outcome, Result
-from image_awaiter.core.readiness import Evaluation, PullerPod
-from image_awaiter.core.targeting import NodeState, label_keys
-from image_awaiter.kube.client import Kube
+from image_awaiter.core.outcomes import Outcome, Result, RunRecord
+from image_awaiter.core.pullerpods import PullerPod
+from image_awaiter.core.readiness import Evaluation
+from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.connecting import Connection, connect
-from image_awaiter.kube.decoding import NodeCodec
-from image_awaiter.kube.resources import NODES
-from image_awaiter.kube.watching import Caches, Informer
+from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
-from image_awaiter.output.reporting import build_report, now_iso, write_report
-from image_awaiter.run.groupruns import GroupRuns, write_plan
-from image_awaiter.run.signals import Hold, SignalGuard
-from image_awaiter.run.telling import Teller, start_live_view, stop_live_view
+from image_awaiter.output.plan import write_plan
+from image_awaiter.output.reporting import now_iso, write_report
+from image_awaiter.output.streams import Streams
+from image_awaiter.run.context import RunContext, open_context
+from image_awaiter.run.factswatch import PullFactsWatch
+from image_awaiter.run.groupruns import GroupRuns
+from image_awaiter.run.policies import Policy, Step, policy_for
+from image_awaiter.run.signals import SignalGuard
+from image_awaiter.run.telling import Teller, start_live_view, stop_live_view, tell_start
+from image_awaiter.run.watches import PullerCaches, Watches
 from image_awaiter.spec.settings import Job, Settings, resolve_job
 
 log = structlog.get_logger("image_awaiter")
@@ -39,20 +44,32 @@ log = structlog.get_logger("image_awaiter")
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 
 
-def execute(settings: Settings) -> Outcome:
-    """Run `settings.command`; every failure becomes an `Outcome` with its exit code."""
-    started, started_wall = time.monotonic(), now_iso()
+def execute(settings: Settings, *, streams: Streams | None = None) -> Outcome:
+    """Run `settings.command` and end it: every failure becomes an `Outcome` with its exit
+    code, completed in one place (`_ended`), and the report is written from it alone."""
+    streams = streams or Streams.standard()
+    started = time.monotonic(), now_iso()
     structlog.contextvars.clear_contextvars()
+    outcome, job, run = _outcome(settings, streams)
+    outcome = _ended(outcome, settings=settings, job=job, run=run, started=started)
+    if settings.report:
+        write_report(outcome, destination=settings.report, stdout=streams.out)
+    return outcome
+
+
+def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None, Run | None]:
+    """The run's outcome, and the job and run as far as they got; cleaned up whatever came."""
     job: Job | None = None
     run: Run | None = None
-    view = start_live_view(settings)
+    view = start_live_view(settings, stream=streams.err)
     with SignalGuard() as signals:
         try:
             try:
                 job = resolve_job(settings)
-                run = Run(settings, job, _connect(settings), hold=signals.held, view=view)
+                context = open_context(settings, job, _connect(settings), hold=signals.held)
+                run = Run(context, policy=policy_for(settings), view=view, streams=streams)
                 try:
-                    outcome = run.check() if settings.command == "check" else run.await_images()
+                    outcome = run.go()
                 except DeadlineReached as error:  # the API failed until the time was up
                     outcome = run.timed_out(cause=error)
             except AwaiterError as error:
@@ -67,21 +84,33 @@ def execute(settings: Settings) -> Outcome:
             stop_live_view(view, settings)
         if signals.deferred is not None and outcome.result is not Result.INTERRUPTED:
             outcome = _failed(Interrupted(signals.deferred), run)
-    if run is not None:
-        outcome = dataclasses.replace(
-            outcome, daemonset=run.groups.first_record(), groups=run.groups.outcomes()
-        )
-    if settings.report:
-        report = build_report(
-            outcome,
-            command=settings.command,
-            images=job.images if job else (),
-            namespace=run.namespace if run else (settings.namespace or ""),
-            started=(started_wall, started),
-            skipped=job.skipped if job else (),
-        )
-        write_report(report, destination=settings.report)
-    return outcome
+    return outcome, job, run
+
+
+def _ended(
+    outcome: Outcome,
+    *,
+    settings: Settings,
+    job: Job | None,
+    run: Run | None,
+    started: tuple[float, str],
+) -> Outcome:
+    """The whole outcome: how the run ended, each group's, and what the run was."""
+    record = RunRecord(
+        command=settings.command,
+        namespace=run.context.namespace if run else (settings.namespace or ""),
+        images=job.images if job else (),
+        skipped=job.skipped if job else (),
+        started_at=started[1],
+        finished_at=now_iso(),
+        seconds=round(time.monotonic() - started[0], 3),
+    )
+    if run is None:
+        return dataclasses.replace(outcome, record=record)
+    groups = run.groups
+    return dataclasses.replace(
+        outcome, daemonset=groups.first_record(), groups=groups.outcomes(), record=record
+    )
 
 
 def _connect(settings: Settings) -> Connection:
@@ -99,124 +128,118 @@ def _failed(error: AwaiterError | Interrupted, run: Run | None) -> Outcome:
 
 
 class Run:
-    """One check or await: its caches, its pull groups (a DaemonSet and a judge each), what
-    it tells, and the last evaluation (the groups' combined)."""
+    """One run following its policy: its pull groups (a DaemonSet and a judge each), what it
+    tells, the pull facts, and the last evaluation (the groups' combined)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        job: Job,
-        connection: Connection,
-        *,
-        hold: Hold,
-        view: LiveView | None,
+        self, context: RunContext, *, policy: Policy, view: LiveView | None, streams: Streams
     ) -> None:
-        self.settings = settings
-        self.job = job
-        self.namespace = connection.namespace
-        self.own_namespace = settings.own_namespace(in_cluster=connection.in_cluster)
-        self.started = time.monotonic()
-        self.deadline = self.started + settings.timeout if settings.timeout > 0 else None
-        self.kube = Kube(connection.client, deadline=self.deadline)
-        self.run_id = secrets.token_hex(4)
-        structlog.contextvars.bind_contextvars(
-            run_id=self.run_id, command=settings.command, namespace=self.namespace
-        )
-        self.caches = Caches(kube=self.kube, hold=hold)
-        self.node_codec = NodeCodec(
-            wanted=job.keys, label_keys=label_keys(g.placement for g in job.groups)
-        )
-        self.groups = GroupRuns(
-            settings=settings, job=job, kube=self.kube, namespace=self.namespace, run_id=self.run_id
-        )
+        settings = context.settings
+        self.context, self.policy, self.streams = context, policy, streams
+        self.watches = Watches(context)
+        self.groups = GroupRuns(context, judging=settings.judging)
+        self.facts = PullFactsWatch(context.job.images)
         self.last: Evaluation | None = None
+        tell_start(context.job, timeout=settings.timeout)
         self.tell = Teller(
-            settings=settings,
-            job=job,
-            kube=self.kube,
-            namespace=self.namespace,
-            run_id=self.run_id,
-            started=self.started,
+            context,
+            facts=self.facts,
             view=view,
+            interval=settings.interval,
+            pod_events=settings.events and policy.writes,
         )
 
-    def check(self) -> Outcome:
-        """Read-only: list nodes once and judge them on node.status.images alone."""
-        check_namespace(self.kube, self.namespace, required=False, own=self.own_namespace)
-        evaluation = self._read_once()
-        if evaluation.done:
-            return self._success(evaluation)
-        outcome = self.outcome(*outcomes.missing(evaluation))
-        log.warning("check.missing", message=outcome.message)
-        return outcome
-
-    def plan(self) -> Outcome:
-        """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
-        with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
-        evaluation = self._read_once()
-        write_plan(self.groups, self.settings, lacking=not evaluation.done)
-        outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
-        log.info("run.planned", message=outcome.message)
-        return outcome
-
-    def _read_once(self) -> Evaluation:
-        nodes = Informer(kube=self.kube, address=NODES.address(), codec=self.node_codec)
-        return self._evaluate(nodes.list_once(), [])
-
-    def await_images(self) -> Outcome:
-        if self.settings.dry_run:
-            return self.plan()
-        nodes = self.caches.start(name="nodes", address=NODES.address(), codec=self.node_codec)
-        self.caches.wait_synced(deadline=self.deadline)
-        evaluation = self._evaluate(nodes.snapshot(), [])
-        if evaluation.done:
+    def go(self) -> Outcome:
+        """Read the nodes, then step as the policy says until it ends the run."""
+        context, policy = self.context, self.policy
+        if policy.checks_namespace:
+            check_namespace(
+                context.kube, context.namespace, required=False, own=context.own_namespace
+            )
+        if policy.once:
+            return self._end(policy.first(self._evaluate(self.watches.read_nodes(), [])))
+        nodes = self.watches.start_nodes()
+        context.caches.wait_synced(deadline=context.deadline)
+        step = policy.first(self._evaluate(nodes.snapshot(), []))
+        if step is Step.SUCCEEDED:
             log.info("run.fast_path", detail="every target node has every image; nothing created")
-            return self._success(evaluation)
-        self.tell.creating()
-        self.groups.create(own_namespace=self.own_namespace)
-        self.tell.pulling(evaluation)
-        pods, daemonsets = self.groups.watch(self.caches)
-        self.tell.facts.start(
-            self.caches, namespace=self.namespace, daemonsets=self.groups.names(), pods=pods
-        )
-        self.caches.wait_synced(deadline=self.deadline)
-        return self._loop(nodes, pods, daemonsets)
+        if step is not Step.PULL:
+            return self._end(step)
+        pullers = self._pull()
+        context.caches.wait_synced(deadline=context.deadline)
+        return self._loop(nodes, pullers)
 
-    def _loop(
-        self, nodes: Informer[NodeState], pods: Informer[PullerPod], daemonsets: Informer[str]
-    ) -> Outcome:
-        interval = self.settings.interval
+    def _pull(self) -> PullerCaches:
+        """Create every group's DaemonSet and watch what they show."""
+        assert self.last is not None
+        self.tell.creating()
+        self.groups.create(own_namespace=self.context.own_namespace)
+        self.tell.pulling(self.last)
+        pullers = self.watches.start_pullers(self.groups.names())
+        self.facts.attach(pods=pullers.pods, events=pullers.events)
+        return pullers
+
+    def _loop(self, nodes: Informer[NodeState], pullers: PullerCaches) -> Outcome:
+        caches, deadline = self.context.caches, self.context.deadline
+        interval = self.context.settings.interval
         next_tick = time.monotonic()
-        wake = self.caches.wake
         while True:
-            self.caches.raise_errors()
-            self.groups.keep_alive(cached_uids=set(daemonsets.snapshot().values()))
-            self.tell.facts.fold()
-            evaluation = self._evaluate(nodes.snapshot(), pods.snapshot().values())
-            if evaluation.failures:
-                return self._pull_failed()
-            if evaluation.done:
-                return self._success(evaluation)
+            caches.raise_errors()
+            self.groups.keep_alive(cached_uids=set(pullers.daemonsets.snapshot().values()))
+            self.facts.fold()
+            evaluation = self._evaluate(nodes.snapshot(), pullers.pods.snapshot().values())
             now = time.monotonic()
-            if self.deadline is not None and now >= self.deadline:
-                return self.timed_out()
+            step = self.policy.next(evaluation, now=now, deadline=deadline)
+            if step is not Step.WATCH:
+                return self._end(step)
             while next_tick <= now:
                 next_tick += interval
-            until = min(next_tick, self.deadline) if self.deadline is not None else next_tick
-            wake.wait(max(0.0, until - now))
-            wake.clear()
+            until = min(next_tick, deadline) if deadline is not None else next_tick
+            caches.wake.wait(max(0.0, until - now))
+            caches.wake.clear()
             time.sleep(MIN_EVALUATION_GAP)  # coalesce a burst of events into one evaluation
 
     def _evaluate(self, nodes: dict[str, NodeState], pods: Iterable[PullerPod]) -> Evaluation:
         now = time.monotonic()
-        errors = self.tell.facts.facts.errors
+        errors = self.facts.facts.errors
         evaluation = self.last = self.groups.judge(nodes, pods, now=now, event_errors=errors)
         self.tell.observe(evaluation, self.groups.evaluations(), now=now)
         return evaluation
 
+    def _end(self, step: Step) -> Outcome:
+        """The outcome of the step that ends the run."""
+        assert self.last is not None
+        if step is Step.SUCCEEDED:
+            return self._success(self.last)
+        if step is Step.MISSING:
+            outcome = self.outcome(*outcomes.missing(self.last))
+            log.warning("check.missing", message=outcome.message)
+            return outcome
+        if step is Step.PLANNED:
+            return self._planned(self.last)
+        if step is Step.PULL_FAILED:
+            return self._pull_failed()
+        return self.timed_out()
+
+    def _planned(self, evaluation: Evaluation) -> Outcome:
+        """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
+        with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
+        settings, streams = self.context.settings, self.streams
+        to_out = settings.output is None and settings.report != "-"
+        write_plan(
+            self.groups.evaluations(),
+            text=streams.out if to_out else streams.err,
+            bodies=self.groups.would_create() if settings.output and not evaluation.done else (),
+            output=settings.output,
+            documents=streams.out,
+        )
+        outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
+        log.info("run.planned", message=outcome.message)
+        return outcome
+
     def _success(self, evaluation: Evaluation) -> Outcome:
-        self.tell.facts.settle(self.groups.done(), wake=self.caches.wake)
-        outcome = self.outcome(*outcomes.succeeded(evaluation, images=len(self.job.images)))
+        self.facts.settle(self.groups.done(), wake=self.context.caches.wake)
+        outcome = self.outcome(*outcomes.succeeded(evaluation, images=len(self.context.job.images)))
         self.tell.succeeded(evaluation, outcome.message)
         return outcome
 
@@ -231,11 +254,12 @@ class Run:
 
     def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:
         """The time is up; `cause` is an API that kept failing until the deadline."""
+        settings = self.context.settings
         outcome = self.outcome(
             *outcomes.timed_out(
                 self.last,
-                timeout=self.settings.timeout,
-                on_timeout=self.settings.on_timeout,
+                timeout=settings.timeout,
+                on_timeout=settings.on_timeout,
                 cause=cause.message if cause else None,
             )
         )
@@ -248,5 +272,5 @@ class Run:
 
     def close(self) -> None:
         """Stop the caches; delete every DaemonSet this run created unless asked to keep them."""
-        self.caches.stop()
-        self.groups.delete(keep=self.settings.keep_daemonset)
+        self.context.caches.stop()
+        self.groups.delete(keep=self.context.settings.keep_daemonset)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from image_awaiter.cluster.gatepullers import gate_placement
 from image_awaiter.core.gating import GateDecision, GateNode, GateRules, GateTaint, decide
-from image_awaiter.core.readiness import Evaluation, FailureRules, Judge, PullerPod
+from image_awaiter.core.pullerpods import PullerPod
+from image_awaiter.core.readiness import Evaluation, FailureRules, Judge
 from image_awaiter.core.references import ImageRef
 from image_awaiter.spec.settings import Job, Settings
 

@@ -34,12 +34,13 @@ from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted
 from image_awaiter.core.gating import GateDecision, GateNode, histogram_buckets
 from image_awaiter.core.outcomes import Outcome, Result
-from image_awaiter.core.readiness import PullerPod
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.targeting import label_keys
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import connect
-from image_awaiter.kube.decoding import JsonCodec, PodCodec
+from image_awaiter.kube.decoding import JsonCodec
 from image_awaiter.kube.gatenodes import GateNodeCodec
+from image_awaiter.kube.podcodec import PodCodec
 from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
 from image_awaiter.kube.watching import Caches, Informer
 from image_awaiter.output.metrics import Metrics, serve
@@ -211,27 +212,17 @@ class Gate:
         if not leading:
             return False
         releases = [d for d in decisions if releaser.pending_release(d, gated[d.node])]
-        self._in_parallel(
+        in_parallel(
+            self.pool,
+            self.hold,
             lambda d: releaser.release(d, gated[d.node], images=self.judges.images_of(d.node)),
             releases,
         )
         due = [d for d in pending if releaser.due(d, gated[d.node])]
-        self._in_parallel(lambda d: releaser.hold(d, gated[d.node]), due[:HELD_PER_TICK])
+        in_parallel(
+            self.pool, self.hold, lambda d: releaser.hold(d, gated[d.node]), due[:HELD_PER_TICK]
+        )
         return len(due) > HELD_PER_TICK
-
-    def _in_parallel(
-        self, write: Callable[[GateDecision], object], decisions: list[GateDecision]
-    ) -> None:
-        """Each node's writes in order, nodes side by side: a burst of joining nodes waits on
-        the API's latency once per `WRITERS` nodes, not once per node."""
-        if len(decisions) <= 1:
-            for decision in decisions:
-                write(decision)
-            return
-        with self.hold():  # the pool starts threads
-            futures = [self.pool.submit(write, d) for d in decisions]
-        for future in futures:
-            future.result()
 
     def close(self) -> None:
         self.caches.stop()
@@ -257,3 +248,21 @@ def _elector(settings: GateSettings, *, kube: Kube, namespace: str) -> LeaderEle
         identity=identity,
         timing=LeaseTiming(lease.duration, lease.renew_deadline, lease.retry_period),
     )
+
+
+def in_parallel(
+    pool: ThreadPoolExecutor,
+    hold: Hold,
+    write: Callable[[GateDecision], object],
+    decisions: list[GateDecision],
+) -> None:
+    """Each node's writes in order, nodes side by side: a burst of joining nodes waits on the
+    API's latency once per `WRITERS` nodes, not once per node."""
+    if len(decisions) <= 1:
+        for decision in decisions:
+            write(decision)
+        return
+    with hold():  # the pool starts threads
+        futures = [pool.submit(write, d) for d in decisions]
+    for future in futures:
+        future.result()

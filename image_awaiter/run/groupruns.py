@@ -4,7 +4,6 @@ created, kept alive, judged and deleted together. The run sees them as one evalu
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,19 +17,17 @@ from image_awaiter.cluster.daemonsets import (
     check_namespace,
     sweep_stale,
 )
-from image_awaiter.core.combined import GroupEvaluation, combine, plan_text
+from image_awaiter.core.combined import GroupEvaluation, combine
 from image_awaiter.core.outcomes import GroupOutcome
+from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullerrors import PullError
-from image_awaiter.core.readiness import Evaluation, FailureRules, Judge, PullerPod
+from image_awaiter.core.readiness import Evaluation, Judge
 from image_awaiter.core.references import ImageKey
 from image_awaiter.core.targeting import NodeState
-from image_awaiter.kube.client import Kube
-from image_awaiter.kube.decoding import PodCodec, UidCodec
-from image_awaiter.kube.resources import DAEMONSETS, PODS
-from image_awaiter.kube.watching import Caches, Informer
 from image_awaiter.output.reporting import now_iso
-from image_awaiter.spec.pullers import prepare_for_run, run_selector
-from image_awaiter.spec.settings import Group, Job, Settings
+from image_awaiter.run.context import RunContext
+from image_awaiter.spec.pullers import prepare_for_run
+from image_awaiter.spec.settings import Group, Judging
 
 log = structlog.get_logger("image_awaiter")
 
@@ -47,40 +44,29 @@ class GroupRun:
 class GroupRuns:
     """Every pull group of one run, in the order the job lists them."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        job: Job,
-        kube: Kube,
-        namespace: str,
-        run_id: str,
-    ) -> None:
-        self._kube, self.namespace, self.run_id = kube, namespace, run_id
-        owner = settings.owner(default_namespace=namespace)
-        rules = FailureRules(
-            fail_fast=settings.fail_fast, platform_mismatch=settings.on_platform_mismatch
-        )
+    def __init__(self, context: RunContext, *, judging: Judging) -> None:
+        self._kube, self.namespace, self.run_id = context.kube, context.namespace, context.run_id
+        self.owner = context.owner
         self.each = tuple(
             GroupRun(
                 group=group,
                 daemonset=PullerDaemonSet(
-                    kube=kube,
-                    namespace=namespace,
-                    run_id=run_id,
+                    kube=context.kube,
+                    namespace=context.namespace,
+                    run_id=context.run_id,
                     manifest=group.manifest,
-                    owner=owner,
+                    owner=context.owner,
                     group=group.name,
                 ),
                 judge=Judge(
                     images=group.images,
                     placement=group.placement,
-                    include_cordoned=settings.include_cordoned,
-                    grace=settings.pull_failure_grace,
-                    rules=rules,
+                    include_cordoned=judging.include_cordoned,
+                    grace=judging.grace,
+                    rules=judging.rules,
                 ),
             )
-            for group in job.groups
+            for group in context.job.groups
         )
 
     @property
@@ -131,23 +117,6 @@ class GroupRuns:
         for g in self.each:
             g.daemonset.create(skip_nodes=g.judge.listed_nodes)
 
-    def watch(self, caches: Caches) -> tuple[Informer[PullerPod], Informer[str]]:
-        """Caches of this run's puller pods (of every group) and DaemonSets' uids."""
-        ours, namespace = run_selector(self.run_id), self.namespace
-        pods = caches.start(
-            name="pods",
-            address=PODS.address(namespace=namespace),
-            codec=PodCodec(),
-            label_selector=ours,
-        )
-        daemonsets = caches.start(
-            name="daemonsets",
-            address=DAEMONSETS.address(namespace=namespace),
-            codec=UidCodec(),
-            label_selector=ours,
-        )
-        return pods, daemonsets
-
     def keep_alive(self, cached_uids: set[str]) -> None:
         for g in self.each:
             g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.listed_nodes)
@@ -171,6 +140,22 @@ class GroupRuns:
             for g in self.each
         )
 
+    def would_create(self) -> list[dict[str, Any]]:
+        """The DaemonSets `await` would create now (`--dry-run -o ...`)."""
+        created_at = now_iso()
+        return [
+            prepare_for_run(
+                g.group.manifest,
+                run_id=self.run_id,
+                namespace=self.namespace,
+                owner=self.owner,
+                created_at=created_at,
+                skip_nodes=g.judge.listed_nodes,
+                group=g.group.name,
+            )
+            for g in self.each
+        ]
+
     def delete(self, *, keep: bool) -> None:
         """Delete every DaemonSet this run created, unless asked to keep them, all within one
         cleanup budget: a stalling API costs it once, not once per group."""
@@ -181,32 +166,3 @@ class GroupRuns:
                 log.info("daemonset.kept", name=record.name, group=g.group.name)
                 continue
             g.daemonset.delete(deadline=deadline)
-
-
-def write_plan(groups: GroupRuns, settings: Settings, *, lacking: bool) -> None:
-    """`--dry-run`: the plan (a table on a terminal), and with `-o yaml` and something
-    lacking, the DaemonSets `await` would create now."""
-    to_stdout = settings.output is None and settings.report != "-"
-    stream = sys.stdout if to_stdout else sys.stderr
-    stream.write(plan_text(groups.evaluations(), table=stream.isatty()))
-    stream.flush()
-    if settings.output != "yaml" or not lacking:
-        return
-    namespace, created_at = groups.namespace, now_iso()
-    owner = settings.owner(default_namespace=namespace)
-    bodies = [
-        prepare_for_run(
-            g.group.manifest,
-            run_id=groups.run_id,
-            namespace=namespace,
-            owner=owner,
-            created_at=created_at,
-            skip_nodes=g.judge.listed_nodes,
-            group=g.group.name,
-        )
-        for g in groups.each
-    ]
-    import yaml  # `-o yaml` only
-
-    sys.stdout.write(yaml.safe_dump_all(bodies, sort_keys=False))
-    sys.stdout.flush()

@@ -1,15 +1,13 @@
-"""What a run tells while it works, and decides nothing with: the progress lines and the live
-view, the pull facts folded from the kubelets' events (for the report, the view and the
-judges' failure classes), and the Kubernetes Events on the awaiter's own pod. `awaiting.Run`
-calls a `Teller` at each step of its loop."""
+"""What a run tells while it works, and decides nothing with: its start, the progress lines
+and the live view, and the Kubernetes Events on the awaiter's own pod. `awaiting.Run` calls a
+`Teller` at each step of its loop; the pull facts it shows come from `factswatch`."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from threading import Event
+from collections.abc import Sequence
+from typing import TextIO
 
 import structlog
 
@@ -17,40 +15,33 @@ from image_awaiter.cluster.podevents import PodEvents
 from image_awaiter.core.combined import GroupEvaluation, group_progress
 from image_awaiter.core.errors import ExitCode
 from image_awaiter.core.outcomes import Outcome
-from image_awaiter.core.pullfacts import Folder, KubeletEvent, PullFacts
-from image_awaiter.core.readiness import Evaluation, PullerPod
-from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.kube.client import Kube
-from image_awaiter.kube.decoding import EventCodec
-from image_awaiter.kube.resources import EVENTS
-from image_awaiter.kube.watching import Caches, Informer
+from image_awaiter.core.pullfacts import PullFacts
+from image_awaiter.core.readiness import Evaluation
+from image_awaiter.core.references import ImageKey
 from image_awaiter.output import logs
 from image_awaiter.output.liveview import LiveView, live_view_wanted
 from image_awaiter.output.progress import LivePicture, Progress
+from image_awaiter.run.context import RunContext
+from image_awaiter.run.factswatch import PullFactsWatch
 from image_awaiter.spec.settings import Job, Settings
 
 log = structlog.get_logger("image_awaiter")
 
-FACTS_GAP = 0.5  # pull facts are re-folded from the events at most this often
-SETTLE_FACTS = 2.0  # seconds a successful run waits at most for the last Pulled events
-# Kubelet events about pods in the DaemonSet's namespace; the API selects events on equality
-# only (no set of pod names), so the codec keeps just this run's pods' (ARCHITECTURE.md).
-KUBELET_POD_EVENTS = "involvedObject.kind=Pod,source=kubelet"
 NOT_IN_SPEC = (
     "the spec's pod never pulls this image; only the nodes' own status.images can show it present"
 )
 
 
-def start_live_view(settings: Settings) -> LiveView | None:
+def start_live_view(settings: Settings, *, stream: TextIO) -> LiveView | None:
     """The live view on a terminal; log lines then go above it, warnings and errors only
     (unless -v), so that the display is not a scroll of lines."""
     if (
         settings.command != "await"
         or settings.dry_run
-        or not live_view_wanted(sys.stderr, settings.log_format, settings.progress)
+        or not live_view_wanted(stream, settings.log_format, settings.progress)
     ):
         return None
-    view = LiveView(stream=sys.stderr, show_excluded=settings.verbosity > 0)
+    view = LiveView(stream=stream, show_excluded=settings.verbosity > 0)
     view.start()
     logs.configure(
         log_format="console",
@@ -67,96 +58,25 @@ def stop_live_view(view: LiveView | None, settings: Settings) -> None:
         logs.configure(log_format=settings.log_format, verbosity=settings.verbosity)
 
 
-class PullFactsWatch:
-    """The kubelets' events on this run's puller pods, folded with the pods' nodes into
-    `PullFacts` (incrementally: each event parsed once) when the stores changed."""
-
-    def __init__(self, images: Sequence[ImageRef]) -> None:
-        self.facts = PullFacts({})
-        self._folder = Folder(images)
-        self._events: Informer[KubeletEvent | None] | None = None
-        self._pods: Informer[PullerPod] | None = None
-        self._seen = (-1, -1, 0.0)  # (events, lists, when) at the last fold
-
-    def start(
-        self,
-        caches: Caches,
-        *,
-        namespace: str,
-        daemonsets: tuple[str, ...],
-        pods: Informer[PullerPod],
-    ) -> None:
-        """Watch the events of pods named after any of `daemonsets` (one per pull group)."""
-        self._pods = pods
-        if daemonsets:
-            self._events = caches.start(
-                name="events",
-                address=EVENTS.address(namespace=namespace),
-                codec=EventCodec(pod_prefix=tuple(name + "-" for name in daemonsets)),
-                field_selector=KUBELET_POD_EVENTS,
-                optional=True,  # pull facts are worth having, not worth failing a run for
-            )
-
-    def fold(self, *, force: bool = False) -> PullFacts:
-        """Re-read the facts when the stores changed, at most every FACTS_GAP seconds unless
-        forced: a fold walks every event of the run."""
-        if self._events is None or self._pods is None:
-            return self.facts
-        now = time.monotonic()
-        seen = (
-            self._events.store.events + self._pods.store.events,
-            self._events.store.lists + self._pods.store.lists,
-        )
-        if seen == self._seen[:2] or (not force and now - self._seen[2] < FACTS_GAP):
-            return self.facts
-        self._seen = (*seen, now)
-        bound = [p for p in self._pods.snapshot().values() if p.node is not None]
-        self.facts = self._folder.fold(
-            self._events.snapshot(),
-            pod_nodes={p.name: p.node for p in bound if p.node is not None},
-            container_bounds={p.node: p.pull_seconds for p in bound if p.node is not None},
-        )
-        return self.facts
-
-    def settle(
-        self,
-        done: Mapping[str, tuple[frozenset[str], tuple[ImageKey, ...]]],
-        *,
-        wake: Event,
-        budget: float = SETTLE_FACTS,
-    ) -> None:
-        """A pod's status can show an image pulled before its `Pulled` event reaches the
-        events watch: give the events a moment (bounded) so the report has the figures.
-        `done`: per group, its done nodes and its images."""
-        if self._events is None or self._pods is None:
-            return
-        until = time.monotonic() + budget
-        while True:
-            self.fold(force=True)
-            if self._settled(self._pods.snapshot().values(), done) or time.monotonic() >= until:
-                return
-            wake.wait(0.1)
-            wake.clear()
-
-    def _settled(
-        self,
-        pods: Iterable[PullerPod],
-        done: Mapping[str, tuple[frozenset[str], tuple[ImageKey, ...]]],
-    ) -> bool:
-        """Every done node with a puller pod of a group has an event fact, pulled or present,
-        for each of that group's images."""
-        facts = self.facts.facts
-        wanted = {
-            (pod.node, key)
-            for pod in pods
-            if pod.node is not None and pod.node in done.get(pod.group, ((), ()))[0]
-            for key in done[pod.group][1]
-        }
-        return all(
-            (fact := facts.get(pair)) is not None
-            and fact.state in ("pulled", "present")
-            and fact.source == "event"
-            for pair in wanted
+def tell_start(job: Job, *, timeout: float) -> None:
+    """What the run is about to await, and what it leaves out."""
+    log.info(
+        "run.started",
+        images=[i.original for i in job.images],
+        source=job.source,
+        groups=[g.name for g in job.groups],
+        timeout=timeout or None,
+    )
+    if len(job.groups) > 1:
+        for group in job.groups:
+            log.info("group.resolved", group=group.name, images=[i.original for i in group.images])
+    for skipped in job.skipped:
+        log.warning(
+            "manifests.skipped",
+            resource=skipped.ref,
+            images=list(skipped.images),
+            source=skipped.source,
+            detail=skipped.reason,
         )
 
 
@@ -166,49 +86,26 @@ class Teller:
 
     def __init__(
         self,
+        context: RunContext,
         *,
-        settings: Settings,
-        job: Job,
-        kube: Kube,
-        namespace: str,
-        run_id: str,
-        started: float,
+        facts: PullFactsWatch,
         view: LiveView | None,
+        interval: float,
+        pod_events: bool,
     ) -> None:
-        self._job = job
-        self._started = started
-        self.progress = Progress(started=started, interval=settings.interval)
+        """`pod_events`: record Events on the awaiter's own pod (writing runs, when asked)."""
+        self._job = context.job
+        self._started = context.started
+        self.facts = facts
+        self.progress = Progress(started=context.started, interval=interval)
         self._picture = (
-            LivePicture(view, images=[i.original for i in job.images], started=started)
+            LivePicture(view, images=[i.original for i in self._job.images], started=self._started)
             if view is not None
             else None
         )
-        # Only `await` writes: `check` and `--dry-run` are read-only, Events on the pod too.
-        writes = settings.events and settings.command == "await" and not settings.dry_run
-        owner = settings.owner(default_namespace=namespace) if writes else None
-        self._pod_events = PodEvents(kube=kube, pod=owner, run_id=run_id)
-        self.facts = PullFactsWatch(job.images)
+        owner = context.owner if pod_events else None
+        self._pod_events = PodEvents(kube=context.kube, pod=owner, run_id=context.run_id)
         self._platform_logged: set[tuple[str, ImageKey]] = set()
-        log.info(
-            "run.started",
-            images=[i.original for i in job.images],
-            source=job.source,
-            groups=[g.name for g in job.groups],
-            timeout=settings.timeout or None,
-        )
-        if len(job.groups) > 1:
-            for group in job.groups:
-                log.info(
-                    "group.resolved", group=group.name, images=[i.original for i in group.images]
-                )
-        for skipped in job.skipped:
-            log.warning(
-                "manifests.skipped",
-                resource=skipped.ref,
-                images=list(skipped.images),
-                source=skipped.source,
-                detail="a custom resource: its images are not awaited",
-            )
 
     def observe(
         self, evaluation: Evaluation, groups: Sequence[GroupEvaluation], *, now: float

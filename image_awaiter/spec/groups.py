@@ -1,6 +1,6 @@
 """Pull groups: images that go to the same nodes, derived from workloads' placements.
 
-Workloads with the same canonical placement (see `manifests.PodPlacement`) share one
+Workloads with the same canonical placement (see `manifests.Placement`) share one
 `PullGroup`; each group gets a stable, DNS-1123-label-safe name, its de-duplicated images and a
 pod-spec fragment to apply to its puller pod. `narrow` keeps only the images asked for with
 `--image`; `groups_of` says which groups an image is awaited in (the union of their nodes);
@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.references import ImageRef, parse_image
-from image_awaiter.spec.manifests import PodPlacement, Workload
+from image_awaiter.spec.manifests import Workload
 
 MAX_NAME = 40
 HASH_CHARS = 10
@@ -33,7 +34,7 @@ class PullGroup:
 
     name: str
     images: tuple[ImageRef, ...]  # de-duplicated by key; `.original` is the text to show
-    placement: PodPlacement
+    placement: Placement
     workloads: tuple[Workload, ...]
 
     @property
@@ -46,18 +47,21 @@ class PullGroup:
 
 
 def group_workloads(workloads: Iterable[Workload]) -> tuple[PullGroup, ...]:
-    """One group per distinct placement, in order of first appearance, names unique."""
-    by_placement: dict[PodPlacement, list[Workload]] = {}
+    """One group per distinct placement, in order of first appearance, names unique; the pods
+    an application's configuration names a group for (a JupyterHub profile) keep their own."""
+    by_placement: dict[tuple[Placement, str | None], list[Workload]] = {}
     for workload in workloads:
-        by_placement.setdefault(workload.placement, []).append(workload)
+        by_placement.setdefault((workload.placement, workload.group), []).append(workload)
     groups = [
         PullGroup(
-            name=_base_name(members, placement),
+            name=_label(group)[:MAX_NAME].rstrip("-") or _base_name(members, placement)
+            if group
+            else _base_name(members, placement),
             images=_unique_images(i for w in members for i in w.images),
             placement=placement,
             workloads=tuple(members),
         )
-        for placement, members in by_placement.items()
+        for (placement, group), members in by_placement.items()
     ]
     return _unique_names(groups)
 
@@ -98,7 +102,7 @@ def groups_of(groups: Sequence[PullGroup], image_key: str) -> tuple[PullGroup, .
 
 
 def apply_placement(
-    pod_spec: Mapping[str, Any], placement: PodPlacement, *, group: str
+    pod_spec: Mapping[str, Any], placement: Placement, *, group: str
 ) -> dict[str, Any]:
     """A copy of a puller pod spec that also honours `placement`: the pods land only where
     both allow (nodeSelectors and required terms are ANDed), tolerate what either tolerates,
@@ -136,7 +140,7 @@ def apply_placement(
     return merged
 
 
-def placement_hash(placement: PodPlacement) -> str:
+def placement_hash(placement: Placement) -> str:
     """A short hash of the canonical placement, the same in every run and on every machine."""
     canonical = json.dumps(asdict(placement), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_CHARS]
@@ -184,7 +188,7 @@ def _unique_images(refs: Iterable[str]) -> tuple[ImageRef, ...]:
     return tuple(by_key.values())
 
 
-def _base_name(members: Sequence[Workload], placement: PodPlacement) -> str:
+def _base_name(members: Sequence[Workload], placement: Placement) -> str:
     names = list(dict.fromkeys(_label(w.name) for w in members if _label(w.name)))
     if not 1 <= len(names) <= 2:
         return f"g-{placement_hash(placement)}"

@@ -13,6 +13,7 @@ Everything except `read_manifests` is pure: plain data in, frozen dataclasses ou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -22,10 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.imagestrings import image_strings
+from image_awaiter.core.outcomes import Skipped
+from image_awaiter.core.placement import Placement, Term, Toleration
+from image_awaiter.core.pods import CONTAINER_PARTS, image_fields
 from image_awaiter.core.references import parse_image
+from image_awaiter.core.selectors import Requirement
+from image_awaiter.spec import applications, che
 
-OS_LABEL = "kubernetes.io/os"
-ARCH_LABEL = "kubernetes.io/arch"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 if TYPE_CHECKING:  # yaml is imported where manifests are read: a `check` of --image never does
@@ -47,122 +52,6 @@ TEMPLATE_PATHS: Mapping[str, tuple[str, ...]] = {
 # ---------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Expression:
-    """One node selector requirement, values sorted and de-duplicated."""
-
-    key: str
-    operator: str
-    values: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"key": self.key, "operator": self.operator}
-        if self.values:
-            body["values"] = list(self.values)
-        return body
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Term:
-    """One nodeSelectorTerm: all its expressions and fields must hold (terms are ORed)."""
-
-    expressions: tuple[Expression, ...] = ()
-    fields: tuple[Expression, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        if self.expressions:
-            body["matchExpressions"] = [e.to_dict() for e in self.expressions]
-        if self.fields:
-            body["matchFields"] = [f.to_dict() for f in self.fields]
-        return body
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Toleration:
-    """A toleration with the API's defaults filled in (operator `Equal`).
-
-    `tolerationSeconds` is left out: it bounds how long a pod stays after a NoExecute taint
-    appears, not where it may be scheduled, so it must not split pull groups.
-    """
-
-    key: str = ""
-    operator: str = "Equal"
-    value: str = ""
-    effect: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        body = {"key": self.key, "operator": self.operator, "value": self.value}
-        body["effect"] = self.effect
-        return {k: v for k, v in body.items() if v}
-
-
-@dataclass(frozen=True, slots=True)
-class PodPlacement:
-    """Where a pod may run and what it pulls with, in canonical (sorted, hashable) form.
-
-    Two placements are equal exactly when the pods would be placed, and pull, alike: selector
-    keys, tolerations, terms, expressions and values are sorted, so the order a manifest happens
-    to use does not matter.
-    """
-
-    node_selector: tuple[tuple[str, str], ...] = ()
-    required_terms: tuple[Term, ...] = ()  # empty: no required node affinity
-    tolerations: tuple[Toleration, ...] = ()
-    image_pull_secrets: tuple[str, ...] = ()
-    runtime_class_name: str | None = None
-    priority_class_name: str | None = None
-    node_name: str | None = None  # a Pod pinned with spec.nodeName
-
-    @property
-    def os(self) -> tuple[str, ...]:
-        """The `kubernetes.io/os` values this placement allows; () when it does not say."""
-        return self._label_values(OS_LABEL)
-
-    @property
-    def arch(self) -> tuple[str, ...]:
-        """The `kubernetes.io/arch` values this placement allows; () when it does not say."""
-        return self._label_values(ARCH_LABEL)
-
-    def _label_values(self, label: str) -> tuple[str, ...]:
-        selected = dict(self.node_selector).get(label)
-        if selected is not None:
-            return (selected,)
-        allowed: set[str] = set()
-        for term in self.required_terms:
-            ins = [e for e in term.expressions if e.key == label and e.operator == "In"]
-            if not ins:
-                return ()  # one term leaves the label open: any value may be chosen
-            allowed.update(ins[0].values)
-        return tuple(sorted(allowed))
-
-    def to_pod_spec(self) -> dict[str, Any]:
-        """A plain pod-spec fragment to merge into a puller pod template."""
-        spec: dict[str, Any] = {}
-        if self.node_selector:
-            spec["nodeSelector"] = dict(self.node_selector)
-        terms = [t.to_dict() for t in self.required_terms]
-        if self.node_name is not None:
-            pin = {"key": "metadata.name", "operator": "In", "values": [self.node_name]}
-            terms = [{**t, "matchFields": [*t.get("matchFields", []), pin]} for t in terms]
-            terms = terms or [{"matchFields": [pin]}]
-        if terms:
-            spec["affinity"] = {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
-                }
-            }
-        if self.tolerations:
-            spec["tolerations"] = [t.to_dict() for t in self.tolerations]
-        if self.image_pull_secrets:
-            spec["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
-        if self.runtime_class_name:
-            spec["runtimeClassName"] = self.runtime_class_name
-        if self.priority_class_name:
-            spec["priorityClassName"] = self.priority_class_name
-        return spec
-
-
 @dataclass(frozen=True, slots=True)
 class Workload:
     """One pod template found in the manifests."""
@@ -171,27 +60,17 @@ class Workload:
     namespace: str  # "" when the manifest does not say (helm template often does not)
     name: str
     images: tuple[str, ...]  # as written, in pod order, each once
-    placement: PodPlacement
+    placement: Placement
     source: str  # e.g. `app.yaml: document 3`
+    group: str | None = None  # the pull group an application's configuration puts it in
+    origin: str = ""  # which of the object's pods, when it describes several
 
     @property
     def ref(self) -> str:
-        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace."""
-        return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A document of a kind this tool does not know (a custom resource) that names images."""
-
-    kind: str
-    name: str
-    images: tuple[str, ...]
-    source: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.name}" if self.name else self.kind
+        """`Deployment/jhub/hub`, or `Deployment/hub` without a namespace; with the origin,
+        `Secret/jhub/hub: profile "GPU"`."""
+        ref = "/".join(p for p in (self.kind, self.namespace, self.name) if p)
+        return f"{ref}: {self.origin}" if self.origin else ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +80,26 @@ class Found:
     workloads: tuple[Workload, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     sources: tuple[str, ...] = ()  # the files read, in reading order
+    # Values holding image references: skipped unless some workload pulls them (`settled`).
+    candidates: tuple[Skipped, ...] = ()
 
     def __add__(self, other: Found) -> Found:
         return Found(
             self.workloads + other.workloads,
             self.skipped + other.skipped,
             self.sources + other.sources,
+            self.candidates + other.candidates,
         )
+
+    def settled(self) -> Found:
+        """The candidates' images that no workload pulls, added to `skipped`."""
+        awaited = {parse_image(i).key for w in self.workloads for i in w.images}
+        unawaited = []
+        for candidate in self.candidates:
+            images = tuple(i for i in candidate.images if parse_image(i).key not in awaited)
+            if images:
+                unawaited.append(dataclasses.replace(candidate, images=images))
+        return Found(self.workloads, self.skipped + tuple(unawaited), self.sources)
 
 
 # ---------------------------------------------------------------------------- parsing text
@@ -284,11 +176,18 @@ def _walk(document: Any, *, where: str) -> Found:
     name = _name(document)
     label = f'{where} ({kind} "{name}")' if name else f"{where} ({kind})"
     api_version = document.get("apiVersion")
-    if not _is_built_in(api_version if isinstance(api_version, str) else ""):
-        images = tuple(dict.fromkeys(_image_fields(document)))
+    built_in = _is_built_in(api_version if isinstance(api_version, str) else "")
+    if reason := applications.not_a_workload(document, kind=kind):
+        images = _any_images(document, kind=kind, label=label)
+        skipped = Skipped(kind, name, images, where, reason=reason)
+        return Found(skipped=(skipped,)) if images else Found()
+    if kind in ("ConfigMap", "Secret") or kind == che.CR_KIND:
+        return _derived(document, kind=kind, name=name, where=where, label=label)
+    if not built_in:
+        images = tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
         return Found(skipped=(Skipped(kind, name, images, where),)) if images else Found()
     if kind not in TEMPLATE_PATHS:
-        return Found()  # Services, ConfigMaps, RBAC...: nothing to pull
+        return Found()  # Services, RBAC...: nothing to pull
     pod_spec = _pod_spec(document, kind=kind, label=label)
     metadata = document.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
@@ -301,6 +200,50 @@ def _walk(document: Any, *, where: str) -> Found:
         source=where,
     )
     return Found(workloads=(workload,))
+
+
+def _derived(document: Mapping[str, Any], *, kind: str, name: str, where: str, label: str) -> Found:
+    """The pods an application's configuration object will run, and what it leaves unknown."""
+    try:
+        derived = applications.derive(document, kind=kind, name=name)
+    except UsageError as error:
+        raise UsageError(f"{label}: {error.message}", hint=error.hint) from None
+    metadata = document.get("metadata") or {}
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    workloads = tuple(
+        Workload(
+            kind=kind,
+            namespace=namespace if isinstance(namespace, str) else "",
+            name=name,
+            images=pod_images(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            placement=pod_placement(pod.pod_spec, label=f"{label}, {pod.origin}"),
+            source=where,
+            group=pod.group,
+            origin=pod.origin,
+        )
+        for pod in derived.pods
+    )
+
+    def skipped(note: applications.Note) -> Skipped:
+        return Skipped(kind, name, note.images, where, reason=note.reason, key=note.key)
+
+    return Found(
+        workloads=tuple(w for w in workloads if w.images),
+        skipped=tuple(skipped(n) for n in derived.notes),
+        candidates=tuple(skipped(n) for n in derived.candidates),
+    )
+
+
+def _any_images(document: Mapping[str, Any], *, kind: str, label: str) -> tuple[str, ...]:
+    """A skipped object's images: its pod template's, else every image-like string in it."""
+    if kind in TEMPLATE_PATHS:
+        return pod_images(_pod_spec(document, kind=kind, label=label), label=label)
+    return tuple(dict.fromkeys([*_image_fields(document), *_image_words(document)]))
+
+
+def _image_words(document: Mapping[str, Any]) -> Iterator[str]:
+    values = applications.config_values(document, kind=str(document.get("kind")))
+    yield from (image for _path, image in image_strings(values or document))
 
 
 def _is_built_in(api_version: str) -> bool:
@@ -351,24 +294,13 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
 
 
 def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
-    """Every image the pod pulls, once each, in pod order, each a valid reference.
-
-    Init containers (native sidecars, `restartPolicy: Always`, included), containers, ephemeral
-    containers and `image` volumes. A container without `image` is allowed, as the API allows
-    it in workload templates for tools that fill it in later; it contributes nothing.
-    """
-    refs: list[str] = []
-    for part in ("initContainers", "containers", "ephemeralContainers"):
-        for index, container in enumerate(_list(pod_spec, part, label=label)):
-            image = container.get("image") if isinstance(container, dict) else None
-            if image is None:
-                continue
-            refs.append(_image(image, where=f"{label}: {part}[{index}].image"))
-    for index, volume in enumerate(_list(pod_spec, "volumes", label=label)):
-        source = volume.get("image") if isinstance(volume, dict) else None
-        if isinstance(source, dict) and source.get("reference") is not None:
-            where = f"{label}: volumes[{index}].image.reference"
-            refs.append(_image(source["reference"], where=where))
+    """Every image the pod pulls, once each, in pod order, each a valid reference: the fields
+    of `pods.image_fields` (not ephemeral containers, which no template may hold). A container
+    without `image` is allowed, as the API allows it in workload templates for tools that fill
+    it in later; it contributes nothing."""
+    for part in (*CONTAINER_PARTS, "volumes"):
+        _list(pod_spec, part, label=label)  # a list, or a usage error saying where
+    refs = [_image(value, where=f"{label}: {at}") for at, value in image_fields(pod_spec)]
     return tuple(dict.fromkeys(refs))
 
 
@@ -382,7 +314,7 @@ def _image(value: Any, *, where: str) -> str:
     return value
 
 
-def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> PodPlacement:
+def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> Placement:
     """The canonical placement of a pod spec. Raises `UsageError` for malformed fields."""
     affinity = _mapping(pod_spec, "affinity", label=label)
     node_affinity = _mapping(affinity, "nodeAffinity", label=f"{label}: affinity")
@@ -401,7 +333,7 @@ def pod_placement(pod_spec: Mapping[str, Any], *, label: str) -> PodPlacement:
         for s in _list(pod_spec, "imagePullSecrets", label=label)
     ]
     node_name = pod_spec.get("nodeName")
-    return PodPlacement(
+    return Placement(
         node_selector=tuple(sorted(_node_selector(pod_spec, label=label).items())),
         required_terms=tuple(sorted(set(terms))),
         tolerations=tuple(
@@ -436,7 +368,7 @@ def _term(term: Any, *, where: str) -> Term:
     )
 
 
-def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Expression, ...]:
+def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Requirement, ...]:
     expressions = set()
     for index, raw in enumerate(_list(term, part, label=where)):
         at = f"{where}.{part}[{index}]"
@@ -444,7 +376,7 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Exp
             raise UsageError(f"{at}: expected a mapping, found {_type_name(raw)}")
         values = [_text(v, where=f"{at}.values") for v in _list(raw, "values", label=at)]
         expressions.add(
-            Expression(
+            Requirement(
                 key=_text(raw.get("key"), where=f"{at}.key"),
                 operator=_text(raw.get("operator"), where=f"{at}.operator"),
                 values=tuple(sorted(set(values))),
@@ -521,6 +453,7 @@ def read_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Foun
     for path in paths:
         for source, text in _texts(path, stdin=stdin or sys.stdin):
             found += parse_manifests(text, source=source)
+    found = found.settled()
     if not found.workloads:
         skipped = f"; skipped custom resources: {_refs(found.skipped)}" if found.skipped else ""
         raise UsageError(

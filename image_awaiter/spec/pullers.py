@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from image_awaiter import __version__
 from image_awaiter.core.errors import UsageError
-from image_awaiter.core.pods import images_of
+from image_awaiter.core.pods import pod_images as images_of
 from image_awaiter.core.pods import pod_spec as as_pod_spec
 from image_awaiter.core.references import ImageRef, parse_image
 from image_awaiter.core.selectors import LABEL_OPERATORS, Requirement
@@ -217,8 +217,32 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
 
 
 def pod_images(pod_spec: Mapping[str, Any]) -> list[str]:
-    """Every image the pod pulls, once each: init containers, containers, image volumes."""
-    return images_of(as_pod_spec(pod_spec))
+    """Every image the pod pulls, once each (`pods.image_fields`); wrong shapes are usage
+    errors."""
+    as_pod_spec(pod_spec)
+    return images_of(pod_spec)
+
+
+def awaited_images(pod_spec: Mapping[str, Any]) -> list[str]:
+    """The images a puller pod exists for: every image it pulls, except, in image-awaiter's own
+    layout (an `install-helper` init container running the helper, a lone `pause` container),
+    the helper and pause images, which only serve the pulling (the chart's DaemonSets have that
+    layout). An image the pod also pulls for its own sake stays."""
+    init = [c for c in pod_spec.get("initContainers") or [] if isinstance(c, dict)]
+    containers = [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
+    helpers = [
+        c
+        for c in init
+        if c.get("name") == "install-helper" and c.get("command", [])[:1] == [HELPER_PATH]
+    ]
+    volumes = [v for v in pod_spec.get("volumes") or [] if isinstance(v, dict) and "image" in v]
+    own_layout = len(containers) == 1 and containers[0].get("name") == "pause"
+    if not own_layout or not (helpers or volumes):
+        return pod_images(pod_spec)
+    serving = {c.get("image") for c in (*helpers, *containers)}
+    wanted = {c.get("image") for c in init if c not in helpers}
+    wanted |= {v["image"].get("reference") for v in volumes if isinstance(v["image"], dict)}
+    return [image for image in pod_images(pod_spec) if image not in serving or image in wanted]
 
 
 def unique_images(refs: Sequence[str]) -> list[ImageRef]:

@@ -12,25 +12,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
+from image_awaiter.core.readiness import FailureRules
 from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.core.targeting import Placement, placement_from_pod_spec
+from image_awaiter.core.targeting import placement_from_pod_spec
 from image_awaiter.spec.pullers import (
     DEFAULT_NAME,
     Owner,
     PullerSettings,
+    awaited_images,
     daemonset_base_name,
     generate_daemonset,
     parse_daemonsets,
-    pod_images,
     unique_images,
 )
 
-if TYPE_CHECKING:  # manifests and groups are imported only to read --from-manifests
-    from image_awaiter.spec.manifests import Skipped
+if TYPE_CHECKING:  # a type only: outcomes are imported by the run
+    from image_awaiter.core.outcomes import Skipped
 
 Command = Literal["await", "check"]
 LogFormat = Literal["auto", "console", "json"]
 DEFAULT_GROUP = "default"  # the one group of `--image` alone
+
+
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """What every group's judge reads of the settings."""
+
+    include_cordoned: bool
+    grace: float  # how long a pull error may persist before it fails the run
+    rules: FailureRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +51,7 @@ class Settings:
     images: tuple[str, ...] = ()
     manifests: tuple[str, ...] = ()  # --from-manifests paths
     dry_run: bool = False
-    output: Literal["yaml"] | None = None  # -o yaml: print the DaemonSets a dry run would create
+    output: str | None = None  # -o FORMAT (output.formats): the DaemonSets a dry run would create
     namespace: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
@@ -72,6 +83,16 @@ class Settings:
             namespace = self.pod_namespace or default_namespace
             return Owner(name=self.pod_name, uid=self.pod_uid, namespace=namespace)
         return None
+
+    @property
+    def judging(self) -> Judging:
+        return Judging(
+            include_cordoned=self.include_cordoned,
+            grace=self.pull_failure_grace,
+            rules=FailureRules(
+                fail_fast=self.fail_fast, platform_mismatch=self.on_platform_mismatch
+            ),
+        )
 
     def own_namespace(self, *, in_cluster: bool) -> str | None:
         """The namespace the awaiter's pod runs in, when it runs in one."""
@@ -170,7 +191,7 @@ def _from_specs(paths: tuple[str, ...], requested: list[ImageRef]) -> Job:
     for path in paths:
         source = "stdin" if path == "-" else path
         manifests += parse_daemonsets(_read(path, option="--daemonset-spec"), source=source)
-    pulled_by = [unique_images(pod_images(m["spec"]["template"]["spec"])) for m in manifests]
+    pulled_by = [unique_images(awaited_images(m["spec"]["template"]["spec"])) for m in manifests]
     everywhere = [  # asked for, but pulled by no group: awaited on every group's nodes
         image
         for image in requested

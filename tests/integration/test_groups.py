@@ -215,7 +215,10 @@ def test_from_manifests_of_a_rendered_chart_pulls_each_workloads_images_where_it
     assert groups["gpu-placeholder"]["workloads"] == ["StatefulSet/gpu-placeholder"]
     assert [i["reference"] for i in groups["arm-tools"]["images"]] == [ARM_TOOLS]
     skipped = result.report["skipped"]
-    assert [(s["kind"], s["name"]) for s in skipped] == [("Prometheus", "hub-metrics")]
+    assert [(s["kind"], s["name"]) for s in skipped] == [
+        ("Prometheus", "hub-metrics"),
+        ("DaemonSet", "continuous-image-puller"),  # z2jh's own puller: not a workload
+    ]
     assert "manifests.skipped" in result.stderr
     assert our_daemonsets(sim) == []
 
@@ -243,7 +246,7 @@ def test_one_group_for_every_image_fails_on_arm64_where_groups_from_manifests_su
     second = time.monotonic()
     narrowed = run_cli("await", "--from-manifests", str(FIXTURE), "--image", CUDA, "--image", BASE)
     assert narrowed.code == 0, narrowed.output
-    assert set(_groups(narrowed)) == {"gpu-placeholder", "continuous-image-puller"}
+    assert set(_groups(narrowed)) == {"gpu-placeholder", "singleuser"}
     assert _pulled_on(sim, CUDA, since=second) == set(pools["gpu"])
     assert _failed_on(sim, CUDA, since=second) == set()
 
@@ -416,7 +419,8 @@ def test_manifests_piped_from_helm_template_on_stdin_are_read(
     assert result.code == 1, result.output
     assert writes(sim) == []
     assert {"gpu-placeholder", "arm-tools"} <= set(_groups(result))
-    assert result.report["skipped"] == []  # the custom resource is in extras/, not piped
+    # The custom resource is in extras/, not piped; z2jh's own puller is not a workload.
+    assert [s["name"] for s in result.report["skipped"]] == ["continuous-image-puller"]
 
 
 def test_each_groups_pulls_are_in_the_report_with_the_kubelets_sizes_on_its_own_nodes(

@@ -13,7 +13,8 @@ from image_awaiter.core.errors import InvalidObject
 from image_awaiter.core.references import parse_image
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import connect
-from image_awaiter.kube.decoding import NodeCodec, PodCodec
+from image_awaiter.kube.nodecodec import NodeCodec
+from image_awaiter.kube.podcodec import PodCodec
 from image_awaiter.kube.resources import NODES, PODS
 from image_awaiter.kube.watching import Informer, WatchTiming
 from simcluster.apiserver.listing import request_counts

@@ -12,7 +12,8 @@ import pytest
 
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import connect
-from image_awaiter.kube.decoding import JsonCodec, NodeCodec
+from image_awaiter.kube.decoding import JsonCodec
+from image_awaiter.kube.nodecodec import NodeCodec
 from image_awaiter.kube.resources import NODES
 from image_awaiter.kube.watching import Informer, WatchTiming
 from simcluster.apiserver.listing import request_counts

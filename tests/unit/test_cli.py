@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from image_awaiter.cli.commands import Ending, cli, default_termination_log, finish, main
+from image_awaiter.cli.commands import cli, main
+from image_awaiter.cli.ending import Ending, default_termination_log, finish
 
 
 def run_main(*argv: str) -> tuple[int, str]:

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.core.placement import Taint
 from image_awaiter.core.references import parse_image
-from image_awaiter.core.targeting import NodeState, Taint
-from image_awaiter.kube.decoding import EventCodec, JsonCodec, NodeCodec, PodCodec, UidCodec
+from image_awaiter.core.targeting import NodeState
+from image_awaiter.kube.decoding import JsonCodec, UidCodec
+from image_awaiter.kube.nodecodec import NodeCodec
+from image_awaiter.kube.podcodec import EventCodec, PodCodec
 
 WANTED = frozenset({parse_image("nginx:1.7.9").key})
 NODE: dict[str, Any] = {
@@ -141,7 +144,7 @@ def test_json_codec_keys_namespaced_objects_by_namespace_and_name() -> None:
 
 
 def test_puller_pods_with_equal_pull_states_share_one_map() -> None:
-    from image_awaiter.kube.decoding import PodCodec
+    from image_awaiter.kube.podcodec import PodCodec
 
     def pod(node: str) -> dict[str, Any]:
         return {
@@ -171,7 +174,8 @@ def test_puller_pods_with_equal_pull_states_share_one_map() -> None:
 def test_events_decoded_from_a_view_of_a_reused_buffer_keep_nothing_of_it(codec_name: str) -> None:
     """Watch lines are views of the read buffer (chunked.py), rewritten by the next read: a
     record, key or resourceVersion that referred to it would change under the store."""
-    from image_awaiter.kube.decoding import PodCodec, UidCodec
+    from image_awaiter.kube.decoding import UidCodec
+    from image_awaiter.kube.podcodec import PodCodec
 
     pod = {
         "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "7", "uid": "u1"},

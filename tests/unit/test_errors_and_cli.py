@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from image_awaiter.cli.commands import parse_node_selectors, parse_toleration
+from image_awaiter.cli.options import parse_node_selectors, parse_toleration
 from image_awaiter.core.errors import ExitCode, Interrupted, UsageError
 from image_awaiter.output.logs import redact
 

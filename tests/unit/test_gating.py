@@ -21,8 +21,9 @@ from image_awaiter.core.gating import (
     taint_removal_patch,
     writes_for,
 )
+from image_awaiter.core.placement import Taint
 from image_awaiter.core.readiness import NodeStatus, NodeVerdict, PullFailure
-from image_awaiter.core.targeting import NodeState, Taint
+from image_awaiter.core.targeting import NodeState
 
 GATE = GateTaint.parse("image-awaiter.io/images-pending:NoSchedule")
 CREATED = 1_000_000.0

@@ -138,8 +138,8 @@ def test_the_jupyterhub_rendering_groups_by_where_each_workload_can_land() -> No
     summary = {
         g.name: ([w.name for w in g.workloads], [i.original for i in g.images]) for g in groups
     }
-    core = groups[0]
-    assert core.name.startswith("g-") and len(core.workloads) == 4
+    core = next(g for g in groups if g.name.startswith("g-"))
+    assert len(core.workloads) == 4
     assert summary == {
         core.name: (
             ["idle-culler", "hub", "proxy", "user-scheduler"],
@@ -149,12 +149,11 @@ def test_the_jupyterhub_rendering_groups_by_where_each_workload_can_land() -> No
                 "registry.k8s.io/kube-scheduler:v1.30.8",
             ],
         ),
-        "continuous-image-puller": (
-            ["continuous-image-puller"],
+        "singleuser": (  # the user pod, from the hub Secret's values
+            ["hub"],
             [
                 "quay.io/jupyterhub/k8s-network-tools:4.1.0",
                 "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0",
-                "registry.k8s.io/pause:3.10",
             ],
         ),
         "user-placeholder": (["user-placeholder"], ["registry.k8s.io/pause:3.10"]),
@@ -243,7 +242,6 @@ def test_narrowing_keeps_only_requested_images_and_drops_emptied_groups() -> Non
     groups = fixture_groups()
     narrowed = narrow(groups, ["registry.k8s.io/pause:3.10", "ghcr.io/example-org/arm-tools:1.2.0"])
     assert [(g.name, [i.original for i in g.images]) for g in narrowed] == [
-        ("continuous-image-puller", ["registry.k8s.io/pause:3.10"]),
         ("user-placeholder", ["registry.k8s.io/pause:3.10"]),
         ("gpu-placeholder", ["registry.k8s.io/pause:3.10"]),
         ("arm-tools", ["ghcr.io/example-org/arm-tools:1.2.0"]),
@@ -288,7 +286,6 @@ def test_an_image_in_two_groups_is_awaited_in_both() -> None:
     groups = fixture_groups()
     pause = parse_image("registry.k8s.io/pause:3.10").key
     assert [g.name for g in groups_of(groups, pause)] == [
-        "continuous-image-puller",
         "user-placeholder",
         "gpu-placeholder",
     ]

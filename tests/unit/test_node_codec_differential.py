@@ -20,7 +20,7 @@ import pytest
 
 from image_awaiter.core.nodeimages import NodeImages
 from image_awaiter.core.references import ImageKey, node_image_keys, parse_image
-from image_awaiter.kube.decoding import NodeCodec
+from image_awaiter.kube.nodecodec import NodeCodec
 
 DIGEST = "sha256:" + "3f" * 32
 OTHER_DIGEST = "sha256:" + "a1" * 32

@@ -15,11 +15,13 @@ from image_awaiter.spec.pullers import (
     RUN_ID_LABEL,
     Owner,
     PullerSettings,
+    awaited_images,
     generate_daemonset,
     parse_daemonsets,
     parse_manifest,
     pod_images,
     prepare_for_run,
+    puller_pod_spec,
     validate_daemonset,
 )
 
@@ -290,3 +292,31 @@ def test_invalid_yaml_in_a_spec_is_worded_as_the_pure_python_loader_words_it() -
     assert caught.value.one_line() == (
         "spec.yaml: not valid YAML or JSON at line 1: expected ',' or ']', but got '<stream end>'"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "images", "awaited"),
+    [
+        ("initContainers", ["quay.io/x/a:1"], ["quay.io/x/a:1"]),
+        ("imageVolumes", ["quay.io/x/a:1", "quay.io/x/b:2"], ["quay.io/x/a:1", "quay.io/x/b:2"]),
+        # Pause pulled for its own sake (z2jh's user placeholders) stays awaited.
+        (
+            "initContainers",
+            ["registry.k8s.io/pause:3.10", "quay.io/x/a:1"],
+            ["registry.k8s.io/pause:3.10", "quay.io/x/a:1"],
+        ),
+    ],
+)
+def test_a_puller_in_image_awaiters_own_layout_awaits_only_its_users_images(
+    method: str, images: list[str], awaited: list[str]
+) -> None:
+    settings = PullerSettings(method=method)  # type: ignore[arg-type]
+    assert awaited_images(puller_pod_spec(images, settings)) == awaited
+
+
+def test_any_other_pod_awaits_every_image_it_pulls() -> None:
+    spec = {
+        "initContainers": [{"name": "install-helper", "image": "h:1", "command": ["/bin/cp"]}],
+        "containers": [{"name": "pause", "image": "p:1"}],
+    }
+    assert awaited_images(spec) == ["h:1", "p:1"]

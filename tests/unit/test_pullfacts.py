@@ -8,7 +8,7 @@ import json
 
 from image_awaiter.core.pullfacts import KubeletEvent, collect, summarise
 from image_awaiter.core.references import parse_image
-from image_awaiter.kube.decoding import EventCodec
+from image_awaiter.kube.podcodec import EventCodec
 
 APP = parse_image("quay.io/org/app:1")
 BASE = parse_image("docker.io/library/busybox:1.36")
@@ -128,7 +128,7 @@ def test_container_state_timestamps_stand_in_where_no_pulled_event_came() -> Non
 
 
 def test_pull_bounds_come_from_init_container_start_and_finish_times() -> None:
-    from image_awaiter.kube.decoding import PodCodec
+    from image_awaiter.kube.podcodec import PodCodec
 
     pod = {
         "metadata": {"name": "puller-abc-x1"},

@@ -7,19 +7,13 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.core.placement import Placement
+from image_awaiter.core.pullerpods import ImagePull, PullerPod, PullState, merge_pods_by_node
 from image_awaiter.core.pullerrors import classify_message
-from image_awaiter.core.readiness import (
-    FailureRules,
-    ImagePull,
-    NodeStatus,
-    PullerPod,
-    PullState,
-    evaluate,
-    merge_pods_by_node,
-)
+from image_awaiter.core.readiness import FailureRules, NodeStatus, evaluate
 from image_awaiter.core.references import parse_image
-from image_awaiter.core.targeting import NodeState, Placement
-from image_awaiter.kube.decoding import PodCodec
+from image_awaiter.core.targeting import NodeState
+from image_awaiter.kube.podcodec import PodCodec
 
 NOTEBOOK = parse_image("quay.io/jupyter/base-notebook:1")
 HELPER = "ghcr.io/image-awaiter/image-awaiter:0.1.0"

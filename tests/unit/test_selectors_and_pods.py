@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.errors import UsageError
-from image_awaiter.core.pods import images_of, pod_spec
+from image_awaiter.core.pods import pod_images, pod_spec
 from image_awaiter.core.selectors import LABEL_OPERATORS, NODE_OPERATORS, Requirement, requirement
 
 
@@ -64,11 +64,23 @@ def test_label_selectors_refuse_the_node_only_operators() -> None:
             },
             ["a:1", "b:1", "c:1"],
         ),
+        (
+            {
+                "containers": [{"name": "c", "image": "b:1"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox:1.36"}],
+            },
+            ["b:1"],
+        ),
     ],
-    ids=["empty", "one container", "init, containers, image volumes, once each in order"],
+    ids=[
+        "empty",
+        "one container",
+        "init, containers, image volumes, once each in order",
+        "not ephemeral containers: no pod starts with them",
+    ],
 )
 def test_the_pod_image_walker(spec: dict[str, Any], images: list[str]) -> None:
-    assert images_of(pod_spec(spec)) == images
+    assert pod_images(spec) == images
 
 
 def test_a_malformed_pod_spec_is_a_usage_error() -> None:

@@ -30,15 +30,17 @@ def _spec_file(tmp_path: Path, *images: str) -> str:
     return str(path)
 
 
-def test_a_spec_file_alone_awaits_every_image_its_pod_pulls(tmp_path: Path) -> None:
+def test_a_spec_file_alone_awaits_the_images_its_pod_pulls_for_the_user(tmp_path: Path) -> None:
+    # image-awaiter's own puller layout (the chart's): its helper and pause images only serve
+    # the pulling, so they are not awaited or counted (issue 20).
     spec = _spec_file(tmp_path, "quay.io/x/a:1", "busybox")
     job = resolve_job(Settings(command="await", daemonset_specs=(spec,)))
     assert [image.key for image in job.images] == [
-        parse_image(DEFAULT_HELPER_IMAGE).key,
         "quay.io/x/a:1",
         "docker.io/library/busybox:latest",
-        parse_image(DEFAULT_PAUSE_IMAGE).key,
     ]
+    assert parse_image(DEFAULT_HELPER_IMAGE).key not in job.keys
+    assert parse_image(DEFAULT_PAUSE_IMAGE).key not in job.keys
     assert job.not_in_spec == ()
     assert job.source == spec
 
@@ -96,7 +98,7 @@ def test_each_daemonset_of_a_multi_document_spec_is_one_group(tmp_path: Path) ->
     )
     job = resolve_job(Settings(command="await", daemonset_specs=(str(spec),)))
     assert [g.name for g in job.groups] == ["gpu", "cpu"]
-    assert job.groups[0].placement.node_selector == {"gpu": "true"}
+    assert job.groups[0].placement.node_selector == (("gpu", "true"),)
     assert "quay.io/x/cuda:1" in job.groups[0].keys
     assert "quay.io/x/cuda:1" not in job.groups[1].keys
 

@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement, Taint
 from image_awaiter.core.references import ImageKey, parse_image
 from image_awaiter.core.targeting import (
     NodeState,
-    Placement,
-    Taint,
     exclusion_reason,
     label_keys,
     placement_from_pod_spec,
     split_targets,
 )
-from image_awaiter.kube.decoding import NodeCodec
+from image_awaiter.kube.nodecodec import NodeCodec
 
 
 def node_from_json(raw: dict[str, Any], *, wanted: frozenset[ImageKey]) -> NodeState:

@@ -1,0 +1,57 @@
+"""What every part of one run shares, built once before anything is read: the settings and the
+job, the API client bound to the run's deadline, the namespace, the run id, the owner of what
+the run creates, the caches, and when the run started and must end.
+
+Parts take the `RunContext` for who and where the run is, and from the settings only the few
+values they read (given as arguments); `Run` and the choice of policy read `context.settings`."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from image_awaiter.kube.client import Kube
+from image_awaiter.kube.connecting import Connection
+from image_awaiter.kube.watching import Caches, Hold
+from image_awaiter.spec.pullers import Owner
+from image_awaiter.spec.settings import Job, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    settings: Settings
+    job: Job
+    kube: Kube  # every request bounded by `deadline`
+    namespace: str  # where the pullers and their pods live
+    own_namespace: str | None  # the awaiter pod's own, when it runs in one
+    run_id: str  # labels what this run creates
+    owner: Owner | None  # the awaiter's own pod, owner of what it creates
+    caches: Caches  # every informer of the run, stopped together
+    started: float  # monotonic
+    deadline: float | None  # monotonic; None: no timeout
+
+
+def open_context(settings: Settings, job: Job, connection: Connection, *, hold: Hold) -> RunContext:
+    """The run's context, with a new run id bound to every log line from now on."""
+    started = time.monotonic()
+    deadline = started + settings.timeout if settings.timeout > 0 else None
+    kube = Kube(connection.client, deadline=deadline)
+    namespace, run_id = connection.namespace, secrets.token_hex(4)
+    structlog.contextvars.bind_contextvars(
+        run_id=run_id, command=settings.command, namespace=namespace
+    )
+    return RunContext(
+        settings=settings,
+        job=job,
+        kube=kube,
+        namespace=namespace,
+        own_namespace=settings.own_namespace(in_cluster=connection.in_cluster),
+        run_id=run_id,
+        owner=settings.owner(default_namespace=namespace),
+        caches=Caches(kube=kube, hold=hold),
+        started=started,
+        deadline=deadline,
+    )

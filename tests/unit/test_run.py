@@ -1,0 +1,149 @@
+"""The run layer against a small in-memory client (`fakekube.FakeKube`): the policies carried
+out by the one loop, the pullers created and deleted, the plan written to its stream. The
+cluster's own doing (a kubelet pulling an image) is the test's `put` of the node."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from image_awaiter.core.outcomes import Outcome, Result
+from image_awaiter.kube.resources import DAEMONSETS, NODES
+from image_awaiter.kube.watching import Caches
+from image_awaiter.output.streams import Streams
+from image_awaiter.run.awaiting import Run
+from image_awaiter.run.context import RunContext
+from image_awaiter.run.policies import policy_for
+from image_awaiter.spec.settings import Settings, resolve_job
+from tests.unit.fakekube import FakeKube
+
+IMAGE = "busybox:1.36"
+ON_NODES = "docker.io/library/busybox:1.36"
+
+
+def node(name: str, *images: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "images": [{"names": [image], "sizeBytes": 1000} for image in images],
+        },
+    }
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def streams() -> Streams:
+    return Streams(out=io.StringIO(), err=io.StringIO())
+
+
+@contextlib.contextmanager
+def run_of(kube: FakeKube, streams: Streams, **options: Any) -> Iterator[Run]:
+    """A run of `options` (Settings fields) against `kube`, closed afterwards."""
+    settings = Settings(**{"images": (IMAGE,), "interval": 0.05, **options})
+    started = time.monotonic()
+    context = RunContext(
+        settings=settings,
+        job=resolve_job(settings),
+        kube=kube,  # type: ignore[arg-type]
+        namespace="default",
+        own_namespace=None,
+        run_id="r1",
+        owner=None,
+        caches=Caches(kube=kube, hold=contextlib.nullcontext),  # type: ignore[arg-type]
+        started=started,
+        deadline=started + settings.timeout if settings.timeout else None,
+    )
+    run = Run(context, policy=policy_for(settings), view=None, streams=streams)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+def in_background(run: Run) -> tuple[threading.Thread, list[Outcome]]:
+    ended: list[Outcome] = []
+    thread = threading.Thread(target=lambda: ended.append(run.go()), daemon=True)
+    thread.start()
+    return thread, ended
+
+
+def test_check_succeeds_when_every_node_lists_every_image(kube, streams):
+    kube.put(NODES, node("n1", ON_NODES))
+    kube.put(NODES, node("n2", ON_NODES, "docker.io/library/other:1"))
+    with run_of(kube, streams, command="check") as run:
+        outcome = run.go()
+    assert (outcome.result, outcome.message) == (
+        Result.SUCCESS,
+        "all 2 target nodes have all 1 images",
+    )
+    assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
+
+
+def test_check_finds_the_node_missing_an_image_and_creates_nothing(kube, streams):
+    kube.put(NODES, node("n1", ON_NODES))
+    kube.put(NODES, node("n2"))
+    with run_of(kube, streams, command="check") as run:
+        outcome = run.go()
+    assert outcome.result is Result.MISSING
+    assert [v.node for v in outcome.evaluation.verdicts if v.missing] == ["n2"]
+    assert kube.objects(DAEMONSETS, namespace="default") == []
+
+
+def test_await_creates_nothing_when_every_node_already_has_the_images(kube, streams):
+    kube.put(NODES, node("n1", ON_NODES))
+    with run_of(kube, streams, command="await") as run:
+        outcome = run.go()
+    assert outcome.result is Result.SUCCESS
+    assert ("POST", DAEMONSETS.address(namespace="default").path) not in kube.requests
+
+
+def test_await_pulls_with_a_daemonset_until_the_node_lists_the_image_then_deletes_it(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", timeout=30.0) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: bool(kube.objects(DAEMONSETS, namespace="default")))
+        (daemonset,) = kube.objects(DAEMONSETS, namespace="default")
+        assert daemonset["metadata"]["labels"]["image-awaiter.io/run-id"] == "r1"
+        kube.put(NODES, node("n1", ON_NODES))  # the kubelet pulled it
+        thread.join(timeout=10)
+    assert [o.result for o in ended] == [Result.SUCCESS]
+    assert kube.objects(DAEMONSETS, namespace="default") == []
+
+
+def test_await_times_out_at_its_deadline_when_a_node_never_gets_the_image(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", timeout=0.5) as run:
+        outcome = run.go()
+    assert (outcome.result, int(outcome.exit_code)) == (Result.TIMEOUT, 1)
+    assert [v.node for v in outcome.evaluation.verdicts if v.missing] == ["n1"]
+
+
+def test_a_dry_run_writes_the_plan_to_its_stream_and_creates_nothing(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", dry_run=True) as run:
+        outcome = run.go()
+    assert outcome.result is Result.PLANNED
+    assert "n1" in streams.out.getvalue()
+    assert streams.err.getvalue() == ""
+    assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
+
+
+def test_a_dry_run_with_output_yaml_writes_the_daemonsets_on_out_and_the_plan_on_err(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", dry_run=True, output="yaml") as run:
+        run.go()
+    assert streams.out.getvalue().startswith("apiVersion: apps/v1\nkind: DaemonSet\n")
+    assert "n1" in streams.err.getvalue()
+    assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
