@@ -358,3 +358,43 @@ def test_await_never_sweeps_the_gates_daemonsets(sim: Any, kubeconfig: Path, run
     assert result.code == 0, result.output
     names = [d["metadata"]["name"] for d in sim.objects("daemonsets", "default")]
     assert names == [gate_daemonset["metadata"]["name"]]
+
+
+def test_the_sweep_never_takes_a_gate_daemonset_even_one_that_looks_stale(
+    sim: Any, run_cli: Any
+) -> None:
+    """Labelled as a run's leftover would be (a run id, created two days ago, no owner) but
+    with the gate's role: `await`'s sweep must not even list it."""
+    labels = {"app": "leftover"}
+    sim.create(
+        "daemonsets",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {
+                "name": "image-awaiter-puller-gate",
+                "labels": {
+                    "app.kubernetes.io/managed-by": "image-awaiter",
+                    "image-awaiter.io/run-id": "0badc0de",
+                    "image-awaiter.io/role": "gate",
+                },
+                "annotations": {"image-awaiter.io/created-at": "2020-01-01T00:00:00Z"},
+            },
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]
+                    },
+                },
+            },
+        },
+        "default",
+    )
+    sim.add_node("a")
+    result = run_cli("await", "--image", "registry.example.com/other:2", "--interval", "200ms")
+    assert result.code == 0, result.output
+    assert "daemonset.swept" not in result.output
+    names = [d["metadata"]["name"] for d in sim.objects("daemonsets", "default")]
+    assert names == ["image-awaiter-puller-gate"]
