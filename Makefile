@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # guarantees (deadlines, SIGTERM grace) must hold on the machine as loaded as it then is.
 PYTEST_WORKERS ?= 2
 
-.PHONY: control-plane sim install demo demo-helm test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
+.PHONY: actionlint control-plane sim install demo demo-helm test test-fast lint bench bench-startup soak e2e clean helm helper image image-size chart-lint chart-docs
 
 install: $(VENV)/.installed
 
@@ -46,10 +46,20 @@ test: install helm helper control-plane
 test-fast: install
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
-lint: install
+lint: install actionlint
 	$(VENV)/bin/ruff check image_awaiter simcluster tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(ACTIONLINT)
+
+## actionlint: the GitHub Actions workflows' linter, pinned, built with Go from the module proxy
+ACTIONLINT_VERSION ?= v1.7.7
+ACTIONLINT := .tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
+actionlint: $(ACTIONLINT)
+$(ACTIONLINT):
+	@command -v go >/dev/null || { echo "make actionlint: Go is needed to build actionlint"; exit 1; }
+	GOBIN=$(CURDIR)/$(dir $(ACTIONLINT)) GOFLAGS=-mod=mod \
+		go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 ## bench: scale benchmarks (5,000, 20,000 and 65,000 synthetic nodes) beside the naive path,
 ## then the start-up section (bench-startup)

@@ -12,6 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from image_awaiter import __version__
 from simcluster.cluster import DEFAULT_AWAITER_IMAGE, SimCluster
 
 
@@ -56,6 +57,10 @@ def serve(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="simcluster-"))
     sim = SimCluster(seed=args.seed, audit_log=args.audit_log, awaiter_image=args.awaiter_image)
     sim.registry.unknown_images_exist = False
+    # The project's own image, as the release workflow publishes it (README: Install): the
+    # generated puller's default --helper-image and the chart's hook image, both at the
+    # package's version.
+    sim.registry.add(f"{args.awaiter_image}:{__version__}", size_bytes=20 * 1024**2)
     for ref, seconds in args.image:
         sim.registry.add(ref, pull_seconds=seconds)
     for ref in args.present:

@@ -88,6 +88,9 @@ class SimCluster:
         self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
         self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
+        # False: a streaming list is accepted but never ends with the initial-events-end
+        # bookmark, as from a proxy that drops sendInitialEvents (a plain watch's ADDED events)
+        self.initial_events_end = True
         self.runtime = Runtime(self)
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
@@ -644,7 +647,7 @@ class SimCluster:
                             + b"}"
                         )
                 start = store.rv
-                if initial_events:  # a streaming list ends with this bookmark (KEP-3157)
+                if initial_events and self.initial_events_end:  # KEP-3157: the list's end
                     end = {
                         "type": "BOOKMARK",
                         "object": {

@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoR
     except click.exceptions.Exit as exit_:  # --help, --version
         ending = Ending(exit_.exit_code)
     except click.ClickException as error:
-        message = f"{error.format_message()} (see --help)"
+        message = f"{error.format_message()}; see image-awaiter --help"
         termination_log = os.environ.get(ENV + "TERMINATION_LOG") or default_termination_log(
             os.environ
         )

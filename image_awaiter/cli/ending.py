@@ -12,6 +12,8 @@ from typing import NoReturn, TextIO
 import click
 import structlog
 
+from image_awaiter.core.errors import one_line
+
 # The kubelet mounts the container's termination message file here (terminationMessagePath).
 POD_TERMINATION_LOG = Path("/dev/termination-log")
 
@@ -45,7 +47,7 @@ def default_termination_log(environ: Mapping[str, str]) -> str | None:
 def finish(ending: Ending, *, err: TextIO | None = None) -> NoReturn:
     """The one exit: print the final line on failure, write it to the termination message file
     (on success too, so `kubectl describe` of the hook pod tells why), exit with the code."""
-    line = f"image-awaiter: {ending.message}" if ending.message else None
+    line = f"image-awaiter: {one_line(ending.message)}" if ending.message else None
     if line is not None and ending.code != 0:
         click.echo(line, err=True, file=err)
     if line is not None and ending.termination_log:

@@ -42,4 +42,6 @@ def install_helper(dest: Path, *, helper: Path | None = None) -> None:
         shutil.copyfile(source, dest)
         dest.chmod(0o755)
     except OSError as error:
-        raise UsageError(f"cannot install the helper to {dest}: {error.strerror}") from None
+        raise UsageError(
+            f"cannot install the helper to {dest}: {error.strerror}", hint="choose a writable DEST"
+        ) from None

@@ -195,11 +195,13 @@ SHARED_OPTIONS: tuple[Decorator, ...] = (
     _option(
         "--pull-method",
         env="PULL_METHOD",
-        type=click.Choice(list(PULL_METHODS)),
+        type=click.Choice([*PULL_METHODS, "auto"]),
         default="initContainers",
         show_default=True,
         help="initContainers: each image runs a copied static no-op helper; "
-        "imageVolumes: each image is an image volume (ImageVolume feature).",
+        "imageVolumes: each image is an image volume (Kubernetes 1.35+, containerd 2 or "
+        "CRI-O 1.30+); auto: imageVolumes where the server and every target node support "
+        "them, else initContainers.",
     ),
     _option(
         "--helper-image",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PlatformExclusion
 from image_awaiter.core.references import ImageKey, ImageRef
+from image_awaiter.core.wording import counted
 
 # When a node's groups disagree, the verdict that needs attention first wins.
 SEVERITY = {
@@ -60,9 +61,12 @@ def combine(groups: Sequence[GroupEvaluation]) -> Evaluation:
 
 def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
     worst = max((v for _, v in named), key=lambda v: SEVERITY[v.status])
+    status_images = named[0][1].status_images  # the node's one set, whichever group judged it
     if worst.status is NodeStatus.DONE:
         listed = all(v.listed for _, v in named)
-        return NodeVerdict(node=node, status=NodeStatus.DONE, listed=listed)
+        return NodeVerdict(
+            node=node, status=NodeStatus.DONE, listed=listed, status_images=status_images
+        )
     missing = tuple(dict.fromkeys(m for _, v in named for m in v.missing))
     failures = tuple(f for _, v in named for f in v.failures)
     detail = "; ".join(
@@ -71,7 +75,12 @@ def _merge(node: str, named: list[tuple[str, NodeVerdict]]) -> NodeVerdict:
         if v.status is not NodeStatus.DONE
     )
     return NodeVerdict(
-        node=node, status=worst.status, missing=missing, failures=failures, detail=detail
+        node=node,
+        status=worst.status,
+        missing=missing,
+        failures=failures,
+        detail=detail,
+        status_images=status_images,
     )
 
 
@@ -93,8 +102,8 @@ def plan_text(groups: Sequence[GroupEvaluation], *, table: bool) -> str:
         images = ", ".join(i.original for i in group.images)
         lacking = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
         lines.append(
-            f"group {group.name}: {len(group.images)} images ({images}); "
-            f"{len(evaluation.verdicts)} target nodes, {len(lacking)} lacking images, "
+            f"group {group.name}: {counted(len(group.images), 'image')} ({images}); "
+            f"{counted(len(evaluation.verdicts), 'target node')}, {len(lacking)} lacking images, "
             f"{len(evaluation.excluded)} excluded"
         )
         for verdict in evaluation.verdicts:

@@ -20,6 +20,17 @@ class ExitCode(IntEnum):
     SIGTERM = 143
 
 
+def one_line(text: str) -> str:
+    """Any text on one line: a runtime's or registry's multi-line error (CRI-O relays a
+    registry's `errors:` one per line, cri-o#2331) folded, each line break a space after a
+    line ending in punctuation (`errors: denied: ...`) and a comma otherwise."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    folded = lines[0] if lines else ""
+    for line in lines[1:]:
+        folded += (" " if folded[-1] in ":;,." else ", ") + line
+    return folded
+
+
 class AwaiterError(Exception):
     """A failure with a one-line message and, optionally, what to do about it."""
 

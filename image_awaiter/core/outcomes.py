@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted
+from image_awaiter.core.errors import AwaiterError, ExitCode, Interrupted, one_line
 from image_awaiter.core.pullfacts import PullFacts
+from image_awaiter.core.pullmethod import MethodChoice
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict
-from image_awaiter.core.references import ImageRef
+from image_awaiter.core.references import ImageKey, ImageRef
+from image_awaiter.core.wording import counted, every
 
 
 class Result(StrEnum):
@@ -71,6 +73,10 @@ class Outcome:
     pull_facts: PullFacts | None = None  # what the kubelets' events said, per node and image
     groups: tuple[GroupOutcome, ...] = ()  # each pull group's own view, for the report
     record: RunRecord | None = None  # set once the run has ended (`awaiting.execute`)
+    # The awaited images each target node's own status listed when the run began: present
+    # there before the run, whether or not a kubelet event says so.
+    listed_at_start: Mapping[str, frozenset[ImageKey]] = field(default_factory=dict)
+    pull_method: MethodChoice | None = None  # what `--pull-method auto` chose, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +90,20 @@ class GroupOutcome:
     daemonset: Mapping[str, Any] | None
 
 
+def listed_images(evaluation: Evaluation | None) -> dict[str, frozenset[ImageKey]]:
+    """Node -> the awaited images its own status lists, for `Outcome.listed_at_start`."""
+    if evaluation is None:
+        return {}
+    return {v.node: v.status_images for v in evaluation.verdicts if v.status_images}
+
+
 def succeeded(evaluation: Evaluation, *, images: int) -> tuple[ExitCode, Result, str]:
     targets = len(evaluation.verdicts)
     if targets == 0:
         message = f"no target nodes ({len(evaluation.excluded)} excluded); nothing to await"
     else:
-        message = f"all {targets} target nodes have all {images} images"
+        have = "has" if targets == 1 else "have"
+        message = f"{every(targets, 'target node')} {have} {every(images, 'image')}"
     return ExitCode.OK, Result.SUCCESS, message
 
 
@@ -97,21 +111,40 @@ def missing(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
     """`check` found images missing."""
     count = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
     message = (
-        f"images missing on {count} of {len(evaluation.verdicts)} target nodes: "
-        f"{not_done_lines(evaluation)}"
+        f"images missing on {count} of {counted(len(evaluation.verdicts), 'target node')}: "
+        f"{not_done_lines(evaluation)}; run `image-awaiter await` with the same options to "
+        "pull them"
     )
     return ExitCode.IMAGES_MISSING, Result.MISSING, message
 
 
-def pull_failed(evaluation: Evaluation) -> tuple[ExitCode, Result, str]:
+IMAGE_VOLUMES_NEED = "Kubernetes 1.35+, containerd 2 or CRI-O 1.30+"
+
+
+def pull_failed(
+    evaluation: Evaluation, *, helper: ImageKey | None = None, pause: ImageKey | None = None
+) -> tuple[ExitCode, Result, str]:
+    """The first failure's line. `helper` and `pause`: the generated puller's own images, which
+    are not the user's: when one of them fails, the line says so and what to use instead."""
     failures = evaluation.failures
     first = failures[0]
     more = f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else ""
     kind = f" ({first.error_class} {first.kind})" if first.kind else ""
     advice = first.advice or "fix the reference, registry access or pull secret"
+    what = f"image {first.image}"
+    if first.image == helper:
+        what = f"the puller's helper image {first.image} (not one of your images)"
+        advice = (
+            "push an image with the helper (Dockerfile.distroless) where the nodes can pull "
+            "it and pass --helper-image REF, or use --pull-method imageVolumes, which needs no "
+            f"helper ({IMAGE_VOLUMES_NEED})"
+        )
+    elif first.image == pause:
+        what = f"the puller's pause image {first.image} (not one of your images)"
+        advice = "pass --pause-image with a pause image the nodes can pull"
     message = (
-        f"image {first.image} cannot be pulled on node {first.node}{kind}: {first.reason}: "
-        f"{first.message}{more}; {advice}"
+        f"{what} cannot be pulled on node {first.node}{kind}: {first.reason}: "
+        f"{one_line(first.message)}{more}; {advice}"
     )
     return ExitCode.PULL_FAILED, Result.PULL_FAILED, message
 
@@ -120,14 +153,18 @@ def planned(evaluation: Evaluation, *, groups: int) -> tuple[ExitCode, Result, s
     """`await --dry-run`: exit 0 when nothing is missing, 1 otherwise (like `check`)."""
     lacking = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
     if not lacking:
+        targets = len(evaluation.verdicts)
+        have = "has" if targets == 1 else "have"
         message = (
-            f"dry run: all {len(evaluation.verdicts)} target nodes have every image of "
-            f"{groups} pull groups; nothing would be created"
+            f"dry run: {every(targets, 'target node')} {have} every image of "
+            f"{counted(groups, 'pull group')}; nothing would be created"
         )
         return ExitCode.OK, Result.PLANNED, message
     message = (
-        f"dry run: images missing on {lacking} of {len(evaluation.verdicts)} target nodes "
-        f"({groups} pull groups); nothing was created: {not_done_lines(evaluation)}"
+        f"dry run: images missing on {lacking} of "
+        f"{counted(len(evaluation.verdicts), 'target node')} "
+        f"({counted(groups, 'pull group')}); nothing was created: {not_done_lines(evaluation)}; "
+        "run without --dry-run to pull them"
     )
     return ExitCode.IMAGES_MISSING, Result.PLANNED, message
 
@@ -138,26 +175,25 @@ def timed_out(
     timeout: float,
     on_timeout: str,
     cause: str | None = None,
+    report: bool = False,
 ) -> tuple[ExitCode, Result, str]:
-    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing."""
+    """Exit 1, or 0 with `--on-timeout succeed`; `cause` names an API that kept failing;
+    `report`: a `--report` is written, so the advice may point to it."""
     if evaluation is None:
         message = f"timed out after {timeout:g}s before any node was judged"
     else:
         waiting = len(evaluation.verdicts) - evaluation.count(NodeStatus.DONE)
         message = (
             f"timed out after {timeout:g}s with images missing on "
-            f"{waiting} of {len(evaluation.verdicts)} target nodes: "
+            f"{waiting} of {counted(len(evaluation.verdicts), 'target node')}: "
             f"{not_done_lines(evaluation)}"
         )
     if cause is not None:
         message += f" ({cause})"
     if on_timeout == "succeed":
         return ExitCode.OK, Result.TIMEOUT, message + " (--on-timeout succeed)"
-    return (
-        ExitCode.IMAGES_MISSING,
-        Result.TIMEOUT,
-        message + "; raise --timeout or see the report for each node",
-    )
+    where = "see the report for each node" if report else "rerun with --report for each node"
+    return ExitCode.IMAGES_MISSING, Result.TIMEOUT, f"{message}; raise --timeout or {where}"
 
 
 def failed(error: AwaiterError | Interrupted) -> tuple[ExitCode, Result, str]:

@@ -122,4 +122,6 @@ def pod_spec(raw: Mapping[str, object]) -> PodSpec:
     try:
         return msgspec.convert(raw, PodSpec)
     except msgspec.ValidationError as error:
-        raise UsageError(f"invalid pod template: {error}") from None
+        raise UsageError(
+            f"invalid pod template: {error}", hint="fix the pod template's field named above"
+        ) from None

@@ -47,7 +47,7 @@ class NodeImageFact:
     size_bytes: int | None = None
     error: PullError | None = None
     attempts: int = 0  # failed attempts seen (events' counts)
-    source: Literal["event", "container-status"] = "event"
+    source: Literal["event", "container-status", "node-status"] = "event"
 
     def to_report(self) -> dict[str, Any]:
         fact: dict[str, Any] = {"image": self.image, "state": self.state}
@@ -96,6 +96,24 @@ class PullFacts:
 
     def for_node(self, node: str, images: Sequence[ImageRef]) -> list[NodeImageFact]:
         return [fact for i in images if (fact := self.facts.get((node, i.key))) is not None]
+
+
+def with_listed(
+    facts: PullFacts | None,
+    listed: Mapping[str, frozenset[ImageKey]],
+    images: Sequence[ImageRef],
+) -> PullFacts:
+    """`facts` plus a `present` fact (source `node-status`) for each image a node's own status
+    listed when the run began (`listed`: node -> awaited images it listed) and no kubelet event
+    spoke of: a node listing every image gets no puller pod, so no event says it had them."""
+    merged = dict(facts.facts) if facts is not None else {}
+    for node, keys in listed.items():
+        for image in images:
+            if image.key in keys and (node, image.key) not in merged:
+                merged[(node, image.key)] = NodeImageFact(
+                    node=node, image=image.original, state="present", source="node-status"
+                )
+    return PullFacts(merged)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -232,7 +250,7 @@ def summarise(facts: PullFacts, images: Sequence[ImageRef]) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "image": image.original,
             "pulledOn": len(pulled),
-            "alreadyPresentOn": sum(1 for f in mine if f.state == "present"),
+            "alreadyPresentOn": sorted(f.node for f in mine if f.state == "present"),
             "failedOn": sum(1 for f in mine if f.state == "failed"),
             "totalBytes": sum(f.size_bytes or 0 for f in pulled),
         }

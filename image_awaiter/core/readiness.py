@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 from image_awaiter.core.placement import Placement
 from image_awaiter.core.pullerpods import (
@@ -74,6 +75,9 @@ class NodeVerdict:
     # Done because the node's own status lists every image (not only a puller pod's word): the
     # only nodes a recreated DaemonSet may skip, since a pod's word goes when the pod does.
     listed: bool = False
+    # The awaited images the node's own status lists (the node's shared set, not a copy): the
+    # report marks them present there even when no puller pod, so no kubelet event, came.
+    status_images: frozenset[ImageKey] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +248,8 @@ def judge_node(
     if all(image.key in node.images for image in images) and not (
         excluded_here and any((node.name, image.key) in excluded_here for image in images)
     ):  # the common verdict, at once: 65,000 nodes are judged on every evaluation
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE, listed=True), {}
+        return NodeVerdict(node.name, NodeStatus.DONE, listed=True, status_images=node.images), {}
+    verdict_of = partial(NodeVerdict, node.name, status_images=node.images)
     seen = _Seen(node, pod.images if pod is not None else {}, event_errors or {})
     if rules.platform_mismatch == "exclude":
         _exclude_mismatches(seen, images, excluded_here)
@@ -256,14 +261,14 @@ def judge_node(
     if not missing and any((node.name, image.key) in excluded_here for image in images):
         return None, {}
     if not missing:
-        return NodeVerdict(node=node.name, status=NodeStatus.DONE), {}
+        return verdict_of(NodeStatus.DONE), {}
     names = tuple(image.original for image in missing)
-    if pod is None:
-        detail = "no puller pod on this node"
-        return NodeVerdict(node.name, NodeStatus.MISSING, missing=names, detail=detail), {}
+    if pod is None:  # `check` and `--dry-run` never make one: say what the node lacks
+        detail = f"lacks {', '.join(names)}"
+        return verdict_of(NodeStatus.MISSING, missing=names, detail=detail), {}
     if pod.unschedulable is not None:
         detail = f"puller pod cannot be scheduled: {pod.unschedulable}"
-        return NodeVerdict(node.name, NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
+        return verdict_of(NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
     awaited = {image.key for image in images}
     # A failing helper or pause image blocks the pull as surely as an awaited one.
     candidates = [(image.original, image.key) for image in missing] + [
@@ -279,12 +284,10 @@ def judge_node(
         rules=rules,
     )
     if final:
-        verdict = NodeVerdict(
-            node.name, NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0])
-        )
+        verdict = verdict_of(NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0]))
         return verdict, failing
     detail = _pulling_detail(pending, seen.pulls, names)
-    return NodeVerdict(node.name, NodeStatus.PULLING, names, tuple(pending), detail), failing
+    return verdict_of(NodeStatus.PULLING, names, tuple(pending), detail), failing
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,14 @@ def requirement(
 ) -> Requirement:
     """A validated requirement; an unknown operator or a wrong number of values is bad input."""
     if operator not in allowed:
-        raise UsageError(f"unknown selector operator {operator!r}")
+        raise UsageError(
+            f"unknown selector operator {operator!r}",
+            hint="use In, NotIn, Exists, DoesNotExist, Gt or Lt",
+        )
     texts = tuple(str(v) for v in values)
     if operator in ("Gt", "Lt") and len(texts) != 1:
-        raise UsageError(f"selector operator {operator} needs exactly one value")
+        raise UsageError(
+            f"selector operator {operator} needs exactly one value",
+            hint="give Gt and Lt one integer value",
+        )
     return Requirement(key=key, operator=operator, values=texts)

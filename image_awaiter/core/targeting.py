@@ -41,6 +41,7 @@ class NodeState(msgspec.Struct, frozen=True, gc=False):
     taints: tuple[Taint, ...] = ()
     labels: Mapping[str, str] = msgspec.field(default_factory=dict)
     images: frozenset[ImageKey] = frozenset()  # awaited images the node reports
+    runtime: str = ""  # status.nodeInfo.containerRuntimeVersion: `containerd://2.0.4`
 
 
 # The DaemonSet controller adds these to every DaemonSet pod; they decide where pullers land.
@@ -123,7 +124,10 @@ def placement_from_pod_spec(raw: Mapping[str, object]) -> Placement:
     try:
         spec = pod_spec(raw)
     except UsageError as error:
-        raise UsageError(f"invalid pod template placement: {error.message}") from None
+        raise UsageError(
+            f"invalid pod template placement: {error.message}",
+            hint="fix the pod template's field named above",
+        ) from None
     return Placement(
         node_selector=tuple(sorted((k, str(v)) for k, v in (spec.nodeSelector or {}).items())),
         required_terms=tuple(_term(t) for t in spec.required_terms or ()),

@@ -88,7 +88,10 @@ def _gone(f: Failure) -> ApiError:
 
 def _invalid(f: Failure) -> ApiError:
     return InvalidObject(
-        f"the API rejected the DaemonSet as invalid: {f.message}", status=f.status, reason=f.reason
+        f"the API rejected the DaemonSet as invalid: {f.message}",
+        status=f.status,
+        reason=f.reason,
+        hint="fix the DaemonSet's field the API names, then rerun",
     )
 
 

@@ -46,7 +46,10 @@ def connect(
         and "KUBERNETES_SERVICE_HOST" in os.environ
     )
     if kubeconfig is not None and not Path(kubeconfig).is_file():
-        raise UsageError(f"kubeconfig file not found: {kubeconfig}")
+        raise UsageError(
+            f"kubeconfig file not found: {kubeconfig}",
+            hint="give an existing file to --kubeconfig or KUBECONFIG",
+        )
     try:
         if in_cluster:
             from kubernetes.config.incluster_config import load_incluster_config

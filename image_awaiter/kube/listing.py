@@ -9,6 +9,7 @@ for the caller to swap its store whole.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -17,7 +18,7 @@ from image_awaiter.kube.chunked import Line
 from image_awaiter.kube.client import Kube, watch_error
 from image_awaiter.kube.decoding import Codec, Event
 from image_awaiter.kube.resources import Address
-from image_awaiter.kube.retrying import TransientError
+from image_awaiter.kube.retrying import SilentStream, TransientError
 
 T = TypeVar("T")
 
@@ -32,6 +33,12 @@ class Undecodable(TransientError):
     replay the same event forever: the informer relists instead."""
 
 
+class InitialEventsUnended(TransientError):
+    """A streaming list was accepted but its initial events never ended with the bookmark
+    (a server or proxy that dropped `sendInitialEvents` and answers as a plain watch): the
+    informer reads pages instead."""
+
+
 def decode_event(codec: Codec[T], line: Line) -> Event[T]:
     try:
         return codec.event(line)
@@ -40,27 +47,45 @@ def decode_event(codec: Codec[T], line: Line) -> Event[T]:
 
 
 def read_initial_events(
-    lines: Iterator[Line], codec: Codec[T], *, name: str
+    lines: Iterator[Line], codec: Codec[T], *, name: str, wait: float
 ) -> tuple[dict[str, T], str]:
     """The initial events of a watch with `sendInitialEvents=true`: objects arrive as ADDED
     events until the bookmark that ends them; returns the items and that bookmark's
     resourceVersion, leaving the stream open so the same stream can go on as the watch.
     `resourceVersion` is unset in the request: the server serves a state at least as new as a
-    quorum read would, from its watch cache."""
+    quorum read would, from its watch cache.
+
+    A server streams its initial events without pause; `wait` seconds with no object (the
+    stream silent for its read timeout, or plain bookmarks only) mean the end bookmark is not
+    coming: `InitialEventsUnended`."""
     items: dict[str, T] = {}
-    for line in lines:
-        event = decode_event(codec, line)
-        if event.type == "ERROR":
-            raise watch_error(event.status or {})
-        if event.initial_events_end:
-            return items, event.resource_version
-        if event.type == "BOOKMARK":
-            continue
-        if event.record is None:
-            items.pop(event.key, None)
-        else:
-            items[event.key] = event.record
+    last_object = time.monotonic()
+    try:
+        for line in lines:
+            event = decode_event(codec, line)
+            if event.initial_events_end:
+                return items, event.resource_version
+            if event.type != "BOOKMARK":
+                last_object = time.monotonic()
+                _initial_event(items, event)
+            elif time.monotonic() - last_object >= wait:
+                raise InitialEventsUnended(_unended(name, wait))
+    except SilentStream:
+        raise InitialEventsUnended(_unended(name, wait)) from None
     raise TransientError(f"{name} watch ended before its initial events did")
+
+
+def _unended(name: str, wait: float) -> str:
+    return f"{name}: no initial-events-end bookmark within {wait:g}s of the last object"
+
+
+def _initial_event(items: dict[str, T], event: Event[T]) -> None:
+    if event.type == "ERROR":
+        raise watch_error(event.status or {})
+    if event.record is None:
+        items.pop(event.key, None)
+    else:
+        items[event.key] = event.record
 
 
 def read_pages(

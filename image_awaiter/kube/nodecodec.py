@@ -56,9 +56,14 @@ class _Condition(msgspec.Struct, gc=False):
     status: str = ""
 
 
+class _NodeInfo(msgspec.Struct, gc=False):
+    containerRuntimeVersion: str = ""
+
+
 class _Status(msgspec.Struct, gc=False):
     conditions: list[_Condition] | None = None
     images: msgspec.Raw = msgspec.field(default=_NULL)  # scanned as bytes
+    nodeInfo: _NodeInfo = msgspec.field(default_factory=_NodeInfo)
 
 
 class _Node(msgspec.Struct, Generic[L], gc=False):
@@ -99,6 +104,7 @@ class NodeCodec:
         self.event_decoder = msgspec.json.Decoder(_NodeEvent[self._labels.type])  # type: ignore[name-defined]
         self._page_decoder = msgspec.json.Decoder(_NodeList[self._labels.type])  # type: ignore[name-defined]
         self._taints: dict[bytes, tuple[Taint, ...]] = {}
+        self._runtimes: dict[str, str] = {}
 
     def page(self, data: bytes) -> Page[NodeState]:
         try:
@@ -130,6 +136,7 @@ class NodeCodec:
 
     def _state(self, node: _Node[Any]) -> NodeState:
         metadata, spec, status = node.metadata, node.spec, node.status
+        runtime = status.nodeInfo.containerRuntimeVersion
         return NodeState(
             name=metadata.name,
             ready=_ready(status.conditions),
@@ -137,6 +144,7 @@ class NodeCodec:
             taints=self._taint_tuple(bytes(spec.taints)),
             labels=self._labels.kept(metadata.labels),
             images=self._images.keys(bytes(status.images)),
+            runtime=self._runtimes.setdefault(runtime, runtime),  # a few distinct ones, shared
         )
 
     def _taint_tuple(self, raw: bytes) -> tuple[Taint, ...]:

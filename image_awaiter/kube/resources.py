@@ -50,9 +50,12 @@ class Address:
     namespace: str | None = None
     name: str | None = None
     subresource: str | None = None  # `status`: nodes/status
+    raw_path: str | None = None  # a non-resource URL (`/version`)
 
     @property
     def path(self) -> str:
+        if self.raw_path is not None:
+            return self.raw_path
         resource = self.resource
         root = (
             f"/apis/{resource.group}/{resource.version}"
@@ -83,3 +86,8 @@ DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", namespace
 DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", namespaced=True)
 EVENTS = Resource(group="", version="v1", plural="events", namespaced=True)
 LEASES = Resource(group="coordination.k8s.io", version="v1", plural="leases", namespaced=True)
+# Not a resource: the server's build, which every client may read (system:public-info-viewer).
+SERVER_VERSION = Address(
+    resource=Resource(group="", version="", plural="version", namespaced=False),
+    raw_path="/version",
+)

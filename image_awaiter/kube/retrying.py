@@ -1,7 +1,12 @@
 """Kubernetes access, the one retry policy: which failures are transient, how long to wait
 (exponential backoff with jitter, or the server's Retry-After, capped), and when to give up:
-at the per-request budget (the API is down: `Unreachable`) or at the run's deadline, whichever
-comes first (the run has timed out: `DeadlineReached`)."""
+at the end of the retry budget (the API is down: `Unreachable`) or at the run's deadline,
+whichever comes first (the run has timed out: `DeadlineReached`).
+
+The budget is the run's, not each request's: it counts from the first of the API's consecutive
+failures (`Streak`), so an unreachable server ends the run 30 s after it was first found
+failing, however many requests came one after another (the namespace read, then the node list,
+each with its own 30 s, made it 60)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from image_awaiter.core.errors import ApiError, DeadlineReached, Unreachable
 log = structlog.get_logger("image_awaiter.kube.client")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_BUDGET = 30.0  # seconds of consecutive transient failures before one request gives up
+RETRY_BUDGET = 30.0  # seconds of the API's consecutive transient failures before giving up
 MAX_BACKOFF = 5.0
 MAX_RETRY_AFTER = 60.0
 
@@ -29,6 +34,25 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class Streak:
+    """When the API's current run of transient failures began; None once it answered. Shared
+    by every request of a run, from any thread (each write is one attribute)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def answered(self) -> None:
+        self.since = None
+
+
+class SilentStream(TransientError):
+    """A watch stream sent nothing for its read timeout."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """When one request's retries end, and whether that is the caller's deadline (the run's
@@ -38,8 +62,11 @@ class Limits:
     deadline_first: bool
 
     @classmethod
-    def of(cls, *, budget: float, deadlines: tuple[float | None, ...]) -> Limits:
-        budget_end = time.monotonic() + budget
+    def of(
+        cls, *, budget: float, deadlines: tuple[float | None, ...], since: float | None = None
+    ) -> Limits:
+        """`since`: when the API's current failures began (the budget counts from there)."""
+        budget_end = (time.monotonic() if since is None else since) + budget
         ends = [d for d in deadlines if d is not None]
         if ends and min(ends) < budget_end:
             return cls(give_up_at=min(ends), deadline_first=True)

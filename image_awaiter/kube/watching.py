@@ -29,10 +29,11 @@ import structlog
 
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, Gone
 from image_awaiter.kube.chunked import Line
-from image_awaiter.kube.client import Kube, watch_error
+from image_awaiter.kube.client import Kube, ReadTimeout, watch_error
 from image_awaiter.kube.decoding import Codec, Event
 from image_awaiter.kube.listing import (
     WATCH_LIST_REFUSALS,
+    InitialEventsUnended,
     Undecodable,
     decode_event,
     read_initial_events,
@@ -55,6 +56,7 @@ class WatchTiming:
     watch_seconds: int = 240  # server-side bound of one watch request
     read_timeout: float = 90.0  # no byte for this long: the watch silently died
     resync_seconds: float = 600.0  # full relist, far rarer than the evaluation tick
+    initial_events_wait: float = 10.0  # a streaming list silent this long, unended: use pages
     reconnect_delay: float = 0.5
 
 
@@ -135,7 +137,9 @@ class Watcher(Generic[T]):
         self._name = target.name
         self.requests = 0
 
-    def open(self, *, initial_events: bool = False) -> Generator[Line, None, None]:
+    def open(
+        self, *, initial_events: bool = False, read_timeout: ReadTimeout | None = None
+    ) -> Generator[Line, None, None]:
         """A watch request; with `initial_events`, a streaming list (no resourceVersion: the
         server's watch cache answers with a state at least as new as a quorum read)."""
         seconds = int(self._timing.watch_seconds * random.uniform(0.9, 1.0))
@@ -150,7 +154,8 @@ class Watcher(Generic[T]):
             query["resourceVersion"] = self._store.resource_version
         self._select(query)
         self.requests += 1
-        return self._kube.stream(self._address, query=query, read_timeout=self._timing.read_timeout)
+        timeout = read_timeout or ReadTimeout(self._timing.read_timeout)
+        return self._kube.stream(self._address, query=query, read_timeout=timeout)
 
     def until_resync(self) -> None:
         """Watch until the resync period is over (or we stop)."""
@@ -300,6 +305,9 @@ class Informer(Generic[T]):
                     raise
                 log.info("watch.list_refused", resource=self.name, error=str(error))
                 self.streaming = False
+            except InitialEventsUnended as error:
+                log.info("watch.list_unended", resource=self.name, error=str(error))
+                self.streaming = False
         items, resource_version = read_pages(
             self._kube,
             self._address,
@@ -312,11 +320,16 @@ class Informer(Generic[T]):
     def _stream_list(self, *, then_watch: bool) -> None:
         """A streaming list (see `read_initial_events`); the store is swapped whole and, with
         `then_watch`, the same stream goes on as the watch."""
-        lines = self._watcher.open(initial_events=True)
+        wait = self._timing.initial_events_wait
+        timeout = ReadTimeout(min(wait, self._timing.read_timeout))
+        lines = self._watcher.open(initial_events=True, read_timeout=timeout)
         try:
-            items, resource_version = read_initial_events(lines, self._codec, name=self.name)
+            items, resource_version = read_initial_events(
+                lines, self._codec, name=self.name, wait=wait
+            )
             self.store.replace(items, resource_version)
             if then_watch:
+                timeout.seconds = self._timing.read_timeout  # now an ordinary watch
                 self._watcher.follow_resumably(lines)
         finally:
             lines.close()

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import structlog
 
 from image_awaiter.core.outcomes import GroupOutcome, Outcome, RunRecord, short_verdict
-from image_awaiter.core.pullfacts import NodeImageFact, PullFacts, summarise
+from image_awaiter.core.pullfacts import NodeImageFact, PullFacts, summarise, with_listed
 from image_awaiter.core.readiness import Evaluation, NodeStatus, PullFailure
 from image_awaiter.core.references import ImageRef
 from image_awaiter.output.formats import json_text
@@ -66,7 +66,12 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
         "durationSeconds": record.seconds,
         "summary": summary(evaluation) if evaluation is not None else None,
         **_judged(outcome, record.images),
-        "pulls": _pulls(outcome.pull_facts, record.images, evaluation),
+        "pulls": _pulls(_facts(outcome, record.images), record.images, evaluation),
+        "pullMethod": (
+            {"method": outcome.pull_method.method, "reason": outcome.pull_method.reason}
+            if outcome.pull_method is not None
+            else None
+        ),
         "groups": [_group(group, outcome) for group in outcome.groups],
         "skipped": [
             {
@@ -84,7 +89,8 @@ def build_report(outcome: Outcome) -> dict[str, Any]:
 
 def _judged(outcome: Outcome, images: Sequence[ImageRef]) -> dict[str, list[dict[str, Any]]]:
     """The report's `nodes`, `excluded` and `platformExcluded`, from the last evaluation."""
-    evaluation, done_after, facts = outcome.evaluation, outcome.done_after, outcome.pull_facts
+    evaluation, done_after = outcome.evaluation, outcome.done_after
+    facts = _facts(outcome, images)
     if evaluation is None:
         return {"nodes": [], "excluded": [], "platformExcluded": []}
     nodes: list[dict[str, Any]] = []
@@ -98,7 +104,7 @@ def _judged(outcome: Outcome, images: Sequence[ImageRef]) -> dict[str, list[dict
             node["detail"] = verdict.detail
         if verdict.node in done_after:
             node["doneAfterSeconds"] = round(done_after[verdict.node], 3)
-        if facts is not None and (pulls := facts.for_node(verdict.node, images)):
+        if pulls := facts.for_node(verdict.node, images):
             done = verdict.status is NodeStatus.DONE
             node["pulls"] = [_fact(fact, done=done) for fact in pulls]
         nodes.append(node)
@@ -147,13 +153,17 @@ def _failure(failure: PullFailure) -> dict[str, str]:
     return entry
 
 
+def _facts(outcome: Outcome, images: Sequence[ImageRef]) -> PullFacts:
+    """What the kubelets' events said, and the images each node's own status listed when the
+    run began (present there, event or not)."""
+    return with_listed(outcome.pull_facts, outcome.listed_at_start, images)
+
+
 def _pulls(
-    facts: PullFacts | None, images: Sequence[ImageRef], evaluation: Evaluation | None
-) -> dict[str, Any] | None:
-    """Per image and for the run, from the kubelets' events; for the nodes still targets
-    (facts of nodes that left or were excluded are not counted)."""
-    if facts is None:
-        return None
+    facts: PullFacts, images: Sequence[ImageRef], evaluation: Evaluation | None
+) -> dict[str, Any]:
+    """Per image and for the run, from the kubelets' events and the nodes' own statuses; for
+    the nodes still targets (facts of nodes that left or were excluded are not counted)."""
     targets = {v.node for v in evaluation.verdicts} if evaluation is not None else set()
     kept = PullFacts({pair: f for pair, f in facts.facts.items() if pair[0] in targets})
     return summarise(kept, images)

@@ -22,8 +22,11 @@ from image_awaiter.core import outcomes
 from image_awaiter.core.errors import AwaiterError, DeadlineReached, ExitCode, Interrupted
 from image_awaiter.core.outcomes import Outcome, Result, RunRecord
 from image_awaiter.core.pullerpods import PullerPod
+from image_awaiter.core.pullmethod import choose_pull_method
 from image_awaiter.core.readiness import Evaluation
+from image_awaiter.core.references import parse_image
 from image_awaiter.core.targeting import NodeState
+from image_awaiter.kube.client import server_version
 from image_awaiter.kube.connecting import Connection, connect
 from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
@@ -37,7 +40,8 @@ from image_awaiter.run.policies import Policy, Step, policy_for
 from image_awaiter.run.signals import SignalGuard
 from image_awaiter.run.telling import Teller, start_live_view, stop_live_view, tell_start
 from image_awaiter.run.watches import PullerCaches, Watches
-from image_awaiter.spec.settings import Job, Settings, resolve_job
+from image_awaiter.spec.pullers import AUTO, PullerSettings
+from image_awaiter.spec.settings import Job, Settings, resolve_job, with_pull_method
 
 log = structlog.get_logger("image_awaiter")
 
@@ -140,6 +144,7 @@ class Run:
         self.groups = GroupRuns(context, judging=settings.judging)
         self.facts = PullFactsWatch(context.job.images)
         self.last: Evaluation | None = None
+        self.first: Evaluation | None = None  # before anything was created
         tell_start(context.job, timeout=settings.timeout)
         self.tell = Teller(
             context,
@@ -152,12 +157,14 @@ class Run:
     def go(self) -> Outcome:
         """Read the nodes, then step as the policy says until it ends the run."""
         context, policy = self.context, self.policy
-        if policy.checks_namespace:
-            check_namespace(
-                context.kube, context.namespace, required=False, own=context.own_namespace
-            )
         if policy.once:
-            return self._end(policy.first(self._evaluate(self.watches.read_nodes(), [])))
+            evaluation = self._evaluate(read := self.watches.read_nodes(), [])
+            if policy.checks_namespace and not evaluation.done:  # as `await` before creating
+                self._choose_pull_method(read)
+                check_namespace(
+                    context.kube, context.namespace, required=True, own=context.own_namespace
+                )
+            return self._end(policy.first(evaluation))
         nodes = self.watches.start_nodes()
         context.caches.wait_synced(deadline=context.deadline)
         step = policy.first(self._evaluate(nodes.snapshot(), []))
@@ -165,9 +172,18 @@ class Run:
             log.info("run.fast_path", detail="every target node has every image; nothing created")
         if step is not Step.PULL:
             return self._end(step)
+        self._choose_pull_method(nodes.snapshot())
         pullers = self._pull()
         context.caches.wait_synced(deadline=context.deadline)
         return self._loop(nodes, pullers)
+
+    def _choose_pull_method(self, nodes: dict[str, NodeState]) -> None:
+        """`--pull-method auto`: the generated pullers rebuilt for what it chose, and judged."""
+        chosen = auto_pull_method(self.context, self.last, nodes)
+        if chosen is not None:
+            self.context = chosen
+            self.groups = GroupRuns(self.context, judging=self.context.settings.judging)
+            self._evaluate(nodes, [])  # the new groups' judges, before their DaemonSets exist
 
     def _pull(self) -> PullerCaches:
         """Create every group's DaemonSet and watch what they show."""
@@ -203,6 +219,7 @@ class Run:
         now = time.monotonic()
         errors = self.facts.facts.errors
         evaluation = self.last = self.groups.judge(nodes, pods, now=now, event_errors=errors)
+        self.first = self.first or evaluation
         self.tell.observe(evaluation, self.groups.evaluations(), now=now)
         return evaluation
 
@@ -244,33 +261,63 @@ class Run:
         return outcome
 
     def _pull_failed(self) -> Outcome:
-        failing = self.groups.failing()
-        code, result, message = outcomes.pull_failed(failing[0].evaluation)
-        if self.groups.several:
-            message = f"pull group {failing[0].name}: {message}"
-        outcome = self.outcome(code, result, message)
-        self.tell.pull_failed(failing, outcome.message)
+        outcome = self.outcome(*pull_failed(self.groups, self.context.settings.puller))
+        self.tell.pull_failed(self.groups.failing(), outcome.message)
         return outcome
 
     def timed_out(self, *, cause: DeadlineReached | None = None) -> Outcome:
         """The time is up; `cause` is an API that kept failing until the deadline."""
-        settings = self.context.settings
-        outcome = self.outcome(
-            *outcomes.timed_out(
-                self.last,
-                timeout=settings.timeout,
-                on_timeout=settings.on_timeout,
-                cause=cause.message if cause else None,
-            )
-        )
+        outcome = self.outcome(*timed_out(self.last, self.context.settings, cause=cause))
         self.tell.timed_out(outcome)
         return outcome
 
     def outcome(self, code: ExitCode, result: Result, message: str) -> Outcome:
         facts, done_after = self.tell.final(self.last), self.tell.progress.done_after
-        return Outcome(code, result, message, self.last, done_after, pull_facts=facts)
+        listed, method = outcomes.listed_images(self.first), self.context.pull_method
+        outcome = Outcome(code, result, message, self.last, done_after, pull_facts=facts)
+        return dataclasses.replace(outcome, listed_at_start=listed, pull_method=method)
 
     def close(self) -> None:
         """Stop the caches; delete every DaemonSet this run created unless asked to keep them."""
         self.context.caches.stop()
         self.groups.delete(keep=self.context.settings.keep_daemonset)
+
+
+def auto_pull_method(
+    context: RunContext, evaluation: Evaluation | None, nodes: dict[str, NodeState]
+) -> RunContext | None:
+    """`--pull-method auto`, decided once before anything is created, from the server's
+    version and every target node's runtime: the context with the job's generated pullers
+    built for it and the choice. None when there is nothing to choose."""
+    puller = context.settings.puller
+    if puller.method != AUTO or not context.job.generated or evaluation is None:
+        return None
+    runtimes = {v.node: nodes[v.node].runtime for v in evaluation.verdicts if v.node in nodes}
+    choice = choose_pull_method(server_version=server_version(context.kube), runtimes=runtimes)
+    log.info("pull_method.chosen", method=choice.method, reason=choice.reason)
+    job = with_pull_method(context.job, dataclasses.replace(puller, method=choice.method))
+    return dataclasses.replace(context, job=job, pull_method=choice)
+
+
+def pull_failed(groups: GroupRuns, puller: PullerSettings) -> tuple[ExitCode, Result, str]:
+    """The first failing group's ending, naming the group when there are several; the
+    puller's own images (helper, pause) are told apart from the user's."""
+    failing = groups.failing()
+    helper, pause = (parse_image(i).key for i in (puller.helper_image, puller.pause_image))
+    code, result, message = outcomes.pull_failed(failing[0].evaluation, helper=helper, pause=pause)
+    if groups.several:
+        message = f"pull group {failing[0].name}: {message}"
+    return code, result, message
+
+
+def timed_out(
+    evaluation: Evaluation | None, settings: Settings, *, cause: DeadlineReached | None
+) -> tuple[ExitCode, Result, str]:
+    """The time is up; `cause` is an API that kept failing until the deadline."""
+    return outcomes.timed_out(
+        evaluation,
+        timeout=settings.timeout,
+        on_timeout=settings.on_timeout,
+        cause=cause.message if cause else None,
+        report=bool(settings.report),
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from image_awaiter.core.pullmethod import MethodChoice
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import Connection
 from image_awaiter.kube.watching import Caches, Hold
@@ -32,6 +33,7 @@ class RunContext:
     caches: Caches  # every informer of the run, stopped together
     started: float  # monotonic
     deadline: float | None  # monotonic; None: no timeout
+    pull_method: MethodChoice | None = None  # what `--pull-method auto` chose, once it has
 
 
 def open_context(settings: Settings, job: Job, connection: Connection, *, hold: Hold) -> RunContext:

@@ -42,7 +42,8 @@ class Policy(Protocol):
 
     @property
     def checks_namespace(self) -> bool:
-        """Reads the namespace before judging (a writing run checks it before creating)."""
+        """Reads the namespace when something is missing, as a writing run does before it
+        creates anything (which checks it itself)."""
         ...
 
     def first(self, evaluation: Evaluation) -> Step:
@@ -61,7 +62,7 @@ class Check:
     name: str = "check"
     once: bool = True
     writes: bool = False
-    checks_namespace: bool = True
+    checks_namespace: bool = False  # creates nothing in one, so needs none
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.MISSING
@@ -77,7 +78,7 @@ class Plan:
     name: str = "plan"
     once: bool = True
     writes: bool = False
-    checks_namespace: bool = False
+    checks_namespace: bool = True  # when something is missing, as `await` before creating
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.PLANNED

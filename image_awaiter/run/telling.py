@@ -18,6 +18,7 @@ from image_awaiter.core.outcomes import Outcome
 from image_awaiter.core.pullfacts import PullFacts
 from image_awaiter.core.readiness import Evaluation
 from image_awaiter.core.references import ImageKey
+from image_awaiter.core.wording import counted
 from image_awaiter.output import logs
 from image_awaiter.output.liveview import LiveView, live_view_wanted
 from image_awaiter.output.progress import LivePicture, Progress
@@ -137,8 +138,9 @@ class Teller:
         images = ", ".join(i.original for i in self._job.images)
         self._pod_events.record(
             "ImagesPulling",
-            f"pulling {len(self._job.images)} images ({images}) on {waiting} of "
-            f"{len(evaluation.verdicts)} target nodes ({len(evaluation.excluded)} excluded)",
+            f"pulling {counted(len(self._job.images), 'image')} ({images}) on {waiting} of "
+            f"{counted(len(evaluation.verdicts), 'target node')} "
+            f"({len(evaluation.excluded)} excluded)",
         )
 
     def succeeded(self, evaluation: Evaluation, message: str) -> None:

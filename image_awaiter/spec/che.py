@@ -113,5 +113,8 @@ def _json(text: str, *, key: str, expected: type) -> Any:
         ) from None
     if not isinstance(value, expected):
         name = "an object" if expected is dict else "a list"
-        raise UsageError(f"{key}: must be JSON {name}")
+        raise UsageError(
+            f"{key}: must be JSON {name}",
+            hint="kubernetes-image-puller reads it as JSON and exits on this value",
+        )
     return value

@@ -38,7 +38,7 @@ class GateSettings:
     def check(self) -> GateSettings:
         """Refuse contradictions before anything touches the cluster."""
         if self.rules.max_wait <= 0:
-            raise UsageError("--max-wait must be greater than zero")
+            raise UsageError("--max-wait must be greater than zero", hint="e.g. 15m (the default)")
         lease = self.lease
         if not 0 < lease.retry_period < lease.renew_deadline < lease.duration:
             raise UsageError(

@@ -144,7 +144,9 @@ def _yaml_error(error: yaml.YAMLError, *, text: str, where: str) -> UsageError:
     template = _helm_source(text, mark.line) if mark is not None else None
     origin = f" ({template})" if template else ""
     problem = getattr(error, "problem", None) or type(error).__name__
-    return UsageError(f"{where}{origin}: not valid YAML{at}: {problem}")
+    return UsageError(
+        f"{where}{origin}: not valid YAML{at}: {problem}", hint="fix the YAML at the place named"
+    )
 
 
 def _helm_source(text: str, line: int) -> str | None:
@@ -161,11 +163,14 @@ def _walk(document: Any, *, where: str) -> Found:
     """The workloads in one document: a workload, a `*List` of documents, or anything else."""
     if not isinstance(document, dict):
         raise UsageError(
-            f"{where}: not a Kubernetes object (a {_type_name(document)}, not a mapping)"
+            f"{where}: not a Kubernetes object (a {_type_name(document)}, not a mapping)",
+            hint="give Kubernetes objects (mappings with a kind)",
         )
     kind = document.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise UsageError(f"{where}: not a Kubernetes object (no kind)")
+        raise UsageError(
+            f"{where}: not a Kubernetes object (no kind)", hint="give each document a kind"
+        )
     items = document.get("items")
     if kind.endswith("List") and isinstance(items, list):
         found = Found()
@@ -279,14 +284,19 @@ def _pod_spec(document: Mapping[str, Any], *, kind: str, label: str) -> Mapping[
     for depth, step in enumerate(path):
         node = node.get(step) if isinstance(node, dict) else None
         if not isinstance(node, dict):
-            raise UsageError(f"{label}: no {'.'.join(path[: depth + 1])}")
+            raise UsageError(
+                f"{label}: no {'.'.join(path[: depth + 1])}", hint="fix the workload's pod template"
+            )
     spec = node.get("spec")
     where = ".".join((*path, "spec"))
     if not isinstance(spec, dict):
-        raise UsageError(f"{label}: no {where}")
+        raise UsageError(f"{label}: no {where}", hint="fix the workload's pod template")
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise UsageError(f"{label}: {where}.containers must list at least one container")
+        raise UsageError(
+            f"{label}: {where}.containers must list at least one container",
+            hint="fix the workload's pod template",
+        )
     return spec
 
 
@@ -306,7 +316,10 @@ def pod_images(pod_spec: Mapping[str, Any], *, label: str) -> tuple[str, ...]:
 
 def _image(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
-        raise UsageError(f"{where}: expected a string, found {_type_name(value)}")
+        raise UsageError(
+            f"{where}: expected a string, found {_type_name(value)}",
+            hint="give the image as a string",
+        )
     try:
         parse_image(value)
     except UsageError as error:
@@ -361,7 +374,10 @@ def _node_selector(pod_spec: Mapping[str, Any], *, label: str) -> dict[str, str]
 
 def _term(term: Any, *, where: str) -> Term:
     if not isinstance(term, dict):
-        raise UsageError(f"{where}: expected a mapping, found {_type_name(term)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {_type_name(term)}",
+            hint="fix the node affinity term",
+        )
     return Term(
         expressions=_expressions(term, "matchExpressions", where=where),
         fields=_expressions(term, "matchFields", where=where),
@@ -373,7 +389,10 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
     for index, raw in enumerate(_list(term, part, label=where)):
         at = f"{where}.{part}[{index}]"
         if not isinstance(raw, dict):
-            raise UsageError(f"{at}: expected a mapping, found {_type_name(raw)}")
+            raise UsageError(
+                f"{at}: expected a mapping, found {_type_name(raw)}",
+                hint="fix the selector expression",
+            )
         values = [_text(v, where=f"{at}.values") for v in _list(raw, "values", label=at)]
         expressions.add(
             Requirement(
@@ -387,7 +406,9 @@ def _expressions(term: Mapping[str, Any], part: str, *, where: str) -> tuple[Req
 
 def _toleration(raw: Any, *, where: str) -> Toleration:
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: expected a mapping, found {_type_name(raw)}")
+        raise UsageError(
+            f"{where}: expected a mapping, found {_type_name(raw)}", hint="fix the toleration"
+        )
     fields = {
         name: _text(raw[name], where=f"{where}.{name}")
         for name in ("key", "operator", "value", "effect")
@@ -404,7 +425,10 @@ def _mapping(parent: Mapping[str, Any], name: str, *, label: str) -> Mapping[str
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UsageError(f"{label}: {name} must be a mapping, found {_type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a mapping, found {_type_name(value)}",
+            hint="fix the field named",
+        )
     return value
 
 
@@ -413,14 +437,19 @@ def _list(parent: Mapping[str, Any], name: str, *, label: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise UsageError(f"{label}: {name} must be a list, found {_type_name(value)}")
+        raise UsageError(
+            f"{label}: {name} must be a list, found {_type_name(value)}", hint="fix the field named"
+        )
     return value
 
 
 def _text(value: Any, *, where: str) -> str:
     if not isinstance(value, str):
         hint = " (quote it in YAML)" if isinstance(value, bool | int | float) else ""
-        raise UsageError(f"{where}: expected a string, found {_type_name(value)}{hint}")
+        raise UsageError(
+            f"{where}: expected a string, found {_type_name(value)}{hint}",
+            hint="fix the field named",
+        )
     return value
 
 
@@ -476,7 +505,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
         if not files:
             raise UsageError(
                 f"--from-manifests: no {', '.join('*' + s for s in MANIFEST_SUFFIXES)} files "
-                f"under {path}"
+                f"under {path}",
+                hint="give a directory holding manifests, or the files themselves",
             )
         for file in files:
             yield file, _read(file)
@@ -487,7 +517,8 @@ def _texts(path: str, *, stdin: TextIO) -> Iterator[tuple[str, str]]:
 def _manifest_files(directory: str) -> list[str]:
     def fail(error: OSError) -> None:
         raise UsageError(
-            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}"
+            f"--from-manifests: cannot read directory {error.filename}: {error.strerror}",
+            hint="check the directory's permissions",
         )
 
     files = [
@@ -503,8 +534,15 @@ def _read(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--from-manifests: file not found: {path}") from None
+        raise UsageError(
+            f"--from-manifests: file not found: {path}", hint="check the path"
+        ) from None
     except UnicodeDecodeError:
-        raise UsageError(f"--from-manifests: {path} is not UTF-8 text") from None
+        raise UsageError(
+            f"--from-manifests: {path} is not UTF-8 text", hint="give YAML or JSON text"
+        ) from None
     except OSError as error:
-        raise UsageError(f"--from-manifests: cannot read {path}: {error.strerror}") from None
+        raise UsageError(
+            f"--from-manifests: cannot read {path}: {error.strerror}",
+            hint="check the file's permissions",
+        ) from None

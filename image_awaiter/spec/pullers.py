@@ -34,6 +34,10 @@ DEFAULT_HELPER_IMAGE = f"ghcr.io/image-awaiter/image-awaiter:{__version__}"
 DEFAULT_PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
 PullMethod = Literal["initContainers", "imageVolumes"]
+# `auto` (issue 19, not the default yet): image volumes where the server and every target
+# node's runtime support them (core/pullmethod.py), chosen once the nodes are read; until then
+# the puller is built with init containers.
+AUTO = "auto"
 
 # Large enough for any runtime's container init (che's 20Mi OOM-killed), small enough for quotas.
 DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
@@ -56,7 +60,7 @@ RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
 class PullerSettings:
     """How a generated puller pod looks; the chart renders the same pod from its values."""
 
-    method: PullMethod = "initContainers"
+    method: PullMethod | Literal["auto"] = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
     node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
@@ -101,7 +105,10 @@ def _documents(text: str, *, source: str) -> list[Any]:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
-        raise UsageError(f"{source}: not valid YAML or JSON{at}: {problem}") from None
+        raise UsageError(
+            f"{source}: not valid YAML or JSON{at}: {problem}",
+            hint="fix the YAML at the place named",
+        ) from None
 
 
 def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
@@ -109,7 +116,8 @@ def parse_manifest(text: str, *, source: str) -> dict[str, Any]:
     documents = _documents(text, source=source)
     if len(documents) != 1:
         raise UsageError(
-            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}"
+            f"{source}: expected exactly one DaemonSet manifest, found {len(documents)}",
+            hint="give one DaemonSet per document",
         )
     manifest = documents[0]
     validate_daemonset(manifest, source=source)
@@ -135,7 +143,10 @@ def parse_daemonsets(text: str, *, source: str) -> list[dict[str, Any]]:
         else:
             manifests.append((where, document))
     if not manifests:
-        raise UsageError(f"{source}: no DaemonSet manifest found")
+        raise UsageError(
+            f"{source}: no DaemonSet manifest found",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
+        )
     for where, manifest in manifests:
         validate_daemonset(manifest, source=where)
     return [dict(manifest) for _, manifest in manifests]
@@ -151,12 +162,16 @@ def daemonset_base_name(manifest: Mapping[str, Any], *, run_id_chars: int = 8) -
 def validate_daemonset(manifest: Any, *, source: str) -> None:
     """Raise `UsageError` naming the first problem the API server would reject, or worse."""
     if not isinstance(manifest, dict):
-        raise UsageError(f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}")
+        raise UsageError(
+            f"{source}: expected a DaemonSet mapping, found {type(manifest).__name__}",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
+        )
     kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
     if kind != "DaemonSet" or api_version != "apps/v1":
         raise UsageError(
             f"{source}: expected kind DaemonSet, apiVersion apps/v1; found kind {kind!r}, "
-            f"apiVersion {api_version!r}"
+            f"apiVersion {api_version!r}",
+            hint="give a DaemonSet manifest (kind: DaemonSet, apiVersion: apps/v1)",
         )
     spec = _mapping(manifest.get("spec"), f"{source}: spec")
     template = _mapping(spec.get("template"), f"{source}: spec.template")
@@ -164,7 +179,8 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
     containers = pod_spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise UsageError(
-            f"{source}: spec.template.spec.containers must list at least one container"
+            f"{source}: spec.template.spec.containers must list at least one container",
+            hint="add a container (e.g. registry.k8s.io/pause)",
         )
     names: set[str] = set()
     for part in ("initContainers", "containers"):
@@ -173,12 +189,18 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
             container = _mapping(container, where)
             name, image = container.get("name"), container.get("image")
             if not isinstance(name, str) or not name:
-                raise UsageError(f"{where}: container needs a name")
+                raise UsageError(f"{where}: container needs a name", hint="name every container")
             if name in names:
-                raise UsageError(f"{where}: duplicate container name {name!r}")
+                raise UsageError(
+                    f"{where}: duplicate container name {name!r}",
+                    hint="give each container its own name",
+                )
             names.add(name)
             if not isinstance(image, str) or not image:
-                raise UsageError(f"{where}: container {name!r} needs an image")
+                raise UsageError(
+                    f"{where}: container {name!r} needs an image",
+                    hint="give every container an image",
+                )
     for ref in pod_images(pod_spec):
         parse_image(ref)
     _check_selector(spec, template, source=source)
@@ -186,7 +208,7 @@ def validate_daemonset(manifest: Any, *, source: str) -> None:
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise UsageError(f"{where} is missing or not a mapping")
+        raise UsageError(f"{where} is missing or not a mapping", hint="fix the DaemonSet manifest")
     return value
 
 
@@ -195,13 +217,17 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
     if not isinstance(selector, dict) or not (
         selector.get("matchLabels") or selector.get("matchExpressions")
     ):
-        raise UsageError(f"{source}: spec.selector needs matchLabels or matchExpressions")
+        raise UsageError(
+            f"{source}: spec.selector needs matchLabels or matchExpressions",
+            hint="select the pod template's labels",
+        )
     labels = (template.get("metadata") or {}).get("labels") or {}
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             raise UsageError(
                 f"{source}: spec.selector.matchLabels {key}={value} does not match the pod "
-                "template's labels (spec.template.metadata.labels)"
+                "template's labels (spec.template.metadata.labels)",
+                hint="make the selector match the template's labels",
             )
     for expression in selector.get("matchExpressions") or []:
         key, op = expression.get("key"), expression.get("operator")
@@ -212,7 +238,8 @@ def _check_selector(spec: Mapping[str, Any], template: Mapping[str, Any], *, sou
         if not ok:
             raise UsageError(
                 f"{source}: spec.selector.matchExpressions {key} {op} {values} does not match "
-                "the pod template's labels"
+                "the pod template's labels",
+                hint="make the selector match the template's labels",
             )
 
 
@@ -295,7 +322,7 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
             "runAsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        **PULL_METHODS[settings.method](images, settings),
+        **PULL_METHODS[_method(settings)](images, settings),
     }
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
@@ -308,6 +335,23 @@ def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     return spec
+
+
+def _method(settings: PullerSettings) -> PullMethod:
+    return "imageVolumes" if settings.method == "imageVolumes" else "initContainers"
+
+
+def with_pull_method(
+    manifest: Mapping[str, Any], images: Sequence[ImageRef], settings: PullerSettings
+) -> dict[str, Any]:
+    """A generated puller's manifest with the parts its pull method builds (init containers,
+    volumes, containers) built again for `settings.method`; its placement is kept."""
+    rebuilt = copy.deepcopy(dict(manifest))
+    spec = rebuilt["spec"]["template"]["spec"]
+    for key in ("initContainers", "volumes", "containers"):
+        spec.pop(key, None)
+    spec.update(PULL_METHODS[_method(settings)]([image.original for image in images], settings))
+    return rebuilt
 
 
 def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the workload manifests but never the cluster."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import sys
@@ -26,6 +27,7 @@ from image_awaiter.spec.pullers import (
     parse_daemonsets,
     unique_images,
 )
+from image_awaiter.spec.pullers import with_pull_method as rebuild_puller
 
 if TYPE_CHECKING:  # a type only: outcomes are imported by the run
     from image_awaiter.core.outcomes import Skipped
@@ -124,6 +126,7 @@ class Job:
     groups: tuple[Group, ...]
     source: str  # the spec files, the manifests, or "generated"
     skipped: tuple[Skipped, ...] = ()  # custom resources whose images are not awaited
+    generated: bool = False  # its pullers are generated (--image alone, --from-manifests)
 
     @property
     def images(self) -> tuple[ImageRef, ...]:
@@ -146,12 +149,18 @@ class Job:
 
 def resolve_job(settings: Settings) -> Job:
     if settings.interval <= 0:
-        raise UsageError("--interval must be greater than zero")
+        raise UsageError(
+            "--interval must be greater than zero", hint="use a positive duration such as 2s"
+        )
     if settings.timeout < 0:
-        raise UsageError("--timeout must not be negative (0 means never)")
+        raise UsageError(
+            "--timeout must not be negative (0 means never)",
+            hint="use a duration such as 10m, or 0 for never",
+        )
     if settings.output is not None and not settings.dry_run:
         raise UsageError(
-            "-o/--output prints the DaemonSets a --dry-run would create; add --dry-run"
+            "-o/--output prints the DaemonSets a --dry-run would create",
+            hint="add --dry-run or drop -o",
         )
     if settings.output is not None and settings.report == "-":
         raise UsageError(
@@ -180,7 +189,7 @@ def resolve_job(settings: Settings) -> Job:
             manifest=manifest,
             placement=placement_from_pod_spec(manifest["spec"]["template"]["spec"]),
         )
-        job = Job(groups=(group,), source="generated")
+        job = Job(groups=(group,), source="generated", generated=True)
     _check_names(job.groups)
     return job
 
@@ -250,7 +259,20 @@ def _from_manifests(settings: Settings) -> Job:
         groups=tuple(groups),
         source=", ".join("stdin" if p == "-" else p for p in settings.manifests),
         skipped=found.skipped,
+        generated=True,
     )
+
+
+def with_pull_method(job: Job, puller: PullerSettings) -> Job:
+    """The job with each generated puller built for `puller.method` (`--pull-method auto`,
+    once decided); a job from spec files is as its files say."""
+    if not job.generated:
+        return job
+    groups = tuple(
+        dataclasses.replace(g, manifest=rebuild_puller(g.manifest, g.images, puller))
+        for g in job.groups
+    )
+    return dataclasses.replace(job, groups=groups)
 
 
 def generated_name(group: str) -> str:
@@ -288,8 +310,10 @@ def _read(path: str, *, option: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"{option}: file not found: {path}") from None
+        raise UsageError(f"{option}: file not found: {path}", hint="check the path") from None
     except IsADirectoryError:
-        raise UsageError(f"{option}: {path} is a directory") from None
+        raise UsageError(f"{option}: {path} is a directory", hint="give a file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{option}: cannot read {path}: {error}") from None
+        raise UsageError(
+            f"{option}: cannot read {path}: {error}", hint="check the file's permissions"
+        ) from None

@@ -57,7 +57,7 @@ def test_success_is_written_to_the_termination_log_too_and_stderr_stays_quiet(
     termination_log = tmp_path / "message"
     result = run_cli("await", "--image", BUSYBOX, "--termination-log", str(termination_log))
     assert result.code == 0, result.output
-    assert termination_log.read_text() == "image-awaiter: all 1 target nodes have all 1 images\n"
+    assert termination_log.read_text() == "image-awaiter: the 1 target node has the 1 image\n"
     assert "image-awaiter: " not in result.stderr
 
 
@@ -91,3 +91,41 @@ def test_an_await_elsewhere_still_checks_that_the_namespace_exists(sim: Any, run
     )
     assert result.code == 0, result.output
     assert len(_namespace_reads(sim)) == 1
+
+
+# CRI-O relays a registry's errors one per line: cri-o/cri-o#2331 (crictl pull, 2019-05-03),
+# "Error reading manifest latest in docker.io/crio/busybox: errors:\ndenied: ...\nunauthorized:
+# ...", here for a private quay.io repository as issue 19 quotes it.
+CRIO_DENIED = (
+    "rpc error: code = Unknown desc = Error reading manifest 1 in quay.io/org/private: errors:\n"
+    "denied: requested access to the resource is denied\n"
+    "unauthorized: authentication required\n"
+)
+
+
+def test_a_runtimes_multi_line_error_stays_one_line_on_stderr_and_in_the_termination_log(
+    sim: Any, run_cli: Any, tmp_path: Path
+) -> None:
+    sim.add_node("a", runtime="cri-o")
+    sim.fail_pull("quay.io/org/private:1", reason="ErrImagePull", message=CRIO_DENIED)
+    termination_log = tmp_path / "termination-log"
+    result = run_cli(
+        "await",
+        "--image",
+        "quay.io/org/private:1",
+        "--interval",
+        "200ms",
+        env={"IMAGE_AWAITER_TERMINATION_LOG": str(termination_log)},
+    )
+    assert result.code == 4, result.output
+    written = termination_log.read_text()
+    assert written.count("\n") == 1 and written == result.last_line + "\n"
+    final = [line for line in result.stderr.splitlines() if "image-awaiter: " in line]
+    assert final == [result.last_line]
+    assert (
+        "Error reading manifest 1 in quay.io/org/private: errors: denied: requested access to "
+        "the resource is denied, unauthorized: authentication required; "
+    ) in result.last_line
+    assert result.report is not None and result.report["message"] == result.last_line.removeprefix(
+        "image-awaiter: "
+    )

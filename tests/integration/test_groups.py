@@ -366,7 +366,7 @@ def test_a_dry_run_with_nothing_missing_exits_0_and_prints_the_plan_on_stdout(
     result = run_cli("await", "--image", "busybox:1.36", "--dry-run")
     assert result.code == 0, result.output
     assert writes(sim) == []
-    assert "group default: 1 images (busybox:1.36); 2 target nodes, 0 lacking" in result.stdout
+    assert "group default: 1 image (busybox:1.36); 2 target nodes, 0 lacking" in result.stdout
     assert json.dumps(result.report["result"]) == '"planned"'
 
 

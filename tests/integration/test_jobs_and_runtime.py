@@ -353,7 +353,7 @@ def test_what_the_process_writes_to_the_termination_message_path_becomes_the_mes
     # The awaiter writes its final one-line message to the file the runtime names for the
     # container's terminationMessagePath (IMAGE_AWAITER_TERMINATION_LOG).
     message = pod.status.container_statuses[0].state.terminated.message
-    assert message.strip() == "image-awaiter: all 1 target nodes have all 1 images"
+    assert message.strip() == "image-awaiter: the 1 target node has the 1 image"
 
 
 def test_deleting_the_jobs_pod_sends_sigterm_so_the_awaiter_removes_its_daemonset_first(

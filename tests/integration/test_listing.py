@@ -4,6 +4,7 @@ served from."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from image_awaiter.core.errors import InvalidObject
 from image_awaiter.core.references import parse_image
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.client import Kube, ReadTimeout
 from image_awaiter.kube.connecting import connect
 from image_awaiter.kube.nodecodec import NodeCodec
 from image_awaiter.kube.podcodec import PodCodec
@@ -61,7 +62,7 @@ def test_a_server_without_watch_list_refuses_it_with_the_real_status(sim: Any, k
     sim.watch_list = False
     query = {"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
     with pytest.raises(InvalidObject) as refused:
-        list(kube.stream(NODES.address(), query=query, read_timeout=5))
+        list(kube.stream(NODES.address(), query=query, read_timeout=ReadTimeout(5)))
     assert refused.value.status == 422
     assert (
         'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents'
@@ -132,3 +133,19 @@ def test_check_reads_nodes_streaming_or_in_pages_where_the_server_refuses(
     result = run_cli("check", "--image", COMMON_IMAGE)
     assert result.code == 0, result.output
     assert request_counts(r for r in sim.requests if r.path == "/api/v1/nodes") == node_requests
+
+
+def test_check_reads_pages_when_a_streaming_list_never_ends(sim: Any, run_cli: Any) -> None:
+    """A server (or proxy) that accepts `sendInitialEvents=true` and streams the nodes but never
+    sends the initial-events-end bookmark: `check` reads pages after the 10 s wait instead of
+    retrying the same watch until its timeout (issue 19)."""
+    sim.initial_events_end = False
+    sim.registry.add(COMMON_IMAGE)
+    sim.add_node("a", images=[COMMON_IMAGE])
+    started = time.monotonic()
+    result = run_cli("check", "--image", COMMON_IMAGE, "--timeout", "60s", timeout=90)
+    assert result.code == 0, result.output
+    assert 10 <= time.monotonic() - started < 10 + 8
+    node_requests = request_counts(r for r in sim.requests if r.path == "/api/v1/nodes")
+    assert node_requests == {"streaming list": 1, "quorum list page": 1}
+    assert "watch.list_unended" in result.stderr

@@ -235,7 +235,7 @@ def test_the_reports_pull_facts_match_what_the_kubelets_did(
     assert node_report(ended, "has-small")["pulls"][-1]["state"] == "present"
     pulls = {p["image"]: p for p in ended.report["pulls"]["images"]}
     assert pulls[big]["pulledOn"] == 3 and pulls[big]["totalBytes"] == 3 * 734_003_200
-    assert pulls[small]["pulledOn"] == 2 and pulls[small]["alreadyPresentOn"] == 1
+    assert pulls[small]["pulledOn"] == 2 and pulls[small]["alreadyPresentOn"] == ["has-small"]
     slowest = max(
         (r for r in sim.pull_history(image=big) if r.outcome == "pulled"),
         key=lambda r: r.seconds or 0.0,
@@ -305,3 +305,41 @@ def test_without_leave_to_read_events_the_run_succeeds_with_a_warning(
     assert "forbidden" in warning["error"].lower(), warning
     [pull] = node_report(ended, "a")["pulls"]
     assert (pull["state"], pull["source"]) == ("pulled", "container-status")
+
+
+def test_a_node_whose_status_lists_every_image_is_named_present_in_the_report(
+    sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """It gets no puller pod (the DaemonSet skips it by name), so no kubelet event: the report
+    said nothing about its images (issue 19)."""
+    sim.registry.add(APP, pull_seconds=1.0)
+    sim.add_node("has-it", images=[APP])
+    sim.add_node("lacks-it")
+    ended = await_image(kubeconfig, tmp_path, APP)
+    assert ended.code == 0, ended.stderr
+    assert [r.node for r in sim.pull_history(image=APP)] == ["lacks-it"], "no pod on has-it"
+    assert node_report(ended, "has-it")["pulls"] == [
+        {"image": APP, "state": "present", "source": "node-status"}
+    ]
+    [summary] = ended.report["pulls"]["images"]
+    assert summary["alreadyPresentOn"] == ["has-it"] and summary["pulledOn"] == 1
+
+
+def test_a_helper_image_that_cannot_be_pulled_is_named_as_the_pullers_not_the_users(
+    sim: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """Issue 19: the default helper image was not published, and the final line read as if
+    the user's image had failed."""
+    from image_awaiter.spec.pullers import DEFAULT_HELPER_IMAGE
+
+    sim.add_node("a")
+    sim.fail_pull(DEFAULT_HELPER_IMAGE, kind="repository-not-found")
+    ended = await_image(kubeconfig, tmp_path, APP)
+    assert ended.code == 4, ended.stderr
+    last = ended.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"image-awaiter: the puller's helper image {DEFAULT_HELPER_IMAGE} (not one of your "
+        "images) cannot be pulled on node a"
+    )
+    assert "--helper-image" in last and "--pull-method imageVolumes" in last
+    assert "Kubernetes 1.35+, containerd 2 or CRI-O 1.30+" in last

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,48 @@ def test_a_streaming_list_goes_on_as_the_watch(sim: Any, informer_factory: Any) 
     informer = informer_factory()
     informer.start()
     assert wait_until(informer, lambda items: items == {"n0": "red"})
+    sim.add_node("n1", labels={"color": "blue"})
+    assert wait_until(informer, lambda items: items == {"n0": "red", "n1": "blue"})
+    requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert request_counts(requests) == {"streaming list": 1}
+
+
+@pytest.mark.parametrize(
+    "bookmark_interval",
+    [0.2, 1000.0],
+    ids=["plain bookmarks keep coming", "the stream goes silent"],
+)
+def test_a_streaming_list_that_never_ends_falls_back_to_pages_within_the_wait(
+    sim: Any, informer_factory: Any, bookmark_interval: float
+) -> None:
+    """A server (or a proxy dropping sendInitialEvents) that sends the objects but never the
+    initial-events-end bookmark: pages after `initial_events_wait`, not the same watch again."""
+    sim.initial_events_end = False
+    sim.bookmark_interval = bookmark_interval
+    for index in range(4):
+        sim.add_node(f"n{index}", labels={"color": "red"})
+    timing = WatchTiming(page_size=3, watch_seconds=30, read_timeout=10, initial_events_wait=1.0)
+    informer = informer_factory(timing)
+    started = time.monotonic()
+    assert informer.list_once() == {f"n{index}": "red" for index in range(4)}
+    assert time.monotonic() - started < 1.0 + 2.0
+    requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]
+    assert request_counts(requests) == {"streaming list": 1, "quorum list page": 2}
+    assert informer.streaming is False
+
+
+def test_after_its_initial_events_a_streaming_list_waits_as_long_as_any_watch(
+    sim: Any, informer_factory: Any
+) -> None:
+    """The short wait is for the initial events only: the watch it goes on as keeps its read
+    timeout, so a quiet minute does not restart it."""
+    sim.bookmark_interval = 1000.0
+    sim.add_node("n0", labels={"color": "red"})
+    timing = WatchTiming(page_size=3, watch_seconds=30, read_timeout=10, initial_events_wait=0.5)
+    informer = informer_factory(timing)
+    informer.start()
+    assert wait_until(informer, lambda items: items == {"n0": "red"})
+    time.sleep(1.5)  # a quiet spell three times the initial-events wait; nothing to wait on
     sim.add_node("n1", labels={"color": "blue"})
     assert wait_until(informer, lambda items: items == {"n0": "red", "n1": "blue"})
     requests = [r for r in sim.requests if r.path == "/api/v1/nodes"]

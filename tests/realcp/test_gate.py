@@ -188,4 +188,6 @@ def test_a_stale_taints_read_is_refused_by_the_real_api_and_retried(
         )
         assert writer.untaint(name, json.dumps([GATE]).encode()) is True
         assert writer.requests == {"untaint": 2, "reread": 1}
-        assert [t["key"] for t in taints(admin, name)] == [FOREIGN["key"]]
+        keys = [t["key"] for t in taints(admin, name)]
+        # the node lifecycle controller may have added its own taint meanwhile: kept too
+        assert GATE_KEY not in keys and FOREIGN["key"] in keys

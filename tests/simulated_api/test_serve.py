@@ -92,3 +92,44 @@ def test_serve_prints_its_kubeconfig_serves_kubectl_and_exits_0_on_sigterm(tmp_p
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
+
+
+def test_the_readme_await_against_make_sim_pulls_with_the_default_helper_image(
+    tmp_path: Path,
+) -> None:
+    """Issue 19: `make sim`'s registry lacked the project's own image, so the default
+    `--helper-image` failed on every node (exit 4); it holds it, as ghcr.io will once the
+    release workflow has run."""
+    kubeconfig = tmp_path / "kubeconfig"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simcluster",
+            "serve",
+            "--nodes=2",
+            "--image=quay.io/example/model:1=0.2",
+            f"--kubeconfig={kubeconfig}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("simulated cluster at ")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)}
+        env = {k: v for k, v in env.items() if not k.startswith("IMAGE_AWAITER_")}
+        ran = subprocess.run(
+            [sys.executable, "-m", "image_awaiter", "await", "--image", "quay.io/example/model:1"],
+            capture_output=True,
+            text=True,
+            env={**env, "IMAGE_AWAITER_LOG_FORMAT": "json", "IMAGE_AWAITER_INTERVAL": "200ms"},
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0

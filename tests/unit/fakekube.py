@@ -107,7 +107,7 @@ class FakeKube:
         return decode(json.dumps(self._list(address, query or {})).encode())
 
     def stream(
-        self, address: Address, *, query: Mapping[str, str | int], read_timeout: float
+        self, address: Address, *, query: Mapping[str, str | int], read_timeout: Any
     ) -> Generator[bytes, None, None]:
         """A watch: with `sendInitialEvents`, every object and the bookmark that ends them;
         then the changes after the resourceVersion, until it has been quiet for a moment."""

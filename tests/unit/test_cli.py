@@ -29,13 +29,15 @@ def run_main(*argv: str) -> tuple[int, str]:
         (["await", "--on-timeout", "maybe"], "'maybe' is not one of 'fail', 'succeed'"),
         (["await", "--no-such-option"], "No such option '--no-such-option'"),
         (["wait"], "No such command 'wait'"),
+        (["await", "--timeout", "5M"], "invalid duration '5M'"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], expected: str) -> None:
     code, err = run_main(*argv)
     assert code == 2
     [line] = err.splitlines()
-    assert line.startswith("image-awaiter: ") and expected in line and "(see --help)" in line
+    assert line.startswith("image-awaiter: ") and expected in line
+    assert line.endswith("; see image-awaiter --help"), "the `; what to do` half"
 
 
 def test_a_bad_toleration_is_a_usage_error_before_anything_connects() -> None:
@@ -56,16 +58,18 @@ def test_the_commands_return_their_ending_in_process() -> None:
         cli, ["await", "--image", "busybox", "--interval", "0"], standalone_mode=False
     )
     assert result.exception is None, result.output
-    assert result.return_value == Ending(2, "--interval must be greater than zero", None)
+    assert result.return_value == Ending(
+        2, "--interval must be greater than zero; use a positive duration such as 2s", None
+    )
 
 
 def test_finish_writes_the_termination_log_on_success_but_prints_nothing(tmp_path: Path) -> None:
     err = io.StringIO()
     target = tmp_path / "termination-log"
     with pytest.raises(SystemExit) as leaving:
-        finish(Ending(0, "all 3 target nodes have all 1 images", str(target)), err=err)
+        finish(Ending(0, "all 3 target nodes have the 1 image", str(target)), err=err)
     assert leaving.value.code == 0 and err.getvalue() == ""
-    assert target.read_text() == "image-awaiter: all 3 target nodes have all 1 images\n"
+    assert target.read_text() == "image-awaiter: all 3 target nodes have the 1 image\n"
 
 
 def test_the_termination_log_defaults_to_the_kubelets_file_only_in_a_pod() -> None:

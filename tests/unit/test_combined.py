@@ -77,7 +77,7 @@ def test_progress_names_each_groups_done_nodes_of_its_targets() -> None:
 def test_the_plain_plan_says_per_group_what_each_node_lacks() -> None:
     gpu = _group("gpu", _done("gpu-0"), _pulling("gpu-1", CUDA.original), excluded={"c": "x"})
     assert plan_text([gpu], table=False) == (
-        f"group gpu: 1 images ({CUDA.original}); 2 target nodes, 1 lacking images, 1 excluded\n"
+        f"group gpu: 1 image ({CUDA.original}); 2 target nodes, 1 lacking images, 1 excluded\n"
         f"  node gpu-1 lacks {CUDA.original}\n"
     )
 

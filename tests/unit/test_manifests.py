@@ -503,19 +503,26 @@ def _read_error(paths: list[str], stdin: str = "") -> str:
 
 def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    assert _read_error([str(missing)]) == f"--from-manifests: file not found: {missing}"
+    assert (
+        _read_error([str(missing)])
+        == f"--from-manifests: file not found: {missing}; check the path"
+    )
 
 
 def test_a_file_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
     binary = tmp_path / "image.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    assert _read_error([str(binary)]) == f"--from-manifests: {binary} is not UTF-8 text"
+    assert (
+        _read_error([str(binary)])
+        == f"--from-manifests: {binary} is not UTF-8 text; give YAML or JSON text"
+    )
 
 
 def test_a_directory_without_manifests_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# nothing here")
     assert _read_error([str(tmp_path)]) == (
-        f"--from-manifests: no *.yaml, *.yml, *.json files under {tmp_path}"
+        f"--from-manifests: no *.yaml, *.yml, *.json files under {tmp_path}; "
+        "give a directory holding manifests, or the files themselves"
     )
 
 
@@ -536,7 +543,8 @@ def test_a_directory_the_system_refuses_to_list_is_a_usage_error(
 
     monkeypatch.setattr(os, "scandir", scandir)
     assert _read_error([str(tmp_path)]) == (
-        f"--from-manifests: cannot read directory {locked}: Permission denied"
+        f"--from-manifests: cannot read directory {locked}: Permission denied; "
+        "check the directory's permissions"
     )
 
 

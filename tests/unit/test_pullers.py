@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -23,6 +24,7 @@ from image_awaiter.spec.pullers import (
     prepare_for_run,
     puller_pod_spec,
     validate_daemonset,
+    with_pull_method,
 )
 
 GOOD: dict[str, Any] = {
@@ -291,6 +293,7 @@ def test_invalid_yaml_in_a_spec_is_worded_as_the_pure_python_loader_words_it() -
         parse_daemonsets("kind: [DaemonSet", source="spec.yaml")
     assert caught.value.one_line() == (
         "spec.yaml: not valid YAML or JSON at line 1: expected ',' or ']', but got '<stream end>'"
+        "; fix the YAML at the place named"
     )
 
 
@@ -320,3 +323,22 @@ def test_any_other_pod_awaits_every_image_it_pulls() -> None:
         "containers": [{"name": "pause", "image": "p:1"}],
     }
     assert awaited_images(spec) == ["h:1", "p:1"]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"), [("initContainers", "imageVolumes"), ("imageVolumes", "initContainers")]
+)
+def test_a_generated_puller_rebuilt_for_another_method_is_as_if_generated_for_it(
+    first: str, then: str
+) -> None:
+    """`--pull-method auto` rebuilds the generated pullers once it has chosen: the placement
+    kept, the method's parts as that method builds them."""
+    images = [parse_image("quay.io/org/app:1"), parse_image("busybox:1.36")]
+    placed = PullerSettings(
+        node_selector={"kubernetes.io/os": "linux", "pool": "gpu"},
+        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
+        image_pull_secrets=("regcred",),
+    )
+    before = generate_daemonset(images, dataclasses.replace(placed, method=first))  # type: ignore[arg-type]
+    wanted = dataclasses.replace(placed, method=then)  # type: ignore[arg-type]
+    assert with_pull_method(before, images, wanted) == generate_daemonset(images, wanted)

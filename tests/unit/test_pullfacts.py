@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from image_awaiter.core.pullfacts import KubeletEvent, collect, summarise
+from image_awaiter.core.pullfacts import KubeletEvent, collect, summarise, with_listed
 from image_awaiter.core.references import parse_image
 from image_awaiter.kube.podcodec import EventCodec
 
@@ -181,3 +181,18 @@ def test_an_event_of_a_pod_whose_node_is_not_known_yet_is_folded_later() -> None
     assert folder.fold(store, pod_nodes=PODS).facts == {}
     later = folder.fold(store, pod_nodes={**PODS, "puller-abc-x9": "n9"})
     assert later.facts[("n9", APP.key)].state == "pulled"
+
+
+def test_images_a_nodes_own_status_listed_are_present_there_without_any_event() -> None:
+    """A node listing every image gets no puller pod, so no kubelet event (issue 19)."""
+    events = [pulled("puller-abc-x1", "quay.io/org/app:1", "2s", "2s", 100, "t1")]
+    listed = {"n1": frozenset({APP.key}), "n2": frozenset({APP.key, BASE.key})}
+    facts = with_listed(collect(events, pod_nodes=PODS, images=(APP, BASE)), listed, (APP, BASE))
+    assert facts.facts[("n1", APP.key)].state == "pulled", "an event's word is kept"
+    assert [(f.image, f.state, f.source) for f in facts.for_node("n2", (APP, BASE))] == [
+        ("quay.io/org/app:1", "present", "node-status"),
+        ("docker.io/library/busybox:1.36", "present", "node-status"),
+    ]
+    summary = {i["image"]: i for i in summarise(facts, (APP, BASE))["images"]}
+    assert summary[APP.original]["alreadyPresentOn"] == ["n2"]
+    assert summary[BASE.original]["alreadyPresentOn"] == ["n2"]

@@ -105,6 +105,24 @@ def test_a_node_without_the_image_and_without_a_pod_is_missing() -> None:
 
 
 @pytest.mark.parametrize(
+    ("listed", "detail"),
+    [
+        (frozenset(), "lacks quay.io/jupyter/base-notebook:1, busybox:1.36"),
+        (frozenset({NOTEBOOK.key}), "lacks busybox:1.36"),
+    ],
+)
+def test_a_node_without_a_puller_pod_is_said_to_lack_what_it_lacks(
+    listed: frozenset[Any], detail: str
+) -> None:
+    """`check` and `--dry-run` never create a puller pod: "no puller pod on this node" told
+    the user nothing (issue 19)."""
+    busybox = parse_image("busybox:1.36")
+    node = NodeState(name="n", ready=True, images=listed)
+    [verdict] = judge(node, [], images=(NOTEBOOK, busybox)).verdicts
+    assert verdict.detail == detail
+
+
+@pytest.mark.parametrize(
     "status",
     [
         {"imageID": "quay.io/jupyter/base-notebook@sha256:" + "a" * 64, **WAITING},

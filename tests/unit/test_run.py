@@ -86,7 +86,7 @@ def test_check_succeeds_when_every_node_lists_every_image(kube, streams):
         outcome = run.go()
     assert (outcome.result, outcome.message) == (
         Result.SUCCESS,
-        "all 2 target nodes have all 1 images",
+        "all 2 target nodes have the 1 image",
     )
     assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
 

@@ -179,7 +179,7 @@ def test_long_group_names_keep_distinct_daemonset_names_within_44_characters() -
             Settings(command="await", daemonset_specs=("a.yaml",), manifests=("b.yaml",)),
             "cannot be combined",
         ),
-        (Settings(command="await", images=("busybox",), output="yaml"), "add --dry-run"),
+        (Settings(command="await", images=("busybox",), output="yaml"), "--dry-run would create"),
         (
             Settings(command="await", images=("b",), dry_run=True, output="yaml", report="-"),
             "both write to stdout",
