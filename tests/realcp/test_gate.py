@@ -187,7 +187,8 @@ def test_a_stale_taints_read_is_refused_by_the_real_api_and_retried(
             condition_type=CONDITION,
         )
         assert writer.untaint(name, json.dumps([GATE]).encode()) is True
-        assert writer.requests == {"untaint": 2, "reread": 1}
+        assert writer.requests["reread"] >= 1  # the first patch was refused
+        assert writer.requests["untaint"] == writer.requests["reread"] + 1
         keys = [t["key"] for t in taints(admin, name)]
         # the node lifecycle controller may have added its own taint meanwhile: kept too
         assert GATE_KEY not in keys and FOREIGN["key"] in keys
