@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from image_awaiter.core.errors import ApiError, Conflict, NotFound
+from image_awaiter.core.errors import ApiError, Conflict, NamespaceNotFound, NotFound
 from image_awaiter.core.leadership import (
     LeaseRecord,
     Step,
@@ -57,9 +57,14 @@ class LeaderElector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.changed = threading.Event()  # set when leadership is won or lost
+        # The API serves no Leases (a 404 creating one): this replica writes alone, as with
+        # --no-leader-elect, rather than never (the taints' patches stay conditional).
+        self.unserved = False
 
     @property
     def leading(self) -> bool:
+        if self.unserved:
+            return True
         return still_leading(
             renewed_at=self._renewed_at,
             now=time.monotonic(),
@@ -115,7 +120,18 @@ class LeaderElector:
             "spec": spec,
         }
         if record is None:
-            self._kube.request("POST", self._collection, body=body, budget=2.0)
+            try:
+                self._kube.request("POST", self._collection, body=body, budget=2.0)
+            except NamespaceNotFound:
+                raise
+            except NotFound:
+                log.error(
+                    "lease.unserved",
+                    detail="the API serves no coordination.k8s.io/v1 Leases; writing alone",
+                    hint="run one replica, or a cluster that serves Leases",
+                )
+                self.unserved = True
+                self._stop.set()
             return
         body["metadata"]["resourceVersion"] = record.resource_version
         self._kube.request("PUT", self._address, body=body, budget=2.0)

@@ -20,6 +20,7 @@ from image_awaiter.core.errors import ApiError, Conflict, InvalidObject, NotFoun
 from image_awaiter.core.gating import (
     ConditionUpdate,
     GateTaint,
+    condition_json_patch,
     condition_patch,
     taint_removal_patch,
 )
@@ -44,6 +45,7 @@ class NodeWriter:
         self._kube = kube
         self._gate = gate
         self._condition_type = condition_type
+        self._strategic = True  # until a server answers 415 to a strategic merge patch
         self.requests: dict[str, int] = {}
 
     def _count(self, kind: str) -> None:
@@ -51,11 +53,40 @@ class NodeWriter:
 
     def set_condition(self, name: str, update: ConditionUpdate, *, previous: str) -> None:
         transition = previous.split("/", 1)[0] != update.status
-        body = condition_patch(self._condition_type, update, now=now_iso(), transition=transition)
-        self._count("condition")
-        self._kube.request(  # a strategic merge patch: conditions merge by type
-            "PATCH", NODES.address(name=name, subresource="status"), body=body, budget=10.0
-        )
+        address = NODES.address(name=name, subresource="status")
+        if self._strategic:
+            body = condition_patch(
+                self._condition_type, update, now=now_iso(), transition=transition
+            )
+            self._count("condition")
+            try:  # a strategic merge patch: conditions merge by type
+                self._kube.request("PATCH", address, body=body, budget=10.0)
+                return
+            except ApiError as error:
+                if error.status != 415:
+                    raise
+                log.info("gate.no_strategic_merge", detail="conditions as JSON patches")
+                self._strategic = False
+        self._set_condition_by_json_patch(name, update, transition=transition)
+
+    def _set_condition_by_json_patch(
+        self, name: str, update: ConditionUpdate, *, transition: bool
+    ) -> None:
+        address = NODES.address(name=name, subresource="status")
+        for _ in range(MAX_ATTEMPTS):
+            self._count("reread")
+            node = self._kube.request("GET", NODES.address(name=name), budget=10.0)
+            conditions = (node.get("status") or {}).get("conditions") or []
+            patch = condition_json_patch(
+                conditions, self._condition_type, update, now=now_iso(), transition=transition
+            )
+            self._count("condition")
+            try:
+                self._kube.request("PATCH", address, body=patch, budget=10.0)
+                return
+            except (Conflict, InvalidObject) as error:
+                log.info("gate.conditions_changed", node=name, error=error.message)
+        raise ApiError(f"node {name}: its conditions kept changing under {MAX_ATTEMPTS} patches")
 
     def untaint(self, name: str, taints: bytes) -> bool:
         """Remove the gate taint from the node, conditional on its taints being `taints` (as

@@ -222,6 +222,35 @@ def condition_patch(
     return {"status": {"conditions": [condition]}}
 
 
+def condition_json_patch(
+    conditions: Sequence[Mapping[str, Any]],
+    condition_type: str,
+    update: ConditionUpdate,
+    *,
+    now: str,
+    transition: bool,
+) -> list[Any]:
+    """The same change as `condition_patch`, as a JSON patch for a server that takes no
+    strategic merge patch: replace our condition where it is (after a `test` that it is still
+    there), or append it; no other condition is touched."""
+    (condition,) = condition_patch(condition_type, update, now=now, transition=transition)[
+        "status"
+    ]["conditions"]
+    for index, existing in enumerate(conditions):
+        if existing.get("type") != condition_type:
+            continue
+        if not transition and existing.get("lastTransitionTime"):
+            condition["lastTransitionTime"] = existing["lastTransitionTime"]
+        path = f"/status/conditions/{index}"
+        return [
+            {"op": "test", "path": f"{path}/type", "value": condition_type},
+            {"op": "replace", "path": path, "value": condition},
+        ]
+    if not conditions:
+        return [{"op": "add", "path": "/status/conditions", "value": [condition]}]
+    return [{"op": "add", "path": "/status/conditions/-", "value": condition}]
+
+
 def histogram_buckets() -> tuple[float, ...]:
     """Seconds from node creation to release: a node pulls for seconds to tens of minutes."""
     return (5, 10, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)

@@ -57,10 +57,15 @@ class Releaser:
     ) -> None:
         name = decision.node
         writes = writes_for(decision, self._as_written(node), enforce=self.enforce)
-        try:
-            if writes.condition is not None:
+        if writes.condition is not None:
+            try:  # the condition first, so that a rule reading it never lags the taint
                 self.writer.set_condition(name, writes.condition, previous=self._previous(node))
                 self.written[name] = writes.condition.summary
+            except AwaiterError as error:  # the taint is released all the same
+                log.warning("gate.condition_failed", node=name, error=error.one_line())
+                if not writes.untaint:
+                    return  # nothing released: the next turn tries again
+        try:
             if writes.untaint and not self.writer.untaint(name, node.taints):
                 return  # the node is gone
         except AwaiterError as error:
@@ -166,9 +171,10 @@ class Releaser:
 
     def _as_written(self, node: GateNode) -> GateNode:
         """The node with the condition as last written, until the cache reads it back."""
-        written = self.written.get(node.state.name)
-        if written is None or written == node.condition:
-            return node
-        return GateNode(
-            state=node.state, created=node.created, taints=node.taints, condition=written
-        )
+        return with_condition(node, self.written.get(node.state.name))
+
+
+def with_condition(node: GateNode, written: str | None) -> GateNode:
+    if written is None or written == node.condition:
+        return node
+    return GateNode(state=node.state, created=node.created, taints=node.taints, condition=written)

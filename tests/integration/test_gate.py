@@ -398,3 +398,31 @@ def test_the_sweep_never_takes_a_gate_daemonset_even_one_that_looks_stale(
     assert "daemonset.swept" not in result.output
     names = [d["metadata"]["name"] for d in sim.objects("daemonsets", "default")]
     assert names == ["image-awaiter-puller-gate"]
+
+
+def test_a_server_without_strategic_merge_gets_the_condition_as_a_json_patch(
+    sim: Any, kubeconfig: Path
+) -> None:
+    from simcluster.apiserver.faults import Fault
+
+    sim.faults.add(Fault(method="PATCH", path=r"/nodes/[^/]+/status$", status=415, times=1))
+    with gate(kubeconfig) as proc:
+        sim.add_node("joiner", taints=[GATE_TAINT])
+        assert sim.wait_for(
+            lambda s: (condition(s, "joiner") or {}).get("status") == "True", timeout=30
+        ), proc.logs
+        assert sim.wait_for(lambda s: not gated(s, "joiner"), timeout=30)
+    types = [c["type"] for c in node(sim, "joiner")["status"]["conditions"]]
+    assert types.count(CONDITION) == 1
+    assert "Ready" in types
+    assert '"gate.no_strategic_merge"' in proc.logs
+
+
+def test_without_a_lease_api_one_replica_still_releases_nodes(sim: Any, kubeconfig: Path) -> None:
+    from simcluster.apiserver.faults import Fault
+
+    sim.faults.add(Fault(path=r"/leases", status=404, times=None))
+    with gate(kubeconfig) as proc:
+        sim.add_node("joiner", taints=[GATE_TAINT])
+        assert sim.wait_for(lambda s: not gated(s, "joiner"), timeout=30), proc.logs
+    assert '"lease.unserved"' in proc.logs

@@ -207,3 +207,42 @@ def test_the_condition_patch_moves_its_transition_time_only_when_the_status_chan
         "lastTransitionTime": "T",
     }
     assert "lastTransitionTime" not in kept["status"]["conditions"][0]
+
+
+CONDITION_TYPE = "image-awaiter.io/ImagesReady"
+KUBELET_READY = {"type": "Ready", "status": "True", "lastTransitionTime": "R"}
+OURS_FALSE = {"type": CONDITION_TYPE, "status": "False", "lastTransitionTime": "EARLIER"}
+
+
+@pytest.mark.parametrize(
+    ("conditions", "transition", "ops"),
+    [
+        (
+            [KUBELET_READY, OURS_FALSE],
+            True,
+            [("test", "/status/conditions/1/type"), ("replace", "/status/conditions/1")],
+        ),
+        ([KUBELET_READY], True, [("add", "/status/conditions/-")]),
+        ([], True, [("add", "/status/conditions")]),
+    ],
+    ids=["ours is replaced where it is", "appended after the kubelet's", "the first condition"],
+)
+def test_the_condition_as_a_json_patch_touches_no_other_condition(
+    conditions: list[dict[str, Any]], transition: bool, ops: list[tuple[str, str]]
+) -> None:
+    from image_awaiter.core.gating import condition_json_patch
+
+    update = ConditionUpdate("True", Reason.PRESENT, "images present after 3.0s")
+    patch = condition_json_patch(conditions, CONDITION_TYPE, update, now="T", transition=transition)
+    assert [(op["op"], op["path"]) for op in patch] == ops
+    written = [op["value"] for op in patch if op["op"] != "test"]
+    written = [c for v in written for c in (v if isinstance(v, list) else [v])]
+    assert [c["type"] for c in written] == [CONDITION_TYPE]
+
+
+def test_the_condition_as_a_json_patch_keeps_its_transition_time_when_the_status_stays() -> None:
+    from image_awaiter.core.gating import condition_json_patch
+
+    update = ConditionUpdate("False", Reason.MAX_WAIT, "kept")
+    patch = condition_json_patch([OURS_FALSE], CONDITION_TYPE, update, now="T", transition=False)
+    assert patch[1]["value"]["lastTransitionTime"] == "EARLIER"
