@@ -426,3 +426,27 @@ def test_without_a_lease_api_one_replica_still_releases_nodes(sim: Any, kubeconf
         sim.add_node("joiner", taints=[GATE_TAINT])
         assert sim.wait_for(lambda s: not gated(s, "joiner"), timeout=30), proc.logs
     assert '"lease.unserved"' in proc.logs
+
+
+def test_the_gates_daemonset_is_updated_in_place_when_the_images_change(
+    sim: Any, kubeconfig: Path
+) -> None:
+    def daemonset(s: Any) -> dict[str, Any] | None:
+        found = s.objects("daemonsets", "default")
+        return found[0] if found else None
+
+    def images(d: dict[str, Any]) -> set[str]:
+        spec = d["spec"]["template"]["spec"]
+        return {c["image"] for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+    with gate(kubeconfig):
+        assert sim.wait_for(lambda s: daemonset(s) is not None, timeout=20)
+    first = daemonset(sim)
+    assert first is not None and APP in images(first)
+    other = "registry.example.com/other:2"
+    with gate(kubeconfig, "--image", other):
+        assert sim.wait_for(lambda s: other in images(daemonset(s) or first), timeout=20)
+    second = daemonset(sim)
+    assert second is not None
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]  # the same object, updated
+    assert len(sim.objects("daemonsets", "default")) == 1
