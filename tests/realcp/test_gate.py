@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,88 @@ IMAGE = "registry.example.com/gate-test/app:1"
 CONDITION = "image-awaiter.io/ImagesReady"
 
 
+@dataclass
+class Running:
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
 @contextmanager
-def gate(control_plane: Endpoint, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    kubeconfig = control_plane.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
-    log = tmp_path / "gate.log"
+def gate(
+    control_plane: Endpoint, namespace: str, tmp_path: Path, *extra: str, name: str = "gate"
+) -> Iterator[Running]:
+    kubeconfig = control_plane.write_kubeconfig(
+        tmp_path / f"{name}.kubeconfig", namespace=namespace
+    )
+    log = tmp_path / f"{name}.log"
     args = ["gate", "--image", IMAGE, "--kubeconfig", str(kubeconfig), "--log-format", "json"]
     args += ["--interval", "500ms", "--lease-namespace", namespace]
+    args += [
+        "--lease-duration",
+        "3s",
+        "--lease-renew-deadline",
+        "2s",
+        "--lease-retry-period",
+        "500ms",
+        *extra,
+    ]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            cli_command(args), stdout=out, stderr=subprocess.STDOUT, env=cli_env(), cwd=ROOT
+            cli_command(args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=cli_env({"POD_NAME": name}),
+            cwd=ROOT,
         )
     try:
-        yield log
+        yield Running(log, proc)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+        else:
+            assert proc.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+
+
+@contextmanager
+def gated_nodes(admin: Client, names: list[str]) -> Iterator[list[str]]:
+    """Nodes registered with the gate taint whose images are already there (no Lease: they
+    stay Ready for the node lifecycle controller's 40 s grace, longer than these tests)."""
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
+    capacity = {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    try:
+        for name in names:
+            admin.create(
+                "/api/v1/nodes",
+                {
+                    "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux"}},
+                    "spec": {"taints": [GATE]},
+                },
+            )
+            admin.call(
+                "PATCH",
+                f"/api/v1/nodes/{name}/status",
+                {
+                    "status": {
+                        "capacity": capacity,
+                        "allocatable": capacity,
+                        "conditions": [ready],
+                        "images": [{"names": [IMAGE], "sizeBytes": 1_000_000}],
+                    }
+                },
+                content_type=MERGE,
+            )
+        yield names
+    finally:
+        for name in names:
+            admin.request("DELETE", f"/api/v1/nodes/{name}")
+
+
+def lease_holder(admin: Client, namespace: str) -> str:
+    status, lease = admin.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/image-awaiter-gate"
+    )
+    return str(lease.get("spec", {}).get("holderIdentity") or "") if status == 200 else ""
 
 
 def wait(condition: Callable[[], bool], *, timeout: float, what: str, log: Path) -> None:
@@ -108,8 +176,9 @@ def test_a_user_pod_stays_pending_on_a_held_node_until_its_images_land_then_is_b
     with (
         ready_node(admin, held, taints=[GATE]),
         ready_node(admin, plain),
-        gate(control_plane, namespace, tmp_path) as log,
+        gate(control_plane, namespace, tmp_path) as running,
     ):
+        log = running.log
         wait(
             lambda: condition(admin, held).get("status") == "False",
             timeout=60,
@@ -152,7 +221,8 @@ def test_a_foreign_taint_survives_the_release_on_the_real_api(
     name = f"{namespace}-foreign"
     with ready_node(admin, name, taints=[GATE, FOREIGN]):
         images_land(admin, name)
-        with gate(control_plane, namespace, tmp_path) as log:
+        with gate(control_plane, namespace, tmp_path) as running:
+            log = running.log
             wait(
                 lambda: GATE_KEY not in [t["key"] for t in taints(admin, name)],
                 timeout=60,
@@ -192,3 +262,57 @@ def test_a_stale_taints_read_is_refused_by_the_real_api_and_retried(
         keys = [t["key"] for t in taints(admin, name)]
         # the node lifecycle controller may have added its own taint meanwhile: kept too
         assert GATE_KEY not in keys and FOREIGN["key"] in keys
+
+
+def test_the_other_replica_finishes_a_burst_when_the_leader_is_killed(
+    control_plane: Endpoint, namespace: str, tmp_path: Path
+) -> None:
+    admin = control_plane.admin
+    with (
+        gate(control_plane, namespace, tmp_path, name="gate-a") as a,
+        gate(control_plane, namespace, tmp_path, name="gate-b") as b,
+    ):
+        replicas = {"gate-a": a, "gate-b": b}
+        wait(lambda: lease_holder(admin, namespace) != "", timeout=30, what="a leader", log=a.log)
+        leader = lease_holder(admin, namespace)
+        other = "gate-b" if leader == "gate-a" else "gate-a"
+        names = [f"{namespace}-burst-{i:02d}" for i in range(40)]
+        with gated_nodes(admin, names):
+            replicas[leader].proc.kill()  # no chance to give the lease up
+            wait(
+                lambda: lease_holder(admin, namespace) == other,
+                timeout=15,
+                what="the other replica taking the lease",
+                log=replicas[other].log,
+            )
+            wait(
+                lambda: all(GATE_KEY not in [t["key"] for t in taints(admin, n)] for n in names),
+                timeout=60,
+                what="every node of the burst released",
+                log=replicas[other].log,
+            )
+
+
+def test_a_node_whose_images_never_come_is_released_at_max_wait_with_a_warning_event(
+    control_plane: Endpoint, namespace: str, tmp_path: Path
+) -> None:
+    admin = control_plane.admin
+    name = f"{namespace}-late"
+    with (
+        ready_node(admin, name, taints=[GATE]),
+        gate(control_plane, namespace, tmp_path, "--max-wait", "8s") as running,
+    ):
+        wait(
+            lambda: GATE_KEY not in [t["key"] for t in taints(admin, name)],
+            timeout=60,
+            what="the release at --max-wait",
+            log=running.log,
+        )
+        assert condition(admin, name)["reason"] == "MaxWaitExceeded"
+        events = admin.get(
+            "/api/v1/namespaces/default/events"
+            f"?fieldSelector=involvedObject.kind%3DNode,involvedObject.name%3D{name}"
+        )["items"]
+        warnings = [e for e in events if e["reason"] == "ImagesMaxWaitExceeded"]
+        assert [e["type"] for e in warnings] == ["Warning"]
+        assert IMAGE in warnings[0]["message"]
