@@ -11,12 +11,9 @@ import click
 
 from image_awaiter.core.durations import parse_duration
 from image_awaiter.core.errors import UsageError
-from image_awaiter.spec.pullers import (
-    DEFAULT_HELPER_IMAGE,
-    DEFAULT_PAUSE_IMAGE,
-    PULL_METHODS,
-    PullerSettings,
-)
+from image_awaiter.core.placement import Placement, Toleration
+from image_awaiter.spec.generating import PULL_METHODS
+from image_awaiter.spec.pullers import DEFAULT_HELPER_IMAGE, DEFAULT_PAUSE_IMAGE, PullerSettings
 from image_awaiter.spec.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -321,10 +318,12 @@ def _puller_settings(options: dict[str, Any]) -> PullerSettings:
         method=options["pull_method"],
         helper_image=options["helper_image"],
         pause_image=options["pause_image"],
-        node_selector=parse_node_selectors(options["node_selectors"]),
-        tolerations=tuple(parse_toleration(t) for t in options["tolerations"]),
-        priority_class_name=options["priority_class_name"],
-        image_pull_secrets=tuple(options["image_pull_secrets"]),
+        placement=Placement(
+            node_selector=tuple(parse_node_selectors(options["node_selectors"]).items()),
+            tolerations=tuple(Toleration(**parse_toleration(t)) for t in options["tolerations"]),
+            priority_class_name=options["priority_class_name"],
+            image_pull_secrets=tuple(options["image_pull_secrets"]),
+        ),
     )
 
 

@@ -29,7 +29,7 @@ from image_awaiter.core.errors import (
     NotFound,
     Unreachable,
 )
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.resources import DAEMONSETS, NAMESPACES, PODS
 from image_awaiter.output.reporting import now_iso
 from image_awaiter.spec.pullers import (
@@ -39,7 +39,7 @@ from image_awaiter.spec.pullers import (
     ROLE_LABEL,
     RUN_ID_LABEL,
     Owner,
-    prepare_for_run,
+    PullerTemplate,
 )
 
 log = structlog.get_logger("image_awaiter.cluster.daemonsets")
@@ -118,7 +118,7 @@ def stale_reason(listed: Listed, *, owner_uid: str | None, now: float) -> str | 
     return f"unowned and {age / 3600:.0f}h old" if age > STALE_AFTER else None
 
 
-def check_namespace(kube: Kube, namespace: str, *, required: bool, own: str | None) -> None:
+def check_namespace(kube: KubeApi, namespace: str, *, required: bool, own: str | None) -> None:
     """Fail early, before creating anything, when the namespace does not exist.
 
     Skipped when it is `own`, the awaiter pod's own namespace: it exists (the pod runs in it),
@@ -142,7 +142,7 @@ def check_namespace(kube: Kube, namespace: str, *, required: bool, own: str | No
         log.debug("namespace.unverified", namespace=namespace, error=error.message)
 
 
-def sweep_stale(kube: Kube, namespace: str) -> None:
+def sweep_stale(kube: KubeApi, namespace: str) -> None:
     """Delete puller DaemonSets that earlier runs left behind: their owner pod is gone, or they
     have no owner and are older than STALE_AFTER. The gate's long-lived pullers (a role label
     of their own) are never listed."""
@@ -170,7 +170,7 @@ def sweep_stale(kube: Kube, namespace: str) -> None:
         log.info("daemonset.swept", name=listed.name, reason=reason)
 
 
-def _pod_uid(kube: Kube, owner: Owner) -> str | None:
+def _pod_uid(kube: KubeApi, owner: Owner) -> str | None:
     try:
         pod = kube.request("GET", PODS.address(namespace=owner.namespace, name=owner.name))
     except NotFound:
@@ -178,7 +178,7 @@ def _pod_uid(kube: Kube, owner: Owner) -> str | None:
     return str((pod.get("metadata") or {}).get("uid", ""))
 
 
-def delete_by_uid(kube: Kube, *, namespace: str, name: str, uid: str) -> None:
+def delete_by_uid(kube: KubeApi, *, namespace: str, name: str, uid: str) -> None:
     """Delete the DaemonSet only if it still has `uid`: never someone else's."""
     options = {
         "apiVersion": "v1",
@@ -194,36 +194,18 @@ class PullerDaemonSet:
     """This run's puller DaemonSet: created once, recreated if someone deletes it, deleted at
     the end. `record` is None until a create was attempted."""
 
-    def __init__(
-        self,
-        *,
-        kube: Kube,
-        namespace: str,
-        run_id: str,
-        manifest: Mapping[str, Any],
-        owner: Owner | None,
-        group: str | None = None,
-    ) -> None:
+    def __init__(self, kube: KubeApi, template: PullerTemplate) -> None:
         self._kube = kube
-        self._group = group
-        self._namespace = namespace
-        self._run_id = run_id
-        self._manifest = manifest
-        self._owner = owner
+        self.template = template
+        self._group = template.group
+        self._namespace = template.namespace
+        self._run_id = template.run_id
         self._recreations = 0
         self._confirmed_at = float("-inf")
         self.record: DaemonSetRecord | None = None
 
     def create(self, *, skip_nodes: Collection[str] = ()) -> None:
-        body = prepare_for_run(
-            self._manifest,
-            run_id=self._run_id,
-            namespace=self._namespace,
-            owner=self._owner,
-            created_at=now_iso(),
-            skip_nodes=skip_nodes,
-            group=self._group,
-        )
+        body = self.template.for_run(created_at=now_iso(), skip_nodes=skip_nodes)
         name = body["metadata"]["name"]
         self.record = DaemonSetRecord(name=name, namespace=self._namespace)
         try:
@@ -307,7 +289,7 @@ class PullerDaemonSet:
                 f"{self._namespace} {self.record.name}",
             )
 
-    def _delete(self, cleanup: Kube) -> None:
+    def _delete(self, cleanup: KubeApi) -> None:
         assert self.record is not None
         name, uid = self.record.name, self.record.uid
         if uid is None:  # the create may have landed although its answer was lost

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import structlog
 
 from image_awaiter.core.errors import AwaiterError
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.resources import EVENTS
 from image_awaiter.spec.pullers import Owner
 
@@ -32,7 +32,7 @@ MAX_MESSAGE = 1024  # the API refuses event messages above this
 class PodEvents:
     """Records events about `pod`; a no-op when `pod` is None."""
 
-    def __init__(self, *, kube: Kube, pod: Owner | None, run_id: str) -> None:
+    def __init__(self, *, kube: KubeApi, pod: Owner | None, run_id: str) -> None:
         self._kube = kube
         self._pod = pod
         self._run_id = run_id

@@ -1,6 +1,6 @@
 """Several pull groups seen as one run: their per-group evaluations combined into one (a node
 targeted by two groups is judged on both; an image in two groups is awaited on the union of
-their nodes), and the `--dry-run` plan as text. Pure functions over evaluations."""
+their nodes), and the groups' progress in a few words. Pure functions over evaluations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PlatformExclusion
 from image_awaiter.core.references import ImageKey, ImageRef
-from image_awaiter.core.wording import counted
 
 # When a node's groups disagree, the verdict that needs attention first wins.
 SEVERITY = {
@@ -89,38 +88,4 @@ def group_progress(groups: Sequence[GroupEvaluation]) -> str:
     return ", ".join(
         f"{g.name} {g.evaluation.count(NodeStatus.DONE)}/{len(g.evaluation.verdicts)}"
         for g in groups
-    )
-
-
-def plan_text(groups: Sequence[GroupEvaluation], *, table: bool) -> str:
-    """What a `--dry-run` found: per group its images and target nodes, and what each node
-    lacks. `table`: aligned columns for a terminal; otherwise one plain line per fact."""
-    rows: list[tuple[str, str, str, str]] = []
-    lines: list[str] = []
-    for group in groups:
-        evaluation = group.evaluation
-        images = ", ".join(i.original for i in group.images)
-        lacking = [v for v in evaluation.verdicts if v.status is not NodeStatus.DONE]
-        lines.append(
-            f"group {group.name}: {counted(len(group.images), 'image')} ({images}); "
-            f"{counted(len(evaluation.verdicts), 'target node')}, {len(lacking)} lacking images, "
-            f"{len(evaluation.excluded)} excluded"
-        )
-        for verdict in evaluation.verdicts:
-            lacks = ", ".join(verdict.missing) if verdict.missing else "-"
-            if verdict.status is not NodeStatus.DONE:
-                lines.append(f"  node {verdict.node} lacks {lacks}")
-            rows.append((group.name, verdict.node, "target", lacks))
-        for node, reason in sorted(evaluation.excluded.items()):
-            rows.append((group.name, node, "excluded", reason))
-    if not table:
-        return "\n".join(lines) + "\n"
-    header = ("GROUP", "NODE", "ROLE", "LACKS / REASON")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-    return (
-        "\n".join(
-            "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]])
-            for row in [header, *rows]
-        )
-        + "\n"
     )

@@ -252,7 +252,7 @@ def judge_node(
     verdict_of = partial(NodeVerdict, node.name, status_images=node.images)
     seen = _Seen(node, pod.images if pod is not None else {}, event_errors or {})
     if rules.platform_mismatch == "exclude":
-        _exclude_mismatches(seen, images, excluded_here)
+        _exclude_mismatches(seen, images, excluded=excluded_here)
     missing = [
         image
         for image in images
@@ -269,14 +269,9 @@ def judge_node(
     if pod.unschedulable is not None:
         detail = f"puller pod cannot be scheduled: {pod.unschedulable}"
         return verdict_of(NodeStatus.UNSCHEDULABLE, missing=names, detail=detail), {}
-    awaited = {image.key for image in images}
-    # A failing helper or pause image blocks the pull as surely as an awaited one.
-    candidates = [(image.original, image.key) for image in missing] + [
-        (key, key) for key in seen.pulls if key not in awaited
-    ]
     final, pending, failing = _failures(
         seen,
-        candidates,
+        _candidates(seen, images=images, missing=missing),
         excluded=excluded_here,
         failing_since=failing_since,
         now=now,
@@ -286,7 +281,7 @@ def judge_node(
     if final:
         verdict = verdict_of(NodeStatus.FAILED, names, failures=tuple(final), detail=str(final[0]))
         return verdict, failing
-    detail = _pulling_detail(pending, seen.pulls, names)
+    detail = _pulling_detail(pending, pulls=seen.pulls, names=names)
     return verdict_of(NodeStatus.PULLING, names, tuple(pending), detail), failing
 
 
@@ -311,9 +306,22 @@ class _Seen:
         )
 
 
+def _candidates(
+    seen: _Seen, *, images: Sequence[ImageRef], missing: Sequence[ImageRef]
+) -> list[tuple[str, ImageKey]]:
+    """The pulls whose failure fails the node (display text, key): its missing images, and
+    any other image of the puller pod (a failing helper or pause image blocks the pull as
+    surely as an awaited one)."""
+    awaited = {image.key for image in images}
+    return [(image.original, image.key) for image in missing] + [
+        (key, key) for key in seen.pulls if key not in awaited
+    ]
+
+
 def _exclude_mismatches(
     seen: _Seen,
     images: Sequence[ImageRef],
+    *,
     excluded: dict[tuple[str, ImageKey], PlatformExclusion],
 ) -> None:
     """Each failing image with no variant for the node's platform, excluded there."""
@@ -377,7 +385,7 @@ def _failures(
 
 
 def _pulling_detail(
-    pending: Sequence[PullFailure], pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
+    pending: Sequence[PullFailure], *, pulls: Mapping[ImageKey, ImagePull], names: Sequence[str]
 ) -> str:
     stuck = next((p for p in pulls.values() if p.state is PullState.PULLED and p.reason), None)
     if pending:

@@ -21,6 +21,7 @@ from kubernetes.client.api_client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from image_awaiter.core.errors import ApiError, Gone
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.apierrors import status_body, translate
 from image_awaiter.kube.chunked import ChunkError, Line, chunked_lines, reader
 from image_awaiter.kube.resources import SERVER_VERSION, Address
@@ -220,7 +221,7 @@ def _send(
     )
 
 
-def server_version(kube: Kube) -> str | None:
+def server_version(kube: KubeApi) -> str | None:
     """The API server's `gitVersion` (`v1.35.2-eks-1a2b3c`); None when it cannot be read
     within a few seconds (a caller then assumes nothing of it)."""
     try:

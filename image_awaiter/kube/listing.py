@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from image_awaiter.core.errors import BadRequest, InvalidObject
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.chunked import Line
-from image_awaiter.kube.client import Kube, watch_error
+from image_awaiter.kube.client import watch_error
 from image_awaiter.kube.decoding import Codec, Event
 from image_awaiter.kube.resources import Address
 from image_awaiter.kube.retrying import SilentStream, TransientError
@@ -89,7 +90,7 @@ def _initial_event(items: dict[str, T], event: Event[T]) -> None:
 
 
 def read_pages(
-    kube: Kube,
+    kube: KubeApi,
     address: Address,
     codec: Codec[T],
     *,

@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
-from image_awaiter.core.errors import AwaiterError, DeadlineReached, Gone
+from image_awaiter.core.errors import AwaiterError, Gone
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.chunked import Line
-from image_awaiter.kube.client import Kube, ReadTimeout, watch_error
+from image_awaiter.kube.client import ReadTimeout, watch_error
 from image_awaiter.kube.decoding import Codec, Event
 from image_awaiter.kube.listing import (
     WATCH_LIST_REFUSALS,
@@ -104,9 +105,8 @@ class Store(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Target(Generic[T]):
-    """What one informer reads: the objects at `address`, decoded by `codec`, through `kube`."""
+    """What one informer reads: the objects at `address`, decoded by `codec`; `name` in logs."""
 
-    kube: Kube
     address: Address
     codec: Codec[T]
     name: str
@@ -122,12 +122,13 @@ class Watcher(Generic[T]):
         self,
         target: Target[T],
         *,
+        kube: KubeApi,
         store: Store[T],
         stop: threading.Event,
         timing: WatchTiming,
         select: Callable[[dict[str, str | int]], None],
     ) -> None:
-        self._kube = target.kube
+        self._kube = kube
         self._address = target.address
         self._codec = target.codec
         self._store = store
@@ -209,7 +210,7 @@ class Informer(Generic[T]):
     def __init__(
         self,
         *,
-        kube: Kube,
+        kube: KubeApi,
         address: Address,
         codec: Codec[T],
         label_selector: str | None = None,
@@ -232,7 +233,8 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watcher = Watcher(
-            Target(kube=kube, address=address, codec=codec, name=self.name),
+            Target(address=address, codec=codec, name=self.name),
+            kube=kube,
             store=self.store,
             stop=self._stop,
             timing=timing,
@@ -339,61 +341,3 @@ class Informer(Generic[T]):
             query["labelSelector"] = self._selector
         if self._fields:
             query["fieldSelector"] = self._fields
-
-
-class Caches:
-    """The run's named informers: started with signals held, stopped together, their errors
-    raised in the loop's thread, and waited on until synced (never judge before that)."""
-
-    def __init__(self, *, kube: Kube, hold: Hold, timing: WatchTiming = WatchTiming()) -> None:
-        self._kube = kube
-        self._hold = hold
-        self._timing = timing
-        self._informers: list[Informer[Any]] = []
-        self.wake = threading.Event()  # set by every store change
-
-    def start(
-        self,
-        *,
-        name: str,
-        address: Address,
-        codec: Codec[T],
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        optional: bool = False,
-    ) -> Informer[T]:
-        informer: Informer[T] = Informer(
-            kube=self._kube,
-            address=address,
-            codec=codec,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            optional=optional,
-            wake=self.wake,
-            timing=self._timing,
-            name=name,
-        )
-        self._informers.append(informer)
-        with self._hold():
-            informer.start()
-        return informer
-
-    def raise_errors(self) -> None:
-        for informer in self._informers:
-            if informer.error is not None:
-                raise informer.error
-
-    def wait_synced(self, *, deadline: float | None) -> None:
-        """Until every informer has listed once; raises an informer's error, or
-        `DeadlineReached` when the API could not be read in time."""
-        for informer in self._informers:
-            while not informer.synced.is_set():
-                self.raise_errors()
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineReached(f"{informer.name} could not be read from the API in time")
-                self.wake.wait(0.5)
-                self.wake.clear()
-
-    def stop(self) -> None:
-        for informer in self._informers:
-            informer.stop()

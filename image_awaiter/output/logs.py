@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
@@ -28,6 +29,14 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         elif isinstance(value, str) and "earer" in value:
             event[key] = _SECRET_VALUES.sub(r"\1" + _REDACTED, value)
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class Logging:
+    """How the run logs: what `configure` reads of the settings."""
+
+    log_format: LogFormat
+    verbosity: int
 
 
 def configure(*, log_format: LogFormat, verbosity: int, stream: TextIO | None = None) -> None:

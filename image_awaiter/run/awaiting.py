@@ -30,6 +30,7 @@ from image_awaiter.kube.client import server_version
 from image_awaiter.kube.connecting import Connection, connect
 from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
+from image_awaiter.output.logs import Logging
 from image_awaiter.output.plan import write_plan
 from image_awaiter.output.reporting import now_iso, write_report
 from image_awaiter.output.streams import Streams
@@ -65,13 +66,18 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
     """The run's outcome, and the job and run as far as they got; cleaned up whatever came."""
     job: Job | None = None
     run: Run | None = None
-    view = start_live_view(settings, stream=streams.err)
+    policy, logging = policy_for(settings), Logging(settings.log_format, settings.verbosity)
+    view = start_live_view(
+        watching=not policy.once, progress=settings.progress, logging=logging, stream=streams.err
+    )
     with SignalGuard() as signals:
         try:
             try:
                 job = resolve_job(settings)
-                context = open_context(settings, job, _connect(settings), hold=signals.held)
-                run = Run(context, policy=policy_for(settings), view=view, streams=streams)
+                context = open_context(
+                    settings, job, connection=_connect(settings), hold=signals.held
+                )
+                run = Run(context, policy=policy, view=view, streams=streams)
                 try:
                     outcome = run.go()
                 except DeadlineReached as error:  # the API failed until the time was up
@@ -85,7 +91,7 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
             signals.defer()  # a signal now must not cut the cleanup short
             if run is not None:
                 run.close()
-            stop_live_view(view, settings)
+            stop_live_view(view, logging=logging)
         if signals.deferred is not None and outcome.result is not Result.INTERRUPTED:
             outcome = _failed(Interrupted(signals.deferred), run)
     return outcome, job, run
@@ -131,6 +137,18 @@ def _failed(error: AwaiterError | Interrupted, run: Run | None) -> Outcome:
     return run.outcome(code, result, message) if run else Outcome(code, result, message)
 
 
+def _write_plan(groups: GroupRuns, settings: Settings, *, streams: Streams, lacking: bool) -> None:
+    """The plan on stdout, unless stdout carries the DaemonSets (`-o`) or the report (`-`)."""
+    to_out = settings.output is None and settings.report != "-"
+    write_plan(
+        groups.evaluations(),
+        text=streams.out if to_out else streams.err,
+        bodies=groups.would_create() if settings.output and lacking else (),
+        output=settings.output,
+        documents=streams.out,
+    )
+
+
 class Run:
     """One run following its policy: its pull groups (a DaemonSet and a judge each), what it
     tells, the pull facts, and the last evaluation (the groups' combined)."""
@@ -145,6 +163,7 @@ class Run:
         self.facts = PullFactsWatch(context.job.images)
         self.last: Evaluation | None = None
         self.first: Evaluation | None = None  # before anything was created
+        self.parts = policy.parts(context)
         tell_start(context.job, timeout=settings.timeout)
         self.tell = Teller(
             context,
@@ -221,6 +240,8 @@ class Run:
         evaluation = self.last = self.groups.judge(nodes, pods, now=now, event_errors=errors)
         self.first = self.first or evaluation
         self.tell.observe(evaluation, self.groups.evaluations(), now=now)
+        for part in self.parts:
+            part.observe(evaluation, now=now)
         return evaluation
 
     def _end(self, step: Step) -> Outcome:
@@ -241,14 +262,8 @@ class Run:
     def _planned(self, evaluation: Evaluation) -> Outcome:
         """`await --dry-run`: `check`'s reading of the nodes per group, printed as a plan and,
         with `-o yaml`, the DaemonSets `await` would create. Creates nothing."""
-        settings, streams = self.context.settings, self.streams
-        to_out = settings.output is None and settings.report != "-"
-        write_plan(
-            self.groups.evaluations(),
-            text=streams.out if to_out else streams.err,
-            bodies=self.groups.would_create() if settings.output and not evaluation.done else (),
-            output=settings.output,
-            documents=streams.out,
+        _write_plan(
+            self.groups, self.context.settings, streams=self.streams, lacking=not evaluation.done
         )
         outcome = self.outcome(*outcomes.planned(evaluation, groups=len(self.groups.each)))
         log.info("run.planned", message=outcome.message)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import structlog
 
 from image_awaiter.core.pullmethod import MethodChoice
+from image_awaiter.kube.api import KubeApi
+from image_awaiter.kube.caches import Caches
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import Connection
-from image_awaiter.kube.watching import Caches, Hold
+from image_awaiter.kube.watching import Hold
 from image_awaiter.spec.pullers import Owner
 from image_awaiter.spec.settings import Job, Settings
 
@@ -25,7 +27,7 @@ from image_awaiter.spec.settings import Job, Settings
 class RunContext:
     settings: Settings
     job: Job
-    kube: Kube  # every request bounded by `deadline`
+    kube: KubeApi  # every request bounded by `deadline` (client.Kube, or a test's own)
     namespace: str  # where the pullers and their pods live
     own_namespace: str | None  # the awaiter pod's own, when it runs in one
     run_id: str  # labels what this run creates
@@ -36,7 +38,7 @@ class RunContext:
     pull_method: MethodChoice | None = None  # what `--pull-method auto` chose, once it has
 
 
-def open_context(settings: Settings, job: Job, connection: Connection, *, hold: Hold) -> RunContext:
+def open_context(settings: Settings, job: Job, *, connection: Connection, hold: Hold) -> RunContext:
     """The run's context, with a new run id bound to every log line from now on."""
     started = time.monotonic()
     deadline = started + settings.timeout if settings.timeout > 0 else None

@@ -26,7 +26,7 @@ from image_awaiter.core.references import ImageKey
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.output.reporting import now_iso
 from image_awaiter.run.context import RunContext
-from image_awaiter.spec.pullers import prepare_for_run
+from image_awaiter.spec.pullers import PullerTemplate
 from image_awaiter.spec.settings import Group, Judging
 
 log = structlog.get_logger("image_awaiter")
@@ -45,18 +45,19 @@ class GroupRuns:
     """Every pull group of one run, in the order the job lists them."""
 
     def __init__(self, context: RunContext, *, judging: Judging) -> None:
-        self._kube, self.namespace, self.run_id = context.kube, context.namespace, context.run_id
-        self.owner = context.owner
+        self._kube, self.namespace = context.kube, context.namespace
         self.each = tuple(
             GroupRun(
                 group=group,
                 daemonset=PullerDaemonSet(
-                    kube=context.kube,
-                    namespace=context.namespace,
-                    run_id=context.run_id,
-                    manifest=group.manifest,
-                    owner=context.owner,
-                    group=group.name,
+                    context.kube,
+                    PullerTemplate(
+                        manifest=group.manifest,
+                        namespace=context.namespace,
+                        run_id=context.run_id,
+                        owner=context.owner,
+                        group=group.name,
+                    ),
                 ),
                 judge=Judge(
                     images=group.images,
@@ -144,15 +145,7 @@ class GroupRuns:
         """The DaemonSets `await` would create now (`--dry-run -o ...`)."""
         created_at = now_iso()
         return [
-            prepare_for_run(
-                g.group.manifest,
-                run_id=self.run_id,
-                namespace=self.namespace,
-                owner=self.owner,
-                created_at=created_at,
-                skip_nodes=g.judge.listed_nodes,
-                group=g.group.name,
-            )
+            g.daemonset.template.for_run(created_at=created_at, skip_nodes=g.judge.listed_nodes)
             for g in self.each
         ]
 

@@ -2,17 +2,18 @@
 writes to the cluster, and when it stops. `check` judges one list of the nodes; `await
 --dry-run` prints that reading as a plan; `await` creates pullers unless every node is done and
 watches until done, a pull failure or the deadline. A long-running kind (a gate that never ends
-on its own) is one more policy here, whose `next` always says `WATCH`.
+on its own) is one more policy here, whose `next` always says `WATCH` and whose `parts` act on
+every evaluation (release the nodes that have their images).
 
 The decisions are pure: an evaluation and the time in, a `Step` out. `Run` carries them out."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Protocol
 
 from image_awaiter.core.readiness import Evaluation
+from image_awaiter.run.context import RunContext
 from image_awaiter.spec.settings import Settings
 
 
@@ -24,6 +25,12 @@ class Step(enum.Enum):
     PULL_FAILED = "pull-failed"
     TIMED_OUT = "timed-out"
     PLANNED = "planned"  # a dry run: print the plan
+
+
+class Part(Protocol):
+    """Something a kind of run does with every evaluation (a gate releases nodes)."""
+
+    def observe(self, evaluation: Evaluation, *, now: float) -> None: ...
 
 
 class Policy(Protocol):
@@ -54,15 +61,18 @@ class Policy(Protocol):
         """What to do after each later evaluation (`now` and `deadline` are monotonic)."""
         ...
 
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        """What this kind of run does with every evaluation, besides telling it."""
+        ...
 
-@dataclass(frozen=True, slots=True)
+
 class Check:
     """Read-only: every target node has every image in its own status, or not."""
 
-    name: str = "check"
-    once: bool = True
-    writes: bool = False
-    checks_namespace: bool = False  # creates nothing in one, so needs none
+    name = "check"
+    once = True
+    writes = False
+    checks_namespace = False  # creates nothing in one, so needs none
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.MISSING
@@ -70,15 +80,17 @@ class Check:
     def next(self, evaluation: Evaluation, *, now: float, deadline: float | None) -> Step:
         return self.first(evaluation)
 
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
 
-@dataclass(frozen=True, slots=True)
+
 class Plan:
     """`await --dry-run`: `check`'s reading, printed as a plan; creates nothing."""
 
-    name: str = "plan"
-    once: bool = True
-    writes: bool = False
-    checks_namespace: bool = True  # when something is missing, as `await` before creating
+    name = "plan"
+    once = True
+    writes = False
+    checks_namespace = True  # when something is missing, as `await` before creating
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.PLANNED
@@ -86,15 +98,17 @@ class Plan:
     def next(self, evaluation: Evaluation, *, now: float, deadline: float | None) -> Step:
         return Step.PLANNED
 
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
 
-@dataclass(frozen=True, slots=True)
+
 class Await:
     """Pull where images are missing and wait: done, a pull failure, or the deadline."""
 
-    name: str = "await"
-    once: bool = False
-    writes: bool = True
-    checks_namespace: bool = False  # the pullers' creation checks it
+    name = "await"
+    once = False
+    writes = True
+    checks_namespace = False  # the pullers' creation checks it
 
     def first(self, evaluation: Evaluation) -> Step:
         return Step.SUCCEEDED if evaluation.done else Step.PULL  # done: the fast path
@@ -107,6 +121,9 @@ class Await:
         if deadline is not None and now >= deadline:
             return Step.TIMED_OUT
         return Step.WATCH
+
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return ()
 
 
 def policy_for(settings: Settings) -> Policy:

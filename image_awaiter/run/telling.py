@@ -21,10 +21,11 @@ from image_awaiter.core.references import ImageKey
 from image_awaiter.core.wording import counted
 from image_awaiter.output import logs
 from image_awaiter.output.liveview import LiveView, live_view_wanted
+from image_awaiter.output.logs import Logging
 from image_awaiter.output.progress import LivePicture, Progress
 from image_awaiter.run.context import RunContext
 from image_awaiter.run.factswatch import PullFactsWatch
-from image_awaiter.spec.settings import Job, Settings
+from image_awaiter.spec.settings import Job
 
 log = structlog.get_logger("image_awaiter")
 
@@ -33,30 +34,29 @@ NOT_IN_SPEC = (
 )
 
 
-def start_live_view(settings: Settings, *, stream: TextIO) -> LiveView | None:
-    """The live view on a terminal; log lines then go above it, warnings and errors only
-    (unless -v), so that the display is not a scroll of lines."""
-    if (
-        settings.command != "await"
-        or settings.dry_run
-        or not live_view_wanted(stream, settings.log_format, settings.progress)
-    ):
+def start_live_view(
+    *, watching: bool, progress: bool | None, logging: Logging, stream: TextIO
+) -> LiveView | None:
+    """The live view on a terminal, for a run that watches (`progress` None: decided by the
+    log format and the terminal); log lines then go above it, warnings and errors only (unless
+    -v), so that the display is not a scroll of lines."""
+    if not watching or not live_view_wanted(stream, logging.log_format, progress):
         return None
-    view = LiveView(stream=stream, show_excluded=settings.verbosity > 0)
+    view = LiveView(stream=stream, show_excluded=logging.verbosity > 0)
     view.start()
     logs.configure(
         log_format="console",
-        verbosity=settings.verbosity if settings.verbosity > 0 else -1,
+        verbosity=logging.verbosity if logging.verbosity > 0 else -1,
         stream=view.writer(),
     )
     return view
 
 
-def stop_live_view(view: LiveView | None, settings: Settings) -> None:
+def stop_live_view(view: LiveView | None, *, logging: Logging) -> None:
     """Before the final line, which must stand on its own; logging as it was."""
     if view is not None:
         view.stop()
-        logs.configure(log_format=settings.log_format, verbosity=settings.verbosity)
+        logs.configure(log_format=logging.log_format, verbosity=logging.verbosity)
 
 
 def tell_start(job: Job, *, timeout: float) -> None:

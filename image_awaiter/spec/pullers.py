@@ -1,5 +1,5 @@
-"""The puller DaemonSet: loaded from a manifest or generated from image references, then made
-unique to one run.
+"""The puller DaemonSet: its labels and settings, loaded and validated from a manifest (or
+generated from image references: generating.py), then made unique to one run.
 
 Pure: manifests in, manifests out. Validation happens here, before anything reaches the API, so
 that bad input is exit 2 with nothing created.
@@ -8,12 +8,13 @@ that bad input is exit 2 with nothing created.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from image_awaiter import __version__
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.pods import pod_images as images_of
 from image_awaiter.core.pods import pod_spec as as_pod_spec
 from image_awaiter.core.references import ImageRef, parse_image
@@ -45,15 +46,9 @@ DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "limits": {"cpu": "100m", "memory": "64Mi"},
 }
 
-RESTRICTED_CONTAINER_SECURITY: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "runAsUser": 65534,
-    "runAsGroup": 65534,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+
+# Generated pullers land on Linux nodes unless told otherwise (the helper is a Linux binary).
+ON_LINUX = Placement(node_selector=(("kubernetes.io/os", "linux"),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +58,9 @@ class PullerSettings:
     method: PullMethod | Literal["auto"] = "initContainers"
     helper_image: str = DEFAULT_HELPER_IMAGE
     pause_image: str = DEFAULT_PAUSE_IMAGE
-    node_selector: Mapping[str, str] = field(default_factory=lambda: {"kubernetes.io/os": "linux"})
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] | None = None
-    priority_class_name: str | None = None
-    image_pull_secrets: tuple[str, ...] = ()
+    # Where it runs (node selector, tolerations, priority class, pull secrets), in the order given.
+    placement: Placement = ON_LINUX
+    affinity: Mapping[str, Any] | None = None  # rendered as given (the chart's values)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: copy.deepcopy(dict(DEFAULT_RESOURCES))
     )
@@ -80,6 +73,17 @@ class Owner:
     name: str
     uid: str
     namespace: str
+
+    def reference(self) -> dict[str, Any]:
+        """The ownerReference to this pod (never blocking its deletion, not a controller)."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": False,
+            "controller": False,
+        }
 
 
 # ---------------------------------------------------------------------------- loading
@@ -281,137 +285,30 @@ def unique_images(refs: Sequence[str]) -> list[ImageRef]:
     return list(by_key.values())
 
 
-# ---------------------------------------------------------------------------- generating
-
-
-def generate_daemonset(images: Sequence[ImageRef], settings: PullerSettings) -> dict[str, Any]:
-    """A puller DaemonSet that pulls `images` without running anything inside them."""
-    labels = {
-        "app.kubernetes.io/name": DEFAULT_NAME,
-        "app.kubernetes.io/component": "puller",
-        MANAGED_BY_LABEL: MANAGED_BY,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": DEFAULT_NAME, "labels": dict(labels)},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": DEFAULT_NAME}},
-            "updateStrategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "100%"},
-            },
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": puller_pod_spec([image.original for image in images], settings),
-            },
-        },
-    }
-
-
-def puller_pod_spec(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """The pod: the pull method's containers and volumes (see `PULL_METHODS`), restricted, with
-    explicit requests and limits, placed by the settings."""
-    spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 0,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65534,
-            "runAsGroup": 65534,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **PULL_METHODS[_method(settings)](images, settings),
-    }
-    if settings.node_selector:
-        spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.affinity:
-        spec["affinity"] = copy.deepcopy(dict(settings.affinity))
-    if settings.priority_class_name:
-        spec["priorityClassName"] = settings.priority_class_name
-    if settings.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    return spec
-
-
-def _method(settings: PullerSettings) -> PullMethod:
-    return "imageVolumes" if settings.method == "imageVolumes" else "initContainers"
-
-
-def with_pull_method(
-    manifest: Mapping[str, Any], images: Sequence[ImageRef], settings: PullerSettings
-) -> dict[str, Any]:
-    """A generated puller's manifest with the parts its pull method builds (init containers,
-    volumes, containers) built again for `settings.method`; its placement is kept."""
-    rebuilt = copy.deepcopy(dict(manifest))
-    spec = rebuilt["spec"]["template"]["spec"]
-    for key in ("initContainers", "volumes", "containers"):
-        spec.pop(key, None)
-    spec.update(PULL_METHODS[_method(settings)]([image.original for image in images], settings))
-    return rebuilt
-
-
-def _init_containers(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an init container running the no-op helper, copied first from the helper
-    image into an emptyDir: nothing inside the pulled image runs."""
-    install = _container(
-        "install-helper",
-        settings.helper_image,
-        [HELPER_PATH, "install", f"{HELPER_MOUNT}/noop"],
-        settings,
-    )
-    install["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT}]
-    pulls = []
-    for index, image in enumerate(images):
-        pull = _container(f"pull-{index}", image, [f"{HELPER_MOUNT}/noop"], settings)
-        pull["volumeMounts"] = [{"name": "helper", "mountPath": HELPER_MOUNT, "readOnly": True}]
-        pulls.append(pull)
-    return {
-        "initContainers": [install, *pulls],
-        "volumes": [{"name": "helper", "emptyDir": {"sizeLimit": "1Mi"}}],
-        "containers": [_container("pause", settings.pause_image, None, settings)],
-    }
-
-
-def _image_volumes(images: Sequence[str], settings: PullerSettings) -> dict[str, Any]:
-    """Each image an `image` volume mounted on the pause container (ImageVolume feature)."""
-    pause = _container("pause", settings.pause_image, None, settings)
-    pause["volumeMounts"] = [
-        {"name": f"image-{index}", "mountPath": f"/images/{index}", "readOnly": True}
-        for index in range(len(images))
-    ]
-    return {
-        "volumes": [
-            {"name": f"image-{index}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
-            for index, image in enumerate(images)
-        ],
-        "containers": [pause],
-    }
-
-
-# How a puller pod pulls its images: one builder of pod spec parts per `--pull-method`, mirrored
-# in the chart by one named template per method. A new method is one function and one entry.
-PULL_METHODS: Mapping[str, Callable[[Sequence[str], PullerSettings], dict[str, Any]]] = {
-    "initContainers": _init_containers,
-    "imageVolumes": _image_volumes,
-}
-
-
-def _container(
-    name: str, image: str, command: list[str] | None, settings: PullerSettings
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}
-    if command is not None:
-        container["command"] = command
-    container["resources"] = copy.deepcopy(dict(settings.resources))
-    container["securityContext"] = copy.deepcopy(dict(RESTRICTED_CONTAINER_SECURITY))
-    return container
-
-
 # ---------------------------------------------------------------------------- per run
+
+
+@dataclass(frozen=True, slots=True)
+class PullerTemplate:
+    """One pull group's puller manifest as one run makes it: its namespace, run id, owner and
+    group; `for_run` is the body to create (`prepare_for_run`)."""
+
+    manifest: Mapping[str, Any]
+    namespace: str
+    run_id: str
+    owner: Owner | None = None
+    group: str | None = None
+
+    def for_run(self, *, created_at: str, skip_nodes: Collection[str] = ()) -> dict[str, Any]:
+        return prepare_for_run(
+            self.manifest,
+            run_id=self.run_id,
+            namespace=self.namespace,
+            owner=self.owner,
+            created_at=created_at,
+            skip_nodes=skip_nodes,
+            group=self.group,
+        )
 
 
 def prepare_for_run(
@@ -454,16 +351,7 @@ def prepare_for_run(
         CREATED_AT_ANNOTATION: created_at,
     }
     if owner is not None and owner.namespace == namespace:
-        metadata["ownerReferences"] = [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": owner.name,
-                "uid": owner.uid,
-                "blockOwnerDeletion": False,
-                "controller": False,
-            }
-        ]
+        metadata["ownerReferences"] = [owner.reference()]
     spec = daemonset["spec"]
     selector = spec.setdefault("selector", {})
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), RUN_ID_LABEL: run_id}

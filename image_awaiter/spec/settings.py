@@ -17,17 +17,17 @@ from image_awaiter.core.placement import Placement
 from image_awaiter.core.readiness import FailureRules
 from image_awaiter.core.references import ImageKey, ImageRef
 from image_awaiter.core.targeting import placement_from_pod_spec
+from image_awaiter.spec.generating import generate_daemonset
+from image_awaiter.spec.generating import with_pull_method as rebuild_puller
 from image_awaiter.spec.pullers import (
     DEFAULT_NAME,
     Owner,
     PullerSettings,
     awaited_images,
     daemonset_base_name,
-    generate_daemonset,
     parse_daemonsets,
     unique_images,
 )
-from image_awaiter.spec.pullers import with_pull_method as rebuild_puller
 
 if TYPE_CHECKING:  # a type only: outcomes are imported by the run
     from image_awaiter.core.outcomes import Skipped

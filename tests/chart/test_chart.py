@@ -13,10 +13,12 @@ import pytest
 import yaml
 
 from image_awaiter.core.durations import parse_duration
+from image_awaiter.core.placement import Placement, Toleration
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import puller_pod_spec
 from image_awaiter.spec.groups import apply_placement
-from image_awaiter.spec.manifests import pod_placement
-from image_awaiter.spec.pullers import PullerSettings, parse_manifest, puller_pod_spec
+from image_awaiter.spec.podtemplates import pod_placement
+from image_awaiter.spec.pullers import PullerSettings, parse_manifest
 from image_awaiter.spec.settings import Settings, resolve_job
 from tests.chart.conftest import (
     CHART,
@@ -293,10 +295,12 @@ def test_the_charts_puller_pod_is_exactly_the_one_the_cli_generates(
         method=method,  # type: ignore[arg-type]
         helper_image="registry.example.com/ia:1",
         pause_image="registry.k8s.io/pause:3.9",
-        node_selector={"kubernetes.io/os": "linux", "pool": "user"},
-        tolerations=({"key": "gpu", "operator": "Exists"},),
-        priority_class_name="low",
-        image_pull_secrets=("regcred",),
+        placement=Placement(
+            node_selector=(("kubernetes.io/os", "linux"), ("pool", "user")),
+            tolerations=(Toleration(key="gpu", operator="Exists"),),
+            priority_class_name="low",
+            image_pull_secrets=("regcred",),
+        ),
     )
     assert chart_pod == puller_pod_spec(images, settings)
     continuous = render(sets=(*sets, "continuous.enabled=true"))
@@ -381,7 +385,10 @@ def test_a_groups_puller_pod_is_exactly_the_one_the_cli_derives_from_a_workload(
     workload = {**GPU, "affinity": affinity}
     settings = PullerSettings(
         method=method,  # type: ignore[arg-type]
-        tolerations=({"key": "spot", "operator": "Exists"},),
+        placement=Placement(
+            node_selector=(("kubernetes.io/os", "linux"),),
+            tolerations=(Toleration(key="spot", operator="Exists"),),
+        ),
     )
     cli_pod = apply_placement(
         puller_pod_spec([image], settings), pod_placement(workload, label="gpu"), group="gpu"

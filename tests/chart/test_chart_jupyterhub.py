@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from image_awaiter.core.placement import Placement
-from image_awaiter.spec.manifests import pod_placement, read_manifests
+from image_awaiter.spec.manifests import read_manifests
+from image_awaiter.spec.podtemplates import pod_placement
 from image_awaiter.spec.pullers import awaited_images
 from tests.chart.conftest import CHART, Render, hook_daemonsets, run_helm
 from tests.integration.helpers import jupyterhub_pools, planned_nodes

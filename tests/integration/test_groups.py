@@ -18,12 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from image_awaiter.spec.pullers import (
-    GROUP_LABEL,
-    PullerSettings,
-    generate_daemonset,
-    unique_images,
-)
+from image_awaiter.core.placement import Placement, Toleration
+from image_awaiter.spec.generating import generate_daemonset
+from image_awaiter.spec.pullers import GROUP_LABEL, PullerSettings, unique_images
 from simcluster import Fault
 from tests.conftest import cli_command, cli_env, spawn_cli
 from tests.integration.helpers import our_daemonsets, writes
@@ -35,7 +32,7 @@ BASE = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"  # multi-arch
 GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 # The taint GKE and AKS put on GPU node pools.
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION = Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
 
 
 @pytest.fixture
@@ -50,8 +47,8 @@ def pools(sim: Any) -> dict[str, list[str]]:
     }
 
 
-def _daemonset(name: str, images: list[str], **placement: Any) -> dict[str, Any]:
-    manifest = generate_daemonset(unique_images(images), PullerSettings(**placement))
+def _daemonset(name: str, images: list[str], placement: Placement) -> dict[str, Any]:
+    manifest = generate_daemonset(unique_images(images), PullerSettings(placement=placement))
     manifest["metadata"]["name"] = name
     return manifest
 
@@ -65,12 +62,12 @@ def _spec_file(tmp_path: Path, *manifests: dict[str, Any], as_list: bool = False
     return str(path)
 
 
-GPU_GROUP = {
-    "node_selector": {"kubernetes.io/os": "linux", **GPU_LABELS},
-    "tolerations": (GPU_TOLERATION,),
-}
-ARM_GROUP = {"node_selector": {"kubernetes.io/arch": "arm64"}}
-AMD_GROUP = {"node_selector": {"kubernetes.io/arch": "amd64"}}
+GPU_GROUP = Placement(
+    node_selector=(("kubernetes.io/os", "linux"), *GPU_LABELS.items()),
+    tolerations=(GPU_TOLERATION,),
+)
+ARM_GROUP = Placement(node_selector=(("kubernetes.io/arch", "arm64"),))
+AMD_GROUP = Placement(node_selector=(("kubernetes.io/arch", "amd64"),))
 
 
 def _pulled_on(sim: Any, image: str, *, since: float = 0.0) -> set[str]:
@@ -98,8 +95,8 @@ def test_two_groups_from_one_multi_document_spec_pull_each_image_only_where_it_c
 ) -> None:
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec, "--interval", "200ms")
     assert result.code == 0, result.output
@@ -120,9 +117,9 @@ def test_three_groups_in_a_list_with_an_image_in_two_await_it_on_the_union_of_th
 ) -> None:
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA, BASE], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS, BASE], **ARM_GROUP),
-        _daemonset("amd", ["busybox:1.36"], **AMD_GROUP),
+        _daemonset("gpu", [CUDA, BASE], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS, BASE], ARM_GROUP),
+        _daemonset("amd", ["busybox:1.36"], AMD_GROUP),
         as_list=True,
     )
     result = run_cli("await", "--daemonset-spec", spec, "--interval", "200ms")
@@ -147,8 +144,8 @@ def test_the_daemonsets_of_one_run_carry_a_group_label_and_a_signal_removes_them
     sim.registry.add(CUDA, platforms=("linux/amd64",), pull_seconds=2000)  # still pulling
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     proc = spawn_cli(
         "await", "--daemonset-spec", spec, "--kubeconfig", str(kubeconfig), "--log-format", "json"
@@ -178,8 +175,8 @@ def test_after_sigterm_a_stalling_api_costs_one_cleanup_budget_not_one_per_group
     sim.registry.add(ARM_TOOLS, platforms=("linux/arm64",), pull_seconds=2000)
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     sim.faults.add(Fault(method="DELETE", path="/daemonsets/", status=0, delay=24.0, times=None))
     proc = spawn_cli(
@@ -257,8 +254,8 @@ def test_a_pull_failure_names_the_group_and_removes_every_groups_daemonset(
     sim.registry.add("quay.io/org/gone:1", missing=True)
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", ["quay.io/org/gone:1"], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", ["quay.io/org/gone:1"], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec, "--pull-failure-grace", "1s")
     assert result.code == 4, result.output
@@ -276,8 +273,8 @@ def test_a_timeout_names_the_group_still_pulling_and_removes_every_groups_daemon
     sim.registry.add(CUDA, platforms=("linux/amd64",), pull_seconds=2000)
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec, "--timeout", "3s")
     assert result.code == 1, result.output
@@ -296,8 +293,8 @@ def test_an_api_error_after_every_group_was_created_removes_every_groups_daemons
     )
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec)
     assert result.code == 3, result.output
@@ -332,8 +329,8 @@ def test_nothing_is_created_when_every_group_is_already_satisfied(
     sim.add_node_pool("arm", 1, arch="arm64", images=[ARM_TOOLS])
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec, "--image", CUDA, "--image", ARM_TOOLS)
     assert result.code == 0, result.output
@@ -431,8 +428,8 @@ def test_each_groups_pulls_are_in_the_report_with_the_kubelets_sizes_on_its_own_
     sim.registry.add(ARM_TOOLS, platforms=("linux/arm64",), size_bytes=52_428_800)
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", [ARM_TOOLS], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", [ARM_TOOLS], ARM_GROUP),
     )
     result = run_cli("await", "--daemonset-spec", spec, "--interval", "200ms")
     assert result.code == 0, result.output
@@ -459,8 +456,8 @@ def test_a_missing_tag_in_one_group_fails_at_once_naming_group_class_node_and_ad
     sim.registry.add("quay.io/org/gone:1", missing=True)
     spec = _spec_file(
         tmp_path,
-        _daemonset("gpu", [CUDA], **GPU_GROUP),
-        _daemonset("arm", ["quay.io/org/gone:1"], **ARM_GROUP),
+        _daemonset("gpu", [CUDA], GPU_GROUP),
+        _daemonset("arm", ["quay.io/org/gone:1"], ARM_GROUP),
     )
     # The default 90 s grace would outlast the timeout: only fast failure ends it with exit 4.
     result = run_cli("await", "--daemonset-spec", spec, "--timeout", "60s")

@@ -267,7 +267,7 @@ def test_the_awaiter_records_events_on_its_own_pod(
     ]
     assert [e["reason"] for e in ours] == ["ImagesPulling", "ImagesReady"]
     assert all(e["involvedObject"]["uid"] == owner["metadata"]["uid"] for e in ours)
-    assert APP in ours[0]["message"] and "1 of 1 target nodes" in ours[0]["message"]
+    assert APP in ours[0]["message"] and "on 1 of 1 target node " in ours[0]["message"]
 
 
 def test_a_failed_pull_is_an_image_pull_failed_event_on_the_awaiters_pod(

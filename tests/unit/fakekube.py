@@ -1,4 +1,4 @@
-"""A small in-memory implementation of the client interface the run layer uses (`Kube`:
+"""A small in-memory implementation of the client interface (`kube.api.KubeApi`:
 `request`, `request_decoded`, `stream`, `bounded`, `deadline`), for unit tests of run/ without a
 server. Not a mock: it keeps objects by path, numbers every change with a resourceVersion,
 serves lists and watches from them (label selectors by equality), and raises the client's own

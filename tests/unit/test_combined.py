@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from image_awaiter.core.combined import GroupEvaluation, combine, group_progress, plan_text
+from image_awaiter.core.combined import GroupEvaluation, combine, group_progress
 from image_awaiter.core.readiness import Evaluation, NodeStatus, NodeVerdict, PullFailure
 from image_awaiter.core.references import parse_image
+from image_awaiter.output.plan import plan_text
 
 CUDA = parse_image("quay.io/jupyter/pytorch-notebook:cuda12-2025-01-20")
 BASE = parse_image("quay.io/jupyterhub/k8s-singleuser-sample:4.1.0")

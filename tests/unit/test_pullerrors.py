@@ -8,6 +8,7 @@ most clusters), CRI-O (and podman, which shares containers/image), Docker (docke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import get_args
 
 import pytest
@@ -37,7 +38,7 @@ REAL_MESSAGES = [
         'latest": docker.io/salesforce/salesforcedx:latest: not found',
         P,
         "not-found",
-        id="containerd-tag-not-found",
+        id="forcedotcom/salesforcedx-docker#35: containerd-tag-not-found",
     ),
     pytest.param(  # sympozium-ai/sympozium#5
         'rpc error: code = NotFound desc = failed to pull and unpack image "ghcr.io/alexsjones/'
@@ -45,7 +46,7 @@ REAL_MESSAGES = [
         'apiserver:v0.0.29": ghcr.io/alexsjones/sympozium/apiserver:v0.0.29: not found',
         P,
         "not-found",
-        id="containerd-ghcr-tag-not-found",
+        id="sympozium-ai/sympozium#5: containerd-ghcr-tag-not-found",
     ),
     pytest.param(  # labring/sealos#4117 (private registry on a port)
         'rpc error: code = NotFound desc = failed to pull and unpack image "sealos.hub:5000/pause:'
@@ -53,7 +54,7 @@ REAL_MESSAGES = [
         " not found",
         P,
         "not-found",
-        id="containerd-port-5000-is-not-a-5xx",
+        id="labring/sealos#4117: containerd-port-5000-is-not-a-5xx",
     ),
     pytest.param(  # thekubefleet/kubefleet#6 (kubelet 1.3x drops the "rpc error" wrapper)
         'failed to pull and unpack image "docker.io/library/kubefleet-dashboard:latest": failed to'
@@ -62,7 +63,7 @@ REAL_MESSAGES = [
         " insufficient_scope: authorization failed",
         P,
         "not-found",
-        id="containerd-repository-does-not-exist",
+        id="thekubefleet/kubefleet#6: containerd-repository-does-not-exist",
     ),
     pytest.param(  # pfnet/image-pull-secrets-provisioner#31
         'rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/library/'
@@ -71,7 +72,7 @@ REAL_MESSAGES = [
         " message: insufficient_scope: authorization failed",
         P,
         "not-found",
-        id="containerd-unpushed-local-image",
+        id="pfnet/image-pull-secrets-provisioner#31: containerd-unpushed-local-image",
     ),
     # ----------------------------------------------------------- containerd: access denied
     pytest.param(  # kubernetes/kubernetes#110678 (Harbor)
@@ -83,7 +84,7 @@ REAL_MESSAGES = [
         " Unauthorized",
         P,
         "unauthorized",
-        id="containerd-401",
+        id="kubernetes/kubernetes#110678: containerd-401",
     ),
     pytest.param(  # rossoctl/rossoctl#116 (ghcr.io private package)
         'failed to pull and unpack image "ghcr.io/kagenti/kagenti-client-registration:latest":'
@@ -93,7 +94,7 @@ REAL_MESSAGES = [
         "&service=ghcr.io: 403 Forbidden",
         P,
         "unauthorized",
-        id="containerd-403-token",
+        id="rossoctl/rossoctl#116: containerd-403-token",
     ),
     pytest.param(  # jfrog/jfrog-credentials-provider#41 (status text empty: "401 ")
         'failed to pull and unpack image "heidiai.jfrog.io/heidiai-docker/heidi-ml-scribe:pr-6940"'
@@ -104,7 +105,7 @@ REAL_MESSAGES = [
         "%3Apull&service=heidiai.jfrog.io: 401 ",
         P,
         "unauthorized",
-        id="containerd-401-bare-status",
+        id="jfrog/jfrog-credentials-provider#41: containerd-401-bare-status",
     ),
     pytest.param(  # rancher-sandbox/rancher-desktop#5064 (containerd resolver, via nerdctl)
         'failed to resolve reference "docker.io/library/busybox:latest": unexpected status from'
@@ -112,14 +113,14 @@ REAL_MESSAGES = [
         " Forbidden",
         P,
         "unauthorized",
-        id="containerd-403-head",
+        id="rancher-sandbox/rancher-desktop#5064: containerd-403-head",
     ),
     pytest.param(  # IBM/guestbook#65 (containerd 1.2 wording)
         'rpc error: code = Unknown desc = failed to resolve image "docker.io/kubernetes/redis-'
         'slave:v2": server message: insufficient_scope: authorization failed',
         P,
         "unauthorized",
-        id="containerd-1.2-insufficient-scope",
+        id="IBM/guestbook#65: containerd-1.2-insufficient-scope",
     ),
     # ------------------------------------------------------------- containerd: transient
     pytest.param(  # namespacelabs/foundation#846 + docker/docs#21908 (same server message, whole)
@@ -132,7 +133,7 @@ REAL_MESSAGES = [
         " upgrading: https://www.docker.com/increase-rate-limit",
         T,
         "rate-limited",
-        id="containerd-429",
+        id="namespacelabs/foundation#846: containerd-429",
     ),
     pytest.param(  # myifeng/mirror-porter#92
         'rpc error: code = DeadlineExceeded desc = failed to pull and unpack image "k8s.gcr.io/'
@@ -141,7 +142,7 @@ REAL_MESSAGES = [
         " tcp 64.233.189.82:443: i/o timeout",
         T,
         "timeout",
-        id="containerd-io-timeout",
+        id="myifeng/mirror-porter#92: containerd-io-timeout",
     ),
     pytest.param(  # kubernetes/kubeadm#2936
         'rpc error: code = Unknown desc = failed to pull and unpack image "registry.k8s.io/kube-'
@@ -150,7 +151,7 @@ REAL_MESSAGES = [
         " 34.96.108.209:443: connect: connection timed out",
         T,
         "timeout",
-        id="containerd-connection-timed-out",
+        id="kubernetes/kubeadm#2936: containerd-connection-timed-out",
     ),
     pytest.param(  # conjure-up/conjure-up#1616 (containerd 1.2)
         'rpc error: code = Unknown desc = failed to resolve image "image-registry.canonical.com:'
@@ -159,7 +160,7 @@ REAL_MESSAGES = [
         " dial tcp 162.213.33.199:5000: i/o timeout",
         T,
         "timeout",
-        id="containerd-1.2-io-timeout",
+        id="conjure-up/conjure-up#1616: containerd-1.2-io-timeout",
     ),
     pytest.param(  # gvenzl/oci-oracle-free#73 (Docker with the containerd image store)
         'failed to resolve reference "docker.io/gvenzl/oracle-free:latest": failed to do request:'
@@ -167,7 +168,7 @@ REAL_MESSAGES = [
         " TLS handshake timeout",
         T,
         "timeout",
-        id="containerd-tls-handshake-timeout",
+        id="gvenzl/oci-oracle-free#73: containerd-tls-handshake-timeout",
     ),
     pytest.param(  # cnoe-io/idpbuilder#520
         'failed to pull and unpack image "registry.k8s.io/coredns/coredns:v1.11.1": failed to'
@@ -176,7 +177,7 @@ REAL_MESSAGES = [
         " certificate: x509: certificate signed by unknown authority",
         T,
         "tls",
-        id="containerd-x509",
+        id="cnoe-io/idpbuilder#520: containerd-x509",
     ),
     pytest.param(  # containerd/containerd#13206
         'rpc error: code = Unknown desc = failed to pull and unpack image "my-registry:2524/admin/'
@@ -185,7 +186,7 @@ REAL_MESSAGES = [
         " remote error: tls: certificate required",
         T,
         "tls",
-        id="containerd-tls-client-cert",
+        id="containerd/containerd#13206: containerd-tls-client-cert",
     ),
     pytest.param(  # router-for-me/CLIProxyAPI#2668 ("failed to authorize" is not a denial)
         'failed to resolve reference "docker.io/eceasy/cli-proxy-api-plus:latest": failed to'
@@ -193,7 +194,7 @@ REAL_MESSAGES = [
         'repository%3Aeceasy%2Fcli-proxy-api-plus%3Apull&service=registry.docker.io": EOF',
         T,
         "connection",
-        id="containerd-token-eof",
+        id="router-for-me/CLIProxyAPI#2668: containerd-token-eof",
     ),
     pytest.param(  # kubernetes/kubernetes#131521
         'rpc error: code = Canceled desc = failed to pull and unpack image "private_registery.'
@@ -203,7 +204,7 @@ REAL_MESSAGES = [
         " canceled",
         T,
         "connection",
-        id="containerd-context-canceled",
+        id="kubernetes/kubernetes#131521: containerd-context-canceled",
     ),
     pytest.param(  # docker/hub-feedback#2483
         'failed to pull and unpack image "docker.io/myrepo/java:2.32.83": failed to copy:'
@@ -212,7 +213,7 @@ REAL_MESSAGES = [
         "e8ff5e46: 500 Internal Server Error",
         T,
         "server-error",
-        id="containerd-500",
+        id="docker/hub-feedback#2483: containerd-500",
     ),
     pytest.param(  # bitnami/sealed-secrets#698 (quay.io outage)
         'rpc error: code = Unknown desc = failed to pull and unpack image "quay.io/bitnami/sealed-'
@@ -221,14 +222,14 @@ REAL_MESSAGES = [
         "e121ad7f4863747e902d0398c096d2bbfab89e7ff1641b6cefedf1f14ea20ea2: 502 Bad Gateway",
         T,
         "server-error",
-        id="containerd-502",
+        id="bitnami/sealed-secrets#698: containerd-502",
     ),
     pytest.param(  # suse-edge/edge-image-builder#368 (containerd's resolver, via helm)
         "unexpected status from HEAD request to https://registry.suse.com/v2/rancher/elemental-"
         "operator-crds-chart/manifests/1.4.2: 504 Gateway Timeout",
         T,
         "server-error",
-        id="containerd-504-is-a-server-error",
+        id="suse-edge/edge-image-builder#368: containerd-504-is-a-server-error",
     ),
     pytest.param(  # suxess-it/kubriX#1825
         'failed to pull and unpack image "mcr.microsoft.com/playwright:v1.57.0": failed to extract'
@@ -237,7 +238,7 @@ REAL_MESSAGES = [
         "linux-gnu/libLLVM.so.20.1: no space left on device: unknown",
         T,
         "disk-pressure",
-        id="containerd-disk-full",
+        id="suxess-it/kubriX#1825: containerd-disk-full",
     ),
     pytest.param(  # ciiiii/cloudflare-docker-proxy#98: a 400 from a proxy, nothing we know
         'rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/library/nginx'
@@ -246,7 +247,7 @@ REAL_MESSAGES = [
         "cbaa95c8adbad87283c85c75?ns=docker.io: 400 Bad Request",
         T,
         "unknown",
-        id="containerd-400-is-unknown",
+        id="ciiiii/cloudflare-docker-proxy#98: containerd-400-is-unknown",
     ),
     pytest.param(  # nigelpoulton/ckad#51: schema-1 images are refused for good, but the text
         # names no cause we know, so it stays transient (unknown) and waits out the grace period
@@ -257,7 +258,7 @@ REAL_MESSAGES = [
         " https://docs.docker.com/go/deprecated-image-specs/",
         T,
         "unknown",
-        id="containerd-schema1-is-unknown",
+        id="nigelpoulton/ckad#51: containerd-schema1-is-unknown",
     ),
     # ------------------------------------------------------- containerd: platform mismatch
     pytest.param(  # kubewarden/adm-controller#1378 (ends in "not found", yet no tag is missing)
@@ -265,14 +266,14 @@ REAL_MESSAGES = [
         'kubewarden-controller:latest": no match for platform in manifest: not found',
         M,
         "no-platform-variant",
-        id="containerd-no-match-for-platform",
+        id="kubewarden/adm-controller#1378: containerd-no-match-for-platform",
     ),
     pytest.param(  # FoundationDB/fdb-kubernetes-operator#2294
         'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/foundationdb'
         '/fdb-kubernetes-operator:v2.6.0": no match for platform in manifest: not found',
         M,
         "no-platform-variant",
-        id="containerd-no-match-for-platform-docker-hub",
+        id="FoundationDB/fdb-kubernetes-operator#2294: containerd-no-match-for-platform-docker-hub",
     ),
     # --------------------------------------------------------------------------- CRI-O
     pytest.param(  # cri-o/cri-o#4388
@@ -280,13 +281,13 @@ REAL_MESSAGES = [
         "image: manifest unknown: manifest unknown",
         P,
         "not-found",
-        id="crio-manifest-unknown",
+        id="cri-o/cri-o#4388: crio-manifest-unknown",
     ),
     pytest.param(  # podman-container-tools/podman#9990 (containers/image, as CRI-O)
         "Error reading manifest latest in registry.opensuse.org/sonartype/nexus3: name unknown",
         P,
         "not-found",
-        id="crio-name-unknown",
+        id="podman-container-tools/podman#9990: crio-name-unknown",
     ),
     pytest.param(  # podman-container-tools/podman#3022 (a 404 with an HTML body)
         "Error reading manifest latest in quay.io/prahapiraticz_site: error parsing HTTP 404"
@@ -294,14 +295,14 @@ REAL_MESSAGES = [
         ' PUBLIC \\"-//W3C//DTD HTML 3.2 Final//EN\\">\\n<title>404 Not Found</title>',
         P,
         "not-found",
-        id="crio-404-html",
+        id="podman-container-tools/podman#3022: crio-404-html",
     ),
     pytest.param(  # element-hq/ess-starter-edition-core#1 (kubelet event, private repository)
         "rpc error: code = Unknown desc = reading manifest 2.11.9 in docker.io/vectorim/ess-"
         "starter-edition-core-operator: requested access to the resource is denied",
         P,
         "unauthorized",
-        id="crio-denied",
+        id="element-hq/ess-starter-edition-core#1: crio-denied",
     ),
     pytest.param(  # cri-o/cri-o#2331
         "rpc error: code = Unknown desc = Error reading manifest latest in docker.io/crio/"
@@ -309,7 +310,7 @@ REAL_MESSAGES = [
         " authentication required",
         P,
         "unauthorized",
-        id="crio-denied-multiline",
+        id="cri-o/cri-o#2331: crio-denied-multiline",
     ),
     pytest.param(  # AliyunContainerService/image-syncer#160 (containers/image, as CRI-O)
         "reading manifest 1.13 in docker.io/library/nginx: toomanyrequests: You have reached your"
@@ -317,21 +318,21 @@ REAL_MESSAGES = [
         " https://www.docker.com/increase-rate-limit",
         T,
         "rate-limited",
-        id="crio-429",
+        id="AliyunContainerService/image-syncer#160: crio-429",
     ),
     pytest.param(  # enix/kube-image-keeper#529 (kubelet's RegistryUnavailable, CRI-O)
         'RegistryUnavailable: pinging container registry localhost:7439: Get "http://localhost:'
         '7439/v2/": dial tcp [::1]:7439: connect: connection refused',
         T,
         "connection",
-        id="crio-registry-unavailable",
+        id="enix/kube-image-keeper#529: crio-registry-unavailable",
     ),
     pytest.param(  # cri-o/cri-o#3612 ("device or resource busy": only the ping says network)
         "rpc error: code = Unknown desc = error pinging docker registry k8s.gcr.io: Get"
         ' "https://k8s.gcr.io/v2/": dial tcp: lookup k8s.gcr.io: device or resource busy',
         T,
         "connection",
-        id="crio-ping-dns",
+        id="cri-o/cri-o#3612: crio-ping-dns",
     ),
     pytest.param(  # cri-o/cri-o#2331 (comment)
         "rpc error: code = Unknown desc = error pinging docker registry registry-1.docker.io: Get"
@@ -339,7 +340,7 @@ REAL_MESSAGES = [
         " failure in name resolution",
         T,
         "connection",
-        id="crio-proxy-dns",
+        id="cri-o/cri-o#2331: crio-proxy-dns",
     ),
     pytest.param(  # cri-o/cri-o#1304
         "rpc error: code = Unknown desc = Error determining manifest MIME type for docker://"
@@ -347,7 +348,7 @@ REAL_MESSAGES = [
         "busybox%3Apull&service=registry.docker.io: EOF",
         T,
         "connection",
-        id="crio-token-eof",
+        id="cri-o/cri-o#1304: crio-token-eof",
     ),
     pytest.param(  # openshift/release#66406 (CRI-O on OpenShift, kubelet event)
         "initializing source docker://registry.access.redhat.com/ubi8:latest: reading manifest"
@@ -355,14 +356,14 @@ REAL_MESSAGES = [
         " Unavailable",
         T,
         "server-error",
-        id="crio-503",
+        id="openshift/release#66406: crio-503",
     ),
     pytest.param(  # podman-container-tools/podman#17802 (containers/image, as CRI-O)
         "initializing source docker://quay.io/libpod/alpine:latest: Requesting bearer token:"
         " invalid status code from registry 502 (Bad Gateway)",
         T,
         "server-error",
-        id="crio-502-token",
+        id="podman-container-tools/podman#17802: crio-502-token",
     ),
     pytest.param(  # kubernetes/registry.k8s.io#333 (CRI-O 1.3x kubelet log)
         "unable to pull image or OCI artifact: pull image err: copying system image from manifest"
@@ -372,14 +373,14 @@ REAL_MESSAGES = [
         " image reference: reference is a container image, not an OCI artifact",
         T,
         "connection",
-        id="crio-unexpected-eof",
+        id="kubernetes/registry.k8s.io#333: crio-unexpected-eof",
     ),
     pytest.param(  # cri-o/cri-o#5311 (a ping that fails on TLS is a TLS error)
         'rpc error: code = Unknown desc = error pinging docker registry m1.dev: Get "https://'
         'm1.dev/v2/": x509: certificate signed by unknown authority',
         T,
         "tls",
-        id="crio-x509",
+        id="cri-o/cri-o#5311: crio-x509",
     ),
     pytest.param(  # crc-org/crc#1376 (OpenShift internal registry)
         "rpc error: code = Unknown desc = error pinging docker registry default-route-openshift-"
@@ -387,42 +388,42 @@ REAL_MESSAGES = [
         "crc.testing/v2/: x509: certificate signed by unknown authority",
         T,
         "tls",
-        id="crio-x509-openshift",
+        id="crc-org/crc#1376: crio-x509-openshift",
     ),
     pytest.param(  # cri-o/cri-o#2723
         "rpc error: code = Unknown desc = pinging docker registry returned: Get http://registry-1"
         ".docker.io/v2/: dial tcp 34.199.40.84:80: i/o timeout",
         T,
         "timeout",
-        id="crio-ping-timeout",
+        id="cri-o/cri-o#2723: crio-ping-timeout",
     ),
     pytest.param(  # kubernetes/kubernetes#93386 (CRI-O pulling the sandbox image)
         "Error initializing source docker://k8s.gcr.io/pause:3.2: error pinging docker registry"
         " k8s.gcr.io: Get https://k8s.gcr.io/v2/: dial tcp 74.125.203.82:443: i/o timeout",
         T,
         "timeout",
-        id="crio-initializing-source-timeout",
+        id="kubernetes/kubernetes#93386: crio-initializing-source-timeout",
     ),
     pytest.param(  # containers/image#1100
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"
         " manifest list for architecture arm64, variant v8, OS linux",
         M,
         "no-platform-variant",
-        id="crio-no-arm64-variant",
+        id="containers/image#1100: crio-no-arm64-variant",
     ),
     pytest.param(  # thkukuk/kubic-control#17
         "rpc error: code = Unknown desc = Error choosing image instance: no image found in"
         " manifest list for architecture amd64, OS linux",
         M,
         "no-platform-variant",
-        id="crio-no-amd64",
+        id="thkukuk/kubic-control#17: crio-no-amd64",
     ),
     pytest.param(  # crazy-max/diun#526 (containers/image, quoted variant)
         "choosing image instance: no image found in manifest list for architecture arm64, variant"
         ' "v8", OS linux',
         M,
         "no-platform-variant",
-        id="crio-quoted-variant",
+        id="crazy-max/diun#526: crio-quoted-variant",
     ),
     # ------------------------------------------------------------ Docker / dockershim
     pytest.param(  # kubevela/kubevela#981
@@ -430,39 +431,39 @@ REAL_MESSAGES = [
         "core:0.3.1 not found: manifest unknown: manifest unknown",
         P,
         "not-found",
-        id="docker-manifest-unknown",
+        id="kubevela/kubevela#981: docker-manifest-unknown",
     ),
     pytest.param(  # lachie83/k8s-kubectl#157
         "rpc error: code = Unknown desc = Error response from daemon: manifest for lachlanevenson"
         "/k8s-kubectl:v1.18.20 not found: manifest unknown: manifest unknown",
         P,
         "not-found",
-        id="docker-manifest-unknown-2",
+        id="lachie83/k8s-kubectl#157: docker-manifest-unknown-2",
     ),
     pytest.param(  # Shopify/krane test/unit/krane/kubernetes_resource/pod_test.rb (docker 1.x)
         "rpc error: code = 2 desc = Tag thisImageIsBad not found in repository docker.io/library/"
         "hello-world",
         P,
         "not-found",
-        id="docker-1.x-tag-not-found",
+        id="Shopify/krane: docker-1.x-tag-not-found",
     ),
     pytest.param(  # Shopify/krane pod_test.rb (docker 1.x)
         "rpc error: code = 2 desc = Error: image library/some-invalid-image not found",
         P,
         "not-found",
-        id="docker-1.x-image-not-found",
+        id="Shopify/krane: docker-1.x-image-not-found",
     ),
     pytest.param(  # kubernetes/kubernetes#7968 (kubelet 0.x with Docker, 2015)
         "Error: image foggy-willow-91020/client:v1.0.0 not found",
         P,
         "not-found",
-        id="docker-2015-image-not-found",
+        id="kubernetes/kubernetes#7968: docker-2015-image-not-found",
     ),
     pytest.param(  # kubernetes/kubernetes#41566 (dockerd 1.13 log)
         "repository kube-aggregator not found: does not exist or no pull access",
         P,
         "not-found",
-        id="docker-1.13-no-pull-access",
+        id="kubernetes/kubernetes#41566: docker-1.13-no-pull-access",
     ),
     pytest.param(  # octarinesec/octarine-operator#15
         "rpc error: code = Unknown desc = Error response from daemon: pull access denied for"
@@ -470,28 +471,28 @@ REAL_MESSAGES = [
         " login': denied: requested access to the resource is denied",
         P,
         "not-found",
-        id="docker-pull-access-denied",
+        id="octarinesec/octarine-operator#15: docker-pull-access-denied",
     ),
     pytest.param(  # kubernetes/website#14257
         "rpc error: code = Unknown desc = Error response from daemon: pull access denied for"
         " rmeuser-auth, repository does not exist or may require 'docker login'",
         P,
         "not-found",
-        id="docker-pull-access-denied-short",
+        id="kubernetes/website#14257: docker-pull-access-denied-short",
     ),
     pytest.param(  # octarinesec/octarine-operator#15
         "rpc error: code = Unknown desc = Error response from daemon: unauthorized: authentication"
         " required",
         P,
         "unauthorized",
-        id="docker-authentication-required",
+        id="octarinesec/octarine-operator#15: docker-authentication-required",
     ),
     pytest.param(  # kubernetes/minikube#9161
         "rpc error: code = Unknown desc = Error response from daemon: Get http://nexus3:8083/v2/"
         "com.panov/ci-cd/manifests/0.0.1-SNAPSHOT: no basic auth credentials",
         P,
         "unauthorized",
-        id="docker-no-basic-auth",
+        id="kubernetes/minikube#9161: docker-no-basic-auth",
     ),
     pytest.param(  # docker/hub-feedback#2429
         "Error response from daemon: toomanyrequests: You have reached your pull rate limit. You"
@@ -499,55 +500,55 @@ REAL_MESSAGES = [
         "increase-rate-limit",
         T,
         "rate-limited",
-        id="docker-429",
+        id="docker/hub-feedback#2429: docker-429",
     ),
     pytest.param(  # docker/hub-feedback#2464 ("unauthenticated" is not a denial)
         "Error response from daemon: toomanyrequests: You have reached your unauthenticated pull"
         " rate limit. https://www.docker.com/increase-rate-limit",
         T,
         "rate-limited",
-        id="docker-429-unauthenticated",
+        id="docker/hub-feedback#2464: docker-429-unauthenticated",
     ),
     pytest.param(  # docker/cli#2141
         "Error response from daemon: received unexpected HTTP status: 503 Service Unavailable",
         T,
         "server-error",
-        id="docker-503",
+        id="docker/cli#2141: docker-503",
     ),
     pytest.param(  # docker/hub-feedback#2439
         "error pulling image configuration: download failed after attempts=6: received"
         " unexpected HTTP status: 500 Internal Server Error",
         T,
         "server-error",
-        id="docker-500",
+        id="docker/hub-feedback#2439: docker-500",
     ),
     pytest.param(  # kubernetes/kubernetes#43924 (":5000/" is a port, not a status)
         'Error response from daemon: {"message":"Get https://10.78.0.228:5000/v1/_ping: x509:'
         ' certificate signed by unknown authority"}',
         T,
         "tls",
-        id="docker-x509",
+        id="kubernetes/kubernetes#43924: docker-x509",
     ),
     pytest.param(  # dwmkerr/terraform-aws-openshift#76
         "rpc error: code = Unknown desc = Get https:/docker-registry-default.ip.xip.io/project/"
         "name : x509: certificate signed by unknown authority",
         T,
         "tls",
-        id="docker-x509-openshift",
+        id="dwmkerr/terraform-aws-openshift#76: docker-x509-openshift",
     ),
     pytest.param(  # docker-archive-public/docker.kitematic#4347
         "Error response from daemon: Get https://registry-1.docker.io/v2/: dial tcp: lookup"
         " registry-1.docker.io on 10.0.2.3:53: read udp 10.0.2.15:54567->10.0.2.3:53: i/o timeout",
         T,
         "timeout",
-        id="docker-dns-timeout",
+        id="docker-archive-public/docker.kitematic#4347: docker-dns-timeout",
     ),
     pytest.param(  # kubernetes/k8s.io#5181
         "Error response from daemon: Get https://registry.k8s.io/v2/: net/http: request canceled"
         " (Client.Timeout exceeded while awaiting headers)",
         T,
         "timeout",
-        id="docker-client-timeout",
+        id="kubernetes/k8s.io#5181: docker-client-timeout",
     ),
     pytest.param(  # UKHomeOffice/kb8or#48 (Docker 1.9: "API error (500)" wraps a timeout)
         'API error (500): invalid registry endpoint "http://10.101.100.100:30000/v0/". HTTPS'
@@ -556,7 +557,7 @@ REAL_MESSAGES = [
         " 10.101.100.100:30000: i/o timeout",
         T,
         "timeout",
-        id="docker-1.9-ping-timeout",
+        id="UKHomeOffice/kb8or#48: docker-1.9-ping-timeout",
     ),
     pytest.param(  # docker/compose#5533
         "Error response from daemon: Get https://registry-1.docker.io/v2/: dial tcp: lookup"
@@ -564,7 +565,7 @@ REAL_MESSAGES = [
         " refused",
         T,
         "connection",
-        id="docker-dns-refused",
+        id="docker/compose#5533: docker-dns-refused",
     ),
     pytest.param(  # vulhub/vulhub#755 (Docker with the containerd image store)
         'Error response from daemon: failed to resolve reference "docker.io/vulhub/nginx:1.13.2":'
@@ -573,27 +574,27 @@ REAL_MESSAGES = [
         ": read udp [::1]:45478->[::1]:53: read: connection refused",
         T,
         "connection",
-        id="docker-mirror-refused",
+        id="vulhub/vulhub#755: docker-mirror-refused",
     ),
     pytest.param(  # Shopify/krane pod_test.rb ("intermittent image error")
         "Failed to pull image 'gcr.io/*': rpc error: code = 2 desc = net/http: request canceled",
         T,
         "connection",
-        id="docker-request-canceled",
+        id="Shopify/krane: docker-request-canceled",
     ),
     pytest.param(  # hetznercloud/csi-driver#194
         "rpc error: code = Unknown desc = Error response from daemon: received unexpected HTTP"
         " status: 502 Bad Gateway",
         T,
         "server-error",
-        id="docker-502",
+        id="hetznercloud/csi-driver#194: docker-502",
     ),
     pytest.param(  # rpardini/docker-registry-proxy#136 (a status text without its code)
         'rpc error: code = Unknown desc = Error response from daemon: Get "https://registry.k8s.io'
         '/v2/": Bad Gateway',
         T,
         "server-error",
-        id="docker-bad-gateway-text",
+        id="rpardini/docker-registry-proxy#136: docker-bad-gateway-text",
     ),
     pytest.param(  # helm/helm#1893 (kubelet 1.5 + Docker 1.13.0 bug; no known phrase: unknown)
         "image pull failed for gcr.io/kubernetes-helm/tiller:v2.1.3, this may be because there"
@@ -601,41 +602,41 @@ REAL_MESSAGES = [
         ' {"message":"target is unknown"})',
         T,
         "unknown",
-        id="docker-target-is-unknown",
+        id="helm/helm#1893: docker-target-is-unknown",
     ),
     pytest.param(  # tableau/tableau-server-in-kubernetes#14
         "rpc error: code = Unknown desc = failed to register layer: Error processing tar file(exit"
         " status 1): write /tableau-server-CENSORED.rpm: no space left on device",
         T,
         "disk-pressure",
-        id="docker-disk-full",
+        id="tableau/tableau-server-in-kubernetes#14: docker-disk-full",
     ),
     pytest.param(  # cilium/image-tools#61
         "rpc error: code = Unknown desc = no matching manifest for linux/arm/v7 in the manifest"
         " list entries",
         M,
         "no-platform-variant",
-        id="docker-no-arm-v7",
+        id="cilium/image-tools#61: docker-no-arm-v7",
     ),
     pytest.param(  # kube-rbac-proxy/kube-rbac-proxy#79
         "rpc error: code = Unknown desc = no matching manifest for linux/arm64/v8 in the manifest"
         " list entries",
         M,
         "no-platform-variant",
-        id="docker-no-arm64",
+        id="kube-rbac-proxy/kube-rbac-proxy#79: docker-no-arm64",
     ),
     pytest.param(  # link-assistant/hive-mind#962 (Docker 25+ on the containerd store)
         "Error response from daemon: no matching manifest for linux/arm64/v8 in the manifest list"
         " entries: no match for platform in manifest: not found",
         M,
         "no-platform-variant",
-        id="docker-containerd-store-no-arm64",
+        id="link-assistant/hive-mind#962: docker-containerd-store-no-arm64",
     ),
     pytest.param(  # moby/moby#39600
         "no matching manifest for linux/amd64 in the manifest list entries",
         M,
         "no-platform-variant",
-        id="docker-no-amd64",
+        id="moby/moby#39600: docker-no-amd64",
     ),
     # --------------------------------------------------------- kubelet's own messages
     pytest.param(  # jupyterhub/zero-to-jupyterhub-k8s#472
@@ -643,7 +644,7 @@ REAL_MESSAGES = [
         ' "None:None": invalid reference format: repository name must be lowercase',
         P,
         "invalid-reference",
-        id="kubelet-invalid-reference-uppercase",
+        id="jupyterhub/zero-to-jupyterhub-k8s#472: kubelet-invalid-reference-uppercase",
     ),
     pytest.param(  # darklang/dark#454
         'Failed to apply default image tag "gcr.io/balmy-ground-195100/dark-gcp:gcr.io/balmy-'
@@ -652,19 +653,19 @@ REAL_MESSAGES = [
         " reference format",
         P,
         "invalid-reference",
-        id="kubelet-invalid-reference-doubled",
+        id="darklang/dark#454: kubelet-invalid-reference-doubled",
     ),
     pytest.param(  # hystax/optscale#701
         'Container image "error_pages:local" is not present with pull policy of Never',
         P,
         "never-pull",
-        id="kubelet-never-pull",
+        id="hystax/optscale#701: kubelet-never-pull",
     ),
     pytest.param(  # k3s-io/k3s#1586
         'Container image "nginx:latest" is not present with pull policy of Never',
         P,
         "never-pull",
-        id="kubelet-never-pull-k3s",
+        id="k3s-io/k3s#1586: kubelet-never-pull-k3s",
     ),
 ]
 
@@ -720,72 +721,115 @@ def test_image_names_that_look_like_error_words_do_not_change_the_class(
 # ------------------------------------------------------------------ waiting states
 
 
-def test_invalid_image_name_is_permanent_whatever_the_message() -> None:
-    # kubernetes/kubernetes pkg/kubelet/images/image_manager.go: the waiting message of
-    # InvalidImageName is the "Failed to apply default image tag" text (cloudfoundry kubecf#63).
-    message = (
-        'Failed to apply default image tag "/cloudfoundry/75f129a0-d8c9-415a-9a8a-f514002f1459:'
-        'a28a05709747165a9c25c14f1b77d5c4db260d48": couldn\'t parse image reference "/cloudfoundry'
-        '/75f129a0-d8c9-415a-9a8a-f514002f1459:a28a05709747165a9c25c14f1b77d5c4db260d48": invalid'
-        " reference format"
-    )
-    error = classify_waiting("InvalidImageName", message)
-    assert error is not None
-    assert (error.error_class, error.kind) == ("permanent", "invalid-reference")
+KUBECF_63 = (  # the waiting message of InvalidImageName: "Failed to apply default image tag"
+    'Failed to apply default image tag "/cloudfoundry/75f129a0-d8c9-415a-9a8a-f514002f1459:'
+    'a28a05709747165a9c25c14f1b77d5c4db260d48": couldn\'t parse image reference "/cloudfoundry'
+    '/75f129a0-d8c9-415a-9a8a-f514002f1459:a28a05709747165a9c25c14f1b77d5c4db260d48": invalid'
+    " reference format"
+)
+WAITING, EVENT = classify_waiting, classify_event
 
-
-def test_err_image_never_pull_is_permanent() -> None:
-    # GoogleContainerTools/skaffold#9687
-    message = (
+# What the kubelet reports, as a container's waiting state or a pod's event: (how it is read,
+# reason, message) -> (class, kind). Ids name the source of each message.
+KUBELET_REPORTS = [
+    pytest.param(
+        WAITING,
+        "InvalidImageName",
+        KUBECF_63,
+        P,
+        "invalid-reference",
+        id="cloudfoundry-incubator/kubecf#63: invalid-name-is-permanent-whatever-the-message",
+    ),
+    pytest.param(
+        WAITING,
+        "ErrImageNeverPull",
         'Container image "quay.io/jetstack/cert-manager-controller:v1.16.3" is not present with'
-        " pull policy of Never"
-    )
-    error = classify_waiting("ErrImageNeverPull", message)
-    assert error is not None
-    assert (error.error_class, error.kind, error.message) == ("permanent", "never-pull", message)
-
-
-def test_err_image_pull_classifies_the_runtime_message() -> None:
-    message = (  # kagent-dev/kagent#2178
+        " pull policy of Never",
+        P,
+        "never-pull",
+        id="GoogleContainerTools/skaffold#9687: never-pull-is-permanent",
+    ),
+    pytest.param(
+        WAITING,
+        "ErrImagePull",
         'rpc error: code = NotFound desc = failed to pull and unpack image "cr.kagent.dev/kagent-'
         'dev/kagent/controller:0.9.11": failed to resolve reference "cr.kagent.dev/kagent-dev/'
-        'kagent/controller:0.9.11": cr.kagent.dev/kagent-dev/kagent/controller:0.9.11: not found'
-    )
-    error = classify_waiting("ErrImagePull", message)
-    assert error is not None
-    assert (error.error_class, error.kind) == ("permanent", "not-found")
-
-
-def test_a_bare_back_off_says_nothing_and_stays_transient() -> None:
-    # kubernetes/kubernetes#119891: before 1.32 the message is only this.
-    error = classify_waiting("ImagePullBackOff", 'Back-off pulling image "<the image>"')
-    assert error is not None
-    assert (error.error_class, error.kind) == ("transient", "unknown")
-
-
-def test_a_back_off_that_carries_the_last_error_is_classified_by_it() -> None:
-    # Format since kubelet 1.32 (kubernetes/kubernetes#127918: '<reason>: <message>' appended);
-    # the cause is the containerd not-found text of labring/sealos#4117.
-    message = (
+        'kagent/controller:0.9.11": cr.kagent.dev/kagent-dev/kagent/controller:0.9.11: not found',
+        P,
+        "not-found",
+        id="kagent-dev/kagent#2178: err-image-pull-is-read-from-the-runtime-message",
+    ),
+    pytest.param(
+        WAITING,
+        "ImagePullBackOff",
+        'Back-off pulling image "<the image>"',
+        T,
+        "unknown",
+        id="kubernetes/kubernetes#119891: a-bare-back-off-says-nothing-and-stays-transient",
+    ),
+    pytest.param(  # kubelet 1.32+ appends '<reason>: <message>' (kubernetes/kubernetes#127918)
+        WAITING,
+        "ImagePullBackOff",
         'Back-off pulling image "sealos.hub:5000/pause:3.8": ErrImagePull: rpc error: code ='
         ' NotFound desc = failed to pull and unpack image "sealos.hub:5000/pause:3.8": failed to'
-        ' resolve reference "sealos.hub:5000/pause:3.8": sealos.hub:5000/pause:3.8: not found'
-    )
-    error = classify_waiting("ImagePullBackOff", message)
-    assert error is not None
-    assert (error.error_class, error.kind, error.message) == ("permanent", "not-found", message)
-
-
-def test_a_back_off_after_an_outage_stays_transient() -> None:
-    # kubernetes/kubernetes#127918 format; cause from enix/kube-image-keeper#529.
-    message = (
+        ' resolve reference "sealos.hub:5000/pause:3.8": sealos.hub:5000/pause:3.8: not found',
+        P,
+        "not-found",
+        id="labring/sealos#4117: a-back-off-is-read-from-the-last-error-it-carries",
+    ),
+    pytest.param(
+        WAITING,
+        "ImagePullBackOff",
         'Back-off pulling image "localhost:7439/app:1": RegistryUnavailable: pinging container'
         ' registry localhost:7439: Get "http://localhost:7439/v2/": dial tcp [::1]:7439: connect:'
-        " connection refused"
-    )
-    error = classify_waiting("ImagePullBackOff", message)
+        " connection refused",
+        T,
+        "connection",
+        id="enix/kube-image-keeper#529: a-back-off-after-an-outage-stays-transient",
+    ),
+    pytest.param(
+        EVENT,
+        "Failed",
+        'Failed to pull image "foundationdb/fdb-kubernetes-operator:v2.6.0": rpc error: code ='
+        ' NotFound desc = failed to pull and unpack image "docker.io/foundationdb/fdb-kubernetes-'
+        'operator:v2.6.0": no match for platform in manifest: not found',
+        M,
+        "no-platform-variant",
+        id="FoundationDB/fdb-kubernetes-operator#2294: a-failed-event-is-read-from-its-cause",
+    ),
+    pytest.param(
+        EVENT,
+        "InspectFailed",
+        'Failed to apply default image tag "/cloudfoundry/75f129a0:a28a": couldn\'t parse image'
+        ' reference "/cloudfoundry/75f129a0:a28a": invalid reference format',
+        P,
+        "invalid-reference",
+        id="cloudfoundry-incubator/kubecf#63: an-inspect-failed-event-is-permanent",
+    ),
+    pytest.param(
+        EVENT,
+        "ErrImageNeverPull",
+        'Container image "docker-registry.services.stellar-ops.com/dev/anchor-platform:e6ca4be8"'
+        " is not present with pull policy of Never",
+        P,
+        "never-pull",
+        id="stellar/anchor-platform#1467: a-never-pull-event-is-permanent",
+    ),
+]
+
+
+@pytest.mark.parametrize(("read", "reason", "message", "error_class", "kind"), KUBELET_REPORTS)
+def test_what_the_kubelet_reports_is_classified(
+    read: Callable[[str, str], PullError | None],
+    reason: str,
+    message: str,
+    error_class: str,
+    kind: str,
+) -> None:
+    error = read(reason, message)
     assert error is not None
-    assert (error.error_class, error.kind) == ("transient", "connection")
+    assert (error.error_class, error.kind) == (error_class, kind)
+    assert message.endswith(error.message)  # the runtime's text, a wrapper left off
 
 
 def test_a_back_off_cause_keeps_a_leading_word_that_is_not_a_kubelet_reason() -> None:
@@ -814,19 +858,6 @@ def test_other_waiting_reasons_are_not_pull_failures(reason: str) -> None:
 # ------------------------------------------------------------------------ events
 
 
-def test_a_failed_to_pull_event_is_classified_by_its_cause() -> None:
-    # FoundationDB/fdb-kubernetes-operator#2294, the event as kubectl describe shows it
-    message = (
-        'Failed to pull image "foundationdb/fdb-kubernetes-operator:v2.6.0": rpc error: code ='
-        ' NotFound desc = failed to pull and unpack image "docker.io/foundationdb/fdb-kubernetes-'
-        'operator:v2.6.0": no match for platform in manifest: not found'
-    )
-    error = classify_event("Failed", message)
-    assert error is not None
-    assert (error.error_class, error.kind) == ("platform-mismatch", "no-platform-variant")
-    assert error.message.startswith("rpc error: code = NotFound")
-
-
 @pytest.mark.parametrize(
     ("reason", "message"),
     [
@@ -840,28 +871,6 @@ def test_a_failed_to_pull_event_is_classified_by_its_cause() -> None:
 )
 def test_events_without_a_cause_classify_to_nothing(reason: str, message: str) -> None:
     assert classify_event(reason, message) is None
-
-
-def test_an_inspect_failed_event_for_a_bad_reference_is_permanent() -> None:
-    # cloudfoundry-incubator/kubecf#63 (reason InspectFailed)
-    message = (
-        'Failed to apply default image tag "/cloudfoundry/75f129a0:a28a": couldn\'t parse image'
-        ' reference "/cloudfoundry/75f129a0:a28a": invalid reference format'
-    )
-    error = classify_event("InspectFailed", message)
-    assert error is not None
-    assert (error.error_class, error.kind) == ("permanent", "invalid-reference")
-
-
-def test_an_err_image_never_pull_event_is_permanent() -> None:
-    # stellar/anchor-platform#1467 (reason ErrImageNeverPull)
-    message = (
-        'Container image "docker-registry.services.stellar-ops.com/dev/anchor-platform:e6ca4be8"'
-        " is not present with pull policy of Never"
-    )
-    error = classify_event("ErrImageNeverPull", message)
-    assert error is not None
-    assert (error.error_class, error.kind) == ("permanent", "never-pull")
 
 
 def test_the_failed_event_tells_more_than_a_bare_back_off() -> None:

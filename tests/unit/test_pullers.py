@@ -10,21 +10,20 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement, Toleration
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import generate_daemonset, puller_pod_spec, with_pull_method
 from image_awaiter.spec.pullers import (
     MANAGED_BY_LABEL,
     RUN_ID_LABEL,
     Owner,
     PullerSettings,
     awaited_images,
-    generate_daemonset,
     parse_daemonsets,
     parse_manifest,
     pod_images,
     prepare_for_run,
-    puller_pod_spec,
     validate_daemonset,
-    with_pull_method,
 )
 
 GOOD: dict[str, Any] = {
@@ -174,10 +173,11 @@ def test_image_volume_pullers_mount_each_image_on_the_pause_container() -> None:
 
 def test_generated_placement_settings_are_applied() -> None:
     settings = PullerSettings(
-        node_selector={},
-        tolerations=({"operator": "Exists"},),
-        priority_class_name="pull-low",
-        image_pull_secrets=("reg",),
+        placement=Placement(
+            tolerations=(Toleration(operator="Exists"),),
+            priority_class_name="pull-low",
+            image_pull_secrets=("reg",),
+        )
     )
     pod = generate_daemonset([parse_image("a")], settings)["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod
@@ -335,9 +335,11 @@ def test_a_generated_puller_rebuilt_for_another_method_is_as_if_generated_for_it
     kept, the method's parts as that method builds them."""
     images = [parse_image("quay.io/org/app:1"), parse_image("busybox:1.36")]
     placed = PullerSettings(
-        node_selector={"kubernetes.io/os": "linux", "pool": "gpu"},
-        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists"},),
-        image_pull_secrets=("regcred",),
+        placement=Placement(
+            node_selector=(("kubernetes.io/os", "linux"), ("pool", "gpu")),
+            tolerations=(Toleration(key="nvidia.com/gpu", operator="Exists"),),
+            image_pull_secrets=("regcred",),
+        )
     )
     before = generate_daemonset(images, dataclasses.replace(placed, method=first))  # type: ignore[arg-type]
     wanted = dataclasses.replace(placed, method=then)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ cluster's own doing (a kubelet pulling an image) is the test's `put` of the node
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import threading
 import time
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 
 from image_awaiter.core.outcomes import Outcome, Result
-from image_awaiter.kube.resources import DAEMONSETS, NODES
-from image_awaiter.kube.watching import Caches
+from image_awaiter.core.readiness import Evaluation
+from image_awaiter.kube.caches import Caches
+from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.awaiting import Run
 from image_awaiter.run.context import RunContext
-from image_awaiter.run.policies import policy_for
+from image_awaiter.run.policies import Part, Policy, Step, policy_for
 from image_awaiter.spec.settings import Settings, resolve_job
 from tests.unit.fakekube import FakeKube
 
@@ -49,8 +51,11 @@ def streams() -> Streams:
 
 
 @contextlib.contextmanager
-def run_of(kube: FakeKube, streams: Streams, **options: Any) -> Iterator[Run]:
-    """A run of `options` (Settings fields) against `kube`, closed afterwards."""
+def run_of(
+    kube: FakeKube, streams: Streams, *, policy: Policy | None = None, **options: Any
+) -> Iterator[Run]:
+    """A run of `options` (Settings fields) against `kube`, closed afterwards; its policy the
+    command's unless given."""
     settings = Settings(**{"images": (IMAGE,), "interval": 0.05, **options})
     started = time.monotonic()
     context = RunContext(
@@ -65,7 +70,7 @@ def run_of(kube: FakeKube, streams: Streams, **options: Any) -> Iterator[Run]:
         started=started,
         deadline=started + settings.timeout if settings.timeout else None,
     )
-    run = Run(context, policy=policy_for(settings), view=None, streams=streams)
+    run = Run(context, policy=policy or policy_for(settings), view=None, streams=streams)
     try:
         yield run
     finally:
@@ -147,3 +152,96 @@ def test_a_dry_run_with_output_yaml_writes_the_daemonsets_on_out_and_the_plan_on
     assert streams.out.getvalue().startswith("apiVersion: apps/v1\nkind: DaemonSet\n")
     assert "n1" in streams.err.getvalue()
     assert [m for m, _ in kube.requests if m not in ("GET", "WATCH")] == []
+
+
+def puller_pod(daemonset: dict[str, Any], *, node: str, waiting: dict[str, str]) -> dict[str, Any]:
+    """The DaemonSet controller's pod on `node`, its image pull waiting as the kubelet says."""
+    template = daemonset["spec"]["template"]
+    return {
+        "metadata": {
+            "name": f"{daemonset['metadata']['name']}-{node}",
+            "namespace": "default",
+            "labels": dict(template["metadata"]["labels"]),
+        },
+        "spec": {**template["spec"], "nodeName": node},
+        "status": {
+            "initContainerStatuses": [
+                {"name": "install-helper", "imageID": "sha256:1", "state": {"terminated": {}}},
+                {"name": "pull-0", "state": {"waiting": waiting}},
+            ]
+        },
+    }
+
+
+def test_await_ends_at_once_on_a_permanent_pull_error_its_puller_pod_shows(kube, streams):
+    kube.put(NODES, node("n1"))
+    with run_of(kube, streams, command="await", timeout=30.0) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: bool(kube.objects(DAEMONSETS, namespace="default")))
+        (daemonset,) = kube.objects(DAEMONSETS, namespace="default")
+        not_found = (
+            'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/library/'
+            'busybox:1.36": failed to resolve reference "docker.io/library/busybox:1.36": '
+            "docker.io/library/busybox:1.36: not found"
+        )
+        waiting = {"reason": "ErrImagePull", "message": not_found}
+        kube.put(PODS, puller_pod(daemonset, node="n1", waiting=waiting))
+        thread.join(timeout=10)
+    (outcome,) = ended
+    assert (outcome.result, int(outcome.exit_code)) == (Result.PULL_FAILED, 4)
+    (failure,) = outcome.evaluation.failures
+    assert (failure.node, failure.image, failure.kind) == ("n1", IMAGE, "not-found")
+    assert kube.objects(DAEMONSETS, namespace="default") == []
+
+
+class Seen:
+    """A part that keeps which nodes each evaluation found done."""
+
+    def __init__(self) -> None:
+        self.done: list[list[str]] = []
+        self._changed = threading.Condition()
+
+    def observe(self, evaluation: Evaluation, *, now: float) -> None:
+        with self._changed:
+            self.done.append(evaluation.done_nodes)
+            self._changed.notify_all()
+
+    def wait_for(self, done: list[str]) -> None:
+        """Until an evaluation finds exactly `done` done."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: done in self.done, timeout=10)
+
+
+@dataclasses.dataclass
+class Watching:
+    """A long-running kind of run, as a gate would be: it always pulls, its part sees every
+    evaluation, and (for the test) it ends once two nodes were seen done."""
+
+    seen: Seen
+    name: str = "watching"
+    once: bool = False
+    writes: bool = True
+    checks_namespace: bool = False
+
+    def first(self, evaluation: Evaluation) -> Step:
+        return Step.PULL
+
+    def next(self, evaluation: Evaluation, *, now: float, deadline: float | None) -> Step:
+        return Step.SUCCEEDED if len(evaluation.done_nodes) == 2 else Step.WATCH
+
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return (self.seen,)
+
+
+def test_a_new_kind_of_run_is_a_policy_the_one_loop_follows(kube, streams):
+    kube.put(NODES, node("n1", ON_NODES))  # done from the start: `await` would create nothing
+    seen = Seen()
+    with run_of(kube, streams, command="await", timeout=0, policy=Watching(seen)) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: bool(kube.objects(DAEMONSETS, namespace="default")))
+        seen.wait_for(["n1"])
+        kube.put(NODES, node("n2"))  # a node joins without the image
+        kube.put(NODES, node("n2", ON_NODES))  # and gets it
+        thread.join(timeout=10)
+    assert [o.result for o in ended] == [Result.SUCCESS]
+    assert seen.done[0] == ["n1"] and seen.done[-1] == ["n1", "n2"]

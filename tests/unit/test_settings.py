@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from image_awaiter.core.errors import UsageError
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.references import parse_image
+from image_awaiter.spec.generating import generate_daemonset
 from image_awaiter.spec.pullers import (
     DEFAULT_HELPER_IMAGE,
     DEFAULT_PAUSE_IMAGE,
     PullerSettings,
-    generate_daemonset,
     unique_images,
 )
 from image_awaiter.spec.settings import Settings, generated_name, resolve_job
@@ -80,8 +81,10 @@ def test_unusable_settings_are_usage_errors(settings: Settings, complaint: str) 
 # ---------------------------------------------------------------------------- pull groups
 
 
-def _named(name: str, *images: str, **placement: Any) -> dict[str, Any]:
-    manifest = generate_daemonset(unique_images(images), PullerSettings(**placement))
+def _named(name: str, *images: str, node_selector: dict[str, str] | None = None) -> dict[str, Any]:
+    selector = node_selector if node_selector is not None else {"kubernetes.io/os": "linux"}
+    settings = PullerSettings(placement=Placement(node_selector=tuple(selector.items())))
+    manifest = generate_daemonset(unique_images(images), settings)
     manifest["metadata"]["name"] = name
     return manifest
 
