@@ -36,13 +36,14 @@ from image_awaiter.core.gating import GateDecision, GateNode, histogram_buckets
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.targeting import label_keys
+from image_awaiter.kube.caches import Caches
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import connect
 from image_awaiter.kube.decoding import JsonCodec
 from image_awaiter.kube.gatenodes import GateNodeCodec
 from image_awaiter.kube.podcodec import PodCodec
 from image_awaiter.kube.resources import DAEMONSETS, NODES, PODS
-from image_awaiter.kube.watching import Caches, Informer
+from image_awaiter.kube.watching import Informer
 from image_awaiter.output.metrics import Metrics, serve
 from image_awaiter.run.gatejudges import GateJudges
 from image_awaiter.run.releasing import Releaser
