@@ -30,6 +30,10 @@ sim: install
 	$(PY) -m simcluster serve $(SIM_ARGS) --kubeconfig build/sim/kubeconfig \
 		--audit-log build/sim/audit.jsonl
 
+## demo-gate: the node gate: nodes joining an autoscaled simulated cluster, held and released
+demo-gate: install
+	$(PY) -m simcluster.demo_gate
+
 ## demo-helm: the Helm hook as a user sees it: real helm and kubectl against the simulated cluster
 demo-helm: install helm
 	$(PY) -m simcluster.demo_helm

@@ -21,6 +21,8 @@ from types import FrameType
 
 
 def _exit_early(signum: int, _: FrameType | None) -> None:
+    if signum == signal.SIGTERM and sys.argv[1:2] == ["gate"]:
+        sys.exit(0)  # how Kubernetes stops the gate's pod, even while it starts: a normal end
     sys.exit(128 + signum)
 
 

@@ -73,12 +73,36 @@ Job (the Job controller names its pods `<job>-<5 random>` and labels them with t
 {{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "continuous-puller" "max" 63) }}
 {{- end }}
 
+{{/* The node gate (gate.enabled): its Deployment, ServiceAccount, Roles and bindings share it. */}}
+{{- define "image-awaiter.gateName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "gate" "max" 63) }}
+{{- end }}
+
+{{/* Cluster-scoped, like clusterRoleName: nodes get/list/watch/patch and nodes/status patch. */}}
+{{- define "image-awaiter.gateClusterRoleName" -}}
+{{- $base := printf "%s-%s" .Release.Namespace (include "image-awaiter.fullname" .) }}
+{{- include "image-awaiter.suffixed" (dict "base" $base "suffix" "gate-nodes" "max" 63) }}
+{{- end }}
+
+{{/* The Role in `default`, where node Events live: named after the release's namespace too. */}}
+{{- define "image-awaiter.gateEventsRoleName" -}}
+{{- $base := printf "%s-%s" .Release.Namespace (include "image-awaiter.fullname" .) }}
+{{- include "image-awaiter.suffixed" (dict "base" $base "suffix" "gate-node-events" "max" 63) }}
+{{- end }}
+
+{{/* The gate's DaemonSet specs (one per pull group); the gate adds `-gate` to each name. */}}
+{{- define "image-awaiter.gateSpecConfigMapName" -}}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .) "suffix" "gate-spec" "max" 63) }}
+{{- end }}
+
 {{/* A puller variant's DaemonSet name (dict "root" "component" "group"). The default group keeps
      the names above; another group's adds its suffix, within 44 characters for the hook's (the
      awaiter keeps that much of a name before its run id, so the groups' names stay distinct). */}}
 {{- define "image-awaiter.pullerName" -}}
 {{- $suffix := (.group | default dict).suffix | default "" }}
-{{- if and (eq .component "hook-puller") (not $suffix) }}
+{{- if eq .component "gate-puller" }}
+{{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .root) "suffix" (trimSuffix "-" (printf "puller-%s" $suffix)) "max" 44) }}
+{{- else if and (eq .component "hook-puller") (not $suffix) }}
 {{- include "image-awaiter.hookPullerName" .root }}
 {{- else if eq .component "hook-puller" }}
 {{- include "image-awaiter.suffixed" (dict "base" (include "image-awaiter.fullname" .root) "suffix" (printf "hook-puller-%s" $suffix) "max" 44) }}

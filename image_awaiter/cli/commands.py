@@ -96,6 +96,8 @@ def _run(command: str, options: dict[str, Any]) -> Ending:
 
 def main(argv: Sequence[str] | None = None, *, err: TextIO | None = None) -> NoReturn:
     """Entry point: click's own errors become one line and exit 2, never a traceback."""
+    from image_awaiter.cli import gate  # noqa: F401 (adds the `gate` command to `cli`)
+
     try:
         ending = cli.main(
             args=list(argv) if argv is not None else None,

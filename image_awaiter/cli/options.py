@@ -40,7 +40,9 @@ DURATION = Duration()
 
 
 def _option(*names: str, env: str, **kwargs: Any) -> Decorator:
-    return click.option(*names, envvar=ENV + env, show_envvar=True, **kwargs)
+    decorator = click.option(*names, envvar=ENV + env, show_envvar=True, **kwargs)
+    decorator.names = names  # type: ignore[attr-defined]  # for shared_options_without
+    return decorator
 
 
 # Options of both `await` and `check`: one row each, in the order --help lists them.
@@ -248,8 +250,18 @@ SHARED_OPTIONS: tuple[Decorator, ...] = (
 
 def shared_options(function: F) -> F:
     """Every option of `SHARED_OPTIONS` on `function`, in the table's order."""
+    return _shared(function, without=frozenset())
+
+
+def shared_options_without(*names: str) -> Callable[[F], F]:
+    """The shared options but `names` (`gate` has no --timeout, --report, ...)."""
+    return lambda function: _shared(function, without=frozenset(names))
+
+
+def _shared(function: F, *, without: frozenset[str]) -> F:
     for decorator in reversed(SHARED_OPTIONS):
-        function = decorator(function)  # type: ignore[assignment]
+        if not without.intersection(getattr(decorator, "names", ())):
+            function = decorator(function)  # type: ignore[assignment]
     return function
 
 

@@ -36,6 +36,7 @@ from image_awaiter.spec.pullers import (
     CREATED_AT_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    ROLE_LABEL,
     RUN_ID_LABEL,
     Owner,
     PullerTemplate,
@@ -143,11 +144,12 @@ def check_namespace(kube: KubeApi, namespace: str, *, required: bool, own: str |
 
 def sweep_stale(kube: KubeApi, namespace: str) -> None:
     """Delete puller DaemonSets that earlier runs left behind: their owner pod is gone, or they
-    have no owner and are older than STALE_AFTER."""
+    have no owner and are older than STALE_AFTER. The gate's long-lived pullers (a role label
+    of their own) are never listed."""
     listing = kube.request(
         "GET",
         DAEMONSETS.address(namespace=namespace),
-        query={"labelSelector": f"{MANAGED_BY_LABEL}={MANAGED_BY}"},
+        query={"labelSelector": f"{MANAGED_BY_LABEL}={MANAGED_BY},!{ROLE_LABEL}"},
     )
     for item in listing.get("items") or []:
         listed = Listed.from_json(item, namespace=namespace)

@@ -56,6 +56,8 @@ def _forbidden(f: Failure) -> ApiError:
     namespace = f.address.namespace
     where = f" in namespace {namespace!r}" if namespace else " cluster-wide"
     verb, resource = f.address.verb(f.method, f.query), f.address.resource.qualified
+    if f.address.subresource:
+        resource = f"{f.address.resource.plural}/{f.address.subresource}"
     return Forbidden(
         f"forbidden (403): {f.message}",
         status=f.status,

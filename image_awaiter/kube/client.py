@@ -193,7 +193,7 @@ def _send(
     """One attempt, its outcome counted in the run's failure streak (`retrying.Streak`)."""
     headers = {"Accept": "application/json", "User-Agent": "image-awaiter"}
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type(method, body)
     serialized = kube.client.param_serialize(
         method=method,
         resource_path=address.path,
@@ -309,6 +309,16 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
                 yield line
     if pending.strip():
         yield pending
+
+
+def content_type(method: str, body: Any) -> str:
+    """A PATCH says its kind by its body's shape, as kubectl's defaults: a list of operations
+    is a JSON patch, an object a strategic merge patch (built-in kinds only)."""
+    if method != "PATCH":
+        return "application/json"
+    if isinstance(body, list):
+        return "application/json-patch+json"
+    return "application/strategic-merge-patch+json"
 
 
 def json_object(data: bytes) -> dict[str, Any]:

@@ -27,12 +27,19 @@ class Resource:
         """The name RBAC rules use: `daemonsets.apps`, or `nodes` in the core group."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
-    def address(self, *, namespace: str | None = None, name: str | None = None) -> Address:
-        """An object (with `name`) or a collection; a namespace on a cluster-scoped kind is
-        refused, since the API would answer 404 for a path that cannot exist."""
+    def address(
+        self,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        subresource: str | None = None,
+    ) -> Address:
+        """An object (with `name`, and maybe its `subresource`) or a collection; a namespace on
+        a cluster-scoped kind is refused, since the API would answer 404 for a path that cannot
+        exist."""
         if namespace is not None and not self.namespaced:
             raise ValueError(f"{self.qualified} is cluster-scoped; it has no namespace")
-        return Address(resource=self, namespace=namespace, name=name)
+        return Address(resource=self, namespace=namespace, name=name, subresource=subresource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,7 @@ class Address:
     resource: Resource
     namespace: str | None = None
     name: str | None = None
+    subresource: str | None = None  # `status`: nodes/status
     raw_path: str | None = None  # a non-resource URL (`/version`)
 
     @property
@@ -56,7 +64,8 @@ class Address:
         )
         scope = f"/namespaces/{self.namespace}" if self.namespace is not None else ""
         name = f"/{self.name}" if self.name is not None else ""
-        return f"{root}{scope}/{resource.plural}{name}"
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{root}{scope}/{resource.plural}{name}{sub}"
 
     def verb(self, method: str, query: Mapping[str, str | int] | None = None) -> str:
         """The RBAC verb of `method` on this address (`WATCH` is a GET with watch=true)."""
@@ -74,7 +83,9 @@ NAMESPACES = Resource(group="", version="v1", plural="namespaces", namespaced=Fa
 NODES = Resource(group="", version="v1", plural="nodes", namespaced=False)
 PODS = Resource(group="", version="v1", plural="pods", namespaced=True)
 DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", namespaced=True)
+DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", namespaced=True)
 EVENTS = Resource(group="", version="v1", plural="events", namespaced=True)
+LEASES = Resource(group="coordination.k8s.io", version="v1", plural="leases", namespaced=True)
 # Not a resource: the server's build, which every client may read (system:public-info-viewer).
 SERVER_VERSION = Address(
     resource=Resource(group="", version="", plural="version", namespaced=False),

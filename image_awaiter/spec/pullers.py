@@ -25,6 +25,9 @@ MANAGED_BY = "image-awaiter"
 RUN_ID_LABEL = "image-awaiter.io/run-id"
 GROUP_LABEL = "image-awaiter.io/group"  # tells one run's pull groups (and their pods) apart
 CREATED_AT_ANNOTATION = "image-awaiter.io/created-at"
+# The gate's long-lived pullers carry this role; `await`'s sweep of stale pullers skips them.
+ROLE_LABEL = "image-awaiter.io/role"
+GATE_ROLE = "gate"
 DEFAULT_NAME = "image-awaiter-puller"
 HELPER_PATH = "/usr/local/bin/image-awaiter-noop"  # in the awaiter image
 HELPER_MOUNT = "/helper"

@@ -75,8 +75,23 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def hook_daemonsets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The puller DaemonSets in the chart's spec ConfigMap, one per pull group (a parent chart
     may render other ConfigMaps)."""
-    [configmap] = [o for o in by_kind(objects, "ConfigMap") if "daemonset.yaml" in o["data"]]
+    [configmap] = [
+        o
+        for o in by_kind(objects, "ConfigMap")
+        if "daemonset.yaml" in o["data"] and not _is_gate(o)
+    ]
     return [dict(d) for d in yaml.safe_load_all(configmap["data"]["daemonset.yaml"])]
+
+
+def _is_gate(obj: dict[str, Any]) -> bool:
+    return (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "gate"
+
+
+def gate_daemonsets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gate's puller DaemonSets in its spec ConfigMap, one per pull group (none when the
+    gate is off)."""
+    found = [o for o in by_kind(objects, "ConfigMap") if _is_gate(o)]
+    return [dict(d) for c in found for d in yaml.safe_load_all(c["data"]["daemonset.yaml"])]
 
 
 def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,10 +100,13 @@ def hook_daemonset(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every pod the chart can start: the Job's, the hook DaemonSet's, the continuous one's."""
-    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Job", "DaemonSet")]
-    if by_kind(objects, "ConfigMap"):
+    """Every pod the chart can start: the Job's, the hook DaemonSet's, the continuous one's,
+    the gate's and its pullers'."""
+    kinds = ("Job", "DaemonSet", "Deployment")
+    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in kinds]
+    if any(not _is_gate(c) for c in by_kind(objects, "ConfigMap")):
         specs += [d["spec"]["template"]["spec"] for d in hook_daemonsets(objects)]
+    specs += [d["spec"]["template"]["spec"] for d in gate_daemonsets(objects)]
     return specs
 
 

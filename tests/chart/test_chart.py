@@ -24,6 +24,7 @@ from tests.chart.conftest import (
     CHART,
     Render,
     by_kind,
+    gate_daemonsets,
     hook_daemonset,
     hook_daemonsets,
     one,
@@ -47,7 +48,7 @@ def test_helm_lint_strict_passes(helm: Path, values: str) -> None:
 def test_every_rendered_manifest_is_valid_kubernetes(render: Render, values: str) -> None:
     objects = render(values)
     if by_kind(objects, "ConfigMap"):
-        objects += hook_daemonsets(objects)
+        objects += hook_daemonsets(objects) + gate_daemonsets(objects)
     invalid = []
     for obj in objects:
         try:

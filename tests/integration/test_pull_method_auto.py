@@ -42,8 +42,11 @@ def version(monkeypatch: pytest.MonkeyPatch) -> Any:
     return serve
 
 
-def test_auto_keeps_init_containers_on_a_server_before_1_35(sim: Any, run_cli: Any) -> None:
-    sim.add_node("a")  # the simulated server says v1.33.0-sim
+def test_auto_keeps_init_containers_on_a_server_before_1_35(
+    sim: Any, run_cli: Any, version: Any
+) -> None:
+    version("v1.33.0-sim")  # the simulated server says v1.36.3 unless told otherwise
+    sim.add_node("a")
     result = run_cli("await", "--image", APP, "--pull-method", "auto", "--dry-run", "-o", "yaml")
     assert result.code == 1, result.output
     assert chosen(result) == (
@@ -77,7 +80,8 @@ def test_one_node_with_an_older_runtime_keeps_init_containers_and_is_named(
     version("v1.35.0")
     sim.add_node("new")
     set_runtime(sim, "new", "containerd://2.0.4")
-    sim.add_node("old")  # containerd://1.7.22
+    sim.add_node("old")
+    set_runtime(sim, "old", "containerd://1.7.22")  # simulated nodes say containerd://2.1.4
     result = run_cli("await", "--image", APP, "--pull-method", "auto", "--interval", "200ms")
     assert result.code == 0, result.output
     assert chosen(result) == (

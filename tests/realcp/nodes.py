@@ -6,11 +6,11 @@ events) is `simcluster.nodes`."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from simcluster.controlplane.clients import Client
+from simcluster.controlplane.clients import Client, Json
 
 RENEW_EVERY = 10.0
 MERGE = "application/merge-patch+json"
@@ -24,14 +24,15 @@ def _micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _register(admin: Client, name: str) -> None:
+def _register(admin: Client, name: str, taints: Sequence[Json] = ()) -> None:
     admin.create(
         "/api/v1/nodes",
         {
             "metadata": {
                 "name": name,
                 "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
-            }
+            },
+            "spec": {"taints": list(taints)},
         },
     )
     capacity = {"cpu": "4", "memory": "8Gi", "pods": "110"}
@@ -74,9 +75,10 @@ def _renew(admin: Client, name: str, stop: threading.Event) -> None:
 
 
 @contextmanager
-def ready_node(admin: Client, name: str) -> Iterator[str]:
-    """A Ready node named `name` while the block runs; deleted after."""
-    _register(admin, name)
+def ready_node(admin: Client, name: str, *, taints: Sequence[Json] = ()) -> Iterator[str]:
+    """A Ready node named `name` (registered with `taints`, as kubelet --register-with-taints
+    does) while the block runs; deleted after."""
+    _register(admin, name, taints)
     stop = threading.Event()
     renewer = threading.Thread(target=_renew, args=(admin, name, stop), daemon=True)
     renewer.start()
