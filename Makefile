@@ -38,9 +38,12 @@ demo-gate: install
 demo-helm: install helm
 	$(PY) -m simcluster.demo_helm
 
-## test: the whole suite (unit, integration against the simulated cluster, chart, image)
+## test: the whole suite: tests/e2e (written for any real cluster) against the project's own real
+## control plane first, then everything else (unit, chart, image, integration and differential
+## tiers on the simulated and the real API server), in parallel
 test: install helm helper control-plane
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	PY=$(PY) sh scripts/e2e_on_control_plane.sh
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/e2e $(PYTEST_ARGS)
 
 ## test-fast: unit tests only
 test-fast: install
