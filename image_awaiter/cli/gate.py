@@ -1,5 +1,5 @@
 """`image-awaiter gate`: its options (the image inputs of `await`, the gate's own) parsed into
-`GateSettings`, and its ending. Nothing here decides: `run.gating.execute_gate` runs it."""
+`GateSettings`, and its ending. Nothing here decides: `run.awaiting.execute_gate` runs it."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def gate_command(**options: Any) -> Ending:
 
 def run_gate(options: dict[str, Any]) -> Ending:
     from image_awaiter.output import logs
-    from image_awaiter.run.gating import execute_gate
+    from image_awaiter.run.awaiting import execute_gate
 
     termination_log = options["termination_log"] or default_termination_log(os.environ)
     try:

@@ -20,7 +20,7 @@ import structlog
 from image_awaiter.core.errors import ApiError, Conflict, NameClash, NotFound
 from image_awaiter.core.gating import GateTaint
 from image_awaiter.core.placement import Placement
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.resources import DAEMONSETS, DEPLOYMENTS
 from image_awaiter.spec.pullers import (
     GATE_ROLE,
@@ -95,7 +95,7 @@ def listed(raw: dict[str, Any]) -> Listed:
     )
 
 
-def deployment_owner(kube: Kube, *, namespace: str, name: str) -> dict[str, Any] | None:
+def deployment_owner(kube: KubeApi, *, namespace: str, name: str) -> dict[str, Any] | None:
     """The ownerReference to the gate's Deployment `name`, or None (logged) when it cannot be
     read: the DaemonSets then outlive an uninstall and are removed by hand."""
     try:
@@ -117,7 +117,7 @@ class GatePullers:
     """The gate's DaemonSets in `namespace`: `ensure` creates the missing and updates the
     changed, judging from the DaemonSets cache (name -> `Listed`)."""
 
-    def __init__(self, *, kube: Kube, namespace: str, manifests: list[dict[str, Any]]) -> None:
+    def __init__(self, *, kube: KubeApi, namespace: str, manifests: list[dict[str, Any]]) -> None:
         self._kube = kube
         self.namespace = namespace
         self.manifests = {m["metadata"]["name"]: m for m in manifests}

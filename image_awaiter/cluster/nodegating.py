@@ -24,7 +24,7 @@ from image_awaiter.core.gating import (
     condition_patch,
     taint_removal_patch,
 )
-from image_awaiter.kube.client import Kube
+from image_awaiter.kube.api import KubeApi
 from image_awaiter.kube.resources import EVENTS, NODES
 
 log = structlog.get_logger("image_awaiter.cluster.nodegating")
@@ -41,7 +41,7 @@ def now_iso() -> str:
 class NodeWriter:
     """Writes of one gate replica (the leader) to nodes; `requests` counts them by kind."""
 
-    def __init__(self, *, kube: Kube, gate: GateTaint, condition_type: str) -> None:
+    def __init__(self, *, kube: KubeApi, gate: GateTaint, condition_type: str) -> None:
         self._kube = kube
         self._gate = gate
         self._condition_type = condition_type
@@ -119,7 +119,7 @@ class NodeEvents:
     """Events about nodes, recorded as the kubelet does (namespace default, the node's name
     as its uid, which `kubectl describe node` reads). Never fatal."""
 
-    def __init__(self, *, kube: Kube) -> None:
+    def __init__(self, *, kube: KubeApi) -> None:
         self._kube = kube
         self._host = socket.gethostname()
         self.sent = 0

@@ -55,6 +55,7 @@ def combine(groups: Sequence[GroupEvaluation]) -> Evaluation:
         excluded=excluded,
         failing_since=failing_since,
         platform_excluded=platform_excluded,
+        groups=tuple((group.name, group.evaluation) for group in groups),
     )
 
 

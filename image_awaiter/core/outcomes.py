@@ -5,7 +5,7 @@ ending as pure functions of the evaluation."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -217,6 +217,16 @@ def failed(error: AwaiterError | Interrupted) -> tuple[ExitCode, Result, str]:
     else:
         result = Result.API_ERROR
     return error.exit_code, result, error.one_line()
+
+
+def gate_stopped(outcome: Outcome) -> Outcome:
+    """The gate ends only on a signal or an error. SIGTERM is how Kubernetes stops a
+    Deployment's pod: a normal end, exit 0."""
+    if outcome.result is not Result.INTERRUPTED:
+        return outcome
+    name = "SIGTERM" if outcome.exit_code is ExitCode.SIGTERM else "SIGINT"
+    code = ExitCode.OK if name == "SIGTERM" else outcome.exit_code
+    return replace(outcome, exit_code=code, message=f"gate stopped by {name}")
 
 
 def short_verdict(verdict: NodeVerdict) -> str:

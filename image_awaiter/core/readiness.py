@@ -90,6 +90,9 @@ class Evaluation:
     platform_excluded: Mapping[tuple[str, ImageKey], PlatformExclusion] = field(
         default_factory=dict
     )
+    # Several pull groups combined: each group's own evaluation, by the group's name, for what
+    # judges a node per group (the gate's decisions). Empty for one group's own evaluation.
+    groups: tuple[tuple[str, Evaluation], ...] = ()
 
     @property
     def done(self) -> bool:

@@ -28,7 +28,6 @@ from image_awaiter.core.references import parse_image
 from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.client import server_version
 from image_awaiter.kube.connecting import Connection, connect
-from image_awaiter.kube.watching import Informer
 from image_awaiter.output.liveview import LiveView
 from image_awaiter.output.logs import Logging
 from image_awaiter.output.plan import write_plan
@@ -36,11 +35,13 @@ from image_awaiter.output.reporting import now_iso, write_report
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.context import RunContext, open_context
 from image_awaiter.run.factswatch import PullFactsWatch
+from image_awaiter.run.gategroups import group_runs
 from image_awaiter.run.groupruns import GroupRuns
 from image_awaiter.run.policies import Policy, Step, policy_for
 from image_awaiter.run.signals import SignalGuard
 from image_awaiter.run.telling import Teller, start_live_view, stop_live_view, tell_start
-from image_awaiter.run.watches import PullerCaches, Watches
+from image_awaiter.run.watches import NodeSource, PullerCaches, Watches
+from image_awaiter.spec.gatesettings import GateSettings
 from image_awaiter.spec.pullers import AUTO, PullerSettings
 from image_awaiter.spec.settings import Job, Settings, resolve_job, with_pull_method
 
@@ -49,24 +50,35 @@ log = structlog.get_logger("image_awaiter")
 MIN_EVALUATION_GAP = 0.05  # event-driven evaluations are at most this frequent
 
 
-def execute(settings: Settings, *, streams: Streams | None = None) -> Outcome:
-    """Run `settings.command` and end it: every failure becomes an `Outcome` with its exit
-    code, completed in one place (`_ended`), and the report is written from it alone."""
+def execute(
+    settings: Settings, *, streams: Streams | None = None, gate: GateSettings | None = None
+) -> Outcome:
+    """Run `settings.command` (with `gate`, the gate) and end it: every failure becomes an
+    `Outcome` with its exit code, completed in one place (`_ended`), and the report is written
+    from it alone."""
     streams = streams or Streams.standard()
     started = time.monotonic(), now_iso()
     structlog.contextvars.clear_contextvars()
-    outcome, job, run = _outcome(settings, streams)
+    outcome, job, run = _outcome(settings, streams, gate)
     outcome = _ended(outcome, settings=settings, job=job, run=run, started=started)
     if settings.report:
         write_report(outcome, destination=settings.report, stdout=streams.out)
     return outcome
 
 
-def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None, Run | None]:
+def execute_gate(settings: GateSettings) -> Outcome:
+    """`image-awaiter gate`: the gate policy's run until a signal (SIGTERM: exit 0)."""
+    return outcomes.gate_stopped(execute(settings.base, gate=settings))
+
+
+def _outcome(
+    settings: Settings, streams: Streams, gate: GateSettings | None
+) -> tuple[Outcome, Job | None, Run | None]:
     """The run's outcome, and the job and run as far as they got; cleaned up whatever came."""
     job: Job | None = None
     run: Run | None = None
-    policy, logging = policy_for(settings), Logging(settings.log_format, settings.verbosity)
+    policy = policy_for(settings, gate=gate)
+    logging = Logging(settings.log_format, settings.verbosity)
     view = start_live_view(
         watching=not policy.once, progress=settings.progress, logging=logging, stream=streams.err
     )
@@ -75,7 +87,7 @@ def _outcome(settings: Settings, streams: Streams) -> tuple[Outcome, Job | None,
             try:
                 job = resolve_job(settings)
                 context = open_context(
-                    settings, job, connection=_connect(settings), hold=signals.held
+                    settings, job, connection=_connect(settings), hold=signals.held, gate=gate
                 )
                 run = Run(context, policy=policy, view=view, streams=streams)
                 try:
@@ -159,7 +171,7 @@ class Run:
         settings = context.settings
         self.context, self.policy, self.streams = context, policy, streams
         self.watches = Watches(context)
-        self.groups = GroupRuns(context, judging=settings.judging)
+        self.groups = group_runs(context)
         self.facts = PullFactsWatch(context.job.images)
         self.last: Evaluation | None = None
         self.first: Evaluation | None = None  # before anything was created
@@ -201,7 +213,7 @@ class Run:
         chosen = auto_pull_method(self.context, self.last, nodes)
         if chosen is not None:
             self.context = chosen
-            self.groups = GroupRuns(self.context, judging=self.context.settings.judging)
+            self.groups = group_runs(self.context)
             self._evaluate(nodes, [])  # the new groups' judges, before their DaemonSets exist
 
     def _pull(self) -> PullerCaches:
@@ -214,13 +226,13 @@ class Run:
         self.facts.attach(pods=pullers.pods, events=pullers.events)
         return pullers
 
-    def _loop(self, nodes: Informer[NodeState], pullers: PullerCaches) -> Outcome:
+    def _loop(self, nodes: NodeSource, pullers: PullerCaches) -> Outcome:
         caches, deadline = self.context.caches, self.context.deadline
         interval = self.context.settings.interval
         next_tick = time.monotonic()
         while True:
             caches.raise_errors()
-            self.groups.keep_alive(cached_uids=set(pullers.daemonsets.snapshot().values()))
+            self.groups.keep_alive(pullers)
             self.facts.fold()
             evaluation = self._evaluate(nodes.snapshot(), pullers.pods.snapshot().values())
             now = time.monotonic()
@@ -297,7 +309,7 @@ class Run:
 
     def close(self) -> None:
         """Stop the caches; delete every DaemonSet this run created unless asked to keep them."""
-        self.context.caches.stop()
+        self.context.close()
         self.groups.delete(keep=self.context.settings.keep_daemonset)
 
 
@@ -309,6 +321,8 @@ def auto_pull_method(
     built for it and the choice. None when there is nothing to choose."""
     puller = context.settings.puller
     if puller.method != AUTO or not context.job.generated or evaluation is None:
+        return None
+    if context.gate is not None:  # the gate's pullers are generated as the job says
         return None
     runtimes = {v.node: nodes[v.node].runtime for v in evaluation.verdicts if v.node in nodes}
     choice = choose_pull_method(server_version=server_version(context.kube), runtimes=runtimes)

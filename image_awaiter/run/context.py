@@ -3,7 +3,8 @@ job, the API client bound to the run's deadline, the namespace, the run id, the 
 the run creates, the caches, and when the run started and must end.
 
 Parts take the `RunContext` for who and where the run is, and from the settings only the few
-values they read (given as arguments); `Run` and the choice of policy read `context.settings`."""
+values they read (given as arguments); `Run` and the choice of policy read `context.settings`.
+A gate's context carries its own part too (`gatecontext.GateContext`: the elector, the metrics)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from image_awaiter.kube.caches import Caches
 from image_awaiter.kube.client import Kube
 from image_awaiter.kube.connecting import Connection
 from image_awaiter.kube.watching import Hold
+from image_awaiter.run.gatecontext import GateContext, open_gate
+from image_awaiter.spec.gatesettings import GateSettings
 from image_awaiter.spec.pullers import Owner
 from image_awaiter.spec.settings import Job, Settings
 
@@ -36,16 +39,31 @@ class RunContext:
     started: float  # monotonic
     deadline: float | None  # monotonic; None: no timeout
     pull_method: MethodChoice | None = None  # what `--pull-method auto` chose, once it has
+    gate: GateContext | None = None  # a gate's elector, metrics and gated nodes
+
+    def close(self) -> None:
+        """Stop every cache, and what the gate started."""
+        self.caches.stop()
+        if self.gate is not None:
+            self.gate.close()
 
 
-def open_context(settings: Settings, job: Job, *, connection: Connection, hold: Hold) -> RunContext:
-    """The run's context, with a new run id bound to every log line from now on."""
+def open_context(
+    settings: Settings,
+    job: Job,
+    *,
+    connection: Connection,
+    hold: Hold,
+    gate: GateSettings | None = None,
+) -> RunContext:
+    """The run's context, with a new run id bound to every log line from now on; with `gate`,
+    a gate's (its command named `gate`)."""
     started = time.monotonic()
     deadline = started + settings.timeout if settings.timeout > 0 else None
     kube = Kube(connection.client, deadline=deadline)
     namespace, run_id = connection.namespace, secrets.token_hex(4)
     structlog.contextvars.bind_contextvars(
-        run_id=run_id, command=settings.command, namespace=namespace
+        run_id=run_id, command="gate" if gate else settings.command, namespace=namespace
     )
     return RunContext(
         settings=settings,
@@ -58,4 +76,5 @@ def open_context(settings: Settings, job: Job, *, connection: Connection, hold: 
         caches=Caches(kube=kube, hold=hold),
         started=started,
         deadline=deadline,
+        gate=open_gate(gate, kube=kube, namespace=namespace, hold=hold) if gate else None,
     )

@@ -20,6 +20,7 @@ from image_awaiter.cluster.daemonsets import (
 from image_awaiter.core.combined import GroupEvaluation, combine
 from image_awaiter.core.creation import CreationRefused, FailedCreate, Refusals
 from image_awaiter.core.outcomes import GroupOutcome
+from image_awaiter.core.placement import Placement
 from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullerrors import PullError
 from image_awaiter.core.readiness import Evaluation, Judge
@@ -28,6 +29,7 @@ from image_awaiter.core.targeting import NodeState
 from image_awaiter.kube.watching import Informer
 from image_awaiter.output.reporting import now_iso
 from image_awaiter.run.context import RunContext
+from image_awaiter.run.watches import PullerCaches
 from image_awaiter.spec.pullers import PullerTemplate
 from image_awaiter.spec.settings import Group, Judging
 
@@ -63,7 +65,7 @@ class GroupRuns:
                 ),
                 judge=Judge(
                     images=group.images,
-                    placement=group.placement,
+                    placement=self.placement(group, context),
                     include_cordoned=judging.include_cordoned,
                     grace=judging.grace,
                     rules=judging.rules,
@@ -73,6 +75,10 @@ class GroupRuns:
         )
         self._refusals = Refusals()
         self.refusal: CreationRefused | None = None  # the first refusal that ends the run
+
+    def placement(self, group: Group, context: RunContext) -> Placement:
+        """Where the group's pullers run, which its judge reads."""
+        return group.placement
 
     @property
     def several(self) -> bool:
@@ -122,7 +128,10 @@ class GroupRuns:
         for g in self.each:
             g.daemonset.create(skip_nodes=g.judge.listed_nodes)
 
-    def keep_alive(self, cached_uids: set[str]) -> None:
+    def keep_alive(self, pullers: PullerCaches) -> None:
+        """Recreate a DaemonSet deleted meanwhile (the cache no longer shows its uid)."""
+        assert pullers.daemonsets is not None
+        cached_uids = set(pullers.daemonsets.snapshot().values())
         for g in self.each:
             g.daemonset.keep_alive(cached_uids=cached_uids, skip_nodes=g.judge.listed_nodes)
 

@@ -1,9 +1,9 @@
 """The kinds of run, each a policy the one loop follows: how it reads the nodes, whether it
 writes to the cluster, and when it stops. `check` judges one list of the nodes; `await
 --dry-run` prints that reading as a plan; `await` creates pullers unless every node is done and
-watches until done, a pull failure or the deadline. A long-running kind (a gate that never ends
-on its own) is one more policy here, whose `next` always says `WATCH` and whose `parts` act on
-every evaluation (release the nodes that have their images).
+watches until done, a pull failure or the deadline; `gate`, the long-running kind, never ends
+on its own (`next` always says `WATCH`) and its part (`releasing.Releasing`) acts on every
+evaluation: it releases the nodes that have their images.
 
 The decisions are pure: an evaluation and the time in, a `Step` out. `Run` carries them out."""
 
@@ -14,6 +14,8 @@ from typing import Protocol
 
 from image_awaiter.core.readiness import Evaluation
 from image_awaiter.run.context import RunContext
+from image_awaiter.run.releasing import Releasing
+from image_awaiter.spec.gatesettings import GateSettings
 from image_awaiter.spec.settings import Settings
 
 
@@ -139,8 +141,33 @@ class Await:
         return ()
 
 
-def policy_for(settings: Settings) -> Policy:
-    """The policy of the command the settings name."""
+class Gate:
+    """`image-awaiter gate`: keep the gate's pullers and watch the nodes carrying the gate
+    taint until a signal; its part releases each once every group targeting it has its images
+    (and, on the leader only, writes). The pullers are the gate's long-lived ones
+    (`gategroups.GateGroupRuns`), written by the leader as it watches them."""
+
+    name = "gate"
+    once = False
+    writes = True
+    checks_namespace = False  # the gate's pullers are written as they are read
+
+    def first(self, evaluation: Evaluation) -> Step:
+        return Step.PULL  # always: the pullers serve the nodes that will join
+
+    def next(
+        self, evaluation: Evaluation, *, now: float, deadline: float | None, refused: bool = False
+    ) -> Step:
+        return Step.WATCH  # ends only on a signal
+
+    def parts(self, context: RunContext) -> tuple[Part, ...]:
+        return (Releasing(context),)
+
+
+def policy_for(settings: Settings, *, gate: GateSettings | None = None) -> Policy:
+    """The policy of the command the settings name; with `gate`, the gate's."""
+    if gate is not None:
+        return Gate()
     if settings.command == "check":
         return Check()
     return Plan() if settings.dry_run else Await()

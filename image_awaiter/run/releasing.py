@@ -1,11 +1,19 @@
-"""What the gate's leader does with its decisions: release nodes (the condition, then the
-taint), tell about held ones (the condition, Events once each), count it all in the metrics;
+"""The gate policy's part (`Releasing`): after every evaluation, each gated node decided
+(`gating.decide`, from the verdicts of the pull groups that target it) and, on the leader only,
+what the decisions say written: releases first, then conditions and Events of nodes still
+waiting, eight nodes side by side.
+
+`Releaser` is what the leader does with a decision: release the node (the condition, then the
+taint), tell about a held one (the condition, Events once each), count it all in the metrics;
 and, in a dry run, log what it would do. It remembers only what it wrote until the nodes cache
-reads it back, and what each node's Events said; everything else is read from the cluster."""
+reads it back, and what each node's Events said; everything else is read from the cluster, so
+a restart or a failover loses nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
@@ -16,13 +24,139 @@ from image_awaiter.core.gating import (
     Enforce,
     GateDecision,
     GateNode,
+    GateRules,
     Reason,
+    decide,
     writes_for,
 )
+from image_awaiter.core.readiness import Evaluation
 from image_awaiter.core.references import ImageRef
+from image_awaiter.kube.watching import Hold
 from image_awaiter.output.metrics import Metrics
+from image_awaiter.run.context import RunContext
 
 log = structlog.get_logger("image_awaiter")
+
+HELD_PER_TICK = 64  # held nodes written per turn, so that a burst never delays a release long
+
+
+class Releasing:
+    """The gate policy's part. Its first evaluation, read before the pullers' caches exist,
+    decides nothing; from the next on, every gated node is decided and the leader writes."""
+
+    def __init__(self, context: RunContext) -> None:
+        assert context.gate is not None, "a gate's part needs a gate's context"
+        self._gate = gate = context.gate
+        self._wake = context.caches.wake
+        self._images = {g.name: g.images for g in context.job.groups}
+        self._only = context.job.groups[0].name if context.job.groups else ""
+        settings = gate.settings
+        self.releaser = Releaser(
+            writer=NodeWriter(
+                kube=context.kube, gate=settings.taint, condition_type=settings.condition
+            ),
+            events=NodeEvents(kube=context.kube),
+            metrics=gate.metrics,
+            enforce=settings.enforce,
+        )
+        gate.start()
+
+    def observe(self, evaluation: Evaluation, *, now: float) -> None:
+        gate = self._gate
+        if gate.nodes is None or not gate.pullers_watched:
+            return
+        if not gate.synced:
+            gate.synced = True
+            settings = gate.settings
+            log.info(
+                "gate.started",
+                taint=str(settings.taint),
+                enforce=str(settings.enforce),
+                groups=list(self._images),
+                dry_run=settings.dry_run,
+            )
+        gate.last_tick = time.monotonic()
+        leading = gate.leading
+        gate.metrics.set("leader", 1.0 if leading else 0.0)
+        named = evaluation.groups or ((self._only, evaluation),)
+        if self._tick(gate.nodes.judged, named, leading=leading):
+            self._wake.set()  # writes left for the next turn: evaluate again at once
+
+    def _tick(
+        self,
+        gated: Mapping[str, GateNode],
+        named: Sequence[tuple[str, Evaluation]],
+        *,
+        leading: bool,
+    ) -> bool:
+        """Decide every gated node; the leader writes. True when writes were left over."""
+        gate, releaser = self._gate, self.releaser
+        decisions = decide_all(gated, [e for _, e in named], rules=gate.settings.rules)
+        releaser.forget_gone(gated)
+        pending = [d for d in decisions if not d.releases]
+        gate.metrics.set("nodes_pending", float(len(pending)))
+        if gate.settings.dry_run:
+            releaser.report_dry(decisions)
+            return False
+        if not leading:
+            return False
+        releases = [d for d in decisions if releaser.pending_release(d, gated[d.node])]
+        in_parallel(
+            gate.pool,
+            gate.hold,
+            lambda d: releaser.release(d, gated[d.node], images=self._images_of(named, d.node)),
+            releases,
+        )
+        due = [d for d in pending if releaser.due(d, gated[d.node])]
+        in_parallel(
+            gate.pool, gate.hold, lambda d: releaser.hold(d, gated[d.node]), due[:HELD_PER_TICK]
+        )
+        return len(due) > HELD_PER_TICK
+
+    def _images_of(self, named: Sequence[tuple[str, Evaluation]], node: str) -> list[ImageRef]:
+        """The images of the groups that judged `node` a target."""
+        return [
+            image
+            for name, evaluation in named
+            if any(v.node == node for v in evaluation.verdicts)
+            for image in self._images.get(name, ())
+        ]
+
+
+def decide_all(
+    gated: Mapping[str, GateNode], evaluations: Sequence[Evaluation], *, rules: GateRules
+) -> list[GateDecision]:
+    """Every gated node's decision, by name, from each pull group's evaluation."""
+    verdicts = [{v.node: v for v in e.verdicts} for e in evaluations]
+    wall = time.time()  # --max-wait counts from creationTimestamp, a wall-clock time
+    return [
+        decide(
+            node,
+            [v[name] for v in verdicts if name in v],
+            excluded=[e.excluded[name] for e in evaluations if name in e.excluded],
+            now=wall,
+            rules=rules,
+        )
+        for name, node in sorted(gated.items())
+    ]
+
+
+def in_parallel(
+    pool: ThreadPoolExecutor,
+    hold: Hold,
+    write: Callable[[GateDecision], object],
+    decisions: list[GateDecision],
+) -> None:
+    """Each node's writes in order, nodes side by side: a burst of joining nodes waits on the
+    API's latency once per writer, not once per node."""
+    if len(decisions) <= 1:
+        for decision in decisions:
+            write(decision)
+        return
+    with hold():  # the pool starts threads
+        futures = [pool.submit(write, d) for d in decisions]
+    for future in futures:
+        future.result()
 
 
 class Releaser:

@@ -1,22 +1,30 @@
 """Every cache a run reads, started here and nowhere else: the nodes (listed once, or watched),
 then, once the pullers exist, this run's puller pods, its DaemonSets' uids and the kubelets'
-events on its pods. All are informers of the context's `Caches`, stopped together."""
+events on its pods. All are informers of the context's `Caches`, stopped together.
+
+A gate's run watches only the nodes carrying the gate taint (`GateNodeCodec`: the others cost
+nothing) and its long-lived pullers (the `image-awaiter.io/role: gate` label, not a run id).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from image_awaiter.cluster.gatepullers import GATE_SELECTOR, Listed, listed
 from image_awaiter.core.creation import FailedCreate
 from image_awaiter.core.pullerpods import PullerPod
 from image_awaiter.core.pullfacts import KubeletEvent
 from image_awaiter.core.targeting import NodeState, label_keys
 from image_awaiter.kube.controllerevents import FAILED_CREATE_EVENTS, FailedCreateCodec
-from image_awaiter.kube.decoding import UidCodec
+from image_awaiter.kube.decoding import JsonCodec, UidCodec
+from image_awaiter.kube.gatenodes import GateNodeCodec
 from image_awaiter.kube.nodecodec import NodeCodec
 from image_awaiter.kube.podcodec import EventCodec, PodCodec
 from image_awaiter.kube.resources import DAEMONSETS, EVENTS, NODES, PODS
 from image_awaiter.kube.watching import Informer
 from image_awaiter.run.context import RunContext
+from image_awaiter.run.gatecontext import GatedNodes
 from image_awaiter.spec.pullers import run_selector
 
 # Kubelet events about pods in the DaemonSet's namespace; the API selects events on equality
@@ -31,9 +39,16 @@ class PullerCaches:
     DaemonSets (None when there is no DaemonSet to name them)."""
 
     pods: Informer[PullerPod]
-    daemonsets: Informer[str]
+    daemonsets: Informer[str] | None  # their uids (None for a gate's)
     events: Informer[KubeletEvent | None] | None
     failed_creates: Informer[FailedCreate | None] | None = None
+    listed: Informer[Listed] | None = None  # a gate's DaemonSets, with their templates' hash
+
+
+class NodeSource(Protocol):
+    """The watched nodes, as readiness judges them."""
+
+    def snapshot(self) -> dict[str, NodeState]: ...
 
 
 class Watches:
@@ -49,15 +64,50 @@ class Watches:
         nodes = Informer(kube=self._context.kube, address=NODES.address(), codec=self._node_codec)
         return nodes.list_once()
 
-    def start_nodes(self) -> Informer[NodeState]:
-        return self._context.caches.start(
-            name="nodes", address=NODES.address(), codec=self._node_codec
+    def start_nodes(self) -> NodeSource:
+        """The nodes, watched; a gate's: only those carrying its taint (`context.gate.nodes`)."""
+        context, gate = self._context, self._context.gate
+        if gate is None:
+            return context.caches.start(
+                name="nodes", address=NODES.address(), codec=self._node_codec
+            )
+        job, settings = context.job, gate.settings
+        codec = GateNodeCodec(
+            gate=settings.taint,
+            condition=settings.condition,
+            wanted=job.keys,
+            label_keys=label_keys(g.placement for g in job.groups),
         )
+        gate.nodes = GatedNodes(
+            context.caches.start(name="nodes", address=NODES.address(), codec=codec)
+        )
+        return gate.nodes
+
+    def start_gate_pullers(self) -> PullerCaches:
+        """A gate's pullers: their pods and DaemonSets by the gate's label."""
+        caches, namespace = self._context.caches, self._context.namespace
+        pods = caches.start(
+            name="pods",
+            address=PODS.address(namespace=namespace),
+            codec=PodCodec(),
+            label_selector=GATE_SELECTOR,
+        )
+        daemonsets = caches.start(
+            name="daemonsets",
+            address=DAEMONSETS.address(namespace=namespace),
+            codec=JsonCodec(listed),
+            label_selector=GATE_SELECTOR,
+        )
+        assert self._context.gate is not None
+        self._context.gate.pullers_watched = True
+        return PullerCaches(pods=pods, daemonsets=None, events=None, listed=daemonsets)
 
     def start_pullers(self, daemonsets: tuple[str, ...]) -> PullerCaches:
         """The caches of this run's pullers, `daemonsets` naming its DaemonSets (one per group):
         their pods' events are the ones kept."""
         context = self._context
+        if context.gate is not None:
+            return self.start_gate_pullers()
         caches, namespace, ours = context.caches, context.namespace, run_selector(context.run_id)
         pods = caches.start(
             name="pods",

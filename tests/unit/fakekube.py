@@ -1,9 +1,9 @@
 """A small in-memory implementation of the client interface (`kube.api.KubeApi`:
 `request`, `request_decoded`, `stream`, `bounded`, `deadline`), for unit tests of run/ without a
 server. Not a mock: it keeps objects by path, numbers every change with a resourceVersion,
-serves lists and watches from them (label selectors by equality), and raises the client's own
-typed errors. What a cluster does by itself (kubelets pulling, controllers) the test does
-with `put` and `delete`."""
+serves lists and watches from them (label selectors by equality), applies JSON patches (`test`,
+`replace`: a failed `test` is the API's 422), and raises the client's own typed errors. What a
+cluster does by itself (kubelets pulling, controllers) the test does with `put` and `delete`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, TypeVar
 
-from image_awaiter.core.errors import Conflict, NamespaceNotFound, NotFound
+from image_awaiter.core.errors import Conflict, InvalidObject, NamespaceNotFound, NotFound
 from image_awaiter.kube.resources import Address, Resource
 
 T = TypeVar("T")
@@ -83,6 +83,8 @@ class FakeKube:
             return collection[address.name]
         if method == "POST":
             return self._create(address, body)
+        if method == "PATCH" and isinstance(body, list):
+            return self._json_patch(address, body)
         if method == "DELETE":
             obj = collection.get(address.name or "")
             if obj is None:
@@ -165,6 +167,26 @@ class FakeKube:
         metadata.setdefault("namespace", address.namespace)
         self._change(address, "ADDED", body)
         return body
+
+    def _json_patch(self, address: Address, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        with self._changed:
+            obj = self._collection(_collection_of(address)).get(address.name or "")
+            if obj is None:
+                raise self._not_found(address)
+            obj = json.loads(json.dumps(obj))
+            for op in patch:
+                *parents, last = op["path"].strip("/").split("/")
+                target = obj
+                for key in parents:
+                    target = target.setdefault(key, {})
+                if op["op"] == "test" and target.get(last) != op["value"]:
+                    raise InvalidObject(f"the test of {op['path']} failed", status=422)
+                if op["op"] == "replace":
+                    target[last] = op["value"]
+                elif op["op"] != "test":
+                    raise AssertionError(f"the fake applies no {op['op']}")
+            self._change(_collection_of(address), "MODIFIED", obj)
+            return obj
 
     def _change(self, address: Address, kind: str, obj: dict[str, Any]) -> None:
         with self._changed:

@@ -14,14 +14,25 @@ from typing import Any
 
 import pytest
 
+from image_awaiter.core.gating import (
+    DEFAULT_CONDITION,
+    DEFAULT_TAINT,
+    Enforce,
+    GateRules,
+    GateTaint,
+    histogram_buckets,
+)
 from image_awaiter.core.outcomes import Outcome, Result
 from image_awaiter.core.readiness import Evaluation
 from image_awaiter.kube.caches import Caches
 from image_awaiter.kube.resources import DAEMONSETS, EVENTS, NODES, PODS
+from image_awaiter.output.metrics import Metrics
 from image_awaiter.output.streams import Streams
 from image_awaiter.run.awaiting import Run
 from image_awaiter.run.context import RunContext
-from image_awaiter.run.policies import Part, Policy, Step, policy_for
+from image_awaiter.run.gatecontext import GateContext
+from image_awaiter.run.policies import Gate, Part, Policy, Step, policy_for
+from image_awaiter.spec.gatesettings import GateSettings, LeaseSettings
 from image_awaiter.spec.settings import Settings, resolve_job
 from tests.unit.fakekube import FakeKube
 
@@ -52,10 +63,15 @@ def streams() -> Streams:
 
 @contextlib.contextmanager
 def run_of(
-    kube: FakeKube, streams: Streams, *, policy: Policy | None = None, **options: Any
+    kube: FakeKube,
+    streams: Streams,
+    *,
+    policy: Policy | None = None,
+    gate: GateContext | None = None,
+    **options: Any,
 ) -> Iterator[Run]:
     """A run of `options` (Settings fields) against `kube`, closed afterwards; its policy the
-    command's unless given."""
+    command's unless given; with `gate`, a gate's context."""
     settings = Settings(**{"images": (IMAGE,), "interval": 0.05, **options})
     started = time.monotonic()
     context = RunContext(
@@ -69,6 +85,7 @@ def run_of(
         caches=Caches(kube=kube, hold=contextlib.nullcontext),  # type: ignore[arg-type]
         started=started,
         deadline=started + settings.timeout if settings.timeout else None,
+        gate=gate,
     )
     run = Run(context, policy=policy or policy_for(settings), view=None, streams=streams)
     try:
@@ -270,3 +287,85 @@ def test_a_new_kind_of_run_is_a_policy_the_one_loop_follows(kube, streams):
         thread.join(timeout=10)
     assert [o.result for o in ended] == [Result.SUCCESS]
     assert seen.done[0] == ["n1"] and seen.done[-1] == ["n1", "n2"]
+
+
+GATE_TAINT = {"key": "image-awaiter.io/images-pending", "effect": "NoSchedule"}
+FOREIGN_TAINT = {"key": "example.com/other", "effect": "PreferNoSchedule"}  # not excluding
+
+
+def tainted(name: str, *images: str) -> dict[str, Any]:
+    """A node that joined with the gate taint and another one beside it."""
+    return {**node(name, *images), "spec": {"taints": [FOREIGN_TAINT, GATE_TAINT]}}
+
+
+def taints_of(kube: FakeKube, name: str) -> list[dict[str, Any]]:
+    (found,) = [n for n in kube.objects(NODES) if n["metadata"]["name"] == name]
+    return list(found["spec"].get("taints") or [])
+
+
+@dataclasses.dataclass
+class GateUntil(Gate):
+    """The gate's policy, unchanged but for an end the test can ask for (a real gate ends only
+    on a signal)."""
+
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def next(
+        self, evaluation: Evaluation, *, now: float, deadline: float | None, refused: bool = False
+    ) -> Step:
+        if self.stop.is_set():
+            return Step.SUCCEEDED
+        return super().next(evaluation, now=now, deadline=deadline, refused=refused)
+
+
+def test_the_gate_is_a_policy_of_the_one_loop_and_releases_a_node_once_its_image_is_there(
+    kube, streams
+):
+    base = Settings(command="await", images=(IMAGE,), include_cordoned=True, timeout=0)
+    settings = GateSettings(
+        base=base,
+        taint=GateTaint.parse(DEFAULT_TAINT),
+        condition=DEFAULT_CONDITION,
+        enforce=Enforce("taint"),
+        rules=GateRules(),
+        lease=LeaseSettings(),
+        leader_election=False,  # this process writes alone
+    )
+    gate = GateContext(
+        settings=settings,
+        metrics=Metrics(buckets=histogram_buckets()),
+        elector=None,
+        hold=contextlib.nullcontext,
+    )
+    kube.put(NODES, tainted("ready", ON_NODES))  # joined with its image already there
+    kube.put(NODES, tainted("joining"))  # joined without it
+    kube.put(NODES, node("untainted"))  # never gated: never written
+    policy = GateUntil()
+    options = {"command": "await", "include_cordoned": True, "timeout": 0}
+    with run_of(kube, streams, policy=policy, gate=gate, **options) as run:
+        thread, ended = in_background(run)
+        kube.wait_for(lambda: taints_of(kube, "ready") == [FOREIGN_TAINT])
+        (daemonset,) = kube.objects(DAEMONSETS, namespace="default")  # the gate's own puller
+        assert daemonset["metadata"]["labels"]["image-awaiter.io/role"] == "gate"
+        tolerations = daemonset["spec"]["template"]["spec"]["tolerations"]
+        assert {"key": GATE_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"} in (
+            tolerations
+        )
+        assert taints_of(kube, "joining") == [FOREIGN_TAINT, GATE_TAINT]  # held
+        kube.put(NODES, tainted("joining", ON_NODES))  # its image lands
+        kube.wait_for(lambda: taints_of(kube, "joining") == [FOREIGN_TAINT])
+        policy.stop.set()
+        thread.join(timeout=10)
+    assert [o.result for o in ended] == [Result.SUCCESS]
+    assert gate.metrics.value("nodes_released_total", reason="ImagesPresent") == 2
+    assert ("PATCH", "/api/v1/nodes/untainted") not in kube.requests
+    reasons = {
+        (e["involvedObject"]["name"], e["reason"])
+        for e in kube.objects(EVENTS, namespace="default")
+    }
+    assert {
+        ("ready", "ImagesReady"),
+        ("joining", "ImagesPending"),
+        ("joining", "ImagesReady"),
+    } <= reasons
+    assert kube.objects(DAEMONSETS, namespace="default") == [daemonset]  # the gate never deletes
