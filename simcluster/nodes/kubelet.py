@@ -105,6 +105,9 @@ class Kubelets:
             events=self._event if kubelet_events else None,
         )
         self.nodes: dict[str, SimNode] = {}
+        # names whose pods are ours: a node is counted before its Node object exists, else a
+        # pod the scheduler binds to it between its creation and `nodes[name]` is dropped
+        self.claimed: set[str] = set()
         self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
         self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
@@ -177,7 +180,14 @@ class Kubelets:
             pod_cidr=body["spec"]["podCIDR"],
         )
         status["images"] = self.worker.render_images(sim, time.monotonic()) or []
-        created = self._create_or_get("/api/v1/nodes", body, name=name)
+        with self.changed:
+            self.claimed.add(name)
+        try:
+            created = self._create_or_get("/api/v1/nodes", body, name=name)
+        except BaseException:
+            with self.changed:
+                self.claimed.discard(name)
+            raise
         node.uid = created["metadata"]["uid"]
         self.api.call("PATCH", f"/api/v1/nodes/{name}/status", {"status": status},
                       content_type=MERGE_PATCH)  # fmt: skip
@@ -207,6 +217,7 @@ class Kubelets:
             self.api.request("DELETE", f"/api/v1/nodes/{name}")
         with self.changed:
             self.nodes.clear()
+            self.claimed.clear()
 
     def _create_or_get(self, path: str, body: Json, *, name: str) -> Json:
         status, answer = self.api.request("POST", path, body)
@@ -348,7 +359,7 @@ class Kubelets:
                     self._apply(kind, pod)
 
     def _ours(self, pod: Json) -> bool:
-        return (pod.get("spec") or {}).get("nodeName") in self.nodes
+        return (pod.get("spec") or {}).get("nodeName") in self.claimed
 
     def _apply(self, kind: str | None, pod: Json) -> None:
         uid = pod["metadata"]["uid"]
