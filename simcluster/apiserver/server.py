@@ -188,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
             sim.requests.append(record)
         with sim.store.lock:  # `wait_for` predicates read the request log too
             sim.store.changed.notify_all()
-        fault = sim.faults.pick(method, url.path, watch)
+        fault = sim.faults.pick(method, url.path, watch, self.headers.get("User-Agent") or "")
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.reset:

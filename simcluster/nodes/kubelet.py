@@ -39,7 +39,7 @@ import urllib3
 from simcluster.nodes import failures
 from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes.apihost import ApiHost
-from simcluster.nodes.factory import node_object, pod_ip, pool_labels
+from simcluster.nodes.factory import KUBERNETES_RELEASE, node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.registry import parse
 from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
@@ -54,6 +54,9 @@ WRITER_THREADS = 8
 LEASE_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+# a kubelet's User-Agent (the field manager "kubelet"); the simulated API server's faults leave
+# requests with it alone unless a rule asks for them (apiserver/faults.py)
+USER_AGENT = f"kubelet/{KUBERNETES_RELEASE} (linux/amd64) kubernetes/simcluster"
 
 
 def _micro_now() -> str:
@@ -91,13 +94,13 @@ class Kubelets:
     ) -> None:
         """`awaiter_image`: pods whose one container is this repository (any tag) run the real
         image-awaiter CLI as a process."""
-        self.api = api
+        self.api = api.as_agent(USER_AGENT)
         self.world = world or NodeWorld()
         self.tick = tick
         self.errors: list[str] = []  # API failures the threads met (for tests to show)
         self.writers = Writers(threads=WRITER_THREADS, errors=self.errors)
         self.recorder = ApiEventRecorder(
-            api, writers=self.writers, time_scale=self.world.time_scale
+            self.api, writers=self.writers, time_scale=self.world.time_scale
         )
         self.worker = PodWorker(
             world=self.world,
