@@ -9,7 +9,6 @@ import base64
 import collections
 import itertools
 import json
-import os
 import random
 import subprocess
 import threading
@@ -82,7 +81,6 @@ class SimCluster:
         self.root_ca: str | None = None  # PEM in every namespace's kube-root-ca.crt, once on
         self.forbidden: list[tuple[str, str, str | None]] = []
         self.requests: list[RequestRecord] = []
-        self.kubelet_requests: list[RequestRecord] = []
         self.requests_lock = threading.Lock()
         self.node_sims: dict[str, NodeSim] = {}
         self.pull_failures: list[PullFailure] = []
@@ -100,11 +98,6 @@ class SimCluster:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Server | None = None
-        # SPIKE (issue 17 item 4): nodes served by HTTP kubelets over loopback
-        self.http_nodes = os.environ.get("SIMCLUSTER_HTTP_NODES") == "1"
-        self.kubelets: Any = None
-        self.http_node_names: set[str] = set()
-        self._pending_nodes: list[tuple[str, dict[str, Any], bool]] = []
         self._offline_port = 0
         # the namespaces a real control plane starts with, each with its `default` account
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -120,32 +113,6 @@ class SimCluster:
         self._threads = [self._serve(port=port), loop]
         for thread in self._threads:
             thread.start()
-        if self.http_nodes:
-            from simcluster.nodes.apiclient import Api, Credentials
-            from simcluster.nodes.kubelet import Kubelets
-
-            ca = Path(self.tls[0]).read_bytes() if self.tls else None
-            api = Api(Credentials(server=self.url, token=DEFAULT_TOKEN, ca_data=ca))
-            self.kubelets = Kubelets(
-                api,
-                world=self,  # type: ignore[arg-type]
-                kubelet_events=self.kubelet_events,
-                awaiter_image=self.awaiter_image,
-            )
-            self.kubelets.start()
-            pending, self._pending_nodes = self._pending_nodes, []
-            for name, options, ready in pending:
-                self._add_http_node(name, options, ready)
-
-    def _add_http_node(self, name: str, options: dict[str, Any], ready: bool) -> None:
-        if self.kubelets is None:
-            self._pending_nodes.append((name, options, ready))
-            return
-        self.http_node_names.add(name)
-        self.kubelets.add_node(name, **options)
-        self.node_sims[name] = self.kubelets.nodes[name].sim
-        if not ready:
-            self.set_node_ready(name, False)
 
     def _serve(self, *, port: int) -> threading.Thread:
         self._server = Server(self, tls=self.tls, port=port)
@@ -222,8 +189,6 @@ class SimCluster:
         serve.start()
 
     def stop(self) -> None:
-        if self.kubelets is not None:
-            self.kubelets.stop()
         self._stop.set()
         with self.store.lock:
             self.store.changed.notify_all()
@@ -333,18 +298,6 @@ class SimCluster:
     ) -> None:
         """`serialize_pulls`: pull one image at a time, as the kubelet does by default; a
         queued pull's Pulled event then says more time "including waiting" than pulling."""
-        if self.http_nodes:
-            self._add_http_node(
-                name,
-                {
-                    "labels": labels, "taints": list(taints), "unschedulable": unschedulable,
-                    "runtime": runtime, "arch": arch, "os": os, "max_pods": max_pods,
-                    "max_images": max_images, "status_lag": status_lag,
-                    "serialize_pulls": serialize_pulls, "images": list(images),
-                },
-                ready,
-            )  # fmt: skip
-            return
         sim = NodeSim(
             name=name,
             runtime=runtime,
@@ -456,10 +409,6 @@ class SimCluster:
                 self.store.create("nodes", obj)
 
     def remove_node(self, name: str) -> None:
-        if self.kubelets is not None and name in self.http_node_names:
-            with self.kubelets.changed:
-                self.kubelets.nodes.pop(name, None)
-                self.kubelets.claimed.discard(name)
         with self.store.lock:
             self.store.delete("nodes", name)
             self.node_sims.pop(name, None)
@@ -549,17 +498,16 @@ class SimCluster:
         figures its Pulled event gave, "failed" with the kind and runtime text) and each
         "already present" container start; for checking an awaiter's report against."""
         with self.store.lock:
-            log = (self.kubelets or self._controllers).worker.pull_log
             return [
                 r
-                for r in log
+                for r in self._controllers.worker.pull_log
                 if (node is None or r.node == node) and (image is None or r.image == image)
             ]
 
     @property
     def event_recorder(self) -> EventRecorder:
         """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
-        return self.kubelets.recorder if self.kubelets is not None else self._controllers.recorder
+        return self._controllers.recorder
 
     def expected_pull_seconds(self, image: str, node: str) -> float:
         """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
@@ -567,8 +515,6 @@ class SimCluster:
         found = self.registry.lookup(image)
         if found is None:
             raise ValueError(f"invalid image {image!r}")
-        if self.kubelets is not None:
-            return float(self.kubelets.worker.pull_seconds(found, node))
         return self._controllers.pull_seconds(found, node)
 
     # ------------------------------------------------------------------ objects for tests

@@ -286,10 +286,8 @@ class Controllers:
     def _kubelets(self) -> None:
         store = self.sim.store
         now = time.monotonic()
-        http = self.sim.http_node_names
         for node_sim in self.sim.node_sims.values():
-            if node_sim.name not in http:
-                self._land_images(node_sim, now)
+            self._land_images(node_sim, now)
         live = set()
         for (ns, name), pod in list(store.peek("pods").items()):
             uid = pod["metadata"]["uid"]
@@ -298,8 +296,6 @@ class Controllers:
                 continue
             node_name = (pod.get("spec") or {}).get("nodeName")
             node_sim = self.sim.node_sims.get(node_name or "")
-            if node_name in http:
-                continue
             if node_sim is None or not self.sim.node_ready(node_name or ""):
                 continue
             if not self._owned_by_ds(pod) and self.sim.runtime.handles(pod):

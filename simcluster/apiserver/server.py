@@ -184,12 +184,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         record = RequestRecord(method, url.path, query, watch=watch)
-        agent = self.headers.get("User-Agent") or ""
-        with sim.requests_lock:  # SPIKE: the nodes' requests kept apart from the clients'
-            (sim.kubelet_requests if agent.startswith("kubelet/") else sim.requests).append(record)
+        with sim.requests_lock:
+            sim.requests.append(record)
         with sim.store.lock:  # `wait_for` predicates read the request log too
             sim.store.changed.notify_all()
-        fault = sim.faults.pick(method, url.path, watch, agent)
+        fault = sim.faults.pick(method, url.path, watch, self.headers.get("User-Agent") or "")
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.reset:
