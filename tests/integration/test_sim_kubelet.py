@@ -688,6 +688,9 @@ def test_faults_for_the_awaiter_spare_the_http_kubelets_unless_a_rule_names_them
             assert sim.wait_for(lambda s: running(s, "p"), timeout=15), kubelets.errors
             status, _ = api.request("GET", "/api/v1/namespaces/default/pods")
             assert status == 503  # any other client still meets the fault
+            # their requests are logged apart from the clients' (tests count the awaiter's)
+            assert any(r.path.endswith("/pods/p/status") for r in sim.kubelet_requests)
+            assert not any(r.path.endswith("/pods/p/status") for r in sim.requests)
             assert for_the_awaiter.agent is None
 
             sim.faults.clear()
