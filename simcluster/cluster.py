@@ -80,7 +80,8 @@ class SimCluster:
         self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
         self.root_ca: str | None = None  # PEM in every namespace's kube-root-ca.crt, once on
         self.forbidden: list[tuple[str, str, str | None]] = []
-        self.requests: list[RequestRecord] = []
+        self.requests: list[RequestRecord] = []  # every client's but the HTTP kubelets'
+        self.kubelet_requests: list[RequestRecord] = []  # theirs (User-Agent kubelet/...)
         self.requests_lock = threading.Lock()
         self.node_sims: dict[str, NodeSim] = {}
         self.pull_failures: list[PullFailure] = []

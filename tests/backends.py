@@ -33,7 +33,6 @@ from tests.conftest import ROOT, TOKEN, CliResult, cli_command, cli_env
 
 RUN_LABEL = "image-awaiter.test/run"
 TIME_SCALE = 0.05
-REGISTERING = {"key": "image-awaiter.test/registering", "effect": "NoSchedule"}
 PATHS = {  # a namespaced resource's collection on the real API server, `{ns}` filled in
     "pods": "/api/v1/namespaces/{ns}/pods",
     "events": "/api/v1/namespaces/{ns}/events",
@@ -170,19 +169,8 @@ class RealBackend(Backend):
         return f"{self.run_id}-{local}"
 
     def add_node(self, local: str, **options: Any) -> str:
-        """Registered behind a taint no pod tolerates, lifted once the kubelets hold the node:
-        `Kubelets.add_node` creates the Node before it counts the node as its own, and a
-        DaemonSet pod bound in between was dropped by its pod watch (seen: a node joining
-        during a run never pulled). Reported to the simulator's owners."""
         name = self.node(local)
-        taints = list(options.pop("taints", ()))
-        self.kubelets.add_node(
-            name, labels=self._labels(options), taints=[*taints, REGISTERING], **options
-        )
-        self.control_plane.admin.call(
-            "PATCH", f"/api/v1/nodes/{name}", {"spec": {"taints": taints or None}},
-            content_type="application/merge-patch+json",
-        )  # fmt: skip
+        self.kubelets.add_node(name, labels=self._labels(options), **options)
         return name
 
     def fail_pull(self, image: str, **options: Any) -> None:

@@ -1,5 +1,11 @@
 """Fault injection: matching requests get an error status (with Retry-After), a connection
-reset, a delay, or (watches) a stream cut after some events. Seeded, counted, logged."""
+reset, a delay, or (watches) a stream cut after some events. Seeded, counted, logged.
+
+A rule picks requests by method, path, watch and client: the API server serves the simulated
+nodes too (their HTTP kubelets, User-Agent `kubelet/...`), and a fault meant for the awaiter
+must not break a kubelet's status write or pod watch (it would change what the awaiter sees,
+not test how it copes). So a rule leaves kubelet requests alone unless its `agent` pattern
+asks for them."""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import random
 import re
 import threading
 from dataclasses import dataclass, field
+
+KUBELET_AGENT = re.compile(r"^kubelet/")  # the simulated nodes' User-Agent, as a kubelet's
 
 
 @dataclass
@@ -21,14 +29,25 @@ class Fault:
     cut_after_events: int | None = None
     times: int | None = 1
     probability: float = 1.0
+    # None: every client but the kubelets; a pattern: clients whose User-Agent it matches
+    # (`"^kubelet/"`: only the simulated nodes' requests)
+    agent: str | None = None
     _pattern: re.Pattern[str] = field(init=False, repr=False)
+    _agent: re.Pattern[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._pattern = re.compile(self.path)
+        self._agent = None if self.agent is None else re.compile(self.agent)
 
-    def matches(self, method: str, path: str, watch: bool) -> bool:
+    def matches(self, method: str, path: str, watch: bool, agent: str = "") -> bool:
+        clients = (
+            KUBELET_AGENT.search(agent) is None
+            if self._agent is None
+            else self._agent.search(agent) is not None
+        )
         return (
-            (self.method == "*" or self.method == method)
+            clients
+            and (self.method == "*" or self.method == method)
             and (self.watch is None or self.watch == watch)
             and self._pattern.search(path) is not None
         )
@@ -51,12 +70,13 @@ class Faults:
         with self._lock:
             self._rules.clear()
 
-    def pick(self, method: str, path: str, watch: bool) -> Fault | None:
+    def pick(self, method: str, path: str, watch: bool, agent: str = "") -> Fault | None:
+        """The first rule for this request (counting it), if any; `agent`: its User-Agent."""
         with self._lock:
             for rule in self._rules:
                 if rule.times is not None and rule.times <= 0:
                     continue
-                if not rule.matches(method, path, watch):
+                if not rule.matches(method, path, watch, agent):
                     continue
                 if rule.probability < 1.0 and self._rng.random() >= rule.probability:
                     continue

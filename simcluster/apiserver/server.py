@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from simcluster.apiserver import discovery, listing, protobuf, rbac, rest, tables
+from simcluster.apiserver.faults import KUBELET_AGENT
 from simcluster.apiserver.kinds import CREATE_ONLY, Kind, group_versions, lookup
 from simcluster.apiserver.store import (
     DRY_RUN,
@@ -184,11 +185,13 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         record = RequestRecord(method, url.path, query, watch=watch)
-        with sim.requests_lock:
-            sim.requests.append(record)
+        agent = self.headers.get("User-Agent") or ""
+        with sim.requests_lock:  # the nodes' requests apart: tests count the clients'
+            kubelet = KUBELET_AGENT.search(agent) is not None
+            (sim.kubelet_requests if kubelet else sim.requests).append(record)
         with sim.store.lock:  # `wait_for` predicates read the request log too
             sim.store.changed.notify_all()
-        fault = sim.faults.pick(method, url.path, watch)
+        fault = sim.faults.pick(method, url.path, watch, agent)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.reset:

@@ -81,7 +81,7 @@ class Rules(Protocol):
     """The rule book, as the simulated API server's `Faults`: the rule for one request, if any
     (counting it), so the same `Faults` object can drive either server."""
 
-    def pick(self, method: str, path: str, watch: bool) -> Rule | None: ...
+    def pick(self, method: str, path: str, watch: bool, agent: str = "") -> Rule | None: ...
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         watch = query.get("watch", [""])[-1] in ("true", "1")
         body = self._read_body()
-        rule = proxy.rules.pick(self.command, url.path, watch)
+        rule = proxy.rules.pick(self.command, url.path, watch, self.headers.get("User-Agent") or "")
 
         def done(outcome: str) -> None:
             proxy.record(Exchange(self.command, url.path, watch, outcome))

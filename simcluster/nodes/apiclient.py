@@ -5,6 +5,7 @@ watch streams read line by line. Nothing here knows which API server answers."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import ssl
@@ -106,6 +107,12 @@ class Api:
     @classmethod
     def from_kubeconfig(cls, path: str | Path, *, context: str | None = None) -> Api:
         return cls(load_kubeconfig(path, context=context))
+
+    def as_agent(self, user_agent: str) -> Api:
+        """The same client (server, credentials, connection pool) sending `user_agent`."""
+        clone = copy.copy(self)
+        clone.headers = {**self.headers, "User-Agent": user_agent}
+        return clone
 
     def request(
         self,

@@ -39,7 +39,7 @@ import urllib3
 from simcluster.nodes import failures
 from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes.apihost import ApiHost
-from simcluster.nodes.factory import node_object, pod_ip, pool_labels
+from simcluster.nodes.factory import KUBERNETES_RELEASE, node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.registry import parse
 from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
@@ -54,6 +54,9 @@ WRITER_THREADS = 8
 LEASE_THREADS = 8
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+# a kubelet's User-Agent (the field manager "kubelet"); the simulated API server's faults leave
+# requests with it alone unless a rule asks for them (apiserver/faults.py)
+USER_AGENT = f"kubelet/{KUBERNETES_RELEASE} (linux/amd64) kubernetes/simcluster"
 
 
 def _micro_now() -> str:
@@ -91,13 +94,13 @@ class Kubelets:
     ) -> None:
         """`awaiter_image`: pods whose one container is this repository (any tag) run the real
         image-awaiter CLI as a process."""
-        self.api = api
+        self.api = api.as_agent(USER_AGENT)
         self.world = world or NodeWorld()
         self.tick = tick
         self.errors: list[str] = []  # API failures the threads met (for tests to show)
         self.writers = Writers(threads=WRITER_THREADS, errors=self.errors)
         self.recorder = ApiEventRecorder(
-            api, writers=self.writers, time_scale=self.world.time_scale
+            self.api, writers=self.writers, time_scale=self.world.time_scale
         )
         self.worker = PodWorker(
             world=self.world,
@@ -105,6 +108,9 @@ class Kubelets:
             events=self._event if kubelet_events else None,
         )
         self.nodes: dict[str, SimNode] = {}
+        # names whose pods are ours: a node is counted before its Node object exists, else a
+        # pod the scheduler binds to it between its creation and `nodes[name]` is dropped
+        self.claimed: set[str] = set()
         self.pods: dict[str, Json] = {}  # uid -> the pod as last seen, on one of our nodes
         self.reported: dict[str, Json] = {}  # uid -> the status we last wrote
         self.unwritten: dict[str, Json] = {}  # uid -> the status patch its writer is to send
@@ -177,7 +183,14 @@ class Kubelets:
             pod_cidr=body["spec"]["podCIDR"],
         )
         status["images"] = self.worker.render_images(sim, time.monotonic()) or []
-        created = self._create_or_get("/api/v1/nodes", body, name=name)
+        with self.changed:
+            self.claimed.add(name)
+        try:
+            created = self._create_or_get("/api/v1/nodes", body, name=name)
+        except BaseException:
+            with self.changed:
+                self.claimed.discard(name)
+            raise
         node.uid = created["metadata"]["uid"]
         self.api.call("PATCH", f"/api/v1/nodes/{name}/status", {"status": status},
                       content_type=MERGE_PATCH)  # fmt: skip
@@ -207,6 +220,7 @@ class Kubelets:
             self.api.request("DELETE", f"/api/v1/nodes/{name}")
         with self.changed:
             self.nodes.clear()
+            self.claimed.clear()
 
     def _create_or_get(self, path: str, body: Json, *, name: str) -> Json:
         status, answer = self.api.request("POST", path, body)
@@ -348,7 +362,7 @@ class Kubelets:
                     self._apply(kind, pod)
 
     def _ours(self, pod: Json) -> bool:
-        return (pod.get("spec") or {}).get("nodeName") in self.nodes
+        return (pod.get("spec") or {}).get("nodeName") in self.claimed
 
     def _apply(self, kind: str | None, pod: Json) -> None:
         uid = pod["metadata"]["uid"]

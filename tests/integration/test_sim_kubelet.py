@@ -655,3 +655,58 @@ def test_wait_for_sees_a_request_while_a_fault_still_holds_it(
 def _list_nodes_ignoring_errors(api: client.CoreV1Api) -> None:
     with contextlib.suppress(Exception):  # the server stops before the hold ends
         api.list_node(_request_timeout=30)
+
+
+# ------------------------------------------------------------------------- faults and kubelets
+
+
+def test_faults_for_the_awaiter_spare_the_http_kubelets_unless_a_rule_names_them(
+    tmp_path: Path,
+) -> None:
+    """The simulated API server serves its HTTP kubelets too: a fault on every pod request
+    (meant for the awaiter) leaves their pod watch and status writes alone, and a rule with
+    `agent="^kubelet/"` hits only them."""
+    from simcluster.nodes.apiclient import Api
+    from simcluster.nodes.kubelet import Kubelets
+    from simcluster.nodes.world import NodeWorld
+
+    with SimCluster(seed=5) as sim:
+        api = Api.from_kubeconfig(sim.write_kubeconfig(tmp_path / "kubeconfig"))
+        kubelets = Kubelets(api, world=NodeWorld(time_scale=0.05))
+        kubelets.start()
+        try:
+            kubelets.add_node("http-node")
+            for_the_awaiter = sim.faults.add(Fault(path="/pods", status=503, times=None))
+            body = {
+                "metadata": {"name": "p"},
+                "spec": {
+                    "nodeName": "http-node",
+                    "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            }
+            sim.create("pods", body, "default")
+            assert sim.wait_for(lambda s: running(s, "p"), timeout=15), kubelets.errors
+            status, _ = api.request("GET", "/api/v1/namespaces/default/pods")
+            assert status == 503  # any other client still meets the fault
+            # their requests are logged apart from the clients' (tests count the awaiter's)
+            assert any(r.path.endswith("/pods/p/status") for r in sim.kubelet_requests)
+            assert not any(r.path.endswith("/pods/p/status") for r in sim.requests)
+            assert for_the_awaiter.agent is None
+
+            sim.faults.clear()
+            for_the_nodes = sim.faults.add(
+                Fault(method="PATCH", path="/pods/q/status$", status=500, times=None,
+                      agent="^kubelet/")
+            )  # fmt: skip
+            sim.create("pods", {**body, "metadata": {"name": "q"}}, "default")
+            assert sim.wait_for(
+                lambda s: any("pod status q: 500" in e for e in kubelets.errors), timeout=15
+            )
+            assert not running(sim, "q")
+            assert api.request("GET", "/api/v1/namespaces/default/pods/q")[0] == 200
+            for_the_nodes.times = 0
+            assert sim.wait_for(lambda s: running(s, "q"), timeout=15)
+        finally:
+            kubelets.stop()
+            kubelets.remove_nodes()
+            api.close()
