@@ -103,12 +103,13 @@ def test_a_pod_bound_while_its_node_registers_is_run(
         return created
 
     monkeypatch.setattr(kubelets, "_create_or_get", create_then_bind)
-    backend.add_node("joining")
-    backend.eventually(
+    joined = backend.add_node("joining")
+    running = backend.eventually(
         lambda: [p for p in backend.pods("early") if p["status"].get("phase") == "Running"],
         what="the pod bound while its node registered Running",
         timeout=15,
     )
+    assert [p["spec"]["nodeName"] for p in running] == [joined]
 
 
 def test_a_daemonset_gets_a_pod_on_each_eligible_node_and_none_elsewhere(backend: Backend) -> None:

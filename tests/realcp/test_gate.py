@@ -291,6 +291,8 @@ def test_the_other_replica_finishes_a_burst_when_the_leader_is_killed(
                 what="every node of the burst released",
                 log=replicas[other].log,
             )
+            assert replicas[leader].proc.poll() is not None  # released by the survivor alone
+            assert lease_holder(admin, namespace) == other
 
 
 def test_a_node_whose_images_never_come_is_released_at_max_wait_with_a_warning_event(

@@ -125,9 +125,9 @@ def test_a_puller_naming_a_missing_service_account_fails_in_seconds_with_the_con
 
 def _admitted(
     control_plane: Endpoint, namespace: str, node: str, kubeconfig: Path, tmp: Path
-) -> None:
+) -> dict[str, Any]:
     """The generated puller's pod is created and bound to the node; no FailedCreate; the run
-    is then stopped (no kubelet pulls here) and cleans up."""
+    is then stopped (no kubelet pulls here) and cleans up. The admitted pod, as stored."""
     admin = control_plane.admin
     awaiter = start_awaiter(kubeconfig, tmp, "await", "--image", IMAGE, "--timeout", "2m")
     try:
@@ -143,13 +143,16 @@ def _admitted(
         _, stderr = awaiter.communicate(timeout=60)
     assert awaiter.returncode == 143, stderr
     assert not our_daemonsets(admin, namespace)
+    return pods[0]
 
 
 def test_the_generated_puller_is_admitted_under_the_restricted_pod_security_standard(
     control_plane: Endpoint, namespace: str, node: str, kubeconfig: Path, tmp_path: Path
 ) -> None:
     _label(control_plane, namespace, {"pod-security.kubernetes.io/enforce": "restricted"})
-    _admitted(control_plane, namespace, node, kubeconfig, tmp_path)
+    pod = _admitted(control_plane, namespace, node, kubeconfig, tmp_path)
+    containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in containers)
 
 
 def test_a_puller_violating_the_enforced_restricted_standard_fails_in_seconds(
@@ -166,7 +169,9 @@ def test_the_generated_puller_is_admitted_under_a_quota_that_demands_limits(
     control_plane: Endpoint, namespace: str, node: str, kubeconfig: Path, tmp_path: Path
 ) -> None:
     _quota(control_plane, namespace)
-    _admitted(control_plane, namespace, node, kubeconfig, tmp_path)
+    pod = _admitted(control_plane, namespace, node, kubeconfig, tmp_path)
+    containers = pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    assert all(c["resources"]["limits"] and c["resources"]["requests"] for c in containers)
 
 
 def test_a_puller_without_limits_under_such_a_quota_fails_in_seconds(
