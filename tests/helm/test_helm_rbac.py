@@ -7,34 +7,13 @@ The rules are read from the chart's templates, so a rule added later gets its ow
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helm.conftest import BASE, CHART, NAMESPACE, Cluster
-
-# A rule in role.yaml / clusterrole.yaml: `  - apiGroups: [...]` and its indented lines.
-RULE = re.compile(r"^  - apiGroups:.*\n(?:    .*\n)+", re.MULTILINE)
-RBAC_TEMPLATES = ("role.yaml", "clusterrole.yaml")
-
-
-def rules() -> list[tuple[str, str]]:
-    """(template, rule text) for every rule the chart grants the awaiter."""
-    found = []
-    for template in RBAC_TEMPLATES:
-        text = (CHART / "templates" / template).read_text()
-        found += [(template, match.group(0)) for match in RULE.finditer(text)]
-    return found
-
-
-def rule_id(case: tuple[str, str]) -> str:
-    resources = re.search(r"resources: \[(.*)\]", case[1])
-    assert resources is not None, case
-    names = resources.group(1).replace('"', "")
-    return f"{case[0]}:{names}"
-
+from tests.realcp.charts import rule_id, rules
 
 # Reading the kubelets' events only adds pull times and sizes to the report: without that rule
 # the awaiter warns and goes on (README, RBAC), so its absence shows as a refusal, not a failure.
