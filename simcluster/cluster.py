@@ -307,14 +307,7 @@ class SimCluster:
             status_lag=status_lag,
             serialize_pulls=serialize_pulls,
         )
-        now = time.monotonic() - status_lag
-        for ref in images:
-            image = self.registry.lookup(ref)
-            parsed = parse(ref)
-            if image is None or parsed is None:
-                raise ValueError(f"invalid image {ref!r}")
-            sim.images[parsed.key] = (image, now)
-            sim.images[f"{image.name}@{image.digest}"] = (image, now)
+        sim.preload(self.registry, list(images), at=time.monotonic() - status_lag)
         obj = node_object(
             name,
             ready=ready,

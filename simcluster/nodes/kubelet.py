@@ -41,7 +41,6 @@ from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes.apihost import ApiHost
 from simcluster.nodes.factory import KUBERNETES_RELEASE, node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
-from simcluster.nodes.registry import parse
 from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
 from simcluster.nodes.world import NodeWorld
 from simcluster.nodes.writing import ApiEventRecorder, Writers
@@ -152,13 +151,7 @@ class Kubelets:
             status_lag=status_lag,
             serialize_pulls=serialize_pulls,
         )
-        landed = time.monotonic() - status_lag
-        for ref in images:
-            image, parsed = self.world.registry.lookup(ref), parse(ref)
-            if image is None or parsed is None:
-                raise ValueError(f"invalid image {ref!r}")
-            sim.images[parsed.key] = (image, landed)
-            sim.images[f"{image.name}@{image.digest}"] = (image, landed)
+        sim.preload(self.world.registry, list(images), at=time.monotonic() - status_lag)
         body = node_object(
             name,
             ready=True,

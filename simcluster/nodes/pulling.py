@@ -73,6 +73,16 @@ class NodeSim:
     static_images: list[dict[str, Any]] = field(default_factory=list)  # as given, pre-rendered
     dirty: bool = True
 
+    def preload(self, registry: Registry, refs: list[str], *, at: float) -> None:
+        """`refs` already on the node since `at` (monotonic), by their key and their digest, as
+        a node that registers with images holds them."""
+        for ref in refs:
+            image, parsed = registry.lookup(ref), parse(ref)
+            if image is None or parsed is None:
+                raise ValueError(f"invalid image {ref!r}")
+            self.images[parsed.key] = (image, at)
+            self.images[f"{image.name}@{image.digest}"] = (image, at)
+
 
 @dataclass(frozen=True)
 class PullRecord:
