@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from simcluster.apiclient import Api
 from simcluster.controlplane import ControlPlane
-from simcluster.nodes.apiclient import Api
 from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.world import NodeWorld
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from simcluster.apiclient import Api
 from simcluster.controlplane import ControlPlane, ControlPlaneError, MissingBinaries
-from simcluster.nodes.apiclient import Api
 from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.registry import Registry
 from simcluster.nodes.world import NodeWorld

@@ -143,7 +143,7 @@ class RealBackend(Backend):
 
     def __init__(self, tmp_path: Path, *, control_plane: Endpoint, namespace: str) -> None:
         super().__init__(tmp_path)
-        from simcluster.nodes.apiclient import Api
+        from simcluster.apiclient import Api
         from simcluster.nodes.kubelet import Kubelets
         from simcluster.nodes.world import NodeWorld
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simcluster.nodes.apiclient import Api, ApiError, Json
+from simcluster.apiclient import Api, ApiError, Json
 from simcluster.nodes.factory import pod_ip
 
 if TYPE_CHECKING:

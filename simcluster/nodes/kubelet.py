@@ -36,8 +36,8 @@ from typing import Any
 
 import urllib3
 
+from simcluster.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes import failures
-from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes.apihost import ApiHost
 from simcluster.nodes.factory import KUBERNETES_RELEASE, node_object, pod_ip, pool_labels
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso

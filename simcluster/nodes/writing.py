@@ -14,7 +14,7 @@ from typing import Any
 
 import urllib3
 
-from simcluster.nodes.apiclient import MERGE_PATCH, Api, ApiError
+from simcluster.apiclient import MERGE_PATCH, Api, ApiError
 from simcluster.nodes.recording import Recorder
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from simcluster.apiclient import Api, Json
 from simcluster.cluster import SimCluster
-from simcluster.nodes.apiclient import Api, Json
 from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.world import NodeWorld
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from simcluster.nodes.apiclient import Api, Credentials, load_kubeconfig
+from simcluster.apiclient import Api, Credentials, load_kubeconfig
 from simcluster.nodes.factory import KUBERNETES_RELEASE
 from simcluster.nodes.kubelet import DEFAULT_AWAITER_IMAGE
 from tests.differential.conftest import Backend

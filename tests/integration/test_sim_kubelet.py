@@ -666,7 +666,7 @@ def test_faults_for_the_awaiter_spare_the_http_kubelets_unless_a_rule_names_them
     """The simulated API server serves its HTTP kubelets too: a fault on every pod request
     (meant for the awaiter) leaves their pod watch and status writes alone, and a rule with
     `agent="^kubelet/"` hits only them."""
-    from simcluster.nodes.apiclient import Api
+    from simcluster.apiclient import Api
     from simcluster.nodes.kubelet import Kubelets
     from simcluster.nodes.world import NodeWorld
 

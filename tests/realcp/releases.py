@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from simcluster.apiclient import Api
 from simcluster.controlplane.endpoints import Endpoint
-from simcluster.nodes.apiclient import Api
 from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.world import NodeWorld
 from tests.realcp.charts import CHART, TOOLS

@@ -1,4 +1,4 @@
-"""How the simulated kubelets read a kubeconfig (simcluster/nodes/apiclient.py): credentials as
+"""How the simulated kubelets read a kubeconfig (simcluster/apiclient.py): credentials as
 inline data or as files relative to the kubeconfig, the current or a named context."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simcluster.nodes.apiclient import Credentials, load_kubeconfig
+from simcluster.apiclient import Credentials, load_kubeconfig
 
 
 def _b64(data: bytes) -> str:

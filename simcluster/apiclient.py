@@ -1,6 +1,7 @@
-"""The HTTP client of the simulated kubelets: a kubeconfig's server and credentials (a client
-certificate or a bearer token, a CA), JSON requests over kept-alive connections (urllib3), and
-watch streams read line by line. Nothing here knows which API server answers."""
+"""The simulator's one HTTP client of an API server, simulated or real (the kubelets' and the
+tests'): a kubeconfig's server and credentials (a client certificate or a bearer token, a CA),
+JSON requests over kept-alive connections (urllib3), and watch streams read line by line.
+Nothing here knows which API server answers."""
 
 from __future__ import annotations
 
