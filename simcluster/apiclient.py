@@ -1,7 +1,8 @@
-"""The simulator's one HTTP client of an API server, simulated or real (the kubelets' and the
-tests'): a kubeconfig's server and credentials (a client certificate or a bearer token, a CA),
-JSON requests over kept-alive connections (urllib3), and watch streams read line by line.
-Nothing here knows which API server answers."""
+"""The simulator's one HTTP client of an API server, simulated or real (the kubelets', the
+control-plane harness's and the tests'): a kubeconfig's server and credentials (a client
+certificate or a bearer token, a CA) or the same as files, JSON requests over kept-alive
+connections (urllib3), what tests need on top (create, read, delete, wait for a condition), and
+watch streams read line by line. Nothing here knows which API server answers."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import json
 import os
 import ssl
 import tempfile
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import yaml
 
 Json = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+# What a request raises when no answer came: refused, reset, timed out, TLS failed.
+UNREACHABLE: tuple[type[Exception], ...] = (OSError, urllib3.exceptions.HTTPError)
 
 
 class ApiError(RuntimeError):
@@ -109,6 +113,27 @@ class Api:
     def from_kubeconfig(cls, path: str | Path, *, context: str | None = None) -> Api:
         return cls(load_kubeconfig(path, context=context))
 
+    @classmethod
+    def from_files(
+        cls,
+        server: str,
+        *,
+        ca: Path,
+        cert: Path | None = None,
+        key: Path | None = None,
+        token: str | None = None,
+    ) -> Api:
+        """PEM files as the control-plane harness writes them: the CA, and a client certificate
+        and key or a bearer token."""
+        credentials = Credentials(
+            server=server,
+            ca_data=ca.read_bytes(),
+            cert_data=cert.read_bytes() if cert else None,
+            key_data=key.read_bytes() if key else None,
+            token=token,
+        )
+        return cls(credentials)
+
     def as_agent(self, user_agent: str) -> Api:
         """The same client (server, credentials, connection pool) sending `user_agent`."""
         clone = copy.copy(self)
@@ -149,6 +174,43 @@ class Api:
         if status >= 400:
             raise ApiError(status=status, method=method, path=path, body=decoded)
         return decoded
+
+    def get(self, path: str) -> Json:
+        return self.call("GET", path)
+
+    def create(self, path: str, body: Json) -> Json:
+        return self.call("POST", path, body)
+
+    def delete(self, path: str) -> Json:
+        return self.call("DELETE", path)
+
+    def exists(self, path: str) -> bool:
+        """Whether `GET path` finds the object; an error other than 404 raises."""
+        try:
+            self.get(path)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def wait_for(
+        self,
+        path: str,
+        condition: Callable[[Json], bool] = lambda _: True,
+        *,
+        timeout: float = 30.0,
+        what: str = "",
+    ) -> Json:
+        """Poll `GET path` until it exists and `condition` holds; the object then."""
+        deadline = time.monotonic() + timeout
+        last: Json = {}
+        while time.monotonic() < deadline:
+            status, last = self.request("GET", path)
+            if status == 200 and condition(last):
+                return last
+            time.sleep(0.1)
+        raise TimeoutError(f"{what or path}: not within {timeout:g}s (last: {str(last)[:300]})")
 
     def watch(self, path: str, query: dict[str, str]) -> Stream:
         """A watch stream: its events, one decoded line each, until the server ends it."""

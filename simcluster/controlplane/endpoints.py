@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from simcluster.apiclient import Api
 from simcluster.controlplane import certificates, kubeconfigs
 from simcluster.controlplane.certificates import Identity, KeyPair
-from simcluster.controlplane.clients import Client
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,14 @@ class Endpoint:
     pids: dict[str, int]
 
     @property
-    def admin(self) -> Client:
-        return Client(self.server, self.ca_cert, self.admin_cert, self.admin_key)
+    def admin(self) -> Api:
+        return Api.from_files(
+            self.server, ca=self.ca_cert, cert=self.admin_cert, key=self.admin_key
+        )
 
-    def client(self, *, token: str) -> Client:
+    def client(self, *, token: str) -> Api:
         """A client with a bearer token (a ServiceAccount's) instead of the admin certificate."""
-        return Client(self.server, self.ca_cert, token=token)
+        return Api.from_files(self.server, ca=self.ca_cert, token=token)
 
     def identity(self, identity: Identity, *, directory: Path) -> KeyPair:
         """A client certificate for another user (a node: `system:node:NAME`, `system:nodes`)."""

@@ -5,19 +5,20 @@ and the controllers have given the `default` namespace its ServiceAccount and ro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import socket
+import ssl
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from simcluster.apiclient import UNREACHABLE, Api
 from simcluster.controlplane import binaries, certificates, kubeconfigs
-from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from simcluster.controlplane.processes import Process, spawn, wait_until
 
@@ -202,7 +203,7 @@ class ControlPlane:
         )
 
     @property
-    def admin(self) -> Client:
+    def admin(self) -> Api:
         return self.endpoint().admin
 
     def rss(self) -> dict[str, int]:
@@ -365,11 +366,11 @@ class ControlPlane:
             return False
 
     def _apiserver_ready(self) -> bool:
-        try:
-            probe = dataclasses.replace(self.admin, timeout=PROBE_TIMEOUT)
-            status, _ = probe.request("GET", "/readyz")
-        except OSError:
-            return False
+        with closing(Api(self.admin.credentials, timeout=PROBE_TIMEOUT)) as probe:
+            try:
+                status, _ = probe.request("GET", "/readyz")
+            except UNREACHABLE:
+                return False
         return status == 200
 
     def _default_namespace_ready(self) -> bool:
@@ -380,10 +381,14 @@ class ControlPlane:
 
 
 def _healthz(port: int) -> bool:
-    """A component's /healthz on its secure port (self-signed certificate, no client auth)."""
-    client = Client(f"https://127.0.0.1:{port}", None, timeout=PROBE_TIMEOUT)
+    """A component's /healthz on its secure port (self-signed certificate, no client auth), with
+    the standard library: not an API server, and urllib3 would warn of every unverified request."""
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    url = f"https://127.0.0.1:{port}/healthz"
     try:
-        status, _ = client.request("GET", "/healthz")
-    except OSError:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT, context=unverified) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused, reset, timed out, or an error status (urllib's HTTPError)
         return False
-    return status == 200

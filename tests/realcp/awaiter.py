@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simcluster.controlplane.clients import Client
+from simcluster.apiclient import Api
 from tests.conftest import ROOT, cli_command, cli_env
 
 MANAGED = "app.kubernetes.io/managed-by=image-awaiter"
@@ -76,21 +76,21 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, what: str) -> An
         time.sleep(0.1)
 
 
-def our_pods(admin: Client, namespace: str) -> list[dict[str, Any]]:
+def our_pods(admin: Api, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = admin.get(
         f"/api/v1/namespaces/{namespace}/pods?labelSelector={MANAGED}"
     )["items"]
     return items
 
 
-def our_daemonsets(admin: Client, namespace: str) -> list[dict[str, Any]]:
+def our_daemonsets(admin: Api, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = admin.get(
         f"/apis/apps/v1/namespaces/{namespace}/daemonsets?labelSelector={MANAGED}"
     )["items"]
     return items
 
 
-def failed_creates(admin: Client, namespace: str) -> list[str]:
+def failed_creates(admin: Api, namespace: str) -> list[str]:
     """The DaemonSet controller's FailedCreate messages in the namespace."""
     events = admin.get(
         f"/api/v1/namespaces/{namespace}/events"
@@ -99,7 +99,7 @@ def failed_creates(admin: Client, namespace: str) -> list[str]:
     return [str(e["message"]) for e in events]
 
 
-def stand_in_pod(admin: Client, namespace: str, *, account: str = "default") -> dict[str, str]:
+def stand_in_pod(admin: Api, namespace: str, *, account: str = "default") -> dict[str, str]:
     """A Pod object standing for the awaiter's own pod (no kubelet runs it; it is never bound),
     and the downward-API environment the chart's Job gives the awaiter: with it the awaiter
     owns its DaemonSets by this pod (ownerReference) and records Events on it, as the hook."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from simcluster.controlplane.clients import Client, Json
+from simcluster.apiclient import Api, Json
 
 RENEW_EVERY = 10.0
 MERGE = "application/merge-patch+json"
@@ -24,7 +24,7 @@ def _micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _register(admin: Client, name: str, taints: Sequence[Json] = ()) -> None:
+def _register(admin: Api, name: str, taints: Sequence[Json] = ()) -> None:
     admin.create(
         "/api/v1/nodes",
         {
@@ -64,7 +64,7 @@ def _register(admin: Client, name: str, taints: Sequence[Json] = ()) -> None:
     )
 
 
-def _renew(admin: Client, name: str, stop: threading.Event) -> None:
+def _renew(admin: Api, name: str, stop: threading.Event) -> None:
     while not stop.wait(RENEW_EVERY):
         admin.request(
             "PATCH",
@@ -75,7 +75,7 @@ def _renew(admin: Client, name: str, stop: threading.Event) -> None:
 
 
 @contextmanager
-def ready_node(admin: Client, name: str, *, taints: Sequence[Json] = ()) -> Iterator[str]:
+def ready_node(admin: Api, name: str, *, taints: Sequence[Json] = ()) -> Iterator[str]:
     """A Ready node named `name` (registered with `taints`, as kubelet --register-with-taints
     does) while the block runs; deleted after."""
     _register(admin, name, taints)

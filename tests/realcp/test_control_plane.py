@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from simcluster.apiclient import Api
 from simcluster.controlplane import ControlPlane, MissingBinaries, binaries
 from simcluster.controlplane.certificates import Identity
-from simcluster.controlplane.clients import Client
 from simcluster.controlplane.endpoints import Endpoint
 from tests.realcp.nodes import ready_node
 
@@ -233,7 +233,9 @@ def test_a_node_identity_registers_its_node_and_lease_under_the_node_authorizer(
     pair = control_plane.identity(
         Identity(f"system:node:{name}", ("system:nodes",)), directory=tmp_path
     )
-    kubelet = Client(control_plane.server, control_plane.ca_cert, pair.cert, pair.key)
+    kubelet = Api.from_files(
+        control_plane.server, ca=control_plane.ca_cert, cert=pair.cert, key=pair.key
+    )
     try:
         kubelet.create("/api/v1/nodes", {"metadata": {"name": name}})
         kubelet.create(

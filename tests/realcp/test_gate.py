@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simcluster.controlplane.clients import Client
+from simcluster.apiclient import Api
 from simcluster.controlplane.endpoints import Endpoint
 from tests.conftest import ROOT, cli_command, cli_env
 from tests.realcp.nodes import MERGE, ready_node
@@ -71,7 +71,7 @@ def gate(
 
 
 @contextmanager
-def gated_nodes(admin: Client, names: list[str]) -> Iterator[list[str]]:
+def gated_nodes(admin: Api, names: list[str]) -> Iterator[list[str]]:
     """Nodes registered with the gate taint whose images are already there (no Lease: they
     stay Ready for the node lifecycle controller's 40 s grace, longer than these tests)."""
     ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
@@ -104,7 +104,7 @@ def gated_nodes(admin: Client, names: list[str]) -> Iterator[list[str]]:
             admin.request("DELETE", f"/api/v1/nodes/{name}")
 
 
-def lease_holder(admin: Client, namespace: str) -> str:
+def lease_holder(admin: Api, namespace: str) -> str:
     status, lease = admin.request(
         "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/image-awaiter-gate"
     )
@@ -120,20 +120,20 @@ def wait(condition: Callable[[], bool], *, timeout: float, what: str, log: Path)
         time.sleep(0.1)
 
 
-def node(admin: Client, name: str) -> dict[str, Any]:
+def node(admin: Api, name: str) -> dict[str, Any]:
     return admin.get(f"/api/v1/nodes/{name}")
 
 
-def taints(admin: Client, name: str) -> list[dict[str, Any]]:
+def taints(admin: Api, name: str) -> list[dict[str, Any]]:
     return list(node(admin, name)["spec"].get("taints") or [])
 
 
-def condition(admin: Client, name: str) -> dict[str, Any]:
+def condition(admin: Api, name: str) -> dict[str, Any]:
     conditions = node(admin, name)["status"].get("conditions") or []
     return next((c for c in conditions if c["type"] == CONDITION), {})
 
 
-def images_land(admin: Client, name: str) -> None:
+def images_land(admin: Api, name: str) -> None:
     """What the kubelet reports once it has pulled the image."""
     admin.call(
         "PATCH",
@@ -143,7 +143,7 @@ def images_land(admin: Client, name: str) -> None:
     )
 
 
-def user_pod(admin: Client, namespace: str, node_name: str) -> None:
+def user_pod(admin: Api, namespace: str, node_name: str) -> None:
     admin.create(
         f"/api/v1/namespaces/{namespace}/pods",
         {
