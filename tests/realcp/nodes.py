@@ -10,10 +10,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from simcluster.apiclient import Api, Json
+from simcluster.apiclient import MERGE_PATCH, Api, Json
 
 RENEW_EVERY = 10.0
-MERGE = "application/merge-patch+json"
 
 
 def _now() -> str:
@@ -49,7 +48,7 @@ def _register(admin: Api, name: str, taints: Sequence[Json] = ()) -> None:
         "PATCH",
         f"/api/v1/nodes/{name}/status",
         {"status": {"capacity": capacity, "allocatable": capacity, "conditions": [ready]}},
-        content_type=MERGE,
+        content_type=MERGE_PATCH,
     )
     admin.create(
         "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
@@ -70,7 +69,7 @@ def _renew(admin: Api, name: str, stop: threading.Event) -> None:
             "PATCH",
             f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
             {"spec": {"renewTime": _micro_now()}},
-            content_type=MERGE,
+            content_type=MERGE_PATCH,
         )
 
 

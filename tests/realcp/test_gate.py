@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simcluster.apiclient import Api
+from simcluster.apiclient import MERGE_PATCH, Api
 from simcluster.controlplane.endpoints import Endpoint
 from tests.conftest import ROOT, cli_command, cli_env
-from tests.realcp.nodes import MERGE, ready_node
+from tests.realcp.nodes import ready_node
 
 GATE_KEY = "image-awaiter.io/images-pending"
 GATE = {"key": GATE_KEY, "effect": "NoSchedule"}
@@ -96,7 +96,7 @@ def gated_nodes(admin: Api, names: list[str]) -> Iterator[list[str]]:
                         "images": [{"names": [IMAGE], "sizeBytes": 1_000_000}],
                     }
                 },
-                content_type=MERGE,
+                content_type=MERGE_PATCH,
             )
         yield names
     finally:
@@ -139,7 +139,7 @@ def images_land(admin: Api, name: str) -> None:
         "PATCH",
         f"/api/v1/nodes/{name}/status",
         {"status": {"images": [{"names": [IMAGE], "sizeBytes": 1_000_000}]}},
-        content_type=MERGE,
+        content_type=MERGE_PATCH,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from simcluster.apiclient import MERGE_PATCH
 from simcluster.controlplane.endpoints import Endpoint
 from tests.realcp.awaiter import (
     failed_creates,
@@ -72,7 +73,7 @@ def _label(control_plane: Endpoint, namespace: str, labels: dict[str, str]) -> N
         "PATCH",
         f"/api/v1/namespaces/{namespace}",
         {"metadata": {"labels": labels}},
-        content_type="application/merge-patch+json",
+        content_type=MERGE_PATCH,
     )
 
 
