@@ -12,9 +12,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import urllib3
-
-from simcluster.apiclient import MERGE_PATCH, Api, ApiError
+from simcluster.apiclient import MERGE_PATCH, UNREACHABLE, Api, ApiError
 from simcluster.nodes.recording import Recorder
 
 
@@ -61,7 +59,7 @@ class Writers:
         while (write := work.get()[2]) is not None:
             try:
                 write()
-            except (urllib3.exceptions.HTTPError, OSError, ApiError) as error:
+            except (*UNREACHABLE, ApiError) as error:
                 self.errors.append(f"write: {error}")
 
 
