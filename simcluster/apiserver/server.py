@@ -153,6 +153,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Server
     timeout = 120
+    # TCP_NODELAY: a response's headers and body go in separate writes; with Nagle's algorithm
+    # the body waited for the client's delayed ACK, 40 ms on every request over keep-alive
+    disable_nagle_algorithm = True
     _current_user: rbac.User | None = None
     # who asked for the stream this request may start: (user, verb, target), for the audit log
     _streaming: tuple[rbac.User | None, str, Target | None] = (None, "", None)
