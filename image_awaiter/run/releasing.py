@@ -210,17 +210,18 @@ class Releaser:
 
     def _tell_released(self, decision: GateDecision, *, images: Sequence[ImageRef]) -> None:
         name, reason = decision.node, decision.reason
-        self.metrics.inc("nodes_released_total", reason=str(reason))
+        # first: a scrape that counts a release also counts its pulls and its time
+        if reason is Reason.PRESENT:
+            for image in images:
+                self.metrics.inc("image_pulls_total", image=image.original)
         self.metrics.observe(decision.waited)
+        self.metrics.inc("nodes_released_total", reason=str(reason))
         if decision.action is Action.RELEASE_LATE:
             self.events.record(
                 name, "ImagesMaxWaitExceeded", f"released: {decision.message}", warning=True
             )
         else:
             self.events.record(name, "ImagesReady", decision.message)
-        if reason is Reason.PRESENT:
-            for image in images:
-                self.metrics.inc("image_pulls_total", image=image.original)
         log.info(
             "gate.released",
             node=name,
