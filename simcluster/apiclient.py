@@ -7,6 +7,7 @@ watch streams read line by line. Nothing here knows which API server answers."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import os
@@ -251,10 +252,13 @@ class Stream:
             self.response.release_conn()
 
     def close(self) -> None:
+        """End the iteration (also once it has ended: its connection is then back in the
+        pool, or shut already, which urllib3 refuses to shut again)."""
         self.closed = True
         shutdown = getattr(self.response, "shutdown", None)
         if shutdown is not None:
-            shutdown()
+            with contextlib.suppress(RuntimeError, ValueError):
+                shutdown()
         self.response.close()
 
 

@@ -1,7 +1,9 @@
 """`SimCluster`: the facade tests and the demo use. A real HTTP server on loopback that speaks
-the Kubernetes API subset image-awaiter uses, plus the controllers that make it behave like a
-cluster: DaemonSet pods on eligible nodes, image pulls with delays, the 50-image status cap,
-pull errors, ownerReference garbage collection, node churn and injected faults."""
+the Kubernetes API subset image-awaiter uses, with the controllers that make it behave like a
+control plane (DaemonSet, Job, garbage collection: apiserver/), and simulated kubelets that are
+its clients over HTTP (nodes/kubelet.py, the same ones that serve the real control plane):
+image pulls with delays and the runtime's texts, the 50-image status cap, pull errors, the
+awaiter image run as a process. Plus node churn and injected faults."""
 
 from __future__ import annotations
 
@@ -15,14 +17,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from simcluster.apiclient import Api, Credentials
 from simcluster.apiserver import listing, rest
 from simcluster.apiserver.audit import AuditLog
-from simcluster.apiserver.controllers import Controllers, NodeSim, PullFailure, PullRecord
+from simcluster.apiserver.controllers import Controllers
 from simcluster.apiserver.faults import Faults
 from simcluster.apiserver.jobs import JobController
 from simcluster.apiserver.kinds import BY_RESOURCE
@@ -38,12 +42,17 @@ from simcluster.apiserver.store import (
 )
 from simcluster.nodes import failures
 from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
-from simcluster.nodes.pulling import find_pull_failure, make_pull_failure
-from simcluster.nodes.recording import EventRecorder
-from simcluster.nodes.registry import Registry, parse
-from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime, StoreHost
+from simcluster.nodes.kubelet import REGISTERING_THREADS, Kubelets
+from simcluster.nodes.pulling import NodeSim, PullFailure, PullRecord
+from simcluster.nodes.recording import Recorder
+from simcluster.nodes.registry import parse
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
+from simcluster.nodes.world import NodeWorld
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
+# the kubelets' own credential (an administrator's here, as in `serve --control-plane real`):
+# apart from `tokens`, which tests rotate and revoke
+KUBELET_TOKEN = "sim-kubelet-token"
 
 
 class SimCluster:
@@ -68,23 +77,22 @@ class SimCluster:
         self.kubelet_events = kubelet_events
         self.rng = random.Random(seed)
         self.store = Store(seed=seed)
-        self.registry = Registry(unknown=unknown_images)
+        self.world = NodeWorld(unknown_images=unknown_images, time_scale=time_scale)
+        self.registry = self.world.registry
         self.faults = Faults(seed=seed)
         self.tokens: set[str] = {DEFAULT_TOKEN}
+        self.kubelet_tokens: set[str] = {KUBELET_TOKEN}
         self.token_uses: collections.Counter[str] = collections.Counter()
         # token -> (namespace, name) of the ServiceAccount it authenticates as
         self.service_account_tokens: dict[str, tuple[str, str]] = {}
         self.audit = AuditLog(audit_log)
         self.awaiter_image = awaiter_image  # pods with this image (any tag) run the real CLI
-        self.pod_logs: dict[tuple[str, str], bytes] = {}  # (namespace, pod) -> log bytes
         self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
         self.root_ca: str | None = None  # PEM in every namespace's kube-root-ca.crt, once on
         self.forbidden: list[tuple[str, str, str | None]] = []
         self.requests: list[RequestRecord] = []  # every client's but the HTTP kubelets'
         self.kubelet_requests: list[RequestRecord] = []  # theirs (User-Agent kubelet/...)
         self.requests_lock = threading.Lock()
-        self.node_sims: dict[str, NodeSim] = {}
-        self.pull_failures: list[PullFailure] = []
         self.bookmark_interval = 1.0
         self.continue_ttl = 300.0
         self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
@@ -93,7 +101,9 @@ class SimCluster:
         # False: a streaming list is accepted but never ends with the initial-events-end
         # bookmark, as from a proxy that drops sendInitialEvents (a plain watch's ADDED events)
         self.initial_events_end = True
-        self.runtime = Runtime(StoreHost(self))
+        self.kubelets: Kubelets | None = None  # from start(): they need the server's address
+        self._unregistered: list[dict[str, Any]] = []  # add_node's before start()
+        self.kubeletless: set[str] = set()  # stored nodes no kubelet runs (benchmarks)
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()
@@ -114,6 +124,29 @@ class SimCluster:
         self._threads = [self._serve(port=port), loop]
         for thread in self._threads:
             thread.start()
+        self._start_kubelets()
+
+    def _start_kubelets(self) -> None:
+        """The nodes' kubelets: clients of this server over loopback, with their own token.
+        As a real kubelet's, a pod's status may reach the API before the events that led to
+        it: wait for what you read."""
+        ca = Path(self.tls[0]).read_bytes() if self.tls else None
+        api = Api(Credentials(server=self.url, token=KUBELET_TOKEN, ca_data=ca))
+        self.kubelets = Kubelets(
+            api,
+            world=self.world,
+            kubelet_events=self.kubelet_events,
+            awaiter_image=self.awaiter_image,
+        )
+        self.kubelets.host.on_log = self._notify
+        self.kubelets.start()
+        waiting, self._unregistered = self._unregistered, []
+        with ThreadPoolExecutor(REGISTERING_THREADS, thread_name_prefix="sim-register") as pool:
+            list(pool.map(lambda options: self._register(**options), waiting))
+
+    def _notify(self) -> None:
+        with self.store.lock:
+            self.store.changed.notify_all()
 
     def _serve(self, *, port: int) -> threading.Thread:
         self._server = Server(self, tls=self.tls, port=port)
@@ -190,13 +223,14 @@ class SimCluster:
         serve.start()
 
     def stop(self) -> None:
+        if self.kubelets is not None:  # first, while the API answers their last writes
+            self.kubelets.stop()
         self._stop.set()
         with self.store.lock:
             self.store.changed.notify_all()
         for thread in self._threads:
             if thread.name == "sim-controllers":
                 thread.join(timeout=5)
-        self.runtime.stop_all()  # while the API still answers, so their cleanup can run
         if self._server is not None:
             self._server.shutdown()
             self._server.close_all()
@@ -297,32 +331,51 @@ class SimCluster:
         status_lag: float = 0.0,
         serialize_pulls: bool = False,
     ) -> None:
-        """`serialize_pulls`: pull one image at a time, as the kubelet does by default; a
-        queued pull's Pulled event then says more time "including waiting" than pulling."""
-        sim = NodeSim(
-            name=name,
-            runtime=runtime,
-            max_images=max_images,
-            max_pods=max_pods,
-            status_lag=status_lag,
-            serialize_pulls=serialize_pulls,
-        )
-        sim.preload(self.registry, list(images), at=time.monotonic() - status_lag)
-        obj = node_object(
-            name,
-            ready=ready,
-            unschedulable=unschedulable,
-            taints=list(taints),
-            labels=labels or {},
-            max_pods=max_pods,
-            arch=arch,
-            os=os,
-            runtime=runtime,
-        )
-        with self.store.lock:
-            self.node_sims[name] = sim
-            self.store.create("nodes", obj)
-            self._controllers.tick()
+        """Register a node served by a simulated kubelet (over HTTP, as every node is).
+        `serialize_pulls`: pull one image at a time, as the kubelet does by default; a
+        queued pull's Pulled event then says more time "including waiting" than pulling.
+        Before start() the node waits until the kubelets run."""
+        options = {
+            "name": name, "ready": ready, "unschedulable": unschedulable,
+            "taints": list(taints), "labels": labels, "images": list(images),
+            "runtime": runtime, "max_images": max_images, "max_pods": max_pods, "arch": arch,
+            "os": os, "status_lag": status_lag, "serialize_pulls": serialize_pulls,
+        }  # fmt: skip
+        if self.kubelets is None:
+            self._unregistered.append(options)
+        else:
+            self._register(**options)
+
+    def _register(self, **options: Any) -> None:
+        assert self.kubelets is not None
+        self.kubelets.add_node(**options)
+        self._controllers.tick()  # its DaemonSet pods exist when add_node returns, as before
+
+    def serves_node(self, name: str) -> bool:
+        """Whether node `name` exists with a kubelet (this cluster's or any other client's) to
+        finish the graceful deletion of its pods: not a stored synthetic node."""
+        return name not in self.kubeletless and ("", name) in self.store.peek("nodes")
+
+    @property
+    def node_sims(self) -> dict[str, NodeSim]:
+        """Each served node's kubelet state (its images, pulls in flight)."""
+        kubelets = self.kubelets
+        return {} if kubelets is None else {n: node.sim for n, node in kubelets.nodes.items()}
+
+    @property
+    def runtime(self) -> Runtime:
+        """The kubelets' pod runtime (the processes of awaiter-image pods)."""
+        assert self.kubelets is not None, "start() first"
+        return self.kubelets.runtime
+
+    @property
+    def pod_logs(self) -> dict[tuple[str, str], bytes]:
+        """(namespace, pod) -> what its process wrote, kept by its kubelet."""
+        return {} if self.kubelets is None else self.kubelets.host.logs
+
+    def pod_running(self, key: tuple[str, str]) -> bool:
+        """Whether pod (namespace, name) has a process that may still write to its log."""
+        return self.kubelets is not None and self.kubelets.runtime.running(key)
 
     def serve_synthetic_nodes(
         self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
@@ -353,11 +406,12 @@ class SimCluster:
         labels and nodeInfo, instance type, region and zone labels, the pool's name, plus
         `labels` and `taints`. E.g. a GPU pool: labels={"nvidia.com/gpu.present": "true"},
         taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]."""
-        names = []
-        for index in range(count):
-            name = f"{name_prefix}-{index}"
+        names = [f"{name_prefix}-{index}" for index in range(count)]
+        images = list(images)
+
+        def add(index: int) -> None:
             self.add_node(
-                name,
+                names[index],
                 labels={
                     **pool_labels(
                         name_prefix, index, arch=arch, instance_type=instance_type, zones=zones
@@ -371,7 +425,9 @@ class SimCluster:
                 images=images,
                 **options,
             )
-            names.append(name)
+
+        with ThreadPoolExecutor(REGISTERING_THREADS, thread_name_prefix="sim-register") as pool:
+            list(pool.map(add, range(count)))  # each is three requests: a few nodes at a time
         return names
 
     def load_synthetic_nodes(
@@ -396,18 +452,24 @@ class SimCluster:
                     os="linux",
                     runtime="containerd",
                 )
-                entries = synthetic_images(rng, images_per_node)
-                obj["status"]["images"] = entries
-                sim = NodeSim(name=name, static_images=entries, rendered=entries, dirty=False)
-                self.node_sims[name] = sim
+                obj["status"]["images"] = synthetic_images(rng, images_per_node)
                 self.store.create("nodes", obj)
+                self.kubeletless.add(name)
 
     def remove_node(self, name: str) -> None:
-        with self.store.lock:
-            self.store.delete("nodes", name)
-            self.node_sims.pop(name, None)
+        """The node's kubelet stops and its Node object goes (its pods stay, as they would
+        until a real cluster's pod garbage collector deletes them)."""
+        if self.kubelets is not None and name in self.kubelets.nodes:
+            self.kubelets.forget(name)
+        self.store.delete("nodes", name)
 
     def set_node_ready(self, name: str, ready: bool) -> None:
+        """Its kubelet reports the node Ready or NotReady (and starts no pod while NotReady);
+        a node no kubelet serves has its stored condition changed."""
+        if self.kubelets is not None and name in self.kubelets.nodes:
+            self.kubelets.set_ready(name, ready)
+            return
+
         def change(obj: dict[str, Any]) -> None:
             conditions = [c for c in obj["status"]["conditions"] if c["type"] != "Ready"]
             obj["status"]["conditions"] = [*conditions, ready_condition(ready)]
@@ -448,19 +510,16 @@ class SimCluster:
         "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
         "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
         overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
-        failure = make_pull_failure(
-            image,
-            kind=kind,
-            reason=reason,
-            message=message,
-            nodes=set(nodes) if nodes is not None else None,
-            times=times,
+        self.world.fail_pull(
+            image, kind=kind, reason=reason, message=message, nodes=nodes, times=times
         )
-        with self.store.lock:
-            self.pull_failures.append(failure)
+
+    @property
+    def pull_failures(self) -> list[PullFailure]:
+        return self.world.pull_failures
 
     def pull_failure(self, key: str, node: str) -> PullFailure | None:
-        return find_pull_failure(self.pull_failures, key, node)
+        return self.world.pull_failure(key, node)
 
     def registry_outage(
         self, target: str, *, until: float | None = None, kind: str = "server-error"
@@ -491,17 +550,18 @@ class SimCluster:
         """What the kubelets did, in order: each pull attempt's outcome ("pulled" with the
         figures its Pulled event gave, "failed" with the kind and runtime text) and each
         "already present" container start; for checking an awaiter's report against."""
-        with self.store.lock:
-            return [
-                r
-                for r in self._controllers.worker.pull_log
-                if (node is None or r.node == node) and (image is None or r.image == image)
-            ]
+        log = [] if self.kubelets is None else list(self.kubelets.worker.pull_log)
+        return [
+            r
+            for r in log
+            if (node is None or r.node == node) and (image is None or r.image == image)
+        ]
 
     @property
-    def event_recorder(self) -> EventRecorder:
+    def event_recorder(self) -> Recorder:
         """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
-        return self._controllers.recorder
+        assert self.kubelets is not None, "start() first"
+        return self.kubelets.recorder
 
     def expected_pull_seconds(self, image: str, node: str) -> float:
         """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
@@ -509,7 +569,8 @@ class SimCluster:
         found = self.registry.lookup(image)
         if found is None:
             raise ValueError(f"invalid image {image!r}")
-        return self._controllers.pull_seconds(found, node)
+        assert self.kubelets is not None, "start() first"
+        return self.kubelets.worker.pull_seconds(found, node)
 
     # ------------------------------------------------------------------ objects for tests
 
@@ -532,6 +593,12 @@ class SimCluster:
 
     def compact(self) -> None:
         self.store.compact()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every write the kubelets made so far (pod statuses, events, node images)
+        has reached the API: as a real kubelet's, its events may trail the pod status a test
+        waited for."""
+        return self.kubelets is None or self.kubelets.writers.drain(timeout=timeout)
 
     def wait_for(self, predicate: Callable[[SimCluster], bool], timeout: float = 10.0) -> bool:
         with self.store.lock:

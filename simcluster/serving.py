@@ -11,11 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from simcluster.apiclient import Api
 from simcluster.controlplane import ControlPlane, ControlPlaneError, MissingBinaries
-from simcluster.nodes.kubelet import Kubelets
+from simcluster.nodes.kubelet import REGISTERING_THREADS, Kubelets
 from simcluster.nodes.registry import Registry
 from simcluster.nodes.world import NodeWorld
 
-REGISTERING_THREADS = 8  # nodes registered at once: a burst, as when a node pool scales up
 READY_TIMEOUT = 120.0
 
 

@@ -1,5 +1,7 @@
-"""The audit log: one JSON line per request (time, user, verb, resource, namespace, name, code),
-kept in memory for tests and appended to a file when the cluster was given one."""
+"""The audit log: one JSON line per request (time, user, verb, resource, namespace, name, code,
+the client's User-Agent), kept in memory for tests and appended to a file when the cluster was
+given one. As in a real one, the kubelets' requests are there too (`user_agent` "kubelet/...":
+`clients()` leaves them out)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,11 @@ class Entry:
     code: int
     uri: str
     group: str = ""
+    user_agent: str = ""
+
+    @property
+    def by_kubelet(self) -> bool:
+        return self.user_agent.startswith("kubelet/")
 
 
 class AuditLog:
@@ -43,6 +50,7 @@ class AuditLog:
         code: int,
         uri: str,
         group: str = "",
+        user_agent: str = "",
     ) -> None:
         entry = Entry(
             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -54,6 +62,7 @@ class AuditLog:
             code,
             uri,
             group,
+            user_agent,
         )
         with self._lock:
             self.entries.append(entry)
@@ -64,3 +73,8 @@ class AuditLog:
     def by(self, user: str) -> list[Entry]:
         with self._lock:
             return [e for e in self.entries if e.user == user]
+
+    def clients(self) -> list[Entry]:
+        """Every request but the kubelets'."""
+        with self._lock:
+            return [e for e in self.entries if not e.by_kubelet]

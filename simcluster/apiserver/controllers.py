@@ -1,31 +1,15 @@
-"""Controllers of the simulated cluster, run by one background loop: the DaemonSet controller,
-the garbage collector (ownerReferences) and the in-process kubelets of the nodes added through
-`SimCluster` (their pod logic is simcluster.nodes.pulling, shared with the HTTP kubelet of
-simcluster.nodes.kubelet; here it reads and writes the store directly, for speed). Nodes
-registered over HTTP by that kubelet are left to it.
+"""Controllers of the simulated API server, run by one background loop: the DaemonSet
+controller, the Job controller (jobs.py) and the garbage collector (ownerReferences). The
+nodes' kubelets are not here: they are clients of the server (simcluster.nodes.kubelet).
 
 Scheduling rules are implemented here independently of the product's own targeting code.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from simcluster.apiserver import events
-from simcluster.nodes import failures
-from simcluster.nodes.pulling import (
-    ContainerRun,
-    NodeSim,
-    PodWorker,
-    PullFailure,
-    PullRecord,
-)
-from simcluster.nodes.recording import EventRecorder
-from simcluster.nodes.registry import Image, parse
-
-__all__ = ["ContainerRun", "Controllers", "NodeSim", "PullFailure", "PullRecord", "node_fits"]
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -103,11 +87,7 @@ def node_fits(node: dict[str, Any], pod_spec: dict[str, Any]) -> bool:
 class Controllers:
     def __init__(self, sim: SimCluster) -> None:
         self.sim = sim
-        self.rng = random.Random(sim.seed + 1)
-        self.finished: set[str] = set()
         self.failed_creates: set[tuple[str, str]] = set()  # (DaemonSet uid, message) recorded
-        self.recorder = EventRecorder(sim)
-        self.worker = PodWorker(world=sim, platform=self._platform, events=self._event)
         # Per DaemonSet uid: (generation, nodes version) the set was computed at, the eligible
         # node names, and per node (resourceVersion, fits) so only changed nodes are re-judged.
         self.eligible: dict[str, tuple[tuple[int, int], set[str], dict[str, tuple[str, bool]]]] = {}
@@ -119,7 +99,6 @@ class Controllers:
             self.sim.jobs.tick()
             self.sim.jobs.schedule_pending()
             self._collect_garbage()
-            self._kubelets()
 
     # ------------------------------------------------------------------ DaemonSets
 
@@ -281,82 +260,9 @@ class Controllers:
                 if owners and not any(store.exists_uid(o.get("uid", "")) for o in owners):
                     store.delete(resource, name, ns)
 
-    # ------------------------------------------------------------------ kubelets
-
-    def _kubelets(self) -> None:
-        store = self.sim.store
-        now = time.monotonic()
-        for node_sim in self.sim.node_sims.values():
-            self._land_images(node_sim, now)
-        live = set()
-        for (ns, name), pod in list(store.peek("pods").items()):
-            uid = pod["metadata"]["uid"]
-            live.add(uid)
-            if uid in self.finished:
-                continue
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            node_sim = self.sim.node_sims.get(node_name or "")
-            if node_sim is None or not self.sim.node_ready(node_name or ""):
-                continue
-            if not self._owned_by_ds(pod) and self.sim.runtime.handles(pod):
-                self.sim.runtime.sync(pod, node_sim, now, pull=self.worker.pull)
-                continue  # the real CLI runs in it (runtime.py)
-            if (
-                not self._owned_by_ds(pod)
-                and not owned_by("Job", pod)
-                and not pod["metadata"].get("labels", {}).get("sim/run")
-            ):
-                continue  # pods created by tests as plain objects are left alone
-            status = self.worker.run_pod(pod, node_sim, now)
-            if status["phase"] == "Running":
-                self.finished.add(uid)
-            if status != pod.get("status"):
-                store.mutate("pods", name, ns, lambda o, s=status: o.__setitem__("status", s))
-        self.sim.runtime.reap(live, now)
-        self.finished &= live
-        if len(self.worker.runs) > len(live) or any(u not in live for u in self.worker.started):
-            self.worker.forget(live)  # pods gone: drop what was theirs
-            self.recorder.forget(live)
-
-    def _owned_by_ds(self, pod: dict[str, Any]) -> bool:
-        return owned_by("DaemonSet", pod)
-
-    def _platform(self, node: NodeSim) -> failures.Platform:
-        obj = self.sim.store.peek("nodes").get(("", node.name)) or {}
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        info = (obj.get("status") or {}).get("nodeInfo") or {}
-        return failures.platform_of(labels, info)
-
-    def _event(
-        self, pod: dict[str, Any], host: str, reason: str, message: str, warning: bool, path: str
-    ) -> None:
-        if self.sim.kubelet_events:
-            self.recorder.record(
-                pod, host=host, reason=reason, message=message, warning=warning, field_path=path
-            )
-
-    def pull_seconds(self, image: Image, node_name: str) -> float:
-        """How long a pull of `image` takes on the node, in (scaled) seconds."""
-        return self.worker.pull_seconds(image, node_name)
-
-    def _land_images(self, node: NodeSim, now: float) -> None:
-        """Write node.status.images once pulls are older than the node's status lag."""
-        rendered = self.worker.render_images(node, now)
-        if rendered is not None:
-
-            def change(obj: dict[str, Any]) -> None:
-                obj.setdefault("status", {})["images"] = rendered
-
-            self.sim.store.mutate("nodes", node.name, None, change)
-
 
 def owned_by(kind: str, obj: dict[str, Any]) -> bool:
     return any(o.get("kind") == kind for o in obj["metadata"].get("ownerReferences") or [])
-
-
-def _key(ref: str) -> str:
-    parsed = parse(ref)
-    return parsed.key if parsed else ref
 
 
 def _pod_target(pod: dict[str, Any]) -> str | None:

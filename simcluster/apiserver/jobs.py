@@ -23,6 +23,7 @@ from simcluster.apiserver import events, rest
 from simcluster.apiserver.controllers import node_fits, owned_by, tolerated
 from simcluster.apiserver.kinds import BY_RESOURCE
 from simcluster.apiserver.store import now_iso
+from simcluster.nodes.runtime import runs_awaiter
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -80,7 +81,7 @@ class JobController:
         for pod in list(self.sim.store.peek("pods").values()):
             if (pod.get("spec") or {}).get("nodeName") or "deletionTimestamp" in pod["metadata"]:
                 continue
-            if owned_by("Job", pod) or self.sim.runtime.handles(pod):
+            if owned_by("Job", pod) or runs_awaiter(pod, self.sim.awaiter_image):
                 schedule(self.sim, pod)
 
     # ------------------------------------------------------------------ one Job
@@ -274,8 +275,7 @@ class JobController:
 
     def _delete_pod(self, job: dict[str, Any], pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
-        if self.sim.runtime.graceful_delete(pod, {}) is None:
-            self.sim.store.delete("pods", meta["name"], meta["namespace"])
+        rest.delete(self.sim, BY_RESOURCE["pods"], meta["name"], meta["namespace"], {})
         events.record(
             self.sim,
             job,

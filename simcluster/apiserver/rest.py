@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from simcluster.apiserver import patching, schemas, validation
+from simcluster.apiserver import patching, podgrace, schemas, validation
 from simcluster.apiserver.kinds import BY_RESOURCE, Kind
 from simcluster.apiserver.store import DRY_RUN, StoreError, now_iso
 
@@ -425,8 +425,9 @@ def delete(sim: SimCluster, kind: Kind, name: str, namespace: str | None, option
         if DRY_RUN.get():
             return current  # checked as a delete would be; nothing happens
         if kind.resource == "pods":
-            terminating = sim.runtime.graceful_delete(current, options)
-            if terminating is not None:  # its process gets SIGTERM; the pod goes after it exits
+            served = sim.serves_node
+            terminating = podgrace.mark_terminating(sim.store, current, options, served=served)
+            if terminating is not None:  # its kubelet stops it, then deletes it
                 return terminating
         policy = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else "Background"
@@ -452,6 +453,8 @@ def delete(sim: SimCluster, kind: Kind, name: str, namespace: str | None, option
             for child, ns, child_name in children:
                 delete(sim, child, child_name, ns or None, {"propagationPolicy": "Foreground"})
         deleted = sim.store.delete(kind.resource, name, namespace) or current
+        if kind.resource == "pods":
+            deleted = podgrace.as_deleted(deleted)
         if policy == "Background":
             for child, ns, child_name in children:
                 if sim.store.get(child.resource, child_name, ns or None) is not None:

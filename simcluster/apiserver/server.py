@@ -268,6 +268,7 @@ class Handler(BaseHTTPRequestHandler):
             code=record.status,
             uri=self.path,
             group=target.kind.group if target else "",
+            user_agent=self.headers.get("User-Agent") or "",
         )
 
     def _granted(self, user: rbac.User, request: rbac.Attributes) -> bool:
@@ -290,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in UNAUTHENTICATED_PATHS and not token:
             return None
         sim.token_uses[token] += 1
-        if token in sim.tokens:
+        if token in sim.tokens or token in sim.kubelet_tokens:
             return self._impersonated(rbac.ADMIN_USER)
         account = sim.service_account_tokens.get(token)
         if account is not None and sim.store.get("serviceaccounts", account[1], account[0]):
@@ -697,11 +698,11 @@ class Handler(BaseHTTPRequestHandler):
                 with sim.store.lock:
                     sim.store.changed.wait_for(
                         lambda offset=sent: (
-                            len(sim.pod_logs.get(key, b"")) > offset or not sim.runtime.running(key)
+                            len(sim.pod_logs.get(key, b"")) > offset or not sim.pod_running(key)
                         ),
                         timeout=1.0,
                     )
-                    log, running = sim.pod_logs.get(key, b""), sim.runtime.running(key)
+                    log, running = sim.pod_logs.get(key, b""), sim.pod_running(key)
                 if len(log) > sent:
                     self.write_chunk(record, log[sent:])
                     sent = len(log)

@@ -1,10 +1,12 @@
 """What the runtime (runtime.py) and pod sandboxes (sandboxes.py) need of a cluster, through
 the API, for the HTTP kubelets: `ApiCluster` reads objects and asks the TokenRequest API for a
 pod's token; `ApiHost` writes the runtime's statuses and events through the kubelets, and keeps
-pod logs (nothing serves them: the API server would ask the kubelet on port 10250)."""
+pod logs (the simulated API server serves them from here; the real one would ask the kubelet
+on port 10250, where nothing answers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from simcluster.apiclient import Api, ApiError, Json
@@ -58,6 +60,8 @@ class ApiHost:
         self.awaiter_image = awaiter_image
         self.cluster = ApiCluster(kubelets.api)
         self.logs: dict[tuple[str, str], bytes] = {}
+        # told when a log grows or a process ends (SimCluster serves logs and wakes followers)
+        self.on_log: Callable[[], None] = lambda: None
 
     def write_status(self, pod: Json, status: Json) -> None:
         node = self.kubelets.nodes.get(pod["spec"].get("nodeName", ""))
@@ -75,13 +79,22 @@ class ApiHost:
         )
 
     def remove(self, pod: Json) -> None:
-        self.kubelets.delete_pod(pod)
+        """After the pod's last status is written (its node's writer, in order), as the kubelet
+        deletes a pod only once its status manager has synced the final status."""
+        uid = pod["metadata"]["uid"]
+        if uid in self.kubelets.deleting:
+            return
+        self.kubelets.deleting.add(uid)
 
-    def mark_deleting(self, pod: Json, grace: int) -> Json | None:
-        return None  # the API server marks it; the kubelet sees the deletionTimestamp
+        def delete() -> None:
+            if not self.kubelets.delete_pod(pod):
+                self.kubelets.deleting.discard(uid)  # the next sync tries again
+
+        self.kubelets.writers.submit(pod["spec"].get("nodeName") or "", delete, urgent=True)
 
     def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
         self.logs[key] = self.logs.get(key, b"") + chunk
+        self.on_log()
 
     def log(self, key: tuple[str, str]) -> bytes:
         return self.logs.get(key, b"")
@@ -89,3 +102,4 @@ class ApiHost:
     def wake(self) -> None:
         with self.kubelets.changed:
             self.kubelets.changed.notify_all()
+        self.on_log()

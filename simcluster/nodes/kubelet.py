@@ -39,7 +39,13 @@ import urllib3
 from simcluster.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes import failures
 from simcluster.nodes.apihost import ApiHost
-from simcluster.nodes.factory import KUBERNETES_RELEASE, node_object, pod_ip, pool_labels
+from simcluster.nodes.factory import (
+    KUBERNETES_RELEASE,
+    node_object,
+    pod_ip,
+    pool_labels,
+    ready_condition,
+)
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
 from simcluster.nodes.world import NodeWorld
@@ -51,6 +57,7 @@ RENEW_SECONDS = 10.0  # renewInterval: a quarter of the lease
 STATUS_REPORT_SECONDS = 300.0  # nodeStatusReportFrequency, when nothing changed
 WRITER_THREADS = 8
 LEASE_THREADS = 8
+REGISTERING_THREADS = 8  # nodes registered at once: a burst, as when a node pool scales up
 POD_WATCH_SECONDS = 300  # a watch is bounded; then it resumes from its resourceVersion
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
 # a kubelet's User-Agent (the field manager "kubelet"); the simulated API server's faults leave
@@ -117,6 +124,7 @@ class Kubelets:
         self._unwritten_lock = threading.Lock()
         self.finished: set[str] = set()  # running: nothing more to sync until deleted
         self.deleting: set[str] = set()
+        self.down: set[str] = set()  # nodes reporting NotReady: no pod starts or changes there
         self.changed = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -141,8 +149,10 @@ class Kubelets:
         status_lag: float = 0.0,
         serialize_pulls: bool = True,
         images: Iterable[str] = (),
+        ready: bool = True,
     ) -> None:
-        """Register a Ready node with its Lease; `images` are already on it."""
+        """Register a node with its Lease; `images` are already on it. A node not `ready`
+        reports NotReady ("container runtime network not ready") until `set_ready`."""
         sim = NodeSim(
             name=name,
             runtime=runtime,
@@ -154,7 +164,7 @@ class Kubelets:
         sim.preload(self.world.registry, list(images), at=time.monotonic() - status_lag)
         body = node_object(
             name,
-            ready=True,
+            ready=ready,
             unschedulable=unschedulable,
             taints=list(taints),
             labels=labels or {},
@@ -178,6 +188,8 @@ class Kubelets:
         status["images"] = self.worker.render_images(sim, time.monotonic()) or []
         with self.changed:
             self.claimed.add(name)
+            if not ready:
+                self.down.add(name)
         try:
             created = self._create_or_get("/api/v1/nodes", body, name=name)
         except BaseException:
@@ -206,6 +218,30 @@ class Kubelets:
             self.add_node(name, labels=labels, **options)
             names.append(name)
         return names
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        """The node reports Ready (or NotReady: its runtime's network is down, so no pod starts
+        or changes on it, but its pods being deleted still go)."""
+        node = self.nodes[name]
+        node.conditions = [
+            *(c for c in node.conditions if c["type"] != "Ready"),
+            {**ready_condition(ready), "lastHeartbeatTime": now_iso(),
+             "lastTransitionTime": now_iso()},
+        ]  # fmt: skip
+        with self.changed:
+            (self.down.discard if ready else self.down.add)(name)
+            self.changed.notify_all()
+        self._patch_node_status(name, {"conditions": node.conditions})
+
+    def forget(self, name: str) -> None:
+        """Stop serving node `name` (its kubelet is gone); its Lease goes, its Node stays."""
+        with self.changed:
+            self.nodes.pop(name, None)
+            self.claimed.discard(name)
+            self.down.discard(name)
+            self.pods = {u: p for u, p in self.pods.items() if p["spec"].get("nodeName") != name}
+            self.changed.notify_all()
+        self.api.request("DELETE", f"{LEASES}/{name}")
 
     def remove_nodes(self) -> None:
         for name in list(self.nodes):
@@ -273,6 +309,9 @@ class Kubelets:
             thread.start()
 
     def stop(self) -> None:
+        """End the threads and stop the awaiter processes (again: nothing more happens)."""
+        if self._stop.is_set():
+            return
         self.runtime.stop_all()
         self._stop.set()
         with self.changed:
@@ -393,6 +432,8 @@ class Kubelets:
             if on is None:
                 continue
             node = on
+            if node.sim.name in self.down and not pod["metadata"].get("deletionTimestamp"):
+                continue
             if self.runtime.handles(pod):
                 self.runtime.sync(pod, node.sim, now, pull=self.worker.pull)
             elif pod["metadata"].get("deletionTimestamp"):

@@ -9,20 +9,16 @@ and EventCorrelator write them.
   filter does. Time is scaled like every other delay of the simulation.
 - Names are `<pod>.<hex unix nanos>`, as the kubelet's recorder makes them.
 
-`Recorder` holds that logic; where the events go is its subclass's: `EventRecorder` writes the
-simulated API server's store (the in-process kubelet), `kubelet.ApiEventRecorder` the API.
+`Recorder` holds that logic; `writing.ApiEventRecorder` writes what it decides through the API.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simcluster.nodes.pulling import now_iso
-
-if TYPE_CHECKING:
-    from simcluster.cluster import SimCluster
 
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
@@ -115,25 +111,3 @@ class Recorder:
             return False
         bucket.tokens -= 1.0
         return True
-
-
-class EventRecorder(Recorder):
-    """Into the simulated API server's store; the caller holds the store lock."""
-
-    def __init__(self, sim: SimCluster) -> None:
-        super().__init__(time_scale=sim.time_scale)
-        self.sim = sim
-
-    def _bump(self, key: tuple[str, str], stamp: str) -> bool:
-        if key not in self.sim.store.peek("events"):
-            return False
-
-        def bump(event: dict[str, Any]) -> None:
-            event["count"] = int(event.get("count") or 1) + 1
-            event["lastTimestamp"] = stamp
-
-        self.sim.store.mutate("events", key[1], key[0], bump)
-        return True
-
-    def _create(self, namespace: str, event: dict[str, Any]) -> None:
-        self.sim.store.create("events", event, namespace)

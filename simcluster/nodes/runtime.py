@@ -18,15 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from simcluster.apiserver import events
 from simcluster.nodes import sandboxes
 from simcluster.nodes.pulling import ContainerRun, NodeSim, now_iso
 from simcluster.nodes.registry import Registry, parse
-
-if TYPE_CHECKING:
-    from simcluster.cluster import SimCluster
 
 # kubelet's limits, kubernetes pkg/kubelet/container/runtime.go:
 # MaxContainerTerminationMessageLength = 1024 * 4 (the file),
@@ -39,6 +35,11 @@ MESSAGE_LOG_LINES = 80
 DEFAULT_AWAITER_IMAGE = "ghcr.io/image-awaiter/image-awaiter"
 # The distroless Python base (~50 MB) plus the 19 MB application layer README measures.
 AWAITER_IMAGE_BYTES = 70 * 1024**2
+
+# A pod deleted with no grace period is gone from the API at once; its kubelet still stops the
+# container with SIGTERM and gives it kuberuntime's minimum grace before SIGKILL
+# (minimumGracePeriodInSeconds, pkg/kubelet/kuberuntime/kuberuntime_container.go).
+FORCED_GRACE_SECONDS = 2.0
 
 Pull = Callable[..., None]
 
@@ -85,69 +86,12 @@ class Host(Protocol):
     def remove(self, pod: dict[str, Any]) -> None:
         """The pod's containers are stopped: it goes (graceful deletion's end)."""
 
-    def mark_deleting(self, pod: dict[str, Any], grace: int) -> dict[str, Any] | None: ...
-
     def append_log(self, key: tuple[str, str], chunk: bytes) -> None: ...
 
     def log(self, key: tuple[str, str]) -> bytes: ...
 
     def wake(self) -> None:
         """Something changed that the kubelet loop should look at soon."""
-
-
-class StoreHost:
-    """The simulated API server's store, written in-process (its lock held by the caller of
-    `sync`, taken here by the log reader's thread)."""
-
-    def __init__(self, sim: SimCluster) -> None:
-        self.sim = sim
-        self.cluster = sandboxes.StoreCluster(sim)
-
-    @property
-    def registry(self) -> Registry:
-        return self.sim.registry
-
-    @property
-    def awaiter_image(self) -> str:
-        return self.sim.awaiter_image
-
-    def write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
-        meta = pod["metadata"]
-        self.sim.store.mutate(
-            "pods", meta["name"], meta["namespace"], lambda o: o.__setitem__("status", status)
-        )
-
-    def record(
-        self, pod: dict[str, Any], *, reason: str, message: str, node: str, warning: bool,
-        field_path: str,
-    ) -> None:  # fmt: skip
-        events.record(
-            self.sim, pod, reason=reason, message=message, component="kubelet", host=node,
-            warning=warning, field_path=field_path,
-        )  # fmt: skip
-
-    def remove(self, pod: dict[str, Any]) -> None:
-        self.sim.store.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
-
-    def mark_deleting(self, pod: dict[str, Any], grace: int) -> dict[str, Any] | None:
-        def mark(obj: dict[str, Any]) -> None:
-            obj["metadata"]["deletionTimestamp"] = now_iso()
-            obj["metadata"]["deletionGracePeriodSeconds"] = grace
-
-        meta = pod["metadata"]
-        return self.sim.store.mutate("pods", meta["name"], meta["namespace"], mark)
-
-    def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
-        with self.sim.store.lock:
-            self.sim.pod_logs[key] = self.sim.pod_logs.get(key, b"") + chunk
-            self.sim.store.changed.notify_all()
-
-    def log(self, key: tuple[str, str]) -> bytes:
-        return self.sim.pod_logs.get(key, b"")
-
-    def wake(self) -> None:
-        with self.sim.store.lock:
-            self.sim.store.changed.notify_all()
 
 
 class Runtime:
@@ -160,19 +104,7 @@ class Runtime:
     # ------------------------------------------------------------------ which pods
 
     def handles(self, pod: dict[str, Any]) -> bool:
-        """A pod (not a DaemonSet's) with one container: the awaiter image, its entrypoint."""
-        owners = pod["metadata"].get("ownerReferences") or []
-        if any(o.get("kind") == "DaemonSet" for o in owners):
-            return False
-        containers = (pod.get("spec") or {}).get("containers") or []
-        if len(containers) != 1:
-            return False
-        container = containers[0]
-        ours, theirs = parse(container.get("image") or ""), parse(self.host.awaiter_image)
-        if ours is None or theirs is None or ours.name != theirs.name:
-            return False
-        command = tuple(container.get("command") or ())
-        return not command or any(command[: len(e)] == e for e in sandboxes.ENTRYPOINTS)
+        return runs_awaiter(pod, self.host.awaiter_image)
 
     # ------------------------------------------------------------------ the kubelet's sync
 
@@ -372,21 +304,6 @@ class Runtime:
 
     # ------------------------------------------------------------------ deletion
 
-    def graceful_delete(
-        self, pod: dict[str, Any], options: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Mark a pod whose process runs as terminating (the runtime removes it once the process
-        has exited); None when the pod can simply go."""
-        run = self.runs.get(pod["metadata"]["uid"])
-        if run is None or run.process is None or run.terminated is not None:
-            return None
-        grace = options.get("gracePeriodSeconds")
-        if grace is None:
-            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        if "deletionTimestamp" in pod["metadata"]:
-            return pod
-        return self.host.mark_deleting(pod, int(grace))
-
     def _remove_if_deleting(self, pod: dict[str, Any]) -> None:
         if "deletionTimestamp" in pod["metadata"]:
             self.host.remove(pod)
@@ -403,7 +320,7 @@ class Runtime:
                 self.keys.pop(uid, None)
                 continue
             if process.signalled_at is None:
-                process.signalled_at, process.kill_at = now, now + 30.0
+                process.signalled_at, process.kill_at = now, now + FORCED_GRACE_SECONDS
                 _send(process.popen, signal.SIGTERM)
             elif process.kill_at is not None and now >= process.kill_at:
                 _send(process.popen, signal.SIGKILL)
@@ -477,6 +394,22 @@ class Runtime:
 
 
 # ---------------------------------------------------------------------------- pure helpers
+
+
+def runs_awaiter(pod: dict[str, Any], awaiter_image: str) -> bool:
+    """A pod (not a DaemonSet's) with one container: the awaiter image, its entrypoint."""
+    owners = pod["metadata"].get("ownerReferences") or []
+    if any(o.get("kind") == "DaemonSet" for o in owners):
+        return False
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if len(containers) != 1:
+        return False
+    container = containers[0]
+    ours, theirs = parse(container.get("image") or ""), parse(awaiter_image)
+    if ours is None or theirs is None or ours.name != theirs.name:
+        return False
+    command = tuple(container.get("command") or ())
+    return not command or any(command[: len(e)] == e for e in sandboxes.ENTRYPOINTS)
 
 
 def _send(popen: subprocess.Popen[bytes], signum: int) -> None:

@@ -23,17 +23,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import yaml
-
-if TYPE_CHECKING:
-    from simcluster.cluster import SimCluster
 
 
 class Cluster(Protocol):
     """What a sandbox reads of the cluster: objects, a ServiceAccount token for a pod, where
-    the API server is and its CA (the simulated server's store, or any API server over HTTP)."""
+    the API server is and its CA (any API server, over HTTP: apihost.ApiCluster)."""
 
     server: str
 
@@ -42,26 +39,6 @@ class Cluster(Protocol):
     def token(self, pod: dict[str, Any], account: str) -> str: ...
 
     def ca_pem(self) -> bytes | None: ...
-
-
-class StoreCluster:
-    """The simulated API server's store, read in-process."""
-
-    def __init__(self, sim: SimCluster) -> None:
-        self.sim = sim
-
-    @property
-    def server(self) -> str:
-        return self.sim.url
-
-    def get(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
-        return self.sim.store.get(resource, name, namespace)
-
-    def token(self, pod: dict[str, Any], account: str) -> str:
-        return self.sim.token_for_service_account(pod["metadata"]["namespace"], account)
-
-    def ca_pem(self) -> bytes | None:
-        return Path(self.sim.tls[0]).read_bytes() if self.sim.tls is not None else None
 
 
 # The image's ENTRYPOINT is `python3 -m image_awaiter` (Dockerfile.distroless); a container that

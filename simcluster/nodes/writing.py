@@ -44,6 +44,15 @@ class Writers:
     def pending(self) -> int:
         return sum(work.qsize() for work in self.queues)
 
+    def drain(self, *, timeout: float = 10.0) -> bool:
+        """Wait until every write submitted before this call is done (a marker behind them on
+        each thread); False if that took longer than `timeout`."""
+        done = [threading.Event() for _ in self.queues]
+        for work, event in zip(self.queues, done, strict=True):
+            work.put((1, next(self._order), event.set))
+        deadline = time.monotonic() + timeout
+        return all(event.wait(max(0.0, deadline - time.monotonic())) for event in done)
+
     def stop(self, *, timeout: float = 10.0) -> None:
         """Finish what was submitted (within `timeout`: the threads are daemons), then end."""
         for work in self.queues:

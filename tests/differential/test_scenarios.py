@@ -227,8 +227,11 @@ def test_a_deleted_pod_is_finished_by_its_kubelet_and_replaced_by_the_daemonset(
         what="pod Running",
     )
     old = pod["metadata"]["uid"]
-    status, _ = backend.api.request("DELETE", backend.path("pods", pod["metadata"]["name"]))
+    status, answer = backend.api.request("DELETE", backend.path("pods", pod["metadata"]["name"]))
     assert status == 200
+    # bound and running: terminating (gone by now + its grace period), left to its kubelet
+    assert answer["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert answer["metadata"]["deletionTimestamp"] > pod["metadata"]["creationTimestamp"]
     replacement = backend.eventually(
         lambda: (
             [p for p in backend.pods("replaced") if p["metadata"]["uid"] != old]
@@ -239,6 +242,37 @@ def test_a_deleted_pod_is_finished_by_its_kubelet_and_replaced_by_the_daemonset(
         what="old pod gone and a new one created",
     )
     assert len(replacement) == 1
+
+
+def test_a_pod_not_bound_or_deleted_with_no_grace_period_goes_at_once(backend: Backend) -> None:
+    backend.world.registry.add(PAUSE, pull_seconds=0.1)
+    backend.add_node("a")
+    pending = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nowhere"},
+        "spec": {
+            "nodeSelector": {"differential/no-such-label": "x"},
+            "containers": [{"name": "pause", "image": PAUSE}],
+        },
+    }
+    backend.api.call("POST", backend.path("pods"), pending)
+    status, answer = backend.api.request("DELETE", backend.path("pods", "nowhere"))
+    assert status == 200 and answer["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert backend.api.request("GET", backend.path("pods", "nowhere"))[0] == 404
+    backend.daemonset("forced", _puller())
+    pod = backend.eventually(
+        lambda: next(
+            (p for p in backend.pods("forced") if p["status"].get("phase") == "Running"), None
+        ),
+        what="pod Running",
+    )
+    path = backend.path("pods", pod["metadata"]["name"])
+    status, answer = backend.api.request(
+        "DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+    )
+    assert status == 200 and answer["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert backend.api.request("GET", path)[0] == 404
 
 
 def test_a_server_dry_run_answers_as_if_written_and_changes_nothing(backend: Backend) -> None:

@@ -180,9 +180,13 @@ def test_images_from_init_containers_containers_and_image_volumes_are_all_awaite
     assert result.code == 0, result.output
     awaited = {i["reference"] for i in result.report["images"]}
     assert awaited == {"quay.io/a/init:1", "quay.io/a/main:1", "quay.io/a/volume:1"}
-    node = sim.objects("nodes")[0]
-    names = {n for image in node["status"]["images"] for n in image["names"]}
-    assert {"quay.io/a/init:1", "quay.io/a/main:1", "quay.io/a/volume:1"} <= names
+    wanted = {"quay.io/a/init:1", "quay.io/a/main:1", "quay.io/a/volume:1"}
+
+    def listed(s: Any) -> bool:  # node status trails the pod's, as a kubelet's does
+        node = s.objects("nodes")[0]
+        return wanted <= {n for image in node["status"]["images"] for n in image["names"]}
+
+    assert sim.wait_for(listed)
 
 
 def test_an_image_given_with_a_spec_that_never_pulls_it_is_warned_about(

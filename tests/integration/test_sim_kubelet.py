@@ -161,6 +161,7 @@ def test_a_failing_pull_goes_to_back_off_with_the_last_error_and_aggregates_repe
     sim.registry.add(APP, denied=True)
     pod = start_pod(api, "n", APP)
     assert sim.wait_for(lambda s: (waiting(s, pod) or ("",))[0] == "ImagePullBackOff", 10)
+    assert sim.settle()  # the events that came before that status
     state = waiting(sim, pod)
     assert state is not None
     error = real_text("containerd", "unauthorized", 0, APP, APP)
@@ -185,6 +186,7 @@ def test_kubelet_events_carry_the_fields_kubectl_and_the_awaiter_read(
     sim.add_node("n")
     pod = start_pod(api, "n", APP)
     assert sim.wait_for(lambda s: running(s, pod), 10)
+    assert sim.settle()  # the events that came before that status
     uid = api.read_namespaced_pod(pod, "default").metadata.uid
     events = pod_events(api, pod)
     assert [e.reason for e in events if e.involved_object.field_path.startswith("spec.init")] == [
@@ -297,6 +299,7 @@ def test_a_node_pulling_one_image_at_a_time_reports_the_queue_as_waiting(
     assert sim.wait_for(lambda s: has_event(s, "a", "Pulling"))
     start_pod(api, "n", second, name="b")
     assert sim.wait_for(lambda s: running(s, "a") and running(s, "b"), 20)
+    assert sim.settle()  # the events that came before that status
     [fact] = [
         pullevents.parse_event("Pulled", m)
         for m in messages_of(api, "b", "Pulled")
@@ -620,9 +623,9 @@ def test_a_full_disk_on_one_node_fails_every_pull_there_only(
 def test_the_spam_filter_drops_events_past_the_burst_like_client_go(sim: SimCluster) -> None:
     sim.add_node("n")
     pod = {"metadata": {"name": "chatty", "namespace": "default", "uid": "u-1"}}
-    with sim.store.lock:
-        for index in range(SPAM_BURST + 5):
-            sim.event_recorder.record(pod, host="n", reason="Pulling", message=f"m{index}")
+    for index in range(SPAM_BURST + 5):
+        sim.event_recorder.record(pod, host="n", reason="Pulling", message=f"m{index}")
+    assert sim.settle()
     recorded = [e for e in sim.store.items("events", "default") if e["reason"] == "Pulling"]
     assert len(recorded) == SPAM_BURST
     assert sim.event_recorder.dropped == 5

@@ -18,6 +18,7 @@ from image_awaiter.kube.nodecodec import NodeCodec
 from image_awaiter.kube.resources import NODES
 from image_awaiter.kube.watching import Informer, WatchTiming
 from simcluster.apiserver.listing import request_counts
+from simcluster.nodes.factory import node_object
 
 
 @pytest.fixture
@@ -242,9 +243,9 @@ def test_an_event_compacted_before_a_watch_sent_it_is_never_skipped(
     informer.start()
     assert wait_until(informer, lambda s: s == {"a": "red"})
     with sim.store.lock:  # the watch cannot send "b" before it is compacted away
-        sim.add_node("b", labels={"color": "green"})
+        sim.create("nodes", _node("b", color="green"))  # the Node alone: no kubelet request
         sim.compact()
-        sim.add_node("c", labels={"color": "blue"})
+        sim.create("nodes", _node("c", color="blue"))
     assert wait_until(informer, lambda s: s == {"a": "red", "b": "green", "c": "blue"})
     assert informer.store.lists >= 2
 
@@ -267,7 +268,7 @@ def test_the_typed_nodes_cache_relists_after_a_410_on_its_watch(sim: Any, kube: 
     try:
         assert informer.synced.wait(10)
         with sim.store.lock:  # the watch cannot send the deletion before it is compacted away
-            sim.remove_node("b")
+            sim.delete("nodes", "b")  # the Node alone: its kubelet's requests would wait here
             sim.compact()
         assert wait_until(informer, lambda s: set(s) == {"a"} and informer.store.lists >= 2)
     finally:
@@ -303,3 +304,10 @@ def test_an_undecodable_watch_event_makes_the_informer_relist(sim: Any, kube: Ku
         assert informer.store.lists == 2
     finally:
         informer.stop()
+
+
+def _node(name: str, **labels: str) -> dict[str, Any]:
+    return node_object(
+        name, ready=True, unschedulable=False, taints=[], labels=labels, max_pods=110,
+        arch="amd64", os="linux", runtime="containerd",
+    )  # fmt: skip
