@@ -257,7 +257,7 @@ class Stream:
         self.closed = True
         shutdown = getattr(self.response, "shutdown", None)
         if shutdown is not None:
-            with contextlib.suppress(RuntimeError, ValueError):
+            with contextlib.suppress(RuntimeError, ValueError, OSError):
                 shutdown()
         self.response.close()
 

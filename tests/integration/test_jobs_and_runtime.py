@@ -411,7 +411,7 @@ def test_deleting_with_no_grace_period_removes_the_pod_at_once_and_the_daemonset
     process = sim.runtime.runs[pod.metadata.uid].process
     core = client.CoreV1Api(api)
     deleted = core.delete_namespaced_pod(pod.metadata.name, "default", grace_period_seconds=0)
-    assert deleted.metadata.deletion_timestamp is None  # not terminating: gone
+    assert deleted.metadata.deletion_grace_period_seconds == 0  # not terminating: gone
     assert sim.store.get("pods", pod.metadata.name, "default") is None
     assert sim.wait_for(lambda s: process.popen.poll() is not None, timeout=10)
     assert process.popen.returncode in (143, -signal.SIGKILL)  # SIGTERM, or SIGKILL after 2 s
