@@ -273,6 +273,7 @@ def test_the_pull_history_holds_what_the_events_said_per_node_and_image(
         ),
         10,
     )
+    assert sim.settle()  # the events that came before those statuses
     [present] = sim.pull_history(node="has", image=APP)
     assert (present.outcome, present.size_bytes) == ("present", 5_000)
     [pulled] = sim.pull_history(node="pulls", image=APP)
