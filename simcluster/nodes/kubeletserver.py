@@ -144,6 +144,9 @@ def following(logs: PodLogs, key: tuple[str, str], sent: int) -> Iterator[bytes]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    # headers and body go in separate writes: with Nagle's algorithm the body waited for the
+    # API server's delayed ACK on a kept-alive connection, 40 ms a request (measured: 48 ms)
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         query = parse(self.path)
