@@ -161,6 +161,9 @@ def test_the_kubelet_server_refuses_a_client_without_a_certificate_from_the_clus
     context = ssl.create_default_context(cafile=str(control_plane.ca_cert))
     raw = socket.create_connection(("127.0.0.1", kubelets.server.port), timeout=10)
     with context.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(b"GET /containerLogs/a/b/c HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
-            tls.recv(1024)
+        try:  # TLS 1.3: the server refuses after the client's side of the handshake is done
+            tls.sendall(b"GET /containerLogs/a/b/c HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = tls.recv(1024)
+        except (ssl.SSLError, ConnectionError):  # the alert, or the connection closed at once
+            answer = b""
+    assert answer == b"", answer
