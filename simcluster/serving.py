@@ -42,7 +42,12 @@ def serve_real(
         print(f"python -m simcluster serve --control-plane real: {error}", file=sys.stderr)
         return 1
     api = Api.from_kubeconfig(plane.kubeconfig)
-    kubelets = Kubelets(api, world=world, awaiter_image=args.awaiter_image)
+    kubelets = Kubelets(
+        api,
+        world=world,
+        awaiter_image=args.awaiter_image,
+        serving=plane.endpoint().kubelet_tls(directory=plane.workdir / "kubelet"),
+    )
     try:
         names = [f"node-{index + 1}" for index in range(args.nodes)]
         with ThreadPoolExecutor(REGISTERING_THREADS) as pool:

@@ -152,7 +152,11 @@ class RealBackend(Backend):
         self.world = NodeWorld(time_scale=TIME_SCALE)
         self.registry = self.world.registry
         self.faults = Faults(seed=1)
-        self.kubelets = Kubelets(Api.from_kubeconfig(control_plane.kubeconfig), world=self.world)
+        self.kubelets = Kubelets(
+            Api.from_kubeconfig(control_plane.kubeconfig),
+            world=self.world,
+            serving=control_plane.kubelet_tls(directory=tmp_path / "kubelet"),
+        )
         self.kubelets.start()
         self.proxy = FaultProxy(
             upstream=control_plane.server,

@@ -1,6 +1,7 @@
 """The control plane's keys and certificates, made with the `openssl` command: a cluster CA,
 the API server's serving certificate (loopback and the in-cluster names), a client certificate
-per identity (the admin in `system:masters`, the controller manager, the scheduler), and the
+per identity (the admin in `system:masters`, the controller manager, the scheduler, the API
+server's to the kubelets), a kubelet serving certificate on request, and the
 ServiceAccount token signing key pair."""
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Identity:
 ADMIN = Identity("kubernetes-admin", ("system:masters",))
 CONTROLLER_MANAGER = Identity("system:kube-controller-manager")
 SCHEDULER = Identity("system:kube-scheduler")
+# kube-apiserver's own identity to kubelets (`--kubelet-client-certificate`), as kubeadm's
+KUBELET_CLIENT = Identity("kube-apiserver-kubelet-client", ("system:masters",))
 
 
 @dataclass(frozen=True)

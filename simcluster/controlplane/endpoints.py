@@ -12,6 +12,7 @@ from typing import Any
 from simcluster.apiclient import Api
 from simcluster.controlplane import certificates, kubeconfigs
 from simcluster.controlplane.certificates import Identity, KeyPair
+from simcluster.nodes.kubeletserver import ServingTls
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class Endpoint:
         return certificates.serving(
             ca=KeyPair(self.ca_cert, self.ca_key), directory=directory, name=name
         )
+
+    def kubelet_tls(self, *, directory: Path) -> ServingTls:
+        """For the simulated kubelets' server (`Kubelets(serving=...)`): a serving certificate
+        from the cluster CA, which the API server verifies, and that CA for the certificate the
+        API server shows (`--kubelet-client-certificate`)."""
+        pair = self.serving_certificate(directory=directory, name="kubelet")
+        return ServingTls(cert=pair.cert, key=pair.key, client_ca=self.ca_cert)
 
     def write_kubeconfig(
         self,

@@ -139,6 +139,7 @@ class ControlPlane:
                 certificates.ADMIN,
                 certificates.CONTROLLER_MANAGER,
                 certificates.SCHEDULER,
+                certificates.KUBELET_CLIENT,
             ),
         )
         self._write_kubeconfigs()
@@ -283,6 +284,14 @@ class ControlPlane:
             # the `kubernetes` Service's endpoints would be 127.0.0.1, which Endpoints refuse
             "--endpoint-reconciler-type=none",
             "--authorization-mode=Node,RBAC",
+            # `kubectl logs`: the simulated kubelets' server (nodes/kubeletserver.py) is on
+            # loopback, which their nodes advertise as an InternalDNS address `localhost`; the
+            # API server verifies its certificate and shows it its own, both from the cluster CA
+            "--kubelet-preferred-address-types=InternalDNS,Hostname,InternalIP,ExternalDNS,"
+            "ExternalIP",
+            f"--kubelet-certificate-authority={certs.ca.cert}",
+            f"--kubelet-client-certificate={certs.client(certificates.KUBELET_CLIENT).cert}",
+            f"--kubelet-client-key={certs.client(certificates.KUBELET_CLIENT).key}",
             f"--service-account-issuer={ISSUER}",
             f"--service-account-key-file={certs.service_account_public}",
             f"--service-account-signing-key-file={certs.service_account_key}",

@@ -1,11 +1,12 @@
 """What the runtime (runtime.py) and pod sandboxes (sandboxes.py) need of a cluster, through
 the API, for the HTTP kubelets: `ApiCluster` reads objects and asks the TokenRequest API for a
 pod's token; `ApiHost` writes the runtime's statuses and events through the kubelets, and keeps
-pod logs (the simulated API server serves them from here; the real one would ask the kubelet
-on port 10250, where nothing answers)."""
+pod logs (the simulated API server serves them from here; the real one asks the kubelets'
+server, kubeletserver.py, which reads them here too)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,7 @@ class ApiHost:
         self.awaiter_image = awaiter_image
         self.cluster = ApiCluster(kubelets.api)
         self.logs: dict[tuple[str, str], bytes] = {}
+        self.log_changed = threading.Condition()  # a log grew or a process ended
         # told when a log grows or a process ends (SimCluster serves logs and wakes followers)
         self.on_log: Callable[[], None] = lambda: None
 
@@ -93,7 +95,9 @@ class ApiHost:
         self.kubelets.writers.submit(pod["spec"].get("nodeName") or "", delete, urgent=True)
 
     def append_log(self, key: tuple[str, str], chunk: bytes) -> None:
-        self.logs[key] = self.logs.get(key, b"") + chunk
+        with self.log_changed:
+            self.logs[key] = self.logs.get(key, b"") + chunk
+            self.log_changed.notify_all()
         self.on_log()
 
     def log(self, key: tuple[str, str]) -> bytes:
@@ -102,4 +106,32 @@ class ApiHost:
     def wake(self) -> None:
         with self.kubelets.changed:
             self.kubelets.changed.notify_all()
+        with self.log_changed:
+            self.log_changed.notify_all()
         self.on_log()
+
+    # ------------------------------------------------------------------ for the kubelet server
+
+    def pod_named(self, namespace: str, name: str) -> Json | None:
+        """The pod on one of our nodes, with the status we last wrote (the API's copy lags)."""
+        with self.kubelets.changed:
+            for uid, pod in self.kubelets.pods.items():
+                meta = pod["metadata"]
+                if meta.get("namespace") == namespace and meta["name"] == name:
+                    status = {**(pod.get("status") or {}), **self.kubelets.reported.get(uid, {})}
+                    return {**pod, "status": status}
+        return None
+
+    def logged(self, key: tuple[str, str]) -> bytes | None:
+        """The log, None while the pod's process has written nothing (or runs no process)."""
+        return self.logs.get(key)
+
+    def running(self, key: tuple[str, str]) -> bool:
+        return self.kubelets.runtime.running(key)
+
+    def wait_for_log(self, key: tuple[str, str], *, longer_than: int, timeout: float) -> None:
+        with self.log_changed:
+            self.log_changed.wait_for(
+                lambda: len(self.logs.get(key, b"")) > longer_than or not self.running(key),
+                timeout=timeout,
+            )

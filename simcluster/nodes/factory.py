@@ -11,6 +11,7 @@ COMMON_IMAGE = "quay.io/jupyter/base-notebook:2025-01-01"
 # The release the real control plane is built at (controlplane/kubernetes/go.mod); the simulated
 # API server's /version and every simulated kubelet report it too.
 KUBERNETES_RELEASE = "v1.36.3"
+KUBELET_PORT = 10250  # a kubelet's default --port
 # What `containerd --version` etc. report in status.nodeInfo.containerRuntimeVersion, at
 # releases that support image volumes (containerd >= 2.0, CRI-O >= 1.30).
 RUNTIME_VERSIONS = {
@@ -31,7 +32,12 @@ def node_object(
     arch: str,
     os: str,
     runtime: str,
+    kubelet_port: int = KUBELET_PORT,
+    reachable_at: str | None = None,
 ) -> dict[str, Any]:
+    """`reachable_at`: a name the API server resolves to this node's kubelet server, advertised
+    as an `InternalDNS` address (the addresses a cloud provider adds; the address the API server
+    dials is the first of the types `--kubelet-preferred-address-types` lists)."""
     all_labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": os,
@@ -98,8 +104,9 @@ def node_object(
             "addresses": [
                 {"type": "InternalIP", "address": f"10.0.{slot // 256}.{slot % 256 or 1}"},
                 {"type": "Hostname", "address": name},
+                *([{"type": "InternalDNS", "address": reachable_at}] if reachable_at else []),
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {
                 "machineID": hashlib.md5(name.encode()).hexdigest(),
                 "systemUUID": hashlib.sha1(name.encode()).hexdigest()[:36],

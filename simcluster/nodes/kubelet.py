@@ -19,9 +19,10 @@ kube-apiserver or the simulated one):
 
 They use whatever credentials the kubeconfig holds (the admin's, in the tests and `serve`): a
 real kubelet has a `system:node:<name>` identity for each node, which one process serving
-hundreds of nodes cannot hold at once. A real API server reaches a kubelet for `kubectl logs`
-and `exec` on port 10250 of the node's address: nothing answers there, so pod logs are kept
-in memory (`ApiHost.logs`) and not served.
+hundreds of nodes cannot hold at once. Pod logs are kept in memory (`ApiHost.logs`); given
+`serving` TLS, the kubelets serve them to a real API server for `kubectl logs`
+(kubeletserver.py), and each node advertises that server's port and an `InternalDNS` address
+`localhost` (the harness prefers that address type; `exec` is not served).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ from simcluster.apiclient import MERGE_PATCH, Api, ApiError, Json, Stream
 from simcluster.nodes import failures
 from simcluster.nodes.apihost import ApiHost
 from simcluster.nodes.factory import (
+    KUBELET_PORT,
     KUBERNETES_RELEASE,
     node_object,
     pod_ip,
     pool_labels,
     ready_condition,
 )
+from simcluster.nodes.kubeletserver import KubeletServer, ServingTls
 from simcluster.nodes.pulling import NodeSim, PodWorker, now_iso
 from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
 from simcluster.nodes.world import NodeWorld
@@ -97,9 +100,11 @@ class Kubelets:
         kubelet_events: bool = True,
         tick: float = 0.05,
         awaiter_image: str = DEFAULT_AWAITER_IMAGE,
+        serving: ServingTls | None = None,
     ) -> None:
         """`awaiter_image`: pods whose one container is this repository (any tag) run the real
-        image-awaiter CLI as a process."""
+        image-awaiter CLI as a process. `serving`: serve pod logs over HTTPS with this
+        certificate (kubeletserver.py), for a real API server's `kubectl logs`."""
         self.api = api.as_agent(USER_AGENT)
         self.world = world or NodeWorld()
         self.tick = tick
@@ -131,6 +136,7 @@ class Kubelets:
         self._stream: Stream | None = None
         self.host = ApiHost(self, awaiter_image=awaiter_image)
         self.runtime = Runtime(self.host)
+        self.server = None if serving is None else KubeletServer(logs=self.host, tls=serving)
 
     # ------------------------------------------------------------------ nodes
 
@@ -172,6 +178,8 @@ class Kubelets:
             arch=arch,
             os=os,
             runtime=runtime,
+            kubelet_port=KUBELET_PORT if self.server is None else self.server.port,
+            reachable_at=None if self.server is None else "localhost",
         )
         status = body.pop("status")
         now = now_iso()
@@ -299,6 +307,8 @@ class Kubelets:
 
     def start(self) -> None:
         self.writers.start()
+        if self.server is not None:
+            self.server.start()
         for target, name in (
             (self._lease_loop, "kubelets-leases"),
             (self._watch_loop, "kubelets-pod-watch"),
@@ -323,6 +333,8 @@ class Kubelets:
             thread.join(timeout=5)
         self._threads.clear()
         self.writers.stop()
+        if self.server is not None:
+            self.server.stop()
 
     def __enter__(self) -> Kubelets:
         self.start()

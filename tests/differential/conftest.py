@@ -123,15 +123,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     run = f"d{uuid.uuid4().hex[:6]}"
     world = NodeWorld(unknown_images="missing", time_scale=TIME_SCALE)
     sim_setup: Iterator[tuple[Api, Path, str]] | None = None
+    serving = None
     if request.param == "real":
         endpoint = request.getfixturevalue("control_plane")
         namespace = request.getfixturevalue("namespace")
         kubeconfig = Path(endpoint.kubeconfig)
         api = Api.from_kubeconfig(kubeconfig)
+        serving = endpoint.kubelet_tls(directory=tmp_path / "kubelet")
     else:
         sim_setup = _sim_backend(tmp_path, run)
         api, kubeconfig, namespace = next(sim_setup)
-    kubelets = Kubelets(api, world=world)
+    kubelets = Kubelets(api, world=world, serving=serving)
     kubelets.start()
     backend = Backend(request.param, api, kubeconfig, namespace, world, kubelets, run)
     try:

@@ -145,7 +145,11 @@ def release_world(
     world.registry.add(BASE, pull_seconds=20)
     world.registry.add(SCIPY, pull_seconds=40)
     world.fail_pull(MISSING, kind="tag-not-found")
-    kubelets = Kubelets(Api.from_kubeconfig(control_plane.kubeconfig), world=world)
+    kubelets = Kubelets(
+        Api.from_kubeconfig(control_plane.kubeconfig),
+        world=world,
+        serving=control_plane.kubelet_tls(directory=home / "kubelet"),
+    )
     kubelets.start()
     for index in range(2):
         kubelets.add_node(f"{run}-{index}", labels={RUN_LABEL: run})

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from simcluster.controlplane.endpoints import Endpoint
+from tests.realcp.charts import kubectl
 from tests.realcp.releases import (
     BASE,
     HELMS,
@@ -74,6 +75,10 @@ def test_an_upgrade_with_a_missing_tag_fails_in_the_hook_and_says_why(story: Sto
     terminated = status["state"]["terminated"]
     assert terminated["exitCode"] == 4, terminated
     assert MISSING in terminated["message"] and "not found" in terminated["message"]
+    # what an operator does next: the hook pod's log, which kube-apiserver asks its kubelet for
+    log = kubectl(story.control_plane, "logs", pod["metadata"]["name"], "-n", story.namespace)
+    [last] = log.splitlines()[-1:]
+    assert MISSING in last and "not found" in last, log
 
 
 def test_the_next_upgrade_with_good_images_recovers_the_release(story: Story) -> None:
