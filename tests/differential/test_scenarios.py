@@ -89,7 +89,7 @@ def test_a_pod_bound_while_its_node_registers_is_run(
     pulled). The pod is bound inside that gap, and its watch event given time to arrive."""
     backend.world.registry.add(PAUSE, pull_seconds=0.1)
     kubelets = backend.kubelets
-    create = kubelets._create_or_get
+    create = kubelets.leases._create_or_get
 
     def create_then_bind(path: str, body: Json, *, name: str) -> Json:
         created = create(path, body, name=name)
@@ -102,7 +102,7 @@ def test_a_pod_bound_while_its_node_registers_is_run(
             time.sleep(1.0)
         return created
 
-    monkeypatch.setattr(kubelets, "_create_or_get", create_then_bind)
+    monkeypatch.setattr(kubelets.leases, "_create_or_get", create_then_bind)
     joined = backend.add_node("joining")
     running = backend.eventually(
         lambda: [p for p in backend.pods("early") if p["status"].get("phase") == "Running"],
