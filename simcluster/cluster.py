@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import collections
-import itertools
 import json
 import random
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,21 +23,17 @@ from typing import Any
 import yaml
 
 from simcluster.apiclient import Api, Credentials
-from simcluster.apiserver import listing, rest
+from simcluster.apiserver import rest
 from simcluster.apiserver.audit import AuditLog
+from simcluster.apiserver.continues import Continues
 from simcluster.apiserver.controllers import Controllers
 from simcluster.apiserver.faults import Faults
 from simcluster.apiserver.jobs import JobController
 from simcluster.apiserver.kinds import BY_RESOURCE
 from simcluster.apiserver.listing import SyntheticNodes
-from simcluster.apiserver.server import Handler, RequestRecord, Server
+from simcluster.apiserver.server import RequestRecord, Server
 from simcluster.apiserver.store import (
-    CLUSTER_SCOPED,
-    KINDS,
     Store,
-    StoreError,
-    parse_field_selector,
-    parse_label_selector,
 )
 from simcluster.nodes import failures
 from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
@@ -94,8 +89,7 @@ class SimCluster:
         self.kubelet_requests: list[RequestRecord] = []  # theirs (User-Agent kubelet/...)
         self.requests_lock = threading.Lock()
         self.bookmark_interval = 1.0
-        self.continue_ttl = 300.0
-        self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
+        self.continues = Continues()  # paginated lists' tokens
         self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
         # False: a streaming list is accepted but never ends with the initial-events-end
@@ -255,6 +249,11 @@ class SimCluster:
     def port(self) -> int:
         assert self._server is not None, "start() first"
         return int(self._server.server_address[1])
+
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was called: watch streams end."""
+        return self._stop.is_set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -594,6 +593,10 @@ class SimCluster:
     def compact(self) -> None:
         self.store.compact()
 
+    def expire_continues(self) -> None:
+        """Every continue token given so far expires (the next page is a 410)."""
+        self.continues.expire()
+
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until every write the kubelets made so far (pod statuses, events, node images)
         has reached the API: as a real kubelet's, its events may trail the pod status a test
@@ -627,181 +630,3 @@ class SimCluster:
             data = json.dumps(body).encode()
             return rest.patch(self, kind, name, namespace, data, "application/merge-patch+json")[0]
         return rest.update(self, kind, name, namespace, body)
-
-    # ------------------------------------------------------------------ lists and watches
-
-    def start_list(
-        self, items: Sequence[bytes], rv: int, limit: int
-    ) -> tuple[Sequence[bytes], str]:
-        if not limit or len(items) <= limit:
-            return items, ""
-        token = uuid.uuid4().hex
-        with self.store.lock:
-            self._continues[token] = (items, rv, time.monotonic())
-        return items[:limit], f"{token}:{limit}"
-
-    def continue_list(self, token: str, limit: int) -> tuple[Sequence[bytes], int, str]:
-        key, _, offset_text = token.partition(":")
-        with self.store.lock:
-            entry = self._continues.get(key)
-        if entry is None or time.monotonic() - entry[2] > self.continue_ttl:
-            raise StoreError(
-                410,
-                "Expired",
-                "The provided continue parameter is too old to "
-                "display a consistent list result. You can start a new list "
-                "without the continue parameter.",
-            )
-        items, rv, _ = entry
-        offset = int(offset_text or 0)
-        end = offset + limit if limit else len(items)
-        more = f"{key}:{end}" if end < len(items) else ""
-        return items[offset:end], rv, more
-
-    def expire_continues(self) -> None:
-        with self.store.lock:
-            self._continues.clear()
-
-    def watch(
-        self,
-        handler: Handler,
-        record: RequestRecord,
-        *,
-        resource: str,
-        namespace: str | None,
-        query: dict[str, str],
-        cut: int | None,
-        render: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        """Stream watch events; `render` turns each object's JSON into what the client asked
-        for (a Table for `kubectl get --watch`)."""
-        store = self.store
-        shown: Callable[[bytes], bytes] = render or (lambda data: data)
-        labels = parse_label_selector(query.get("labelSelector", ""))
-        fields = parse_field_selector(query.get("fieldSelector", ""))
-        timeout = float(query.get("timeoutSeconds") or 1800)
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        kind, api_version, _ = KINDS[resource]
-
-        def matches(obj: dict[str, Any]) -> bool:
-            meta = obj.get("metadata") or {}
-            return (
-                (
-                    namespace is None
-                    or resource in CLUSTER_SCOPED
-                    or meta.get("namespace") == namespace
-                )
-                and labels(meta.get("labels") or {})
-                and fields(obj)
-            )
-
-        handler.start_stream(record)
-        sent = 0
-        with store.lock:
-            requested = query.get("resourceVersion") or "0"
-            start = int(requested) if requested.isdigit() else 0
-            initial_events = query.get("sendInitialEvents") == "true"
-            visible: set[tuple[str, str]] = set()
-            pending: list[bytes] = []
-            rendered: Iterable[bytes] = ()
-            if start == 0 or initial_events:
-                parts = listing.synthetic_parts(self, resource, namespace, query)
-                rendered = listing.initial_events(parts)
-                for key, obj in sorted(store.peek(resource).items()):
-                    if matches(obj):
-                        visible.add(key)
-                        pending.append(
-                            b'{"type":"ADDED","object":'
-                            + shown(json.dumps(obj, separators=(",", ":")).encode())
-                            + b"}"
-                        )
-                start = store.rv
-                if initial_events and self.initial_events_end:  # KEP-3157: the list's end
-                    end = {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": kind,
-                            "apiVersion": api_version,
-                            "metadata": {
-                                "resourceVersion": str(start),
-                                "annotations": {"k8s.io/initial-events-end": "true"},
-                            },
-                        },
-                    }
-                    pending.append(json.dumps(end).encode())
-            elif start < store.floor[resource]:
-                status = {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "reason": "Expired",
-                    "code": 410,
-                    "message": f"too old resource version: {start} ({store.floor[resource]})",
-                }
-                pending.append(json.dumps({"type": "ERROR", "object": status}).encode())
-                start = -1
-            else:
-                for key, obj in store.peek(resource).items():
-                    if matches(obj):
-                        visible.add(key)
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + self.bookmark_interval
-        try:
-            for line in itertools.chain(rendered, pending):
-                handler.write_chunk(record, line + b"\n")
-                sent += 1
-                if cut is not None and sent >= cut:
-                    handler.cut(record)
-                    return
-            if start < 0:
-                handler.end_stream()
-                return
-            position = start
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                with store.lock:
-                    events = store.events_since(resource, position)
-                    if not events:
-                        store.changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-                        events = store.events_since(resource, position)
-                    floor, dropped = store.floor[resource], store.dropped[resource]
-                if position < dropped or (position < floor and not events):
-                    break  # events this watch had not sent are gone: the client must relist
-                lines = []
-                for event in events:
-                    position = event.rv
-                    key = (event.namespace, event.obj["metadata"]["name"])
-                    now_matches = event.type != "DELETED" and matches(event.obj)
-                    if now_matches:
-                        kind_of = "ADDED" if key not in visible else event.type
-                        visible.add(key)
-                        lines.append(
-                            b'{"type":"'
-                            + kind_of.encode()
-                            + b'","object":'
-                            + shown(event.data)
-                            + b"}"
-                        )
-                    elif key in visible or (event.type == "DELETED" and matches(event.obj)):
-                        visible.discard(key)
-                        lines.append(b'{"type":"DELETED","object":' + shown(event.data) + b"}")
-                for line in lines:
-                    handler.write_chunk(record, line + b"\n")
-                    sent += 1
-                    if cut is not None and sent >= cut:
-                        handler.cut(record)
-                        return
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    next_bookmark = time.monotonic() + self.bookmark_interval
-                    mark = {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": kind,
-                            "apiVersion": api_version,
-                            "metadata": {"resourceVersion": str(position)},
-                        },
-                    }
-                    handler.write_chunk(record, json.dumps(mark).encode() + b"\n")
-            handler.end_stream()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            handler.close_connection = True
