@@ -3,51 +3,37 @@ the Kubernetes API subset image-awaiter uses, with the controllers that make it 
 control plane (DaemonSet, Job, garbage collection: apiserver/), and simulated kubelets that are
 its clients over HTTP (nodes/kubelet.py, the same ones that serve the real control plane):
 image pulls with delays and the runtime's texts, the 50-image status cap, pull errors, the
-awaiter image run as a process. Plus node churn and injected faults."""
+awaiter image run as a process. Plus node churn and injected faults. The nodes' half of the
+facade (adding and changing nodes, pulls, what the kubelets did) is `clusternodes.py`; the
+server's watch streams and list pages are `apiserver/watchstream.py` and `continues.py`."""
 
 from __future__ import annotations
 
 import base64
 import collections
-import itertools
 import json
 import random
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from simcluster.apiclient import Api, Credentials
-from simcluster.apiserver import listing, rest
+from simcluster.apiserver import rest
 from simcluster.apiserver.audit import AuditLog
+from simcluster.apiserver.continues import Continues
 from simcluster.apiserver.controllers import Controllers
 from simcluster.apiserver.faults import Faults
 from simcluster.apiserver.jobs import JobController
 from simcluster.apiserver.kinds import BY_RESOURCE
-from simcluster.apiserver.listing import SyntheticNodes
-from simcluster.apiserver.server import Handler, RequestRecord, Server
-from simcluster.apiserver.store import (
-    CLUSTER_SCOPED,
-    KINDS,
-    Store,
-    StoreError,
-    parse_field_selector,
-    parse_label_selector,
-)
-from simcluster.nodes import failures
-from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
-from simcluster.nodes.kubelet import REGISTERING_THREADS, Kubelets
-from simcluster.nodes.pulling import NodeSim, PullFailure, PullRecord
-from simcluster.nodes.recording import Recorder
-from simcluster.nodes.registry import parse
-from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE, Runtime
-from simcluster.nodes.world import NodeWorld
+from simcluster.apiserver.server import RequestRecord, Server
+from simcluster.apiserver.store import Store
+from simcluster.clusternodes import ClusterNodes
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE
 
 DEFAULT_TOKEN = "sim-token-s3cr3t"
 # the kubelets' own credential (an administrator's here, as in `serve --control-plane real`):
@@ -55,7 +41,7 @@ DEFAULT_TOKEN = "sim-token-s3cr3t"
 KUBELET_TOKEN = "sim-kubelet-token"
 
 
-class SimCluster:
+class SimCluster(ClusterNodes):
     def __init__(
         self,
         *,
@@ -72,13 +58,15 @@ class SimCluster:
         `kubelet_events`: whether kubelets record Events (Pulling, Pulled, Failed, ...).
         `audit_log`: a file to append one JSON line per request to.
         `awaiter_image`: the repository whose pods run the real image-awaiter CLI."""
+        super().__init__(
+            unknown_images=unknown_images,
+            time_scale=time_scale,
+            kubelet_events=kubelet_events,
+            awaiter_image=awaiter_image,
+        )
         self.seed = seed
-        self.time_scale = time_scale
-        self.kubelet_events = kubelet_events
         self.rng = random.Random(seed)
         self.store = Store(seed=seed)
-        self.world = NodeWorld(unknown_images=unknown_images, time_scale=time_scale)
-        self.registry = self.world.registry
         self.faults = Faults(seed=seed)
         self.tokens: set[str] = {DEFAULT_TOKEN}
         self.kubelet_tokens: set[str] = {KUBELET_TOKEN}
@@ -86,7 +74,6 @@ class SimCluster:
         # token -> (namespace, name) of the ServiceAccount it authenticates as
         self.service_account_tokens: dict[str, tuple[str, str]] = {}
         self.audit = AuditLog(audit_log)
-        self.awaiter_image = awaiter_image  # pods with this image (any tag) run the real CLI
         self.tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
         self.root_ca: str | None = None  # PEM in every namespace's kube-root-ca.crt, once on
         self.forbidden: list[tuple[str, str, str | None]] = []
@@ -94,16 +81,11 @@ class SimCluster:
         self.kubelet_requests: list[RequestRecord] = []  # theirs (User-Agent kubelet/...)
         self.requests_lock = threading.Lock()
         self.bookmark_interval = 1.0
-        self.continue_ttl = 300.0
-        self._continues: dict[str, tuple[Sequence[bytes], int, float]] = {}
-        self.synthetic_nodes: SyntheticNodes | None = None  # rendered on demand (listing.py)
+        self.continues = Continues()  # paginated lists' tokens
         self.watch_list = True  # False: streaming lists are refused, as with the gate off
         # False: a streaming list is accepted but never ends with the initial-events-end
         # bookmark, as from a proxy that drops sendInitialEvents (a plain watch's ADDED events)
         self.initial_events_end = True
-        self.kubelets: Kubelets | None = None  # from start(): they need the server's address
-        self._unregistered: list[dict[str, Any]] = []  # add_node's before start()
-        self.kubeletless: set[str] = set()  # stored nodes no kubelet runs (benchmarks)
         self.jobs = JobController(self)
         self._controllers = Controllers(self)
         self._stop = threading.Event()
@@ -124,29 +106,8 @@ class SimCluster:
         self._threads = [self._serve(port=port), loop]
         for thread in self._threads:
             thread.start()
-        self._start_kubelets()
-
-    def _start_kubelets(self) -> None:
-        """The nodes' kubelets: clients of this server over loopback, with their own token.
-        As a real kubelet's, a pod's status may reach the API before the events that led to
-        it: wait for what you read."""
         ca = Path(self.tls[0]).read_bytes() if self.tls else None
-        api = Api(Credentials(server=self.url, token=KUBELET_TOKEN, ca_data=ca))
-        self.kubelets = Kubelets(
-            api,
-            world=self.world,
-            kubelet_events=self.kubelet_events,
-            awaiter_image=self.awaiter_image,
-        )
-        self.kubelets.host.on_log = self._notify
-        self.kubelets.start()
-        waiting, self._unregistered = self._unregistered, []
-        with ThreadPoolExecutor(REGISTERING_THREADS, thread_name_prefix="sim-register") as pool:
-            list(pool.map(lambda options: self._register(**options), waiting))
-
-    def _notify(self) -> None:
-        with self.store.lock:
-            self.store.changed.notify_all()
+        self._start_kubelets(Api(Credentials(server=self.url, token=KUBELET_TOKEN, ca_data=ca)))
 
     def _serve(self, *, port: int) -> threading.Thread:
         self._server = Server(self, tls=self.tls, port=port)
@@ -256,6 +217,11 @@ class SimCluster:
         assert self._server is not None, "start() first"
         return int(self._server.server_address[1])
 
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was called: watch streams end."""
+        return self._stop.is_set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._controllers.tick()
@@ -312,266 +278,6 @@ class SimCluster:
             self.store.create("namespaces", {"metadata": {"name": name}})
             rest.populate_namespace(self, name)
 
-    # ------------------------------------------------------------------ nodes
-
-    def add_node(
-        self,
-        name: str,
-        *,
-        ready: bool = True,
-        unschedulable: bool = False,
-        taints: Iterable[dict[str, Any]] = (),
-        labels: dict[str, str] | None = None,
-        images: Iterable[str] = (),
-        runtime: str = "containerd",
-        max_images: int = 50,
-        max_pods: int = 110,
-        arch: str = "amd64",
-        os: str = "linux",
-        status_lag: float = 0.0,
-        serialize_pulls: bool = False,
-    ) -> None:
-        """Register a node served by a simulated kubelet (over HTTP, as every node is).
-        `serialize_pulls`: pull one image at a time, as the kubelet does by default; a
-        queued pull's Pulled event then says more time "including waiting" than pulling.
-        Before start() the node waits until the kubelets run."""
-        options = {
-            "name": name, "ready": ready, "unschedulable": unschedulable,
-            "taints": list(taints), "labels": labels, "images": list(images),
-            "runtime": runtime, "max_images": max_images, "max_pods": max_pods, "arch": arch,
-            "os": os, "status_lag": status_lag, "serialize_pulls": serialize_pulls,
-        }  # fmt: skip
-        if self.kubelets is None:
-            self._unregistered.append(options)
-        else:
-            self._register(**options)
-
-    def _register(self, **options: Any) -> None:
-        assert self.kubelets is not None
-        self.kubelets.add_node(**options)
-        self._controllers.tick()  # its DaemonSet pods exist when add_node returns, as before
-
-    def serves_node(self, name: str) -> bool:
-        """Whether node `name` exists with a kubelet (this cluster's or any other client's) to
-        finish the graceful deletion of its pods: not a stored synthetic node."""
-        return name not in self.kubeletless and ("", name) in self.store.peek("nodes")
-
-    @property
-    def node_sims(self) -> dict[str, NodeSim]:
-        """Each served node's kubelet state (its images, pulls in flight)."""
-        kubelets = self.kubelets
-        return {} if kubelets is None else {n: node.sim for n, node in kubelets.nodes.items()}
-
-    @property
-    def runtime(self) -> Runtime:
-        """The kubelets' pod runtime (the processes of awaiter-image pods)."""
-        assert self.kubelets is not None, "start() first"
-        return self.kubelets.runtime
-
-    @property
-    def pod_logs(self) -> dict[tuple[str, str], bytes]:
-        """(namespace, pod) -> what its process wrote, kept by its kubelet."""
-        return {} if self.kubelets is None else self.kubelets.host.logs
-
-    def pod_running(self, key: tuple[str, str]) -> bool:
-        """Whether pod (namespace, name) has a process that may still write to its log."""
-        return self.kubelets is not None and self.kubelets.runtime.running(key)
-
-    def serve_synthetic_nodes(
-        self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
-    ) -> SyntheticNodes:
-        """`count` realistic nodes rendered on demand (not stored), with a completed puller
-        pod on each for every DaemonSet (listing.py): a 65,000-node cluster in little memory."""
-        self.synthetic_nodes = SyntheticNodes(
-            count, images_per_node=images_per_node, seed=seed, prefix=prefix
-        )
-        return self.synthetic_nodes
-
-    def add_node_pool(
-        self,
-        name_prefix: str,
-        count: int,
-        *,
-        labels: dict[str, str] | None = None,
-        taints: Iterable[dict[str, Any]] = (),
-        arch: str = "amd64",
-        os: str = "linux",
-        instance_type: str | None = None,
-        zones: tuple[str, ...] = ("a", "b", "c"),
-        runtime: str = "containerd",
-        images: Iterable[str] = (),
-        **options: Any,
-    ) -> list[str]:
-        """`count` nodes named `<name_prefix>-<i>` as a cloud node pool makes them: arch and os
-        labels and nodeInfo, instance type, region and zone labels, the pool's name, plus
-        `labels` and `taints`. E.g. a GPU pool: labels={"nvidia.com/gpu.present": "true"},
-        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]."""
-        names = [f"{name_prefix}-{index}" for index in range(count)]
-        images = list(images)
-
-        def add(index: int) -> None:
-            self.add_node(
-                names[index],
-                labels={
-                    **pool_labels(
-                        name_prefix, index, arch=arch, instance_type=instance_type, zones=zones
-                    ),
-                    **(labels or {}),
-                },
-                taints=[dict(t) for t in taints],
-                arch=arch,
-                os=os,
-                runtime=runtime,
-                images=images,
-                **options,
-            )
-
-        with ThreadPoolExecutor(REGISTERING_THREADS, thread_name_prefix="sim-register") as pool:
-            list(pool.map(add, range(count)))  # each is three requests: a few nodes at a time
-        return names
-
-    def load_synthetic_nodes(
-        self, count: int, *, images_per_node: int = 50, seed: int = 0, prefix: str = "node"
-    ) -> None:
-        rng = random.Random(seed)
-        with self.store.lock:
-            for index in range(count):
-                name = f"{prefix}-{index:05d}"
-                obj = node_object(
-                    name,
-                    ready=True,
-                    unschedulable=False,
-                    taints=[],
-                    labels={
-                        "topology.kubernetes.io/zone": f"zone-{index % 3}",
-                        "node.kubernetes.io/instance-type": "m6i.4xlarge",
-                        "hub.jupyter.org/node-purpose": "user",
-                    },
-                    max_pods=110,
-                    arch="amd64",
-                    os="linux",
-                    runtime="containerd",
-                )
-                obj["status"]["images"] = synthetic_images(rng, images_per_node)
-                self.store.create("nodes", obj)
-                self.kubeletless.add(name)
-
-    def remove_node(self, name: str) -> None:
-        """The node's kubelet stops and its Node object goes (its pods stay, as they would
-        until a real cluster's pod garbage collector deletes them)."""
-        if self.kubelets is not None and name in self.kubelets.nodes:
-            self.kubelets.forget(name)
-        self.store.delete("nodes", name)
-
-    def set_node_ready(self, name: str, ready: bool) -> None:
-        """Its kubelet reports the node Ready or NotReady (and starts no pod while NotReady);
-        a node no kubelet serves has its stored condition changed."""
-        if self.kubelets is not None and name in self.kubelets.nodes:
-            self.kubelets.set_ready(name, ready)
-            return
-
-        def change(obj: dict[str, Any]) -> None:
-            conditions = [c for c in obj["status"]["conditions"] if c["type"] != "Ready"]
-            obj["status"]["conditions"] = [*conditions, ready_condition(ready)]
-
-        self.store.mutate("nodes", name, None, change)
-
-    def node_ready(self, name: str) -> bool:
-        node = self.store.peek("nodes").get(("", name))
-        return node is not None and any(
-            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
-        )
-
-    def cordon(self, name: str, unschedulable: bool = True) -> None:
-        def change(obj: dict[str, Any]) -> None:
-            obj["spec"]["unschedulable"] = unschedulable
-
-        self.store.mutate("nodes", name, None, change)
-
-    def set_taints(self, name: str, taints: list[dict[str, Any]]) -> None:
-        self.store.mutate(
-            "nodes", name, None, lambda obj: obj["spec"].__setitem__("taints", taints)
-        )
-
-    # ------------------------------------------------------------------ pulls
-
-    def fail_pull(
-        self,
-        image: str,
-        *,
-        kind: str | None = None,
-        reason: str = "ErrImagePull",
-        message: str | None = None,
-        nodes: Iterable[str] | None = None,
-        times: int | None = None,
-    ) -> None:
-        """Make pulls of `image` ("*": any image) fail on `nodes` (default all), `times` attempts
-        (default every one). `kind` (failures.KINDS: "tag-not-found", "unauthorized",
-        "rate-limited", "timeout", "tls", "connection-refused", "server-error", "disk-pressure",
-        "invalid-reference", ...) picks the real runtime text for each node's runtime; `message`
-        overrides it. `reason="InvalidImageName"` is the same as kind "invalid-reference"."""
-        self.world.fail_pull(
-            image, kind=kind, reason=reason, message=message, nodes=nodes, times=times
-        )
-
-    @property
-    def pull_failures(self) -> list[PullFailure]:
-        return self.world.pull_failures
-
-    def pull_failure(self, key: str, node: str) -> PullFailure | None:
-        return self.world.pull_failure(key, node)
-
-    def registry_outage(
-        self, target: str, *, until: float | None = None, kind: str = "server-error"
-    ) -> None:
-        """Pulls from registry host `target` ("quay.io", "docker.io") or of image `target` fail
-        with a transient error (`kind`: "server-error" 503, "connection-refused", "timeout",
-        "tls", "rate-limited") for `until` seconds (scaled by time_scale) or until
-        `end_outage`; then the kubelet's next retry succeeds."""
-        if kind not in failures.TRANSIENT:
-            raise ValueError(
-                f"an outage is transient; {kind!r} is not one of {sorted(failures.TRANSIENT)}"
-            )
-        parsed = parse(target)
-        host_only = "/" not in target and ("." in target or ":" in target or target == "localhost")
-        key = target if host_only or parsed is None else parsed.key
-        ends = None if until is None else time.monotonic() + until * self.time_scale
-        self.registry.start_outage(key, kind=kind, until=ends)
-
-    def end_outage(self, target: str | None = None) -> None:
-        """End the outage of `target` (as given to registry_outage; None: every outage)."""
-        if target is not None and "/" in target and (parsed := parse(target)) is not None:
-            target = parsed.key
-        self.registry.end_outage(target)
-
-    def pull_history(
-        self, *, node: str | None = None, image: str | None = None
-    ) -> list[PullRecord]:
-        """What the kubelets did, in order: each pull attempt's outcome ("pulled" with the
-        figures its Pulled event gave, "failed" with the kind and runtime text) and each
-        "already present" container start; for checking an awaiter's report against."""
-        log = [] if self.kubelets is None else list(self.kubelets.worker.pull_log)
-        return [
-            r
-            for r in log
-            if (node is None or r.node == node) and (image is None or r.image == image)
-        ]
-
-    @property
-    def event_recorder(self) -> Recorder:
-        """The kubelets' event recorder (its `dropped` counts what the spam filter dropped)."""
-        assert self.kubelets is not None, "start() first"
-        return self.kubelets.recorder
-
-    def expected_pull_seconds(self, image: str, node: str) -> float:
-        """How long the simulated kubelet on `node` takes to pull `image` (what its Pulled
-        event says), in real seconds: the registry's pull_seconds x per-node jitter x scale."""
-        found = self.registry.lookup(image)
-        if found is None:
-            raise ValueError(f"invalid image {image!r}")
-        assert self.kubelets is not None, "start() first"
-        return self.kubelets.worker.pull_seconds(found, node)
-
     # ------------------------------------------------------------------ objects for tests
 
     def objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -594,11 +300,9 @@ class SimCluster:
     def compact(self) -> None:
         self.store.compact()
 
-    def settle(self, timeout: float = 10.0) -> bool:
-        """Wait until every write the kubelets made so far (pod statuses, events, node images)
-        has reached the API: as a real kubelet's, its events may trail the pod status a test
-        waited for."""
-        return self.kubelets is None or self.kubelets.writers.drain(timeout=timeout)
+    def expire_continues(self) -> None:
+        """Every continue token given so far expires (the next page is a 410)."""
+        self.continues.expire()
 
     def wait_for(self, predicate: Callable[[SimCluster], bool], timeout: float = 10.0) -> bool:
         with self.store.lock:
@@ -627,181 +331,3 @@ class SimCluster:
             data = json.dumps(body).encode()
             return rest.patch(self, kind, name, namespace, data, "application/merge-patch+json")[0]
         return rest.update(self, kind, name, namespace, body)
-
-    # ------------------------------------------------------------------ lists and watches
-
-    def start_list(
-        self, items: Sequence[bytes], rv: int, limit: int
-    ) -> tuple[Sequence[bytes], str]:
-        if not limit or len(items) <= limit:
-            return items, ""
-        token = uuid.uuid4().hex
-        with self.store.lock:
-            self._continues[token] = (items, rv, time.monotonic())
-        return items[:limit], f"{token}:{limit}"
-
-    def continue_list(self, token: str, limit: int) -> tuple[Sequence[bytes], int, str]:
-        key, _, offset_text = token.partition(":")
-        with self.store.lock:
-            entry = self._continues.get(key)
-        if entry is None or time.monotonic() - entry[2] > self.continue_ttl:
-            raise StoreError(
-                410,
-                "Expired",
-                "The provided continue parameter is too old to "
-                "display a consistent list result. You can start a new list "
-                "without the continue parameter.",
-            )
-        items, rv, _ = entry
-        offset = int(offset_text or 0)
-        end = offset + limit if limit else len(items)
-        more = f"{key}:{end}" if end < len(items) else ""
-        return items[offset:end], rv, more
-
-    def expire_continues(self) -> None:
-        with self.store.lock:
-            self._continues.clear()
-
-    def watch(
-        self,
-        handler: Handler,
-        record: RequestRecord,
-        *,
-        resource: str,
-        namespace: str | None,
-        query: dict[str, str],
-        cut: int | None,
-        render: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        """Stream watch events; `render` turns each object's JSON into what the client asked
-        for (a Table for `kubectl get --watch`)."""
-        store = self.store
-        shown: Callable[[bytes], bytes] = render or (lambda data: data)
-        labels = parse_label_selector(query.get("labelSelector", ""))
-        fields = parse_field_selector(query.get("fieldSelector", ""))
-        timeout = float(query.get("timeoutSeconds") or 1800)
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        kind, api_version, _ = KINDS[resource]
-
-        def matches(obj: dict[str, Any]) -> bool:
-            meta = obj.get("metadata") or {}
-            return (
-                (
-                    namespace is None
-                    or resource in CLUSTER_SCOPED
-                    or meta.get("namespace") == namespace
-                )
-                and labels(meta.get("labels") or {})
-                and fields(obj)
-            )
-
-        handler.start_stream(record)
-        sent = 0
-        with store.lock:
-            requested = query.get("resourceVersion") or "0"
-            start = int(requested) if requested.isdigit() else 0
-            initial_events = query.get("sendInitialEvents") == "true"
-            visible: set[tuple[str, str]] = set()
-            pending: list[bytes] = []
-            rendered: Iterable[bytes] = ()
-            if start == 0 or initial_events:
-                parts = listing.synthetic_parts(self, resource, namespace, query)
-                rendered = listing.initial_events(parts)
-                for key, obj in sorted(store.peek(resource).items()):
-                    if matches(obj):
-                        visible.add(key)
-                        pending.append(
-                            b'{"type":"ADDED","object":'
-                            + shown(json.dumps(obj, separators=(",", ":")).encode())
-                            + b"}"
-                        )
-                start = store.rv
-                if initial_events and self.initial_events_end:  # KEP-3157: the list's end
-                    end = {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": kind,
-                            "apiVersion": api_version,
-                            "metadata": {
-                                "resourceVersion": str(start),
-                                "annotations": {"k8s.io/initial-events-end": "true"},
-                            },
-                        },
-                    }
-                    pending.append(json.dumps(end).encode())
-            elif start < store.floor[resource]:
-                status = {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "reason": "Expired",
-                    "code": 410,
-                    "message": f"too old resource version: {start} ({store.floor[resource]})",
-                }
-                pending.append(json.dumps({"type": "ERROR", "object": status}).encode())
-                start = -1
-            else:
-                for key, obj in store.peek(resource).items():
-                    if matches(obj):
-                        visible.add(key)
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + self.bookmark_interval
-        try:
-            for line in itertools.chain(rendered, pending):
-                handler.write_chunk(record, line + b"\n")
-                sent += 1
-                if cut is not None and sent >= cut:
-                    handler.cut(record)
-                    return
-            if start < 0:
-                handler.end_stream()
-                return
-            position = start
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                with store.lock:
-                    events = store.events_since(resource, position)
-                    if not events:
-                        store.changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-                        events = store.events_since(resource, position)
-                    floor, dropped = store.floor[resource], store.dropped[resource]
-                if position < dropped or (position < floor and not events):
-                    break  # events this watch had not sent are gone: the client must relist
-                lines = []
-                for event in events:
-                    position = event.rv
-                    key = (event.namespace, event.obj["metadata"]["name"])
-                    now_matches = event.type != "DELETED" and matches(event.obj)
-                    if now_matches:
-                        kind_of = "ADDED" if key not in visible else event.type
-                        visible.add(key)
-                        lines.append(
-                            b'{"type":"'
-                            + kind_of.encode()
-                            + b'","object":'
-                            + shown(event.data)
-                            + b"}"
-                        )
-                    elif key in visible or (event.type == "DELETED" and matches(event.obj)):
-                        visible.discard(key)
-                        lines.append(b'{"type":"DELETED","object":' + shown(event.data) + b"}")
-                for line in lines:
-                    handler.write_chunk(record, line + b"\n")
-                    sent += 1
-                    if cut is not None and sent >= cut:
-                        handler.cut(record)
-                        return
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    next_bookmark = time.monotonic() + self.bookmark_interval
-                    mark = {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": kind,
-                            "apiVersion": api_version,
-                            "metadata": {"resourceVersion": str(position)},
-                        },
-                    }
-                    handler.write_chunk(record, json.dumps(mark).encode() + b"\n")
-            handler.end_stream()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            handler.close_connection = True

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from simcluster.apiserver import discovery, listing, protobuf, rbac, rest, tables
+from simcluster.apiserver import discovery, listing, protobuf, rbac, rest, tables, watchstream
 from simcluster.apiserver.faults import KUBELET_AGENT
 from simcluster.apiserver.kinds import CREATE_ONLY, Kind, group_versions, lookup
 from simcluster.apiserver.store import (
@@ -455,7 +455,8 @@ class Handler(BaseHTTPRequestHandler):
             if target.watch_path and name:
                 query = {**query, "fieldSelector": f"metadata.name={name}"}
             listing.check_watch(sim, query)
-            sim.watch(
+            watchstream.serve_watch(
+                sim,
                 self,
                 record,
                 resource=kind.resource,
@@ -758,14 +759,14 @@ class Handler(BaseHTTPRequestHandler):
         limit = listing.list_limit(query)
         token = query.get("continue")
         if token:
-            items, rv, remaining = sim.continue_list(token, limit)
+            items, rv, remaining = sim.continues.resume(token, limit)
         else:
             items, rv = sim.store.raw_items(
                 resource,
                 ns,
                 lambda o: labels((o.get("metadata") or {}).get("labels") or {}) and fields(o),
             )
-            items, remaining = sim.start_list(
+            items, remaining = sim.continues.start(
                 listing.list_items(sim, resource, ns, query, items), rv, limit
             )
         meta = {"resourceVersion": str(rv)}
