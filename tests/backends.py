@@ -1,15 +1,19 @@
-"""One cluster, two backends, for the end-to-end scenarios that use only API-level behaviour:
-`sim` (the simulated API server with its in-process kubelets) and `real` (the real control
-plane with the HTTP kubelet simulator, `simcluster.nodes.kubelet.Kubelets`, as its nodes, and
-the fault-injecting proxy between the awaiter and kube-apiserver).
+"""One cluster, two backends, for the end-to-end scenarios: `sim` (the simulated API server)
+and `real` (the real control plane, with the fault-injecting proxy between the awaiter and
+kube-apiserver). On both the nodes are the same HTTP kubelet simulator,
+`simcluster.nodes.kubelet.Kubelets` (SimCluster runs one of its own over loopback), so what the
+nodes do (pulls, NotReady, leaving, graceful pod deletion, awaiter-image pods run as processes)
+is the same code on both; only the API server and its controllers differ.
 
 A test asks for `cluster_backend` and runs once on each: it adds nodes (`add_node`, names
-local to the test), teaches the registry its images (`registry`), injects pull failures
-(`fail_pull`) and API faults (`faults`, the same `Fault` rules on both), runs the real CLI
-(`run`) and reads what is stored (`objects`). On the real control plane nodes are cluster-wide
-and shared by every test of the run: each test's nodes carry its own label, and `run` passes
-the awaiter a node selector for it, so that no test awaits another's nodes (the sim does the
-same, to be alike).
+local to the test), makes them report NotReady or leave (`set_node_ready`, `remove_node`),
+teaches the registry its images (`registry`), injects pull failures (`fail_pull`), registry
+outages (`registry_outage`, `end_outage`) and API faults (`faults`, the same `Fault` rules on
+both), runs the real CLI to its end (`run`) or in the background (`start`), writes objects as
+an administrator (`admin`, `create`, `delete_pod`) and reads what is stored (`objects`). On the
+real control plane nodes are cluster-wide and shared by every test of the run: each test's
+nodes carry its own label, and `run` passes the awaiter a node selector for it, so that no test
+awaits another's nodes (the sim does the same, to be alike).
 """
 
 from __future__ import annotations
@@ -19,26 +23,61 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simcluster.apiclient import Api
 from simcluster.apiserver.faults import Faults
 from simcluster.controlplane.certificates import KeyPair
 from simcluster.controlplane.endpoints import Endpoint
 from simcluster.controlplane.faultproxy import FaultProxy
+from simcluster.nodes import failures
+from simcluster.nodes.kubelet import Kubelets
 from simcluster.nodes.registry import Registry
 from tests.conftest import ROOT, TOKEN, CliResult, cli_command, cli_env
 
 RUN_LABEL = "image-awaiter.test/run"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 TIME_SCALE = 0.05
 PATHS = {  # a namespaced resource's collection on the real API server, `{ns}` filled in
     "pods": "/api/v1/namespaces/{ns}/pods",
     "events": "/api/v1/namespaces/{ns}/events",
     "daemonsets": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+    "jobs": "/apis/batch/v1/namespaces/{ns}/jobs",
     "nodes": "/api/v1/nodes",
+    "clusterroles": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "clusterrolebindings": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 }
+
+
+@dataclass
+class Running:
+    """An `image-awaiter` started in the background (`Backend.start`)."""
+
+    process: subprocess.Popen[str]
+    report: Path
+    seen: list[str] = field(default_factory=list)  # its stderr lines read by wait_for_line
+
+    def wait_for_line(self, wanted: Callable[[str], bool]) -> str:
+        """The first line of its log (stderr) that is `wanted`; fails if it ends first."""
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.seen.append(line)
+            if wanted(line):
+                return line
+        raise AssertionError(f"it exited ({self.process.wait()}) before logging the line")
+
+    def finish(self, timeout: float) -> CliResult:
+        """Its end: exit code, output and the report (killed if it outlives `timeout`)."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=timeout)
+        finally:
+            self.process.kill()
+        parsed = json.loads(self.report.read_text()) if self.report.exists() else None
+        return CliResult(self.process.returncode, stdout, "".join(self.seen) + stderr, parsed)
 
 
 class Backend:
@@ -49,11 +88,14 @@ class Backend:
     kubeconfig: Path
     registry: Registry
     faults: Faults
+    kubelets: Kubelets
+    admin: Api  # the test's own administrator client, straight to the API server
     run_id: str
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.run_id = os.urandom(3).hex()
+        self.cluster_objects: list[str] = []  # paths of cluster-scoped objects to delete
 
     def node(self, local: str) -> str:
         """The cluster's name of the test's node `local`."""
@@ -62,8 +104,57 @@ class Backend:
     def add_node(self, local: str, **options: Any) -> str:
         raise NotImplementedError
 
+    def set_node_ready(self, local: str, ready: bool) -> None:
+        """Node `local`'s kubelet reports Ready or NotReady (and starts no pod while NotReady)."""
+        raise NotImplementedError
+
+    def remove_node(self, local: str) -> None:
+        """Node `local` leaves: its kubelet stops and its Node object is deleted."""
+        raise NotImplementedError
+
     def fail_pull(self, image: str, **options: Any) -> None:
         raise NotImplementedError
+
+    def registry_outage(self, host: str, *, kind: str = "server-error") -> None:
+        """Every pull from registry `host` fails with the transient `kind` until `end_outage`
+        (as `SimCluster.registry_outage` does it, on the kubelets' registry of either backend)."""
+        if kind not in failures.TRANSIENT:
+            raise ValueError(f"an outage is transient; {kind!r} is not")
+        self.registry.start_outage(host, kind=kind, until=None)
+
+    def end_outage(self) -> None:
+        self.registry.end_outage()
+
+    def path(self, resource: str) -> str:
+        return PATHS[resource].format(ns=self.namespace)
+
+    def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object as the administrator (namespaced ones in the test's namespace)."""
+        created: dict[str, Any] = self.admin.create(self.path(resource), body)
+        return created
+
+    def delete_pod(self, name: str) -> dict[str, Any]:
+        """Delete a pod as kubectl does (gracefully); the API server's answer."""
+        deleted: dict[str, Any] = self.admin.call("DELETE", f"{self.path('pods')}/{name}")
+        return deleted
+
+    def allow_everything(self, account: str) -> None:
+        """ServiceAccount `account` of the test's namespace may do anything (a ClusterRole and
+        its binding named for the run: RBAC itself is proven with the chart's own roles)."""
+        name = f"image-awaiter-test-{self.run_id}"
+        self.create("clusterroles", {
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        })  # fmt: skip
+        self.create("clusterrolebindings", {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account,
+                          "namespace": self.namespace}],
+        })  # fmt: skip
+        self.cluster_objects += [f"{self.path(kind)}/{name}" for kind in (
+            "clusterrolebindings", "clusterroles")]  # fmt: skip
 
     def objects(self, resource: str) -> list[dict[str, Any]]:
         """The stored objects of `resource` in the test's namespace (nodes: the test's)."""
@@ -81,18 +172,29 @@ class Backend:
         return ["--node-selector", "kubernetes.io/os=linux",
                 "--node-selector", f"{RUN_LABEL}={self.run_id}"]  # fmt: skip
 
+    def _command(self, args: tuple[str, ...], report: Path, kubeconfig: Path | None) -> list[str]:
+        config = kubeconfig or self.kubeconfig
+        return cli_command([*args, *self.selector_args(args), "--kubeconfig", str(config),
+                            "--report", str(report), "--log-format", "json"])  # fmt: skip
+
     def run(self, *args: str, timeout: float = 120, kubeconfig: Path | None = None) -> CliResult:
         """`image-awaiter ARGS` against this cluster, JSON logs and the report parsed."""
         report = self.tmp_path / f"report-{os.urandom(3).hex()}.json"
-        config = kubeconfig or self.kubeconfig
-        full = [*args, *self.selector_args(args), "--kubeconfig", str(config),
-                "--report", str(report), "--log-format", "json"]  # fmt: skip
         done = subprocess.run(
-            cli_command(full), capture_output=True, text=True, env=cli_env(), cwd=ROOT,
-            timeout=timeout, check=False,
+            self._command(args, report, kubeconfig), capture_output=True, text=True,
+            env=cli_env(), cwd=ROOT, timeout=timeout, check=False,
         )  # fmt: skip
         parsed = json.loads(report.read_text()) if report.exists() else None
         return CliResult(done.returncode, done.stdout, done.stderr, parsed)
+
+    def start(self, *args: str) -> Running:
+        """`image-awaiter ARGS` in the background, as `run` would run it."""
+        report = self.tmp_path / f"report-{os.urandom(3).hex()}.json"
+        process = subprocess.Popen(
+            self._command(args, report, None), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=cli_env(), cwd=ROOT,
+        )  # fmt: skip
+        return Running(process, report)
 
     def pinned(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """A DaemonSet manifest whose pods may land only on this test's nodes."""
@@ -121,10 +223,27 @@ class SimBackend(Backend):
         self.kubeconfig = Path(self.sim.write_kubeconfig(tmp_path / "kubeconfig", token=TOKEN))
         self.registry = self.sim.registry
         self.faults = self.sim.faults
+        assert self.sim.kubelets is not None
+        self.kubelets = self.sim.kubelets
+        self.admin = Api.from_kubeconfig(self.kubeconfig)
 
     def add_node(self, local: str, **options: Any) -> str:
         self.sim.add_node(local, labels=self._labels(options), **options)
         return local
+
+    def set_node_ready(self, local: str, ready: bool) -> None:
+        """Its kubelet reports it; then the backend does what the real node lifecycle
+        controller does and the simulated server has no controller for: the NoSchedule
+        `not-ready` taint (the kubelet registers a NotReady node with it) follows readiness."""
+        self.sim.set_node_ready(local, ready)
+        [node] = [n for n in self.sim.objects("nodes") if n["metadata"]["name"] == local]
+        taints = [t for t in node["spec"].get("taints") or [] if t["key"] != NOT_READY_TAINT]
+        if not ready:
+            taints.append({"key": NOT_READY_TAINT, "effect": "NoSchedule"})
+        self.sim.set_taints(local, taints)
+
+    def remove_node(self, local: str) -> None:
+        self.sim.remove_node(local)
 
     def fail_pull(self, image: str, **options: Any) -> None:
         self.sim.fail_pull(image, **options)
@@ -135,6 +254,7 @@ class SimBackend(Backend):
         return list(self.sim.objects(resource, self.namespace))
 
     def stop(self) -> None:
+        self.admin.close()
         self.sim.stop()
 
 
@@ -143,12 +263,12 @@ class RealBackend(Backend):
 
     def __init__(self, tmp_path: Path, *, control_plane: Endpoint, namespace: str) -> None:
         super().__init__(tmp_path)
-        from simcluster.apiclient import Api
-        from simcluster.nodes.kubelet import Kubelets
         from simcluster.nodes.world import NodeWorld
 
         self.control_plane = control_plane
+        self.admin = control_plane.admin
         self.namespace = namespace
+        self.removed: set[str] = set()  # nodes that left: no kubelet finishes their pods
         self.world = NodeWorld(time_scale=TIME_SCALE)
         self.registry = self.world.registry
         self.faults = Faults(seed=1)
@@ -177,30 +297,48 @@ class RealBackend(Backend):
         self.kubelets.add_node(name, labels=self._labels(options), **options)
         return name
 
+    def set_node_ready(self, local: str, ready: bool) -> None:
+        self.kubelets.set_ready(self.node(local), ready)
+
+    def remove_node(self, local: str) -> None:
+        name = self.node(local)
+        self.kubelets.forget(name)
+        self.admin.request("DELETE", f"/api/v1/nodes/{name}")
+        self.removed.add(name)
+
     def fail_pull(self, image: str, **options: Any) -> None:
         if options.get("nodes") is not None:
             options["nodes"] = [self.node(n) for n in options["nodes"]]
         self.world.fail_pull(image, **options)
 
     def objects(self, resource: str) -> list[dict[str, Any]]:
-        path = PATHS[resource].format(ns=self.namespace)
+        path = self.path(resource)
         if resource == "nodes":
             path += f"?labelSelector={RUN_LABEL}%3D{self.run_id}"
-        items: list[dict[str, Any]] = self.control_plane.admin.get(path)["items"]
+        items: list[dict[str, Any]] = self.admin.get(path)["items"]
         return items
 
     def stop(self) -> None:
         """The test's pods gone first, while its kubelets still finish graceful deletion (a
-        pod left Terminating would keep the namespace from going); then the nodes."""
+        pod left Terminating would keep the namespace from going; those of nodes that left
+        have no kubelet, so they go at once, as the pod garbage collector would take them);
+        then the nodes and the cluster-scoped objects the test made."""
         self.proxy.stop()
-        admin, pods = self.control_plane.admin, PATHS["pods"].format(ns=self.namespace)
-        admin.request("DELETE", PATHS["daemonsets"].format(ns=self.namespace))
+        admin, pods = self.admin, self.path("pods")
+        admin.request("DELETE", self.path("daemonsets"))
+        admin.request("DELETE", self.path("jobs"), query={"propagationPolicy": "Background"})
         admin.request("DELETE", pods)
+        for pod in admin.get(pods)["items"]:
+            if pod["spec"].get("nodeName") in self.removed:
+                body = {"gracePeriodSeconds": 0}
+                admin.request("DELETE", f"{pods}/{pod['metadata']['name']}", body)
         deadline = time.monotonic() + 15
         while admin.get(pods)["items"] and time.monotonic() < deadline:
             time.sleep(0.1)
         self.kubelets.stop()
         self.kubelets.remove_nodes()
+        for path in self.cluster_objects:
+            admin.request("DELETE", path)
 
 
 @pytest.fixture(
