@@ -3,29 +3,50 @@ the simulated API server and the real control plane (kube-apiserver's watch cach
 DaemonSet controller, scheduler and garbage collector, with simulated kubelets as its nodes and
 the fault proxy in front). The real CLI, the real `kubernetes` client; no mocks.
 
-What each scenario holds the awaiter to: await and check end to end, the fast path, name
-matching, targeting, pull groups, pull failure classes, refused pullers, nodes joining, and the
-transient API faults (5xx, 429 with Retry-After, resets, watches cut mid-stream, 410 Gone)."""
+What each scenario holds the awaiter to: await and check end to end, `check` read-only with its
+exit codes, the fast path, name matching, targeting (cordons, taints, NotReady nodes), pull
+groups, pull failure classes, the 50-image status cap, refused pullers, nodes joining and
+leaving, a registry outage waited out, the awaiter as a Job's pod deleted mid-run (SIGTERM,
+cleanup, exit 143), and the transient API faults (5xx, 429 with Retry-After, resets, watches cut
+mid-stream, 410 Gone)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from simcluster.apiserver.faults import Fault
-from tests.backends import Backend
-from tests.conftest import ROOT, cli_command, cli_env
+from simcluster.nodes.kubelet import DEFAULT_AWAITER_IMAGE
+from tests.backends import NOT_READY_TAINT, RUN_LABEL, Backend
 
 APP = "quay.io/example/app:1"
 MODEL = "quay.io/example/model:2"
+AWAITER = f"{DEFAULT_AWAITER_IMAGE}:dev"  # its pods run the real CLI (simcluster/nodes/runtime.py)
+NOT_READY = "node not Ready"
 
 
 def _report_nodes(result: Any) -> dict[str, dict[str, Any]]:
     assert result.report is not None, result.output
     return {n["name"]: n for n in result.report["nodes"]}
+
+
+def _excluded(backend: Backend, result: Any) -> dict[str, str]:
+    """The test's excluded nodes and why, from the report."""
+    assert result.report is not None, result.output
+    mine = {n["metadata"]["name"] for n in backend.objects("nodes")}
+    return {e["name"]: e["reason"] for e in result.report["excluded"] if e["name"] in mine}
+
+
+def _waiting_reasons(backend: Backend, node: str) -> set[str]:
+    """Why the containers of the pods on `node` wait (ErrImagePull, ImagePullBackOff, ...)."""
+    return {
+        (status.get("state") or {}).get("waiting", {}).get("reason", "")
+        for pod in backend.objects("pods")
+        if pod["spec"].get("nodeName") == node
+        for status in (pod.get("status") or {}).get("initContainerStatuses") or []
+    }
 
 
 def _puller(backend: Backend, name: str, images: list[str], **pod: Any) -> dict[str, Any]:
@@ -173,25 +194,191 @@ def test_a_timeout_names_the_nodes_still_pulling(cluster_backend: Backend) -> No
 def test_a_node_that_joins_during_the_wait_is_awaited(cluster_backend: Backend) -> None:
     cluster_backend.registry.add(MODEL, pull_seconds=60)
     cluster_backend.add_node("first")
-    report = cluster_backend.tmp_path / "joined.json"
-    args = ["await", "--image", MODEL, "--interval", "200ms", *cluster_backend.selector_args(
-        ("--image",)), "--kubeconfig", str(cluster_backend.kubeconfig), "--report", str(report),
-        "--log-format", "json"]  # fmt: skip
-    running = subprocess.Popen(
-        cli_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=cli_env(), cwd=ROOT,
+    running = cluster_backend.start("await", "--image", MODEL, "--interval", "200ms")
+    cluster_backend.wait_until(
+        lambda: cluster_backend.objects("daemonsets"), timeout=30, what="the puller DaemonSet"
+    )
+    cluster_backend.add_node("second")
+    result = running.finish(timeout=40)
+    assert result.code == 0, result.output
+    assert set(_report_nodes(result)) == {
+        cluster_backend.node("first"),
+        cluster_backend.node("second"),
+    }
+
+
+def test_a_node_that_leaves_during_the_wait_is_dropped_and_the_run_succeeds(
+    cluster_backend: Backend,
+) -> None:
+    cluster_backend.registry.add(MODEL, pull_seconds=10)
+    cluster_backend.add_node("stays")
+    cluster_backend.add_node("leaves")
+    leaves = cluster_backend.node("leaves")
+    cluster_backend.fail_pull(MODEL, kind="rate-limited", nodes=["leaves"])  # never done there
+    running = cluster_backend.start(
+        "await", "--image", MODEL, "--interval", "200ms", "--timeout", "90s",
+        "--pull-failure-grace", "10m",
     )  # fmt: skip
-    try:
-        cluster_backend.wait_until(
-            lambda: cluster_backend.objects("daemonsets"), timeout=30, what="the puller DaemonSet"
+    cluster_backend.wait_until(
+        lambda: _waiting_reasons(cluster_backend, leaves) & {"ErrImagePull", "ImagePullBackOff"},
+        timeout=30,
+        what="the failing pull on the node that leaves",
+    )
+    cluster_backend.remove_node("leaves")
+    result = running.finish(timeout=60)
+    assert result.code == 0, result.output
+    assert set(_report_nodes(result)) == {cluster_backend.node("stays")}
+    assert cluster_backend.objects("daemonsets") == []
+
+
+def test_a_node_reporting_not_ready_is_excluded_and_awaited_again_once_ready(
+    cluster_backend: Backend,
+) -> None:
+    cluster_backend.registry.add(APP, pull_seconds=10)
+    cluster_backend.add_node("ready", images=[APP])
+    down = cluster_backend.add_node("down", ready=False)
+    checked = cluster_backend.run("check", "--image", APP)
+    assert checked.code == 0, checked.output
+    assert _excluded(cluster_backend, checked) == {down: NOT_READY}
+    assert set(_report_nodes(checked)) == {cluster_backend.node("ready")}
+    awaited = cluster_backend.run("await", "--image", APP)
+    assert awaited.code == 0, awaited.output
+    assert awaited.report is not None and awaited.report["daemonset"] is None  # nothing to pull
+    assert _excluded(cluster_backend, awaited) == {down: NOT_READY}
+
+    cluster_backend.set_node_ready("down", True)
+
+    def schedulable() -> bool:  # Ready, and (real) the lifecycle controller's taint lifted
+        [node] = [n for n in cluster_backend.objects("nodes") if n["metadata"]["name"] == down]
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
         )
-        cluster_backend.add_node("second")
-        _, stderr = running.communicate(timeout=40)
-    finally:
-        running.kill()
-    assert running.returncode == 0, stderr
-    names = {n["name"] for n in json.loads(report.read_text())["nodes"]}
-    assert names == {cluster_backend.node("first"), cluster_backend.node("second")}
+        taints = {t["key"] for t in node["spec"].get("taints") or []}
+        return ready and NOT_READY_TAINT not in taints
+
+    cluster_backend.wait_until(schedulable, timeout=60, what=f"{down} Ready and untainted")
+    assert cluster_backend.run("check", "--image", APP).code == 1  # a target lacking APP now
+    result = cluster_backend.run("await", "--image", APP, "--interval", "200ms")
+    assert result.code == 0, result.output
+    [pull] = _report_nodes(result)[down]["pulls"]
+    assert pull["state"] == "pulled", pull
+    assert _excluded(cluster_backend, result) == {}
+
+
+def test_a_registry_outage_during_the_pull_is_waited_out_and_the_run_succeeds(
+    cluster_backend: Backend,
+) -> None:
+    cluster_backend.registry.add(MODEL, pull_seconds=10)
+    node = cluster_backend.add_node("a")
+    cluster_backend.registry_outage("quay.io", kind="server-error")  # 503 until ended
+    running = cluster_backend.start(
+        "await", "--image", MODEL, "--interval", "200ms", "--timeout", "90s"
+    )
+    seen = running.wait_for_line(
+        lambda line: '"progress"' in line and "retrying" in line
+    )  # the awaiter has seen the failing pull ("retrying IMAGE on NODE: ErrImagePull: ...")
+    assert node in seen and "503" in seen, seen
+    cluster_backend.end_outage()
+    result = running.finish(timeout=60)
+    assert result.code == 0, result.output
+    [pull] = _report_nodes(result)[node]["pulls"]
+    assert pull["state"] == "pulled", pull
+    assert cluster_backend.objects("daemonsets") == []
+
+
+def test_check_is_read_only_and_exits_1_naming_the_node_missing_an_image(
+    cluster_backend: Backend,
+) -> None:
+    cluster_backend.registry.add(APP)
+    cluster_backend.registry.add(MODEL)
+    cluster_backend.add_node("both", images=[APP, MODEL])
+    lacking = cluster_backend.add_node("app-only", images=[APP])
+    present = cluster_backend.run("check", "--image", APP)
+    assert present.code == 0, present.output
+    assert {n["status"] for n in _report_nodes(present).values()} == {"done"}
+    missing = cluster_backend.run("check", "--image", APP, "--image", MODEL)
+    assert missing.code == 1, missing.output
+    assert lacking in missing.last_line, missing.last_line
+    statuses = {name: n["status"] for name, n in _report_nodes(missing).items()}
+    assert statuses == {cluster_backend.node("both"): "done", lacking: "missing"}, statuses
+    assert missing.report is not None and missing.report["daemonset"] is None
+    assert cluster_backend.objects("daemonsets") == []
+    assert cluster_backend.objects("pods") == []
+
+
+def test_an_image_hidden_by_the_fifty_image_status_cap_completes_via_the_puller_pod(
+    cluster_backend: Backend,
+) -> None:
+    big = [f"registry.example.com/big/image-{i}:1" for i in range(50)]
+    for ref in big:
+        cluster_backend.registry.add(ref, size_bytes=5 * 1024**3, pull_seconds=0.01)
+    small = "registry.example.com/small:1"
+    cluster_backend.registry.add(small, size_bytes=1024, pull_seconds=0.2)
+    full = cluster_backend.add_node("full", images=big)
+    result = cluster_backend.run(
+        "await", "--image", small, "--interval", "200ms", "--timeout", "60s"
+    )
+    assert result.code == 0, result.output  # on the puller pod's word: the status never says
+    [pull] = _report_nodes(result)[full]["pulls"]
+    assert pull["state"] == "pulled", pull
+    [node] = cluster_backend.objects("nodes")
+    names = [n for image in node["status"]["images"] for n in image["names"]]
+    assert len(node["status"]["images"]) == 50
+    assert not any("small" in n for n in names), "the cap should hide the small image"
+
+
+def _awaiter_job(backend: Backend, name: str, args: list[str]) -> dict[str, Any]:
+    """A Job shaped like the chart's hook: the awaiter image, downward-API env, on the test's
+    nodes, as the namespace's `default` ServiceAccount."""
+    env = [
+        {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.{field}"}}}
+        for variable, field in (("POD_NAME", "name"), ("POD_UID", "uid"),
+                                ("POD_NAMESPACE", "namespace"))
+    ]  # fmt: skip
+    container = {"name": "awaiter", "image": AWAITER, "env": env,
+                 "args": [*args, "--log-format", "json", "--interval", "200ms"]}  # fmt: skip
+    template = {"spec": {"restartPolicy": "Never", "serviceAccountName": "default",
+                         "nodeSelector": {RUN_LABEL: backend.run_id},
+                         "containers": [container]}}  # fmt: skip
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": template}}  # fmt: skip
+
+
+def test_the_awaiter_in_a_jobs_pod_deleted_mid_run_deletes_its_daemonset_and_exits_143(
+    cluster_backend: Backend,
+) -> None:
+    """Graceful deletion of the hook's pod: its kubelet sends SIGTERM, the awaiter deletes its
+    DaemonSet itself (not left to the garbage collector) and exits 143."""
+    cluster_backend.registry.add(MODEL, pull_seconds=100_000)  # never done while it runs
+    cluster_backend.add_node("a")
+    cluster_backend.allow_everything("default")
+    args = ["await", "--image", MODEL, *cluster_backend.selector_args(("--image",))]
+    cluster_backend.create("jobs", _awaiter_job(cluster_backend, "interrupted", args))
+    cluster_backend.wait_until(
+        lambda: cluster_backend.objects("daemonsets"), timeout=60, what="the awaiter's DaemonSet"
+    )
+    [pod] = [
+        p for p in cluster_backend.objects("pods")
+        if (p["metadata"].get("labels") or {}).get("job-name") == "interrupted"
+    ]  # fmt: skip
+    meta = pod["metadata"]
+    process = cluster_backend.kubelets.runtime.runs[meta["uid"]].process
+    assert process is not None
+    popen = process.popen
+    terminating = cluster_backend.delete_pod(meta["name"])
+    assert terminating["metadata"].get("deletionTimestamp"), terminating["metadata"]  # graceful
+    cluster_backend.wait_until(  # its kubelet saw the process end, wrote its status, deleted it
+        lambda: all(p["metadata"]["uid"] != meta["uid"] for p in cluster_backend.objects("pods")),
+        timeout=30,
+        what="the pod finished and deleted",
+    )
+    assert popen.poll() is not None
+    log = cluster_backend.kubelets.host.log((cluster_backend.namespace, meta["name"])).decode()
+    assert popen.returncode == 143, log
+    assert '"daemonset.deleted"' in log and "interrupted by SIGTERM" in log, log
+    cluster_backend.wait_until(
+        lambda: cluster_backend.objects("daemonsets") == [], timeout=30, what="no DaemonSet"
+    )
 
 
 def test_a_puller_naming_a_missing_service_account_fails_in_seconds(
