@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from simcluster.apiserver.listing import SyntheticNodes
 from simcluster.nodes import failures
-from simcluster.nodes.factory import node_object, pool_labels, ready_condition, synthetic_images
+from simcluster.nodes.factory import (
+    NOT_READY_TAINT,
+    node_object,
+    pool_labels,
+    ready_condition,
+    synthetic_images,
+)
 from simcluster.nodes.kubelet import REGISTERING_THREADS, Kubelets
 from simcluster.nodes.pulling import NodeSim, PullFailure, PullRecord
 from simcluster.nodes.recording import Recorder
@@ -220,16 +226,29 @@ class ClusterNodes:
 
     def set_node_ready(self, name: str, ready: bool) -> None:
         """Its kubelet reports the node Ready or NotReady (and starts no pod while NotReady);
-        a node no kubelet serves has its stored condition changed."""
+        a node no kubelet serves has its stored condition changed. Then the `not-ready`
+        NoSchedule taint follows, as the real node lifecycle controller keeps it (the simulated
+        server has no such controller; a node registered NotReady carries it from the start)."""
         if self.kubelets is not None and name in self.kubelets.nodes:
             self.kubelets.set_ready(name, ready)
-            return
+        else:
 
-        def change(obj: dict[str, Any]) -> None:
-            conditions = [c for c in obj["status"]["conditions"] if c["type"] != "Ready"]
-            obj["status"]["conditions"] = [*conditions, ready_condition(ready)]
+            def change(obj: dict[str, Any]) -> None:
+                conditions = [c for c in obj["status"]["conditions"] if c["type"] != "Ready"]
+                obj["status"]["conditions"] = [*conditions, ready_condition(ready)]
 
-        self.store.mutate("nodes", name, None, change)
+            self.store.mutate("nodes", name, None, change)
+
+        def taint(obj: dict[str, Any]) -> bool:
+            taints = obj["spec"].get("taints") or []
+            kept = [t for t in taints if t.get("key") != NOT_READY_TAINT["key"]]
+            wanted = kept if ready else [*kept, dict(NOT_READY_TAINT)]
+            if wanted == taints:
+                return False
+            obj["spec"]["taints"] = wanted
+            return True
+
+        self.store.mutate("nodes", name, None, taint)
 
     def node_ready(self, name: str) -> bool:
         node = self.store.peek("nodes").get(("", name))

@@ -232,15 +232,7 @@ class SimBackend(Backend):
         return local
 
     def set_node_ready(self, local: str, ready: bool) -> None:
-        """Its kubelet reports it; then the backend does what the real node lifecycle
-        controller does and the simulated server has no controller for: the NoSchedule
-        `not-ready` taint (the kubelet registers a NotReady node with it) follows readiness."""
-        self.sim.set_node_ready(local, ready)
-        [node] = [n for n in self.sim.objects("nodes") if n["metadata"]["name"] == local]
-        taints = [t for t in node["spec"].get("taints") or [] if t["key"] != NOT_READY_TAINT]
-        if not ready:
-            taints.append({"key": NOT_READY_TAINT, "effect": "NoSchedule"})
-        self.sim.set_taints(local, taints)
+        self.sim.set_node_ready(local, ready)  # and the `not-ready` taint follows, as on real
 
     def remove_node(self, local: str) -> None:
         self.sim.remove_node(local)

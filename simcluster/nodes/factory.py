@@ -11,6 +11,9 @@ COMMON_IMAGE = "quay.io/jupyter/base-notebook:2025-01-01"
 # The release the real control plane is built at (controlplane/kubernetes/go.mod); the simulated
 # API server's /version and every simulated kubelet report it too.
 KUBERNETES_RELEASE = "v1.36.3"
+# what a NotReady node carries (the kubelet registers it so; the node lifecycle controller
+# keeps it in step with the Ready condition afterwards)
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 KUBELET_PORT = 10250  # a kubelet's default --port
 # What `containerd --version` etc. report in status.nodeInfo.containerRuntimeVersion, at
 # releases that support image volumes (containerd >= 2.0, CRI-O >= 1.30).
@@ -50,7 +53,7 @@ def node_object(
     if unschedulable:
         taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
     if not ready:
-        taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+        taints.append(dict(NOT_READY_TAINT))
     # A node's own address and pod /24, derived from its name (kubectl get nodes -o wide).
     slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:2], "big")  # 0..65535
     cidr = f"10.{244 + slot // 256 % 12}.{slot % 256}.0/24"
