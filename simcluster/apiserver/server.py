@@ -24,7 +24,7 @@ from simcluster.apiserver.nonresource import serve_non_resource
 from simcluster.apiserver.responses import RequestRecord, status_body
 from simcluster.apiserver.store import StoreError
 from simcluster.apiserver.targets import Target, named_by_fields, parse_target, verb_of
-from simcluster.apiserver.verbs import serve_resource
+from simcluster.apiserver.verbs import Call, serve_resource
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -141,15 +141,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             authorise(sim, user, verb, target)
             self._streaming = (user, verb, target)
-            serve_resource(
-                self,
-                record,
-                verb=verb,
-                target=target,
-                query=query,
-                body=body,
-                cut=fault.cut_after_events if fault else None,
-            )
+            cut = fault.cut_after_events if fault else None
+            serve_resource(self, record, Call(verb, target, query, body, cut))
         except StoreError as error:
             status = status_body(error.code, error.reason, error.message, **error.details)
             responses.send(self, record, error.code, status)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from simcluster.apiserver import (
@@ -33,16 +34,20 @@ if TYPE_CHECKING:
     from simcluster.apiserver.server import Handler
 
 
-def serve_resource(
-    handler: Handler,
-    record: RequestRecord,
-    *,
-    verb: str,
-    target: Target,
-    query: dict[str, str],
-    body: bytes,
-    cut: int | None,
-) -> None:
+@dataclass(frozen=True)
+class Call:
+    """A resource request as the verbs answer it: its verb, what it names, its query and body,
+    and an injected fault's `cut` (a watch ends after so many events)."""
+
+    verb: str
+    target: Target
+    query: dict[str, str]
+    body: bytes
+    cut: int | None = None
+
+
+def serve_resource(handler: Handler, record: RequestRecord, call: Call) -> None:
+    verb, query, body = call.verb, call.query, call.body
     if verb == "delete" and body and (options := _decoded(handler, body)).get("dryRun"):
         query = {**query, "dryRun": ",".join(options.pop("dryRun"))}
         body = json.dumps(options).encode()  # kubectl delete says dryRun in DeleteOptions
@@ -56,26 +61,23 @@ def serve_resource(
         token = DRY_RUN.set(True)  # answered as if written; the store keeps nothing
         try:
             query = {k: v for k, v in query.items() if k != "dryRun"}
-            serve_resource(
-                handler, record, verb=verb, target=target, query=query, body=body, cut=cut
-            )
+            serve_resource(handler, record, replace(call, query=query, body=body))
         finally:
             DRY_RUN.reset(token)
         return
-    if target.kind.resource in CREATE_ONLY:
-        _review(handler, record, verb=verb, target=target, body=body)
+    if call.target.kind.resource in CREATE_ONLY:
+        _review(handler, record, call)
     elif verb in ("watch", "list", "get"):
-        _read(handler, record, verb=verb, target=target, query=query, cut=cut)
+        _read(handler, record, call)
     else:
-        _write(handler, record, verb=verb, target=target, query=query, body=body)
+        _write(handler, record, call)
 
 
-def _review(
-    handler: Handler, record: RequestRecord, *, verb: str, target: Target, body: bytes
-) -> None:
+def _review(handler: Handler, record: RequestRecord, call: Call) -> None:
     """The reviews, which are only ever created: who am I, may I, what may I."""
-    sim, user, resource = handler.server.sim, handler.current_user, target.kind.resource
-    if verb != "create" or target.name:
+    sim, user, body = handler.server.sim, handler.current_user, call.body
+    resource = call.target.kind.resource
+    if call.verb != "create" or call.target.name:
         raise StoreError(405, "MethodNotAllowed", "the server does not allow this method")
     if resource == "selfsubjectreviews":
         send(handler, record, 201, authentication.who_am_i(user))
@@ -85,18 +87,10 @@ def _review(
         send(handler, record, 201, authorization.access_review(sim, user, _decoded(handler, body)))
 
 
-def _read(
-    handler: Handler,
-    record: RequestRecord,
-    *,
-    verb: str,
-    target: Target,
-    query: dict[str, str],
-    cut: int | None,
-) -> None:
-    sim = handler.server.sim
+def _read(handler: Handler, record: RequestRecord, call: Call) -> None:
+    sim, target, query = handler.server.sim, call.target, call.query
     kind, ns, name = target.kind, target.namespace, target.name
-    if verb == "watch":
+    if call.verb == "watch":
         if target.watch_path and name:
             query = {**query, "fieldSelector": f"metadata.name={name}"}
         listing.check_watch(sim, query)
@@ -107,10 +101,10 @@ def _read(
             resource=kind.resource,
             namespace=ns,
             query=query,
-            cut=cut,
+            cut=call.cut,
             render=_table_renderer(kind, query) if _wants_table(handler) else None,
         )
-    elif verb == "list":
+    elif call.verb == "list":
         _list(handler, record, kind, ns, query)
     elif target.subresource == "log":
         podlogs.serve_log(
@@ -126,16 +120,9 @@ def _read(
             send(handler, record, 200, obj)
 
 
-def _write(
-    handler: Handler,
-    record: RequestRecord,
-    *,
-    verb: str,
-    target: Target,
-    query: dict[str, str],
-    body: bytes,
-) -> None:
-    sim = handler.server.sim
+def _write(handler: Handler, record: RequestRecord, call: Call) -> None:
+    sim, verb, target = handler.server.sim, call.verb, call.target
+    query, body = call.query, call.body
     kind, ns, name, sub = target.kind, target.namespace, target.name, target.subresource
     if verb == "create" and sub == "token" and name:
         token = authentication.token_request(
