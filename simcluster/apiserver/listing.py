@@ -30,7 +30,7 @@ from simcluster.apiserver.store import StoreError
 from simcluster.nodes.factory import COMMON_IMAGE, node_object
 
 if TYPE_CHECKING:
-    from simcluster.apiserver.server import RequestRecord
+    from simcluster.apiserver.responses import RequestRecord
     from simcluster.cluster import SimCluster
 
 SYNTHETIC_RESOURCE_VERSION = "2"  # older than anything the store writes after start

@@ -25,7 +25,8 @@ from simcluster.apiserver.store import (
 )
 
 if TYPE_CHECKING:
-    from simcluster.apiserver.server import Handler, RequestRecord
+    from simcluster.apiserver.responses import RequestRecord
+    from simcluster.apiserver.server import Handler
     from simcluster.cluster import SimCluster
 
 Matcher = Callable[[dict[str, Any]], bool]

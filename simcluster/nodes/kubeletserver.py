@@ -101,7 +101,7 @@ def _count(value: str | None) -> int | None:
 
 def opening(logs: PodLogs, query: LogQuery) -> tuple[bytes, int]:
     """What the log holds now, cut to `tailLines`, and how long it is whole (where a follower
-    goes on from); `LogError` as the simulated API server answers (apiserver/server.py `_log`)."""
+    goes on from); `LogError` as the simulated API server answers (apiserver/podlogs.py)."""
     pod = logs.pod_named(query.namespace, query.pod)
     if pod is None:
         raise LogError(HTTPStatus.NOT_FOUND, f'pod "{query.pod}" does not exist')
