@@ -20,8 +20,9 @@ import threading
 from pathlib import Path
 
 from image_awaiter import __version__
-from simcluster.cluster import DEFAULT_AWAITER_IMAGE, SimCluster
+from simcluster.cluster import SimCluster
 from simcluster.nodes.registry import Registry
+from simcluster.nodes.runtime import DEFAULT_AWAITER_IMAGE
 
 
 def _image(text: str) -> tuple[str, float]:

@@ -7,6 +7,7 @@ Scheduling rules are implemented here independently of the product's own targeti
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from simcluster.apiserver import events
@@ -138,7 +139,7 @@ class Controllers:
                 "numberMisscheduled": 0,
             }
             if ds.get("status") != status:
-                store.mutate("daemonsets", name, ns, lambda o, s=status: o.__setitem__("status", s))
+                store.mutate("daemonsets", name, ns, functools.partial(_set_status, status))
 
     def _refused_by_admission(self, ds: dict[str, Any]) -> bool:
         """ServiceAccount admission refuses a pod whose account does not exist; the DaemonSet
@@ -205,7 +206,7 @@ class Controllers:
         }
         node = store.peek("nodes").get(("", node_name)) or {}
         allocatable = ((node.get("status") or {}).get("allocatable") or {}).get("pods")
-        max_pods = int(allocatable) if str(allocatable or "").isdigit() else None
+        max_pods = int(str(allocatable)) if str(allocatable or "").isdigit() else None
         on_node = sum(
             1
             for p in store.peek("pods").values()
@@ -259,6 +260,10 @@ class Controllers:
                 owners = obj["metadata"].get("ownerReferences") or []
                 if owners and not any(store.exists_uid(o.get("uid", "")) for o in owners):
                     store.delete(resource, name, ns)
+
+
+def _set_status(status: dict[str, Any], obj: dict[str, Any]) -> None:
+    obj["status"] = status
 
 
 def owned_by(kind: str, obj: dict[str, Any]) -> bool:

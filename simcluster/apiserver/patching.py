@@ -163,7 +163,8 @@ def strategic_merge(target: Any, patch: Any, schema: schemas.Node) -> Any:
 def _merge_list(current: list[Any], patch: list[Any], schema: schemas.Node) -> list[Any]:
     keys = schemas.list_keys(schema)
     if keys is None:
-        return _strip(copy.deepcopy(patch))
+        stripped: list[Any] = _strip(copy.deepcopy(patch))
+        return stripped
     if keys == [] or not all(isinstance(p, dict) for p in patch):
         return current + [p for p in patch if p not in current]
     if len(patch) == 1 and patch[0].get("$patch") == "replace":
@@ -370,7 +371,7 @@ def apply(
     others = set().union(*(p for k, p in table.items() if k != mine)) if table else set()
     for path in sorted(table.get(mine, set()) - set(wanted) - others, key=len, reverse=True):
         remove_at(base, path)
-    merged = strategic_merge(base, applied, schema)
+    merged: dict[str, Any] = strategic_merge(base, applied, schema)
     table[mine] = set(wanted)
     record(merged, table, api_version=api_version, now=now, touched=mine)
     return merged

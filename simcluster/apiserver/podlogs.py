@@ -5,6 +5,7 @@ container not in the pod, a container waiting to start."""
 
 from __future__ import annotations
 
+import functools
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
@@ -79,14 +80,13 @@ def _follow(
     try:
         if data:
             write_chunk(handler, record, data)
+
+        def grown(offset: int) -> bool:
+            return len(sim.pod_logs.get(key, b"")) > offset or not sim.pod_running(key)
+
         while True:
             with sim.store.lock:
-                sim.store.changed.wait_for(
-                    lambda offset=sent: (
-                        len(sim.pod_logs.get(key, b"")) > offset or not sim.pod_running(key)
-                    ),
-                    timeout=1.0,
-                )
+                sim.store.changed.wait_for(functools.partial(grown, sent), timeout=1.0)
                 log, running = sim.pod_logs.get(key, b""), sim.pod_running(key)
             if len(log) > sent:
                 write_chunk(handler, record, log[sent:])

@@ -277,11 +277,17 @@ FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", "") or "",
     "status.phase": lambda o: (o.get("status") or {}).get("phase", "") or "",
 }
+
+
+def _involved(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda o: str((o.get("involvedObject") or {}).get(key, ""))
+
+
 # Events' own field selectors (kubectl describe finds an object's events by involvedObject.*),
 # as pkg/apis/core/v1/conversion.go registers them.
 FIELDS.update(
     {
-        f"involvedObject.{key}": lambda o, k=key: str((o.get("involvedObject") or {}).get(k, ""))
+        f"involvedObject.{key}": _involved(key)
         for key in (
             "kind",
             "namespace",

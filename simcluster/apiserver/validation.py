@@ -337,7 +337,7 @@ def _config_key(key: str) -> list[FieldError]:
 
 # ---------------------------------------------------------------------------- updates
 
-IMMUTABLE = {
+IMMUTABLE: dict[str, list[tuple[str, ...]]] = {
     "daemonsets": [("spec", "selector")],
     "jobs": [("spec", "selector"), ("spec", "template"), ("spec", "completionMode")],
     "rolebindings": [("roleRef",)],
@@ -353,13 +353,14 @@ POD_UPDATE_MSG = (
 
 
 def _at(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
+    found: Any = obj
     for part in path:
-        obj = (obj or {}).get(part)
-    return obj
+        found = (found or {}).get(part)
+    return found
 
 
 def update(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> list[FieldError]:
-    errors = []
+    errors: list[FieldError] = []
     for path in IMMUTABLE.get(kind.resource, []):
         if _at(old, path) != _at(new, path):
             errors.append(invalid(".".join(path), _at(new, path), "field is immutable"))
@@ -380,7 +381,7 @@ def update(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> list[FieldEr
 
 def _pod_spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     def masked(spec: dict[str, Any]) -> dict[str, Any]:
-        out = json.loads(json.dumps(spec))
+        out: dict[str, Any] = json.loads(json.dumps(spec))
         for part in ("containers", "initContainers"):
             for container in out.get(part) or []:
                 container.pop("image", None)

@@ -148,7 +148,7 @@ def _write(handler: Handler, record: RequestRecord, call: Call) -> None:
         send(handler, record, 200, updated)
     elif verb == "patch" and name:
         content_type = handler.headers.get("Content-Type") or ""
-        patched, created = rest.patch(
+        patched, applied_new = rest.patch(
             sim,
             kind,
             name,
@@ -160,7 +160,7 @@ def _write(handler: Handler, record: RequestRecord, call: Call) -> None:
             or ("" if "apply" in content_type else _manager(handler, query)),
             force=query.get("force") in ("true", "1"),
         )
-        send(handler, record, 201 if created else 200, patched)
+        send(handler, record, 201 if applied_new else 200, patched)
     elif verb == "delete" and name and not sub:
         options = _delete_options(handler, query, body)
         send(handler, record, 200, rest.delete(sim, kind, name, ns, options))

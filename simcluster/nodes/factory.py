@@ -175,7 +175,7 @@ def synthetic_images(
     rng: random.Random, count: int, *, pool: int = 400, common: tuple[str, ...] = (COMMON_IMAGE,)
 ) -> list[dict[str, Any]]:
     """`count` node.status.images entries in containerd style, 2-5 names each; `common` first."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     chosen = rng.sample(range(pool), count - len(common))
     refs = list(common) + [
         f"registry.example.com/team-{i % 17}/service-{i}:v1.{i % 9}.0" for i in chosen

@@ -109,9 +109,9 @@ def _environment(
         if "value" in var or "valueFrom" not in var:
             env[var["name"]] = _expand(var.get("value") or "", env)
             continue
-        value = _value_from(cluster, pod, var["valueFrom"])
-        if value is not None:
-            env[var["name"]] = value
+        found = _value_from(cluster, pod, var["valueFrom"])
+        if found is not None:
+            env[var["name"]] = found
     return env
 
 
@@ -339,7 +339,8 @@ def _field(pod: dict[str, Any], path: str) -> str | None:
         "status.podIP": status.get("podIP") or "10.244.0.10",
     }
     if path in simple:
-        return simple[path]
+        value: str | None = simple[path]
+        return value
     match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if match:
         return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))

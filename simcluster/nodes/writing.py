@@ -68,7 +68,7 @@ class Writers:
         while (write := work.get()[2]) is not None:
             try:
                 write()
-            except (*UNREACHABLE, ApiError) as error:
+            except (*UNREACHABLE, ApiError) as error:  # type: ignore[misc]  # a tuple of classes
                 self.errors.append(f"write: {error}")
 
 
