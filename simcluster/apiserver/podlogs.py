@@ -19,6 +19,7 @@ from simcluster.apiserver.responses import (
     write_chunk,
 )
 from simcluster.apiserver.store import StoreError
+from simcluster.nodes.logview import LogError, log_view
 
 if TYPE_CHECKING:
     from simcluster.cluster import SimCluster
@@ -39,26 +40,16 @@ def serve_log(
         raise rest.not_found(kind, name)
     containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
     container = query.get("container") or (containers[0] if containers else "")
-    if container not in containers:
-        raise StoreError(
-            400,
-            "BadRequest",
-            f"container {container} is not valid for pod {name}",
+    tail = query.get("tailLines") or ""
+    try:
+        data, whole = log_view(
+            pod,
+            container=container,
+            data=sim.pod_logs.get((namespace or "", name)),
+            tail_lines=int(tail) if tail.isdigit() else None,
         )
-    data = sim.pod_logs.get((namespace or "", name))
-    if data is None:
-        if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
-            raise StoreError(
-                400,
-                "BadRequest",
-                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
-            )
-        data = b""
-    whole = len(data)
-    tail = query.get("tailLines")
-    if tail and tail.isdigit():
-        lines = data.splitlines(keepends=True)
-        data = b"".join(lines[-int(tail) :]) if int(tail) else b""
+    except LogError as error:
+        raise StoreError(int(error.status), "BadRequest", error.message) from None
     if query.get("follow") in ("true", "1"):
         _follow(sim, handler, record, key=(namespace or "", name), data=data, sent=whole)
         return

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from simcluster.apiclient import Json
+from simcluster.nodes.logview import LogError, log_view
 
 LOGS_PREFIX = "/containerLogs/"
 FOLLOW_POLL_SECONDS = 1.0  # a follower rechecks this often even if nothing wakes it
@@ -42,16 +43,6 @@ class ServingTls:
     cert: Path
     key: Path
     client_ca: Path | None = None
-
-
-class LogError(Exception):
-    """A log request the kubelet refuses: its HTTP status and plain-text message (kube-apiserver
-    hands both on to `kubectl`)."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class PodLogs(Protocol):
@@ -105,27 +96,8 @@ def opening(logs: PodLogs, query: LogQuery) -> tuple[bytes, int]:
     pod = logs.pod_named(query.namespace, query.pod)
     if pod is None:
         raise LogError(HTTPStatus.NOT_FOUND, f'pod "{query.pod}" does not exist')
-    spec = pod.get("spec") or {}
-    containers = [c["name"] for c in spec.get("initContainers", []) + spec.get("containers", [])]
-    if query.container not in containers:
-        raise LogError(
-            HTTPStatus.BAD_REQUEST,
-            f"container {query.container} is not valid for pod {query.pod}",
-        )
     data = logs.logged((query.namespace, query.pod))
-    if data is None:
-        if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
-            raise LogError(
-                HTTPStatus.BAD_REQUEST,
-                f'container "{query.container}" in pod "{query.pod}" is waiting to start: '
-                "ContainerCreating",
-            )
-        data = b""
-    whole = len(data)
-    if query.tail_lines is not None:
-        lines = data.splitlines(keepends=True)
-        data = b"".join(lines[-query.tail_lines :]) if query.tail_lines else b""
-    return data, whole
+    return log_view(pod, container=query.container, data=data, tail_lines=query.tail_lines)
 
 
 def following(logs: PodLogs, key: tuple[str, str], sent: int) -> Iterator[bytes]:
