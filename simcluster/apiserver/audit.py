@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ class AuditLog:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.entries: list[Entry] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition(threading.RLock())
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
@@ -69,10 +70,17 @@ class AuditLog:
             if self.path is not None:
                 with self.path.open("a") as out:
                     out.write(json.dumps(asdict(entry)) + "\n")
+            self._lock.notify_all()
 
     def by(self, user: str) -> list[Entry]:
         with self._lock:
             return [e for e in self.entries if e.user == user]
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait for `condition` to hold of the entries: a request's entry is written once its
+        response has gone out, so a client can see the answer before the entry is there."""
+        with self._lock:
+            return self._lock.wait_for(condition, timeout=timeout)
 
     def clients(self) -> list[Entry]:
         """Every request but the kubelets'."""

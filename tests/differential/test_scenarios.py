@@ -511,14 +511,22 @@ def test_the_rules_review_lists_what_a_service_accounts_role_grants(backend: Bac
         "spec": {"namespace": namespace},
     }
     as_reader = {"Impersonate-User": f"system:serviceaccount:{namespace}:reader"}
-    status, answer = backend.api.request(
-        "POST",
-        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
-        review,
-        headers=as_reader,
-    )
-    assert status == 201
-    rules = answer["status"]["resourceRules"]
+
+    def reviewed() -> Json | None:
+        status, answer = backend.api.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            review,
+            headers=as_reader,
+        )
+        assert status == 201
+        granted: Json = answer["status"]
+        return granted if rule in granted["resourceRules"] else None
+
+    # kube-apiserver's RBAC authorizer reads roles from an informer: a binding just written
+    # may take a moment to count
+    review_status = backend.eventually(reviewed, what="the role's rule in the rules review")
+    rules = review_status["resourceRules"]
     assert rule in rules
     assert {
         "verbs": ["create"],
@@ -526,4 +534,4 @@ def test_the_rules_review_lists_what_a_service_accounts_role_grants(backend: Bac
         "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
     } in rules
     assert not any("*" in r["verbs"] for r in rules), "a plain account gets no wildcard"
-    assert answer["status"]["incomplete"] is False
+    assert review_status["incomplete"] is False
