@@ -8,6 +8,7 @@ import json
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -23,6 +24,9 @@ class RequestRecord:
     watch: bool = False
     at: float = field(default_factory=time.monotonic)
     audited: bool = False
+    # called as a whole answer is about to go out (its audit entry): a client that has read
+    # the answer finds the entry there
+    on_answer: Callable[[], None] | None = None
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -66,6 +70,8 @@ def send_bytes(
     for key, value in (headers or {}).items():
         handler.send_header(key, value)
     handler.end_headers()
+    if record.on_answer is not None:
+        record.on_answer()
     handler.wfile.write(data)
     record.bytes_sent += len(data)
 

@@ -134,6 +134,7 @@ class Handler(BaseHTTPRequestHandler):
         verb = verb_of(method, target, watch) if target else method.lower()
         if target is not None:
             target = named_by_fields(target, verb, query)
+        record.on_answer = lambda: self._audit(record, user, verb, target)  # `user` once known
         try:
             user = self.current_user = authenticate(sim, self.headers, url.path)
             if target is None:
@@ -169,8 +170,9 @@ class Handler(BaseHTTPRequestHandler):
     def _audit(
         self, record: RequestRecord, user: rbac.User | None, verb: str, target: Target | None
     ) -> None:
-        """One audit entry per request: when its response completes, or, for a watch or a
-        streaming list, when its response starts (as kube-apiserver's ResponseStarted stage),
+        """One audit entry per request: as its whole answer goes out (before its body, so a
+        client that has the answer finds the entry), or, for a watch or a streaming list, when
+        its response starts (as kube-apiserver's ResponseStarted stage),
         so that a stream still open says who is watching what."""
         if record.audited:
             return
